@@ -1,0 +1,25 @@
+//! Cutover's decision core: the directory model and every sign-in decision as pure functions.
+//!
+//! Nothing in this crate performs IO, reads a clock, draws randomness or awaits: time
+//! ([`Timestamp`]), ids and random values are arguments. The HTTP shell loads a snapshot from
+//! storage, asks a function here, and commits the result; the same functions answer tests
+//! (and, later, the what-if tool).
+#![forbid(unsafe_code)]
+
+pub mod authorize;
+pub mod limits;
+pub mod model;
+pub mod names;
+pub mod pkce;
+pub mod redirect;
+pub mod routing;
+pub mod secret;
+pub mod session;
+pub mod signin_log;
+pub mod time;
+
+pub use model::*;
+pub use names::{DomainName, NameError, UserPrincipalName};
+pub use redirect::RedirectUri;
+pub use secret::Secret;
+pub use time::Timestamp;

@@ -1,0 +1,266 @@
+//! The sign-in record (SPEC §10) and the decisions that fill it: the credential outcome and
+//! the reason code an administrator reads, next to the generic message the user sees.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{ClientAppType, Timestamp, User};
+
+/// The outcome of one sign-in attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SignInResult {
+    Success,
+    Failure,
+    /// Stopped for a further step (MFA, enrolment) that was not completed.
+    Interrupted,
+}
+
+impl SignInResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignInResult::Success => "success",
+            SignInResult::Failure => "failure",
+            SignInResult::Interrupted => "interrupted",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "success" => Some(Self::Success),
+            "failure" => Some(Self::Failure),
+            "interrupted" => Some(Self::Interrupted),
+            _ => None,
+        }
+    }
+}
+
+/// Precise reason codes for the admin. The user is never shown these directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureReason {
+    InvalidUserPrincipalName,
+    UnknownDomain,
+    UnknownUser,
+    InvalidPassword,
+    NoPasswordSet,
+    AccountDisabled,
+    FederationNotConfigured,
+    SessionExpired,
+}
+
+impl FailureReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::InvalidUserPrincipalName => "invalidUserPrincipalName",
+            Self::UnknownDomain => "unknownDomain",
+            Self::UnknownUser => "unknownUser",
+            Self::InvalidPassword => "invalidPassword",
+            Self::NoPasswordSet => "noPasswordSet",
+            Self::AccountDisabled => "accountDisabled",
+            Self::FederationNotConfigured => "federationNotConfigured",
+            Self::SessionExpired => "sessionExpired",
+        }
+    }
+
+    /// What the person signing in is told. Every reason that would reveal whether an account
+    /// exists shares one message.
+    pub fn user_message(self) -> &'static str {
+        match self {
+            Self::InvalidUserPrincipalName => "Enter your sign-in name in the form name@domain.",
+            Self::UnknownDomain | Self::UnknownUser | Self::InvalidPassword | Self::NoPasswordSet => {
+                "Your account or password is incorrect. Check both and try again; if you have forgotten your password, contact your helpdesk."
+            }
+            // Only reached after the correct password: it reveals nothing to someone without it.
+            Self::AccountDisabled => "Your account is disabled. Contact your helpdesk to have it enabled.",
+            Self::FederationNotConfigured => {
+                "Your organisation signs in through another identity provider that is not available right now. Contact your helpdesk."
+            }
+            Self::SessionExpired => "This sign-in took too long and has expired. Go back to the application and start again.",
+        }
+    }
+}
+
+/// Lockout gate outcome (SPEC §7). Smart lockout arrives with a later release; the field exists
+/// so records written now already have the shape later records use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum LockoutDecision {
+    NotEvaluated,
+    Allowed,
+    Locked,
+}
+
+impl LockoutDecision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotEvaluated => "notEvaluated",
+            Self::Allowed => "allowed",
+            Self::Locked => "locked",
+        }
+    }
+}
+
+/// One Conditional Access policy's result for a sign-in (filled by a later release).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyResult {
+    pub policy_id: Uuid,
+    pub result: String,
+}
+
+/// One record per sign-in attempt, written before any token is returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SignInRecord {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    pub correlation_id: Uuid,
+    pub user_id: Option<Uuid>,
+    /// The name as typed (or from the session), even when no user matched.
+    pub user_principal_name: Option<String>,
+    pub app_id: Option<Uuid>,
+    pub client_id: Option<String>,
+    pub ip_address: Option<String>,
+    pub user_agent: Option<String>,
+    pub client_app_type: Option<ClientAppType>,
+    pub device_platform: Option<String>,
+    pub device_family: Option<String>,
+    pub is_interactive: bool,
+    /// `managed` | `federated` (none when the attempt stopped before routing).
+    pub route: Option<String>,
+    pub route_reason: Option<String>,
+    /// Methods used, in order (`password`, `session`, `clientSecret`, later `passkey`, `tap`…).
+    pub authentication_methods: Vec<String>,
+    pub staged_rollout_feature: Option<String>,
+    pub agent_id: Option<Uuid>,
+    pub conditional_access: Vec<PolicyResult>,
+    pub lockout_decision: LockoutDecision,
+    pub result: SignInResult,
+    pub failure_reason: Option<String>,
+}
+
+/// The credential step for a managed password sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordOutcome {
+    Success,
+    Failure(FailureReason),
+}
+
+/// Decide the password step. `password_matches` is `None` when no hash was checked (no user,
+/// or no password set). The password is judged before the account state, so a disabled account
+/// is only revealed to someone who knows its password.
+pub fn judge_password(domain_known: bool, user: Option<&User>, has_password: bool, password_matches: Option<bool>) -> PasswordOutcome {
+    if !domain_known {
+        return PasswordOutcome::Failure(FailureReason::UnknownDomain);
+    }
+    let Some(user) = user else {
+        return PasswordOutcome::Failure(FailureReason::UnknownUser);
+    };
+    if !has_password {
+        return PasswordOutcome::Failure(FailureReason::NoPasswordSet);
+    }
+    if password_matches != Some(true) {
+        return PasswordOutcome::Failure(FailureReason::InvalidPassword);
+    }
+    if !user.account_enabled {
+        return PasswordOutcome::Failure(FailureReason::AccountDisabled);
+    }
+    PasswordOutcome::Success
+}
+
+/// Coarse device platform from a User-Agent, as Conditional Access's platform condition sees it.
+pub fn device_platform(user_agent: &str) -> &'static str {
+    let ua = user_agent.to_ascii_lowercase();
+    if ua.contains("iphone") || ua.contains("ipad") || ua.contains("ipod") {
+        "iOS"
+    } else if ua.contains("android") {
+        "android"
+    } else if ua.contains("windows") {
+        "windows"
+    } else if ua.contains("mac os x") || ua.contains("macintosh") {
+        "macOS"
+    } else if ua.contains("cros") {
+        "chromeOS"
+    } else if ua.contains("linux") {
+        "linux"
+    } else {
+        "unknown"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Source, UserPrincipalName};
+    use proptest::prelude::*;
+
+    fn user(enabled: bool) -> User {
+        User {
+            id: Uuid::nil(),
+            upn: UserPrincipalName::parse("u@c.example").unwrap(),
+            source: Source::Cloud,
+            immutable_id: None,
+            display_name: "U".into(),
+            mail: None,
+            department: None,
+            manager_id: None,
+            account_enabled: enabled,
+            break_glass: false,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn password_step_table() {
+        use FailureReason::*;
+        use PasswordOutcome::*;
+        let on = user(true);
+        let off = user(false);
+        let table = [
+            (false, None, false, None, Failure(UnknownDomain)),
+            (true, None, false, None, Failure(UnknownUser)),
+            (true, Some(&on), false, None, Failure(NoPasswordSet)),
+            (true, Some(&on), true, Some(false), Failure(InvalidPassword)),
+            (true, Some(&off), true, Some(false), Failure(InvalidPassword)),
+            (true, Some(&off), true, Some(true), Failure(AccountDisabled)),
+            (true, Some(&on), true, Some(true), Success),
+        ];
+        for (domain_known, u, has_pw, matches, want) in table {
+            assert_eq!(judge_password(domain_known, u, has_pw, matches), want);
+        }
+    }
+
+    #[test]
+    fn existence_is_never_revealed_by_the_message() {
+        let generic = FailureReason::InvalidPassword.user_message();
+        for r in [FailureReason::UnknownDomain, FailureReason::UnknownUser, FailureReason::NoPasswordSet] {
+            assert_eq!(r.user_message(), generic);
+        }
+    }
+
+    #[test]
+    fn platforms() {
+        let table = [
+            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)", "iOS"),
+            ("Mozilla/5.0 (Linux; Android 14; SM-S918B)", "android"),
+            ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "windows"),
+            ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0)", "macOS"),
+            ("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156", "linux"),
+            ("curl/8.0", "unknown"),
+        ];
+        for (ua, want) in table {
+            assert_eq!(device_platform(ua), want, "{ua}");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn success_needs_a_matching_password_and_an_enabled_account(domain_known: bool, has_user: bool, enabled: bool, has_pw: bool, matches in proptest::option::of(any::<bool>())) {
+            let u = user(enabled);
+            let out = judge_password(domain_known, has_user.then_some(&u), has_pw, matches);
+            let should = domain_known && has_user && enabled && has_pw && matches == Some(true);
+            prop_assert_eq!(out == PasswordOutcome::Success, should);
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! Wire types of Cutover's admin REST API: JSON, camelCase, Graph-like shapes.
+//!
+//! The server deserialises requests and serialises responses with these; the CLI does the
+//! reverse. Request types refuse unknown fields so that a typo is an error, not a silent no-op.
+#![forbid(unsafe_code)]
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A list response: `{"value": [...]}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse<T> {
+    pub value: Vec<T>,
+}
+
+/// An error response: `{"error": {"code": "...", "message": "..."}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Stable machine-readable code, e.g. `conflict`, `invalidRequest`, `notFound`.
+    pub code: String,
+    /// What went wrong and what to do about it, for a person.
+    pub message: String,
+    /// Correlation id of the request, to find it in the server log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateDomain {
+    /// The domain name, e.g. `contoso.example`.
+    pub id: String,
+    /// `managed` (default) or `federated`.
+    #[serde(default)]
+    pub authentication_type: Option<String>,
+    /// For a federated domain: the upstream identity provider's id, once registered.
+    #[serde(default)]
+    pub identity_provider_id: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainView {
+    pub id: String,
+    pub authentication_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_provider_id: Option<Uuid>,
+    pub created_date_time: String,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PasswordProfile {
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordProfile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordProfile { password: *** }")
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUser {
+    pub user_principal_name: String,
+    pub display_name: String,
+    #[serde(default = "yes")]
+    pub account_enabled: bool,
+    #[serde(default)]
+    pub password_profile: Option<PasswordProfile>,
+    #[serde(default)]
+    pub mail: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+    /// Manager's user id.
+    #[serde(default)]
+    pub manager_id: Option<Uuid>,
+    #[serde(default)]
+    pub break_glass: bool,
+    /// `cloud` (default) or `synced`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// On-prem source anchor; required for synced users.
+    #[serde(default)]
+    pub immutable_id: Option<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A partial update: absent fields are left as they are; `null` clears an optional attribute.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateUser {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_enabled: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_profile: Option<PasswordProfile>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub mail: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub department: Option<Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    pub manager_id: Option<Option<Uuid>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub break_glass: Option<bool>,
+}
+
+/// `Option<Option<T>>` where an absent field is `None` and an explicit `null` is `Some(None)`.
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(inner) => inner.serialize(s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Uuid,
+    pub user_principal_name: String,
+    pub display_name: String,
+    pub account_enabled: bool,
+    pub mail: Option<String>,
+    pub department: Option<String>,
+    pub manager_id: Option<Uuid>,
+    pub source: String,
+    pub immutable_id: Option<String>,
+    pub break_glass: bool,
+    pub has_password: bool,
+    pub created_date_time: String,
+    pub updated_date_time: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateGroup {
+    pub display_name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// `assigned` (default) or `dynamic`.
+    #[serde(default)]
+    pub membership_kind: Option<String>,
+    /// `cloud` (default) or `synced`.
+    #[serde(default)]
+    pub source: Option<String>,
+    #[serde(default)]
+    pub immutable_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupView {
+    pub id: Uuid,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub membership_kind: String,
+    pub source: String,
+    pub immutable_id: Option<String>,
+    pub created_date_time: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AddMember {
+    /// Id of the user, group or contact to add.
+    pub id: Uuid,
+    /// `user`, `group` or `contact`; when absent Cutover looks the id up among users and groups.
+    #[serde(default)]
+    pub member_type: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberView {
+    pub id: Uuid,
+    pub member_type: String,
+    /// Display name or UPN when the member is a user or group that still exists.
+    pub display_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateApplication {
+    pub display_name: String,
+    #[serde(default)]
+    pub redirect_uris: Vec<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    /// `confidential` (default) or `public`.
+    #[serde(default)]
+    pub client_type: Option<String>,
+    /// Defaults by client type.
+    #[serde(default)]
+    pub grant_types: Option<Vec<String>>,
+    /// `browser` (default), `mobileAppsAndDesktopClients`, `exchangeActiveSync` or `other`.
+    #[serde(default)]
+    pub client_app_type: Option<String>,
+    /// Application roles granted to the app itself, e.g. `Directory.ReadWrite.All` for admin tools.
+    #[serde(default)]
+    pub app_roles: Vec<String>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApplicationView {
+    pub id: Uuid,
+    pub client_id: String,
+    pub display_name: String,
+    pub client_type: String,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub client_app_type: String,
+    pub app_roles: Vec<String>,
+    pub created_date_time: String,
+    /// Present only in the response that created a confidential application: it is never shown again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+}
+
+impl std::fmt::Debug for ApplicationView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApplicationView")
+            .field("id", &self.id)
+            .field("client_id", &self.client_id)
+            .field("display_name", &self.display_name)
+            .field("client_secret", &self.client_secret.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKeyView {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_date_time: String,
+    pub retired_date_time: Option<String>,
+    /// Whether JWKS still publishes it.
+    pub published: bool,
+    /// Whether new tokens are signed with it.
+    pub active: bool,
+}
+
+/// The bootstrap admin credential file `<data-dir>/admin-credentials` (mode 0600).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminCredentials {
+    pub issuer: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for AdminCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminCredentials")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret", &"***")
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_fields_are_refused_with_their_name() {
+        let err = serde_json::from_str::<CreateUser>(r#"{"userPrincipalName":"a@b.example","displayname":"x"}"#).unwrap_err();
+        assert!(err.to_string().contains("displayname"), "{err}");
+    }
+
+    #[test]
+    fn patch_distinguishes_absent_from_null() {
+        let p: UpdateUser = serde_json::from_str(r#"{"mail":null}"#).unwrap();
+        assert_eq!(p.mail, Some(None));
+        assert_eq!(p.department, None);
+        let p: UpdateUser = serde_json::from_str(r#"{"department":"Ops"}"#).unwrap();
+        assert_eq!(p.department, Some(Some("Ops".into())));
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug() {
+        let c = AdminCredentials { issuer: "i".into(), client_id: "c".into(), client_secret: "s3cr3t".into() };
+        assert!(!format!("{c:?}").contains("s3cr3t"));
+        let p = PasswordProfile { password: "hunter2".into() };
+        assert!(!format!("{p:?}").contains("hunter2"));
+    }
+}

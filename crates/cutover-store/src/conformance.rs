@@ -1,0 +1,453 @@
+//! The storage conformance suite: one set of behavioural checks that every [`Store`]
+//! implementation must pass. The integration tests run it against SQLite and PostgreSQL.
+//!
+//! Call [`run`] on a freshly migrated, empty database. A failed check panics with a message
+//! naming the behaviour.
+
+use std::sync::Arc;
+
+use cutover_core::signin_log::{LockoutDecision, SignInRecord, SignInResult};
+use cutover_core::{
+    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, FederationConfig, Group,
+    MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User, UserPrincipalName, default_grants,
+};
+use uuid::Uuid;
+
+use crate::*;
+
+const T0: Timestamp = Timestamp(1_800_000_000_000);
+
+fn audit(action: &str, target: &str) -> AuditEvent {
+    AuditEvent {
+        id: Uuid::new_v4(),
+        created_at: T0,
+        correlation_id: Uuid::new_v4(),
+        actor: "app:conformance".into(),
+        action: action.into(),
+        target_type: "test".into(),
+        target_id: target.into(),
+        target_name: None,
+        before: None,
+        after: Some(serde_json::json!({"target": target})),
+    }
+}
+
+fn user(upn: &str) -> UserRecord {
+    UserRecord {
+        user: User {
+            id: Uuid::new_v4(),
+            upn: UserPrincipalName::parse(upn).expect("test upn"),
+            source: Source::Cloud,
+            immutable_id: None,
+            display_name: upn.into(),
+            mail: Some(upn.into()),
+            department: Some("Finance".into()),
+            manager_id: None,
+            account_enabled: true,
+            break_glass: false,
+            created_at: T0,
+            updated_at: T0,
+        },
+        password_hash: Some("$argon2id$fake".into()),
+    }
+}
+
+fn app(client_id: &str) -> Application {
+    Application {
+        id: Uuid::new_v4(),
+        client_id: client_id.into(),
+        display_name: format!("App {client_id}"),
+        client_type: ClientType::Confidential,
+        redirect_uris: vec![RedirectUri::parse("https://app.example/cb").unwrap()],
+        post_logout_redirect_uris: vec![RedirectUri::parse("https://app.example/bye").unwrap()],
+        grant_types: default_grants(ClientType::Confidential),
+        client_app_type: ClientAppType::Browser,
+        secret_hash: Some("00ff".into()),
+        app_roles: vec!["Directory.ReadWrite.All".into()],
+        created_at: T0,
+    }
+}
+
+fn grant(client_id: &str, user_id: Option<Uuid>) -> Grant {
+    Grant {
+        id: Uuid::new_v4(),
+        client_id: client_id.into(),
+        user_id,
+        scopes: vec!["openid".into(), "offline_access".into()],
+        auth_time: Some(T0),
+        methods: vec!["password".into()],
+        created_at: T0,
+        revoked_at: None,
+    }
+}
+
+fn code(hash: &str, grant_id: Uuid) -> AuthCode {
+    AuthCode {
+        code_hash: hash.into(),
+        grant_id,
+        client_id: "c1".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        nonce: Some("n".into()),
+        code_challenge: None,
+        created_at: T0,
+        expires_at: T0.plus_secs(60),
+    }
+}
+
+/// Run every check against `store`, which must be empty and migrated.
+pub async fn run(store: Arc<dyn Store>) {
+    settings(&*store).await;
+    domains_and_users(&*store).await;
+    groups(&*store).await;
+    applications(&*store).await;
+    transactions_and_sessions(&*store).await;
+    codes_are_single_use(&*store).await;
+    codes_race(store.clone()).await;
+    refresh_rotation(&*store).await;
+    refresh_race(store.clone()).await;
+    logs(&*store).await;
+    signing_keys(&*store).await;
+    purge(&*store).await;
+}
+
+async fn settings(s: &dyn Store) {
+    assert_eq!(s.get_setting("k").await.unwrap(), None, "missing setting reads as None");
+    assert_eq!(s.init_setting("k", "first").await.unwrap(), "first");
+    assert_eq!(s.init_setting("k", "second").await.unwrap(), "first", "init_setting never overwrites");
+    s.ping().await.unwrap();
+}
+
+async fn domains_and_users(s: &dyn Store) {
+    let d = Domain { name: DomainName::parse("contoso.example").unwrap(), authentication: DomainAuthentication::Managed, created_at: T0 };
+    s.create_domain(&d, &audit("createDomain", "contoso.example")).await.unwrap();
+    assert!(matches!(s.create_domain(&d, &audit("createDomain", "dup")).await, Err(StoreError::Conflict(_))), "duplicate domain is a conflict");
+    let fed = Domain {
+        name: DomainName::parse("corp.example").unwrap(),
+        authentication: DomainAuthentication::Federated(FederationConfig { identity_provider_id: Some(Uuid::nil()) }),
+        created_at: T0,
+    };
+    s.create_domain(&fed, &audit("createDomain", "corp.example")).await.unwrap();
+    assert_eq!(s.get_domain("corp.example").await.unwrap(), Some(fed.clone()), "federation config round-trips");
+    assert_eq!(s.list_domains().await.unwrap().len(), 2);
+
+    let u1 = user("Alice@contoso.example");
+    s.create_user(&u1, &audit("createUser", "alice")).await.unwrap();
+    let dup = user("alice@CONTOSO.example");
+    assert!(
+        matches!(s.create_user(&dup, &audit("createUser", "dup")).await, Err(StoreError::Conflict(_))),
+        "UPNs are unique case-insensitively"
+    );
+    let stray = user("bob@nowhere.example");
+    assert!(
+        matches!(s.create_user(&stray, &audit("createUser", "stray")).await, Err(StoreError::Conflict(_))),
+        "a user's domain must exist"
+    );
+    let got = s.get_user_by_upn("alice@contoso.example").await.unwrap().expect("lookup by normalised upn");
+    assert_eq!(got, u1);
+    assert_eq!(s.get_user(u1.user.id).await.unwrap(), Some(u1.clone()));
+    assert_eq!(s.get_user(Uuid::new_v4()).await.unwrap(), None);
+
+    let u2 = user("bob@contoso.example");
+    s.create_user(&u2, &audit("createUser", "bob")).await.unwrap();
+    let all = s.list_users(&UserFilter { upn_prefix: None, top: 10 }).await.unwrap();
+    assert_eq!(all.iter().map(|u| u.upn.as_str()).collect::<Vec<_>>(), vec!["Alice@contoso.example", "bob@contoso.example"]);
+    let b = s.list_users(&UserFilter { upn_prefix: Some("BO".into()), top: 10 }).await.unwrap();
+    assert_eq!(b.len(), 1, "prefix filter is case-insensitive");
+    let one = s.list_users(&UserFilter { upn_prefix: None, top: 1 }).await.unwrap();
+    assert_eq!(one.len(), 1, "top bounds the list");
+    let pct = s.list_users(&UserFilter { upn_prefix: Some("%".into()), top: 10 }).await.unwrap();
+    assert!(pct.is_empty(), "a prefix is matched literally, not as a pattern");
+
+    let mut changed = u2.user.clone();
+    changed.display_name = "Bob B".into();
+    changed.account_enabled = false;
+    changed.manager_id = Some(u1.user.id);
+    changed.updated_at = T0.plus_secs(5);
+    s.update_user(&changed, None, &audit("updateUser", "bob")).await.unwrap();
+    let after = s.get_user(u2.user.id).await.unwrap().unwrap();
+    assert_eq!(after.user, changed);
+    assert_eq!(after.password_hash, u2.password_hash, "update without a hash keeps the hash");
+    s.update_user(&changed, Some("$argon2id$new"), &audit("resetPassword", "bob")).await.unwrap();
+    assert_eq!(s.get_user(u2.user.id).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
+    let mut ghost = changed.clone();
+    ghost.id = Uuid::new_v4();
+    assert!(matches!(s.update_user(&ghost, None, &audit("updateUser", "ghost")).await, Err(StoreError::NotFound)));
+
+    assert!(
+        matches!(s.delete_domain("contoso.example", &audit("deleteDomain", "contoso")).await, Err(StoreError::Conflict(_))),
+        "a domain with users cannot be deleted"
+    );
+    assert!(matches!(s.delete_domain("none.example", &audit("deleteDomain", "none")).await, Err(StoreError::NotFound)));
+
+    // Audit rows exist for each successful change and none for refused ones.
+    let audits = s.list_audit_events(&AuditFilter { top: 500, ..Default::default() }).await.unwrap();
+    for refused in ["dup", "stray", "ghost", "contoso", "none"] {
+        assert!(!audits.iter().any(|a| a.target_id == refused), "no audit row for refused change {refused}");
+    }
+    for done in ["contoso.example", "corp.example", "alice", "bob"] {
+        assert!(audits.iter().any(|a| a.target_id == done), "audit row for {done}");
+    }
+    let bob_audits = s.list_audit_events(&AuditFilter { target_id: Some("bob".into()), top: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(bob_audits.len(), 3);
+    assert_eq!(bob_audits[0].after, Some(serde_json::json!({"target": "bob"})));
+}
+
+async fn groups(s: &dyn Store) {
+    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
+    let g = Group {
+        id: Uuid::new_v4(),
+        display_name: "Pilot".into(),
+        description: Some("first wave".into()),
+        source: Source::Cloud,
+        immutable_id: None,
+        membership_kind: MembershipKind::Assigned,
+        created_at: T0,
+    };
+    s.create_group(&g, &audit("createGroup", "pilot")).await.unwrap();
+    assert_eq!(s.get_group(g.id).await.unwrap(), Some(g.clone()));
+    let inner = Group { id: Uuid::new_v4(), display_name: "Inner".into(), ..g.clone() };
+    s.create_group(&inner, &audit("createGroup", "inner")).await.unwrap();
+
+    let m_user = MemberRef { kind: MemberKind::User, id: alice.id };
+    let m_group = MemberRef { kind: MemberKind::Group, id: inner.id };
+    let m_contact = MemberRef { kind: MemberKind::Contact, id: Uuid::new_v4() };
+    for m in [m_user, m_group, m_contact] {
+        s.add_group_member(g.id, m, T0, &audit("addGroupMember", "pilot")).await.unwrap();
+    }
+    assert!(
+        matches!(s.add_group_member(g.id, m_user, T0, &audit("addGroupMember", "again")).await, Err(StoreError::Conflict(_))),
+        "adding a member twice is a conflict"
+    );
+    assert!(
+        matches!(s.add_group_member(Uuid::new_v4(), m_user, T0, &audit("addGroupMember", "nogroup")).await, Err(StoreError::NotFound)),
+        "adding to a missing group is not found"
+    );
+    let mut members = s.list_group_members(g.id, 100).await.unwrap();
+    members.sort();
+    let mut want = vec![m_user, m_group, m_contact];
+    want.sort();
+    assert_eq!(members, want, "users, groups and contacts are all members");
+    assert_eq!(s.groups_of_member(alice.id).await.unwrap(), vec![g.id]);
+
+    s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "pilot")).await.unwrap();
+    assert!(matches!(s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "x")).await, Err(StoreError::NotFound)));
+    s.delete_group(inner.id, &audit("deleteGroup", "inner")).await.unwrap();
+    assert_eq!(s.list_group_members(g.id, 100).await.unwrap(), vec![m_user], "deleting a group removes its memberships elsewhere");
+    assert!(matches!(s.delete_group(inner.id, &audit("deleteGroup", "inner2")).await, Err(StoreError::NotFound)));
+    assert_eq!(s.list_groups(10).await.unwrap().len(), 1);
+
+    // Deleting a user removes their memberships and sessions and revokes their grants.
+    let carol = user("carol@contoso.example");
+    s.create_user(&carol, &audit("createUser", "carol")).await.unwrap();
+    s.add_group_member(g.id, MemberRef { kind: MemberKind::User, id: carol.user.id }, T0, &audit("addGroupMember", "pilot")).await.unwrap();
+    let gr = grant("c1", Some(carol.user.id));
+    s.create_grant(&gr).await.unwrap();
+    s.create_session(&SsoSession { id_hash: "carol-s".into(), user_id: carol.user.id, auth_time: T0, methods: vec!["password".into()], created_at: T0, expires_at: T0.plus_secs(100) }).await.unwrap();
+    s.delete_user(carol.user.id, &audit("deleteUser", "carol")).await.unwrap();
+    assert_eq!(s.groups_of_member(carol.user.id).await.unwrap(), Vec::<Uuid>::new());
+    assert_eq!(s.get_session("carol-s", T0).await.unwrap(), None);
+    assert!(s.get_grant(gr.id).await.unwrap().unwrap().revoked_at.is_some());
+    assert!(matches!(s.delete_user(carol.user.id, &audit("deleteUser", "carol2")).await, Err(StoreError::NotFound)));
+}
+
+async fn applications(s: &dyn Store) {
+    let a = app("c1");
+    s.create_application(&a, &audit("createApplication", "c1")).await.unwrap();
+    assert!(matches!(s.create_application(&app("c1"), &audit("createApplication", "c1dup")).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.get_application(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_application_by_client_id("c1").await.unwrap(), Some(a.clone()));
+    assert_eq!(s.get_application_by_client_id("C1").await.unwrap(), None, "client ids are exact");
+    let b = app("c2");
+    s.create_application(&b, &audit("createApplication", "c2")).await.unwrap();
+    let g = grant("c2", None);
+    s.create_grant(&g).await.unwrap();
+    s.delete_application(b.id, &audit("deleteApplication", "c2")).await.unwrap();
+    assert!(s.get_grant(g.id).await.unwrap().unwrap().revoked_at.is_some(), "deleting an app revokes its grants");
+    assert_eq!(s.list_applications(10).await.unwrap(), vec![a]);
+    assert!(matches!(s.delete_application(b.id, &audit("deleteApplication", "c2b")).await, Err(StoreError::NotFound)));
+}
+
+async fn transactions_and_sessions(s: &dyn Store) {
+    let t = SignInTransaction { id: "txn1".into(), data: serde_json::json!({"step": 1}), created_at: T0, expires_at: T0.plus_secs(10) };
+    s.create_sign_in_transaction(&t).await.unwrap();
+    assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap(), Some(t.clone()));
+    assert_eq!(s.get_sign_in_transaction("txn1", T0.plus_secs(10)).await.unwrap(), None, "expired exactly at expires_at");
+    s.update_sign_in_transaction("txn1", &serde_json::json!({"step": 2})).await.unwrap();
+    assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap().unwrap().data["step"], 2);
+    assert!(matches!(s.update_sign_in_transaction("nope", &serde_json::json!({})).await, Err(StoreError::NotFound)));
+    s.delete_sign_in_transaction("txn1").await.unwrap();
+    assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap(), None);
+
+    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
+    let sess = SsoSession { id_hash: "h1".into(), user_id: alice.id, auth_time: T0, methods: vec!["password".into()], created_at: T0, expires_at: T0.plus_secs(60) };
+    s.create_session(&sess).await.unwrap();
+    assert_eq!(s.get_session("h1", T0.plus_secs(59)).await.unwrap(), Some(sess));
+    assert_eq!(s.get_session("h1", T0.plus_secs(60)).await.unwrap(), None);
+    s.delete_session("h1").await.unwrap();
+    assert_eq!(s.get_session("h1", T0).await.unwrap(), None);
+}
+
+async fn codes_are_single_use(s: &dyn Store) {
+    let g = grant("c1", None);
+    s.create_grant_with_code(&g, &code("code-a", g.id)).await.unwrap();
+    match s.redeem_code("code-a", T0.plus_secs(1)).await.unwrap() {
+        CodeRedemption::Redeemed(c) => assert_eq!((c.grant_id, c.nonce.as_deref()), (g.id, Some("n"))),
+        other => panic!("first redemption must succeed, got {other:?}"),
+    }
+    assert_eq!(s.redeem_code("code-a", T0.plus_secs(2)).await.unwrap(), CodeRedemption::Replayed { grant_id: g.id });
+    assert!(s.get_grant(g.id).await.unwrap().unwrap().revoked_at.is_some(), "a replayed code revokes its grant");
+    assert_eq!(s.redeem_code("never-issued", T0).await.unwrap(), CodeRedemption::NotFound);
+
+    let g2 = grant("c1", None);
+    s.create_grant_with_code(&g2, &code("code-b", g2.id)).await.unwrap();
+    assert_eq!(s.redeem_code("code-b", T0.plus_secs(60)).await.unwrap(), CodeRedemption::NotFound, "expired code is refused");
+    assert!(s.get_grant(g2.id).await.unwrap().unwrap().revoked_at.is_none(), "an expired code does not revoke");
+}
+
+async fn codes_race(s: Arc<dyn Store>) {
+    let g = grant("c1", None);
+    s.create_grant_with_code(&g, &code("code-race", g.id)).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.redeem_code("code-race", T0.plus_secs(1)).await }));
+    }
+    let mut redeemed = 0;
+    for t in tasks {
+        if let Ok(CodeRedemption::Redeemed(_)) = t.await.expect("task") {
+            redeemed += 1;
+        }
+    }
+    assert_eq!(redeemed, 1, "exactly one of eight concurrent redemptions wins");
+}
+
+async fn refresh_rotation(s: &dyn Store) {
+    let g = grant("c1", None);
+    s.create_grant(&g).await.unwrap();
+    s.insert_refresh_token("r1", g.id, T0, T0.plus_secs(100)).await.unwrap();
+    match s.rotate_refresh_token("r1", "r2", T0.plus_secs(1), T0.plus_secs(200)).await.unwrap() {
+        RefreshRotation::Rotated(got) => assert_eq!(got.id, g.id),
+        other => panic!("rotation must succeed, got {other:?}"),
+    }
+    match s.rotate_refresh_token("r2", "r3", T0.plus_secs(2), T0.plus_secs(200)).await.unwrap() {
+        RefreshRotation::Rotated(_) => {}
+        other => panic!("the new token rotates, got {other:?}"),
+    }
+    assert_eq!(
+        s.rotate_refresh_token("r1", "r4", T0.plus_secs(3), T0.plus_secs(200)).await.unwrap(),
+        RefreshRotation::Replayed { grant_id: g.id },
+        "replaying a rotated token is detected"
+    );
+    assert_eq!(
+        s.rotate_refresh_token("r3", "r5", T0.plus_secs(4), T0.plus_secs(200)).await.unwrap(),
+        RefreshRotation::Revoked,
+        "after a replay the whole grant is revoked"
+    );
+    assert_eq!(s.rotate_refresh_token("zz", "r6", T0, T0).await.unwrap(), RefreshRotation::NotFound);
+
+    let g2 = grant("c1", None);
+    s.create_grant(&g2).await.unwrap();
+    s.insert_refresh_token("x1", g2.id, T0, T0.plus_secs(10)).await.unwrap();
+    assert_eq!(s.rotate_refresh_token("x1", "x2", T0.plus_secs(10), T0.plus_secs(20)).await.unwrap(), RefreshRotation::Expired);
+    assert!(matches!(
+        s.rotate_refresh_token("x1", "x2", T0.plus_secs(9), T0.plus_secs(20)).await.unwrap(),
+        RefreshRotation::Rotated(_)
+    ), "an expired rotation attempt leaves the token usable before its expiry (rolled back)");
+}
+
+async fn refresh_race(s: Arc<dyn Store>) {
+    let g = grant("c1", None);
+    s.create_grant(&g).await.unwrap();
+    s.insert_refresh_token("race", g.id, T0, T0.plus_secs(100)).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..6 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move { s.rotate_refresh_token("race", &format!("race-{i}"), T0.plus_secs(1), T0.plus_secs(100)).await }));
+    }
+    let mut rotated = 0;
+    for t in tasks {
+        if let Ok(RefreshRotation::Rotated(_)) = t.await.expect("task") {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1, "exactly one concurrent rotation wins");
+}
+
+fn record(upn: &str, user_id: Option<Uuid>, result: SignInResult, at: i64) -> SignInRecord {
+    SignInRecord {
+        id: Uuid::new_v4(),
+        created_at: T0.plus_secs(at),
+        correlation_id: Uuid::new_v4(),
+        user_id,
+        user_principal_name: Some(upn.into()),
+        app_id: None,
+        client_id: Some("c1".into()),
+        ip_address: Some("127.0.0.1".into()),
+        user_agent: None,
+        client_app_type: Some(ClientAppType::Browser),
+        device_platform: None,
+        device_family: None,
+        is_interactive: true,
+        route: Some("managed".into()),
+        route_reason: Some("managedDomain".into()),
+        authentication_methods: vec!["password".into()],
+        staged_rollout_feature: None,
+        agent_id: None,
+        conditional_access: vec![],
+        lockout_decision: LockoutDecision::NotEvaluated,
+        result,
+        failure_reason: (result == SignInResult::Failure).then(|| "invalidPassword".into()),
+    }
+}
+
+async fn logs(s: &dyn Store) {
+    let uid = Uuid::new_v4();
+    let a = record("Dave@contoso.example", Some(uid), SignInResult::Success, 10);
+    let b = record("dave@contoso.example", Some(uid), SignInResult::Failure, 20);
+    let c = record("erin@contoso.example", None, SignInResult::Failure, 30);
+    for r in [&a, &b, &c] {
+        s.insert_sign_in(r).await.unwrap();
+    }
+    let all = s.list_sign_ins(&SignInFilter { top: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all, vec![c.clone(), b.clone(), a.clone()], "newest first, records round-trip");
+    let by_upn = s.list_sign_ins(&SignInFilter { user_principal_name: Some("DAVE@contoso.example".into()), top: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(by_upn.len(), 2, "upn filter is case-insensitive");
+    let failures = s.list_sign_ins(&SignInFilter { result: Some("failure".into()), top: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(failures, vec![c.clone(), b.clone()]);
+    let window = s
+        .list_sign_ins(&SignInFilter { since: Some(T0.plus_secs(15)), until: Some(T0.plus_secs(30)), top: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(window, vec![b.clone()], "since is inclusive, until exclusive");
+    let by_user = s.list_sign_ins(&SignInFilter { user_id: Some(uid), top: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(by_user, vec![b]);
+    let other_app = s.list_sign_ins(&SignInFilter { client_id: Some("zz".into()), top: 10, ..Default::default() }).await.unwrap();
+    assert!(other_app.is_empty());
+}
+
+async fn signing_keys(s: &dyn Store) {
+    let k = |kid: &str, at: i64| SigningKey {
+        kid: kid.into(),
+        algorithm: "ES256".into(),
+        private_key_pkcs8_b64: "cHJpdmF0ZQ".into(),
+        public_jwk: "{}".into(),
+        created_at: T0.plus_secs(at),
+        retired_at: None,
+    };
+    s.insert_signing_key(&k("k1", 0)).await.unwrap();
+    s.insert_signing_key(&k("k2", 10)).await.unwrap();
+    assert!(matches!(s.insert_signing_key(&k("k2", 10)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(s.retire_signing_keys_except("k2", T0.plus_secs(20)).await.unwrap(), 1);
+    let keys = s.list_signing_keys().await.unwrap();
+    assert_eq!(keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect::<Vec<_>>(), vec![("k2", None), ("k1", Some(T0.plus_secs(20)))]);
+    assert!(!format!("{:?}", keys[0]).contains("cHJpdmF0ZQ"), "Debug hides the private key");
+}
+
+async fn purge(s: &dyn Store) {
+    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
+    s.create_session(&SsoSession { id_hash: "old".into(), user_id: alice.id, auth_time: T0, methods: vec![], created_at: T0, expires_at: T0.plus_secs(1) }).await.unwrap();
+    s.create_session(&SsoSession { id_hash: "live".into(), user_id: alice.id, auth_time: T0, methods: vec![], created_at: T0, expires_at: T0.plus_secs(10_000) }).await.unwrap();
+    let removed = s.purge_expired(T0.plus_secs(5_000)).await.unwrap();
+    assert!(removed >= 1, "expired rows are purged");
+    assert!(s.get_session("live", T0).await.unwrap().is_some(), "live sessions survive a purge");
+}

@@ -1,0 +1,300 @@
+//! Cutover's storage: one [`Store`] trait, implemented for SQLite (the embedded default) and
+//! PostgreSQL (several stateless nodes on one database). This is the only crate that speaks SQL.
+//!
+//! Every method is one atomic unit: an admin change and its audit row commit together or not at
+//! all; a code or refresh token is consumed by exactly one caller even when nodes race.
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use cutover_core::signin_log::SignInRecord;
+use cutover_core::{Application, Domain, Group, MemberRef, Timestamp, User};
+use serde_json::Value;
+use uuid::Uuid;
+
+pub mod conformance;
+mod sql;
+
+pub use sql::{connect, SqlStore};
+
+/// Storage failures, by what the caller can do about them.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("not found")]
+    NotFound,
+    /// A uniqueness or reference rule refused the write; the message names it.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The database could not be reached or timed out; nothing was written.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Stored data could not be read back (a bug or manual tampering); the message says where.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// One audit row: who changed what, with the state before and after.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEvent {
+    pub id: Uuid,
+    pub created_at: Timestamp,
+    pub correlation_id: Uuid,
+    /// `app:<clientId>` for an API caller, `system` for Cutover itself.
+    pub actor: String,
+    /// e.g. `createUser`, `addGroupMember`.
+    pub action: String,
+    pub target_type: String,
+    pub target_id: String,
+    pub target_name: Option<String>,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+}
+
+/// An ES256 (or later other) signing key. The private key is PKCS#8, base64.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub private_key_pkcs8_b64: String,
+    pub public_jwk: String,
+    pub created_at: Timestamp,
+    pub retired_at: Option<Timestamp>,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"***")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish()
+    }
+}
+
+/// The pages between `/authorize` and the code: opaque JSON owned by the HTTP layer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignInTransaction {
+    pub id: String,
+    pub data: Value,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// A browser SSO session; only the hash of the cookie value is stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SsoSession {
+    pub id_hash: String,
+    pub user_id: Uuid,
+    pub auth_time: Timestamp,
+    pub methods: Vec<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// What a user (or, for client credentials, an app) was granted; tokens point to it, and
+/// revoking it invalidates every refresh token and access token issued under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub id: Uuid,
+    pub client_id: String,
+    pub user_id: Option<Uuid>,
+    pub scopes: Vec<String>,
+    pub auth_time: Option<Timestamp>,
+    pub methods: Vec<String>,
+    pub created_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthCode {
+    pub code_hash: String,
+    pub grant_id: Uuid,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+/// Result of redeeming a code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodeRedemption {
+    /// First use: the code is now spent.
+    Redeemed(AuthCode),
+    /// The code was already used; the grant it created has now been revoked.
+    Replayed { grant_id: Uuid },
+    NotFound,
+}
+
+/// Result of rotating a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefreshRotation {
+    /// The old token is spent and the new one stored; here is the grant.
+    Rotated(Grant),
+    /// The token had already been rotated: someone replayed it, so the grant is revoked.
+    Replayed { grant_id: Uuid },
+    Expired,
+    Revoked,
+    NotFound,
+}
+
+/// A user as stored, with the password hash that only the sign-in path reads.
+#[derive(Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user: User,
+    pub password_hash: Option<String>,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
+
+/// Paging and filters for user lists.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    /// Case-insensitive prefix of the user principal name.
+    pub upn_prefix: Option<String>,
+    pub top: u32,
+}
+
+/// Filters for the sign-in log.
+#[derive(Debug, Clone, Default)]
+pub struct SignInFilter {
+    pub user_id: Option<Uuid>,
+    pub user_principal_name: Option<String>,
+    pub client_id: Option<String>,
+    pub result: Option<String>,
+    pub route: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub top: u32,
+}
+
+/// Filters for the audit log.
+#[derive(Debug, Clone, Default)]
+pub struct AuditFilter {
+    pub actor: Option<String>,
+    pub action: Option<String>,
+    pub target_id: Option<String>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
+    pub top: u32,
+}
+
+/// Everything Cutover persists. Lists return newest first where time matters, bounded by `top`.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `sqlite` or `postgres`, for logs and the benchmark.
+    fn backend(&self) -> &'static str;
+    /// Check that the database answers (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    // Settings shared by every node.
+    async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
+    /// Store `value` under `key` unless a value is there; return the value that is stored.
+    async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String>;
+
+    // Token signing keys.
+    async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
+    /// Mark every other active key retired at `now`, atomically with nothing else changing.
+    async fn retire_signing_keys_except(&self, kid: &str, now: Timestamp) -> StoreResult<u64>;
+    async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
+
+    // Domains.
+    async fn create_domain(&self, domain: &Domain, audit: &AuditEvent) -> StoreResult<()>;
+    async fn get_domain(&self, name: &str) -> StoreResult<Option<Domain>>;
+    async fn list_domains(&self) -> StoreResult<Vec<Domain>>;
+    /// Refused with `Conflict` while users still belong to the domain.
+    async fn delete_domain(&self, name: &str, audit: &AuditEvent) -> StoreResult<()>;
+
+    // Users.
+    async fn create_user(&self, user: &UserRecord, audit: &AuditEvent) -> StoreResult<()>;
+    async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>>;
+    /// Case-insensitive lookup by the normalised user principal name.
+    async fn get_user_by_upn(&self, upn_normalized: &str) -> StoreResult<Option<UserRecord>>;
+    async fn list_users(&self, filter: &UserFilter) -> StoreResult<Vec<User>>;
+    /// Replace the user's attributes (and the hash when `password_hash` is `Some`).
+    async fn update_user(&self, user: &User, password_hash: Option<&str>, audit: &AuditEvent) -> StoreResult<()>;
+    /// Delete the user, their memberships and sessions, and revoke their grants.
+    async fn delete_user(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    // Groups.
+    async fn create_group(&self, group: &Group, audit: &AuditEvent) -> StoreResult<()>;
+    async fn get_group(&self, id: Uuid) -> StoreResult<Option<Group>>;
+    async fn list_groups(&self, top: u32) -> StoreResult<Vec<Group>>;
+    async fn delete_group(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// `Conflict` when the member is already there.
+    async fn add_group_member(&self, group_id: Uuid, member: MemberRef, now: Timestamp, audit: &AuditEvent) -> StoreResult<()>;
+    async fn remove_group_member(&self, group_id: Uuid, member: MemberRef, audit: &AuditEvent) -> StoreResult<()>;
+    async fn list_group_members(&self, group_id: Uuid, top: u32) -> StoreResult<Vec<MemberRef>>;
+    /// Groups that directly contain `member_id`.
+    async fn groups_of_member(&self, member_id: Uuid) -> StoreResult<Vec<Uuid>>;
+
+    // Applications.
+    async fn create_application(&self, app: &Application, audit: &AuditEvent) -> StoreResult<()>;
+    async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>>;
+    async fn get_application_by_client_id(&self, client_id: &str) -> StoreResult<Option<Application>>;
+    async fn list_applications(&self, top: u32) -> StoreResult<Vec<Application>>;
+    async fn delete_application(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    // Sign-in transactions.
+    async fn create_sign_in_transaction(&self, txn: &SignInTransaction) -> StoreResult<()>;
+    /// `None` when missing or expired at `now`.
+    async fn get_sign_in_transaction(&self, id: &str, now: Timestamp) -> StoreResult<Option<SignInTransaction>>;
+    async fn update_sign_in_transaction(&self, id: &str, data: &Value) -> StoreResult<()>;
+    async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<()>;
+
+    // SSO sessions.
+    async fn create_session(&self, session: &SsoSession) -> StoreResult<()>;
+    /// `None` when missing or expired at `now`.
+    async fn get_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<SsoSession>>;
+    async fn delete_session(&self, id_hash: &str) -> StoreResult<()>;
+
+    // Grants, codes, refresh tokens.
+    /// Store the grant and its code together.
+    async fn create_grant_with_code(&self, grant: &Grant, code: &AuthCode) -> StoreResult<()>;
+    async fn create_grant(&self, grant: &Grant) -> StoreResult<()>;
+    async fn get_grant(&self, id: Uuid) -> StoreResult<Option<Grant>>;
+    async fn revoke_grant(&self, id: Uuid, reason: &str, now: Timestamp) -> StoreResult<()>;
+    /// Spend a code exactly once; a second redemption revokes the grant it created.
+    async fn redeem_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<CodeRedemption>;
+    async fn insert_refresh_token(&self, token_hash: &str, grant_id: Uuid, now: Timestamp, expires_at: Timestamp) -> StoreResult<()>;
+    /// Spend `old_hash` and store `new_hash` in its place, atomically.
+    async fn rotate_refresh_token(&self, old_hash: &str, new_hash: &str, now: Timestamp, new_expires_at: Timestamp) -> StoreResult<RefreshRotation>;
+
+    // Logs.
+    async fn insert_sign_in(&self, record: &SignInRecord) -> StoreResult<()>;
+    async fn list_sign_ins(&self, filter: &SignInFilter) -> StoreResult<Vec<SignInRecord>>;
+    async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+
+    /// Delete expired transactions, sessions, codes and refresh tokens; returns rows removed.
+    async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The conformance suite on a throwaway SQLite file (PostgreSQL runs in the integration tests).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_conformance() {
+        let dir = std::env::temp_dir().join(format!("cutover-store-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("c.db").display());
+        let store = crate::connect(&url).await.expect("open sqlite");
+        crate::conformance::run(store).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

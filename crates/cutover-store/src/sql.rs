@@ -1,0 +1,1142 @@
+//! The SQL implementation of [`Store`], written once and instantiated for SQLite and PostgreSQL.
+//!
+//! Both dialects run the same statements: `$N` placeholders (sqlx numbers them for SQLite too),
+//! `CAST(... AS TEXT|BIGINT)` where PostgreSQL must know a parameter's type, `RETURNING`, and
+//! `ON CONFLICT`. Values cross the boundary only as TEXT, BIGINT and BOOLEAN, so one row mapping
+//! serves both. Each method is one transaction (or one statement).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use cutover_core::signin_log::SignInRecord;
+use cutover_core::{
+    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, GrantType, Group, MemberKind,
+    MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User, UserPrincipalName,
+};
+use serde_json::Value;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::*;
+
+/// Connections to a database; `DB` is `sqlx::Sqlite` or `sqlx::Postgres`.
+pub struct SqlStore<DB: sqlx::Database> {
+    pool: sqlx::Pool<DB>,
+}
+
+/// How long a request waits for a free connection before the database counts as unavailable.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections per node to PostgreSQL.
+pub const POSTGRES_POOL_SIZE: u32 = 16;
+/// Connections to the SQLite file (WAL: many readers, one writer at a time).
+pub const SQLITE_POOL_SIZE: u32 = 8;
+/// How long SQLite waits for the write lock before giving up.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Open (and migrate) the database a URL names: `sqlite:PATH` or `postgres://…`.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("sqlite:") {
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid SQLite URL: {e}")))?
+            .create_if_missing(true)
+            .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+            .synchronous(sqlx::sqlite::SqliteSynchronous::Normal)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = sqlx::pool::PoolOptions::<sqlx::Sqlite>::new()
+            .max_connections(SQLITE_POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating the SQLite database failed: {e}")))?;
+        Ok(Arc::new(SqlStore { pool }))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let options = sqlx::postgres::PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+        let pool = sqlx::pool::PoolOptions::<sqlx::Postgres>::new()
+            .max_connections(POSTGRES_POOL_SIZE)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .connect_with(options)
+            .await
+            .map_err(map_err)?;
+        sqlx::migrate!("./migrations/postgres")
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Database(format!("migrating the PostgreSQL database failed: {e}")))?;
+        Ok(Arc::new(SqlStore { pool }))
+    } else {
+        Err(StoreError::Unavailable(
+            "the database URL must start with sqlite: or postgres://".into(),
+        ))
+    }
+}
+
+fn map_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::RowNotFound => StoreError::NotFound,
+        sqlx::Error::Database(db) => {
+            if db.is_unique_violation() {
+                StoreError::Conflict(format!("already exists ({})", db.message()))
+            } else if db.is_foreign_key_violation() {
+                StoreError::Conflict(format!("still referenced or refers to a missing object ({})", db.message()))
+            } else {
+                StoreError::Database(db.message().to_owned())
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
+            StoreError::Corrupt(e.to_string())
+        }
+        other => StoreError::Database(other.to_string()),
+    }
+}
+
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(format!("{what}: {detail}"))
+}
+
+fn uuid_of(s: &str, what: &str) -> StoreResult<Uuid> {
+    Uuid::parse_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn json_list(v: &[String]) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".into())
+}
+
+fn list_of(s: &str, what: &str) -> StoreResult<Vec<String>> {
+    serde_json::from_str(s).map_err(|e| corrupt(what, e))
+}
+
+fn clamp_top(top: u32) -> i64 {
+    let top = if top == 0 { cutover_core::limits::DEFAULT_PAGE_SIZE } else { top };
+    i64::from(top.min(cutover_core::limits::MAX_PAGE_SIZE))
+}
+
+fn domain_auth_columns(d: &Domain) -> (&'static str, Option<String>) {
+    match &d.authentication {
+        DomainAuthentication::Managed => ("managed", None),
+        DomainAuthentication::Federated(cfg) => ("federated", Some(serde_json::to_string(cfg).unwrap_or_default())),
+    }
+}
+
+fn audit_json(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+macro_rules! sql_store {
+    ($db:ty, $backend:literal) => {
+        impl SqlStore<$db> {
+            async fn write_audit<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                a: &AuditEvent,
+            ) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO audit_log (id, created_at, correlation_id, actor, action, target_type, target_id, target_name, before_state, after_state)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(a.id.to_string())
+                .bind(a.created_at.millis())
+                .bind(a.correlation_id.to_string())
+                .bind(&a.actor)
+                .bind(&a.action)
+                .bind(&a.target_type)
+                .bind(&a.target_id)
+                .bind(&a.target_name)
+                .bind(audit_json(&a.before))
+                .bind(audit_json(&a.after))
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            fn domain_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<Domain> {
+                let name: String = row.try_get("name").map_err(map_err)?;
+                let kind: String = row.try_get("authentication_type").map_err(map_err)?;
+                let fed: Option<String> = row.try_get("federation").map_err(map_err)?;
+                let authentication = match kind.as_str() {
+                    "managed" => DomainAuthentication::Managed,
+                    "federated" => DomainAuthentication::Federated(match fed {
+                        Some(f) => serde_json::from_str(&f).map_err(|e| corrupt("domain federation", e))?,
+                        None => Default::default(),
+                    }),
+                    other => return Err(corrupt("domain authentication_type", other)),
+                };
+                Ok(Domain {
+                    name: DomainName::parse(&name).map_err(|e| corrupt("domain name", e))?,
+                    authentication,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                })
+            }
+
+            fn user_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<UserRecord> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let upn: String = row.try_get("upn").map_err(map_err)?;
+                let source: String = row.try_get("source").map_err(map_err)?;
+                let manager: Option<String> = row.try_get("manager_id").map_err(map_err)?;
+                Ok(UserRecord {
+                    user: User {
+                        id: uuid_of(&id, "user id")?,
+                        upn: UserPrincipalName::parse(&upn).map_err(|e| corrupt("user upn", e))?,
+                        source: Source::parse(&source).ok_or_else(|| corrupt("user source", &source))?,
+                        immutable_id: row.try_get("immutable_id").map_err(map_err)?,
+                        display_name: row.try_get("display_name").map_err(map_err)?,
+                        mail: row.try_get("mail").map_err(map_err)?,
+                        department: row.try_get("department").map_err(map_err)?,
+                        manager_id: manager.as_deref().map(|m| uuid_of(m, "manager id")).transpose()?,
+                        account_enabled: row.try_get("account_enabled").map_err(map_err)?,
+                        break_glass: row.try_get("break_glass").map_err(map_err)?,
+                        created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                        updated_at: Timestamp(row.try_get("updated_at").map_err(map_err)?),
+                    },
+                    password_hash: row.try_get("password_hash").map_err(map_err)?,
+                })
+            }
+
+            fn group_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<Group> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let source: String = row.try_get("source").map_err(map_err)?;
+                let kind: String = row.try_get("membership_kind").map_err(map_err)?;
+                Ok(Group {
+                    id: uuid_of(&id, "group id")?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    description: row.try_get("description").map_err(map_err)?,
+                    source: Source::parse(&source).ok_or_else(|| corrupt("group source", &source))?,
+                    immutable_id: row.try_get("immutable_id").map_err(map_err)?,
+                    membership_kind: MembershipKind::parse(&kind).ok_or_else(|| corrupt("group membership_kind", &kind))?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                })
+            }
+
+            fn app_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<Application> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let client_type: String = row.try_get("client_type").map_err(map_err)?;
+                let cat: String = row.try_get("client_app_type").map_err(map_err)?;
+                let uris = |col: &str| -> StoreResult<Vec<RedirectUri>> {
+                    let raw: String = row.try_get(col).map_err(map_err)?;
+                    list_of(&raw, col)?
+                        .iter()
+                        .map(|u| RedirectUri::parse(u).map_err(|e| corrupt(col, e)))
+                        .collect()
+                };
+                let grants_raw: String = row.try_get("grant_types").map_err(map_err)?;
+                let grant_types = list_of(&grants_raw, "grant_types")?
+                    .iter()
+                    .map(|g| GrantType::parse(g).ok_or_else(|| corrupt("grant type", g)))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                let secret_hash: Option<String> = row.try_get("secret_hash").map_err(map_err)?;
+                let roles: String = row.try_get("app_roles").map_err(map_err)?;
+                Ok(Application {
+                    id: uuid_of(&id, "application id")?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    client_type: ClientType::parse(&client_type).ok_or_else(|| corrupt("client_type", &client_type))?,
+                    redirect_uris: uris("redirect_uris")?,
+                    post_logout_redirect_uris: uris("post_logout_redirect_uris")?,
+                    grant_types,
+                    client_app_type: ClientAppType::parse(&cat).ok_or_else(|| corrupt("client_app_type", &cat))?,
+                    secret_hash,
+                    app_roles: list_of(&roles, "app_roles")?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                })
+            }
+
+            fn grant_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<Grant> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let user: Option<String> = row.try_get("user_id").map_err(map_err)?;
+                let scopes: String = row.try_get("scopes").map_err(map_err)?;
+                let methods: String = row.try_get("methods").map_err(map_err)?;
+                let auth_time: Option<i64> = row.try_get("auth_time").map_err(map_err)?;
+                let revoked: Option<i64> = row.try_get("revoked_at").map_err(map_err)?;
+                Ok(Grant {
+                    id: uuid_of(&id, "grant id")?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    user_id: user.as_deref().map(|u| uuid_of(u, "grant user")).transpose()?,
+                    scopes: list_of(&scopes, "grant scopes")?,
+                    auth_time: auth_time.map(Timestamp),
+                    methods: list_of(&methods, "grant methods")?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    revoked_at: revoked.map(Timestamp),
+                })
+            }
+
+            fn key_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SigningKey> {
+                let retired: Option<i64> = row.try_get("retired_at").map_err(map_err)?;
+                Ok(SigningKey {
+                    kid: row.try_get("kid").map_err(map_err)?,
+                    algorithm: row.try_get("algorithm").map_err(map_err)?,
+                    private_key_pkcs8_b64: row.try_get("private_key").map_err(map_err)?,
+                    public_jwk: row.try_get("public_jwk").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    retired_at: retired.map(Timestamp),
+                })
+            }
+
+            fn audit_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<AuditEvent> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let corr: String = row.try_get("correlation_id").map_err(map_err)?;
+                let parse = |col: &str| -> StoreResult<Option<Value>> {
+                    let raw: Option<String> = row.try_get(col).map_err(map_err)?;
+                    raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt(col, e))).transpose()
+                };
+                Ok(AuditEvent {
+                    id: uuid_of(&id, "audit id")?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    correlation_id: uuid_of(&corr, "audit correlation id")?,
+                    actor: row.try_get("actor").map_err(map_err)?,
+                    action: row.try_get("action").map_err(map_err)?,
+                    target_type: row.try_get("target_type").map_err(map_err)?,
+                    target_id: row.try_get("target_id").map_err(map_err)?,
+                    target_name: row.try_get("target_name").map_err(map_err)?,
+                    before: parse("before_state")?,
+                    after: parse("after_state")?,
+                })
+            }
+
+            async fn revoke_grant_in<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                id: &str,
+                reason: &str,
+                now: Timestamp,
+            ) -> StoreResult<()> {
+                sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE id = $3 AND revoked_at IS NULL")
+                    .bind(now.millis())
+                    .bind(reason)
+                    .bind(id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+        }
+
+        #[async_trait]
+        impl Store for SqlStore<$db> {
+            fn backend(&self) -> &'static str {
+                $backend
+            }
+
+            async fn ping(&self) -> StoreResult<()> {
+                sqlx::query("SELECT 1").execute(&self.pool).await.map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn get_setting(&self, key: &str) -> StoreResult<Option<String>> {
+                let row = sqlx::query("SELECT value FROM settings WHERE key = $1")
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.map(|r| r.try_get("value").map_err(map_err)).transpose()
+            }
+
+            async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String> {
+                sqlx::query("INSERT INTO settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+                    .bind(key)
+                    .bind(value)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                self.get_setting(key).await?.ok_or(StoreError::NotFound)
+            }
+
+            async fn insert_signing_key(&self, k: &SigningKey) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&k.kid)
+                .bind(&k.algorithm)
+                .bind(&k.private_key_pkcs8_b64)
+                .bind(&k.public_jwk)
+                .bind(k.created_at.millis())
+                .bind(k.retired_at.map(Timestamp::millis))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn retire_signing_keys_except(&self, kid: &str, now: Timestamp) -> StoreResult<u64> {
+                let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at IS NULL")
+                    .bind(now.millis())
+                    .bind(kid)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(done.rows_affected())
+            }
+
+            async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>> {
+                let rows = sqlx::query("SELECT * FROM signing_keys ORDER BY created_at DESC, kid")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::key_from).collect()
+            }
+
+            async fn create_domain(&self, d: &Domain, audit: &AuditEvent) -> StoreResult<()> {
+                let (kind, fed) = domain_auth_columns(d);
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query("INSERT INTO domains (name, authentication_type, federation, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(d.name.as_str())
+                    .bind(kind)
+                    .bind(fed)
+                    .bind(d.created_at.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_domain(&self, name: &str) -> StoreResult<Option<Domain>> {
+                let row = sqlx::query("SELECT * FROM domains WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::domain_from).transpose()
+            }
+
+            async fn list_domains(&self) -> StoreResult<Vec<Domain>> {
+                let rows = sqlx::query("SELECT * FROM domains ORDER BY name LIMIT $1")
+                    .bind(i64::from(cutover_core::limits::MAX_PAGE_SIZE))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::domain_from).collect()
+            }
+
+            async fn delete_domain(&self, name: &str, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM domains WHERE name = $1")
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        StoreError::Conflict(_) => StoreError::Conflict("users still belong to this domain".into()),
+                        other => other,
+                    })?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_user(&self, r: &UserRecord, audit: &AuditEvent) -> StoreResult<()> {
+                let u = &r.user;
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO users (id, upn, upn_normalized, domain, source, immutable_id, display_name, mail, department, manager_id,
+                        account_enabled, break_glass, password_hash, password_changed_at, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                )
+                .bind(u.id.to_string())
+                .bind(u.upn.as_str())
+                .bind(u.upn.normalized())
+                .bind(u.upn.domain().as_str())
+                .bind(u.source.as_str())
+                .bind(&u.immutable_id)
+                .bind(&u.display_name)
+                .bind(&u.mail)
+                .bind(&u.department)
+                .bind(u.manager_id.map(|m| m.to_string()))
+                .bind(u.account_enabled)
+                .bind(u.break_glass)
+                .bind(&r.password_hash)
+                .bind(r.password_hash.as_ref().map(|_| u.created_at.millis()))
+                .bind(u.created_at.millis())
+                .bind(u.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_user(&self, id: Uuid) -> StoreResult<Option<UserRecord>> {
+                let row = sqlx::query("SELECT * FROM users WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn get_user_by_upn(&self, upn_normalized: &str) -> StoreResult<Option<UserRecord>> {
+                let row = sqlx::query("SELECT * FROM users WHERE upn_normalized = $1")
+                    .bind(upn_normalized)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
+            async fn list_users(&self, f: &UserFilter) -> StoreResult<Vec<User>> {
+                let prefix = f.upn_prefix.as_ref().map(|p| p.to_lowercase());
+                let rows = sqlx::query(
+                    "SELECT * FROM users
+                     WHERE (CAST($1 AS TEXT) IS NULL OR substr(upn_normalized, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT))
+                     ORDER BY upn_normalized LIMIT $2",
+                )
+                .bind(prefix)
+                .bind(clamp_top(f.top))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(|r| Self::user_from(r).map(|u| u.user)).collect()
+            }
+
+            async fn update_user(&self, u: &User, password_hash: Option<&str>, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query(
+                    "UPDATE users SET upn = $1, upn_normalized = $2, domain = $3, source = $4, immutable_id = $5, display_name = $6,
+                        mail = $7, department = $8, manager_id = $9, account_enabled = $10, break_glass = $11, updated_at = $12,
+                        password_hash = COALESCE(CAST($13 AS TEXT), password_hash),
+                        password_changed_at = CASE WHEN CAST($13 AS TEXT) IS NULL THEN password_changed_at ELSE $12 END
+                     WHERE id = $14",
+                )
+                .bind(u.upn.as_str())
+                .bind(u.upn.normalized())
+                .bind(u.upn.domain().as_str())
+                .bind(u.source.as_str())
+                .bind(&u.immutable_id)
+                .bind(&u.display_name)
+                .bind(&u.mail)
+                .bind(&u.department)
+                .bind(u.manager_id.map(|m| m.to_string()))
+                .bind(u.account_enabled)
+                .bind(u.break_glass)
+                .bind(u.updated_at.millis())
+                .bind(password_hash)
+                .bind(u.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                if !u.account_enabled {
+                    // A disabled account keeps no browser sessions.
+                    sqlx::query("DELETE FROM sso_sessions WHERE user_id = $1")
+                        .bind(u.id.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_user(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let id_s = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM users WHERE id = $1")
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                for stmt in [
+                    "DELETE FROM group_members WHERE member_kind = 'user' AND member_id = $1",
+                    "DELETE FROM sso_sessions WHERE user_id = $1",
+                    "UPDATE users SET manager_id = NULL WHERE manager_id = $1",
+                ] {
+                    sqlx::query(stmt).bind(&id_s).execute(&mut *tx).await.map_err(map_err)?;
+                }
+                sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = 'userDeleted' WHERE user_id = $2 AND revoked_at IS NULL")
+                    .bind(audit.created_at.millis())
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_group(&self, g: &Group, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO directory_groups (id, display_name, description, source, immutable_id, membership_kind, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(g.id.to_string())
+                .bind(&g.display_name)
+                .bind(&g.description)
+                .bind(g.source.as_str())
+                .bind(&g.immutable_id)
+                .bind(g.membership_kind.as_str())
+                .bind(g.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_group(&self, id: Uuid) -> StoreResult<Option<Group>> {
+                let row = sqlx::query("SELECT * FROM directory_groups WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::group_from).transpose()
+            }
+
+            async fn list_groups(&self, top: u32) -> StoreResult<Vec<Group>> {
+                let rows = sqlx::query("SELECT * FROM directory_groups ORDER BY display_name, id LIMIT $1")
+                    .bind(clamp_top(top))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::group_from).collect()
+            }
+
+            async fn delete_group(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let id_s = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query("DELETE FROM group_members WHERE group_id = $1 OR (member_kind = 'group' AND member_id = $1)")
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM directory_groups WHERE id = $1")
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn add_group_member(&self, group_id: Uuid, m: MemberRef, now: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query("INSERT INTO group_members (group_id, member_kind, member_id, created_at) VALUES ($1, $2, $3, $4)")
+                    .bind(group_id.to_string())
+                    .bind(m.kind.as_str())
+                    .bind(m.id.to_string())
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        StoreError::Conflict(msg) if msg.starts_with("already") => {
+                            StoreError::Conflict("the object is already a member of this group".into())
+                        }
+                        StoreError::Conflict(_) => StoreError::NotFound,
+                        other => other,
+                    })?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn remove_group_member(&self, group_id: Uuid, m: MemberRef, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3")
+                    .bind(group_id.to_string())
+                    .bind(m.kind.as_str())
+                    .bind(m.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn list_group_members(&self, group_id: Uuid, top: u32) -> StoreResult<Vec<MemberRef>> {
+                let rows = sqlx::query(
+                    "SELECT member_kind, member_id FROM group_members WHERE group_id = $1 ORDER BY member_kind, member_id LIMIT $2",
+                )
+                .bind(group_id.to_string())
+                .bind(clamp_top(top))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let kind: String = r.try_get("member_kind").map_err(map_err)?;
+                        let id: String = r.try_get("member_id").map_err(map_err)?;
+                        Ok(MemberRef {
+                            kind: MemberKind::parse(&kind).ok_or_else(|| corrupt("member_kind", &kind))?,
+                            id: uuid_of(&id, "member id")?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn groups_of_member(&self, member_id: Uuid) -> StoreResult<Vec<Uuid>> {
+                let rows = sqlx::query("SELECT group_id FROM group_members WHERE member_id = $1 ORDER BY group_id")
+                    .bind(member_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let id: String = r.try_get("group_id").map_err(map_err)?;
+                        uuid_of(&id, "group id")
+                    })
+                    .collect()
+            }
+
+            async fn create_application(&self, a: &Application, audit: &AuditEvent) -> StoreResult<()> {
+                let uris = |v: &[RedirectUri]| json_list(&v.iter().map(|u| u.as_str().to_owned()).collect::<Vec<_>>());
+                let grants: Vec<String> = a.grant_types.iter().map(|g| g.as_str().to_owned()).collect();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO applications (id, client_id, display_name, client_type, redirect_uris, post_logout_redirect_uris,
+                        grant_types, client_app_type, secret_hash, app_roles, created_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(a.id.to_string())
+                .bind(&a.client_id)
+                .bind(&a.display_name)
+                .bind(a.client_type.as_str())
+                .bind(uris(&a.redirect_uris))
+                .bind(uris(&a.post_logout_redirect_uris))
+                .bind(json_list(&grants))
+                .bind(a.client_app_type.as_str())
+                .bind(&a.secret_hash)
+                .bind(json_list(&a.app_roles))
+                .bind(a.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>> {
+                let row = sqlx::query("SELECT * FROM applications WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::app_from).transpose()
+            }
+
+            async fn get_application_by_client_id(&self, client_id: &str) -> StoreResult<Option<Application>> {
+                let row = sqlx::query("SELECT * FROM applications WHERE client_id = $1")
+                    .bind(client_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::app_from).transpose()
+            }
+
+            async fn list_applications(&self, top: u32) -> StoreResult<Vec<Application>> {
+                let rows = sqlx::query("SELECT * FROM applications ORDER BY display_name, id LIMIT $1")
+                    .bind(clamp_top(top))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::app_from).collect()
+            }
+
+            async fn delete_application(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let row = sqlx::query("DELETE FROM applications WHERE id = $1 RETURNING client_id")
+                    .bind(id.to_string())
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let Some(row) = row else { return Err(StoreError::NotFound) };
+                let client_id: String = row.try_get("client_id").map_err(map_err)?;
+                sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = 'applicationDeleted' WHERE client_id = $2 AND revoked_at IS NULL")
+                    .bind(audit.created_at.millis())
+                    .bind(&client_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_sign_in_transaction(&self, t: &SignInTransaction) -> StoreResult<()> {
+                sqlx::query("INSERT INTO sign_in_transactions (id, data, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(&t.id)
+                    .bind(t.data.to_string())
+                    .bind(t.created_at.millis())
+                    .bind(t.expires_at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn get_sign_in_transaction(&self, id: &str, now: Timestamp) -> StoreResult<Option<SignInTransaction>> {
+                let row = sqlx::query("SELECT * FROM sign_in_transactions WHERE id = $1 AND expires_at > $2")
+                    .bind(id)
+                    .bind(now.millis())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.map(|r| {
+                    let data: String = r.try_get("data").map_err(map_err)?;
+                    Ok(SignInTransaction {
+                        id: r.try_get("id").map_err(map_err)?,
+                        data: serde_json::from_str(&data).map_err(|e| corrupt("sign-in transaction", e))?,
+                        created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
+                        expires_at: Timestamp(r.try_get("expires_at").map_err(map_err)?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn update_sign_in_transaction(&self, id: &str, data: &Value) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE sign_in_transactions SET data = $1 WHERE id = $2")
+                    .bind(data.to_string())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM sign_in_transactions WHERE id = $1")
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn create_session(&self, s: &SsoSession) -> StoreResult<()> {
+                sqlx::query("INSERT INTO sso_sessions (id_hash, user_id, auth_time, methods, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)")
+                    .bind(&s.id_hash)
+                    .bind(s.user_id.to_string())
+                    .bind(s.auth_time.millis())
+                    .bind(json_list(&s.methods))
+                    .bind(s.created_at.millis())
+                    .bind(s.expires_at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn get_session(&self, id_hash: &str, now: Timestamp) -> StoreResult<Option<SsoSession>> {
+                let row = sqlx::query("SELECT * FROM sso_sessions WHERE id_hash = $1 AND expires_at > $2")
+                    .bind(id_hash)
+                    .bind(now.millis())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.map(|r| {
+                    let user: String = r.try_get("user_id").map_err(map_err)?;
+                    let methods: String = r.try_get("methods").map_err(map_err)?;
+                    Ok(SsoSession {
+                        id_hash: r.try_get("id_hash").map_err(map_err)?,
+                        user_id: uuid_of(&user, "session user")?,
+                        auth_time: Timestamp(r.try_get("auth_time").map_err(map_err)?),
+                        methods: list_of(&methods, "session methods")?,
+                        created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
+                        expires_at: Timestamp(r.try_get("expires_at").map_err(map_err)?),
+                    })
+                })
+                .transpose()
+            }
+
+            async fn delete_session(&self, id_hash: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM sso_sessions WHERE id_hash = $1")
+                    .bind(id_hash)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn create_grant_with_code(&self, g: &Grant, c: &AuthCode) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::insert_grant(&mut tx, g).await?;
+                sqlx::query(
+                    "INSERT INTO auth_codes (code_hash, grant_id, client_id, redirect_uri, nonce, code_challenge, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&c.code_hash)
+                .bind(c.grant_id.to_string())
+                .bind(&c.client_id)
+                .bind(&c.redirect_uri)
+                .bind(&c.nonce)
+                .bind(&c.code_challenge)
+                .bind(c.created_at.millis())
+                .bind(c.expires_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_grant(&self, g: &Grant) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::insert_grant(&mut tx, g).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_grant(&self, id: Uuid) -> StoreResult<Option<Grant>> {
+                let row = sqlx::query("SELECT * FROM grants WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::grant_from).transpose()
+            }
+
+            async fn revoke_grant(&self, id: Uuid, reason: &str, now: Timestamp) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::revoke_grant_in(&mut tx, &id.to_string(), reason, now).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn redeem_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<CodeRedemption> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let row = sqlx::query(
+                    "UPDATE auth_codes SET consumed_at = $1 WHERE code_hash = $2 AND consumed_at IS NULL AND expires_at > $1
+                     RETURNING code_hash, grant_id, client_id, redirect_uri, nonce, code_challenge, created_at, expires_at",
+                )
+                .bind(now.millis())
+                .bind(code_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if let Some(r) = row {
+                    let grant: String = r.try_get("grant_id").map_err(map_err)?;
+                    let code = AuthCode {
+                        code_hash: r.try_get("code_hash").map_err(map_err)?,
+                        grant_id: uuid_of(&grant, "code grant")?,
+                        client_id: r.try_get("client_id").map_err(map_err)?,
+                        redirect_uri: r.try_get("redirect_uri").map_err(map_err)?,
+                        nonce: r.try_get("nonce").map_err(map_err)?,
+                        code_challenge: r.try_get("code_challenge").map_err(map_err)?,
+                        created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
+                        expires_at: Timestamp(r.try_get("expires_at").map_err(map_err)?),
+                    };
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok(CodeRedemption::Redeemed(code));
+                }
+                let spent = sqlx::query("SELECT grant_id FROM auth_codes WHERE code_hash = $1 AND consumed_at IS NOT NULL")
+                    .bind(code_hash)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let Some(spent) = spent else {
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok(CodeRedemption::NotFound);
+                };
+                let grant: String = spent.try_get("grant_id").map_err(map_err)?;
+                Self::revoke_grant_in(&mut tx, &grant, "authorizationCodeReplayed", now).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(CodeRedemption::Replayed { grant_id: uuid_of(&grant, "code grant")? })
+            }
+
+            async fn insert_refresh_token(&self, token_hash: &str, grant_id: Uuid, now: Timestamp, expires_at: Timestamp) -> StoreResult<()> {
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(token_hash)
+                    .bind(grant_id.to_string())
+                    .bind(now.millis())
+                    .bind(expires_at.millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn rotate_refresh_token(&self, old_hash: &str, new_hash: &str, now: Timestamp, new_expires_at: Timestamp) -> StoreResult<RefreshRotation> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let row = sqlx::query(
+                    "UPDATE refresh_tokens SET rotated_at = $1 WHERE token_hash = $2 AND rotated_at IS NULL RETURNING grant_id, expires_at",
+                )
+                .bind(now.millis())
+                .bind(old_hash)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    let spent = sqlx::query("SELECT grant_id FROM refresh_tokens WHERE token_hash = $1")
+                        .bind(old_hash)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    let Some(spent) = spent else {
+                        tx.commit().await.map_err(map_err)?;
+                        return Ok(RefreshRotation::NotFound);
+                    };
+                    let grant: String = spent.try_get("grant_id").map_err(map_err)?;
+                    Self::revoke_grant_in(&mut tx, &grant, "refreshTokenReplayed", now).await?;
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok(RefreshRotation::Replayed { grant_id: uuid_of(&grant, "refresh grant")? });
+                };
+                let grant_id: String = row.try_get("grant_id").map_err(map_err)?;
+                let expires_at: i64 = row.try_get("expires_at").map_err(map_err)?;
+                if expires_at <= now.millis() {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(RefreshRotation::Expired);
+                }
+                let grant_row = sqlx::query("SELECT * FROM grants WHERE id = $1")
+                    .bind(&grant_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let grant = match grant_row.as_ref().map(Self::grant_from).transpose()? {
+                    Some(g) if g.revoked_at.is_none() => g,
+                    _ => {
+                        tx.rollback().await.map_err(map_err)?;
+                        return Ok(RefreshRotation::Revoked);
+                    }
+                };
+                sqlx::query("INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) VALUES ($1, $2, $3, $4)")
+                    .bind(new_hash)
+                    .bind(&grant_id)
+                    .bind(now.millis())
+                    .bind(new_expires_at.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(RefreshRotation::Rotated(grant))
+            }
+
+            async fn insert_sign_in(&self, r: &SignInRecord) -> StoreResult<()> {
+                let record = serde_json::to_string(r).map_err(|e| StoreError::Database(e.to_string()))?;
+                sqlx::query(
+                    "INSERT INTO sign_in_log (id, created_at, user_id, user_principal_name, client_id, result, route, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(r.id.to_string())
+                .bind(r.created_at.millis())
+                .bind(r.user_id.map(|u| u.to_string()))
+                .bind(r.user_principal_name.as_ref().map(|u| u.to_lowercase()))
+                .bind(&r.client_id)
+                .bind(r.result.as_str())
+                .bind(&r.route)
+                .bind(record)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn list_sign_ins(&self, f: &SignInFilter) -> StoreResult<Vec<SignInRecord>> {
+                let rows = sqlx::query(
+                    "SELECT record FROM sign_in_log
+                     WHERE (CAST($1 AS TEXT) IS NULL OR user_id = CAST($1 AS TEXT))
+                       AND (CAST($2 AS TEXT) IS NULL OR user_principal_name = CAST($2 AS TEXT))
+                       AND (CAST($3 AS TEXT) IS NULL OR client_id = CAST($3 AS TEXT))
+                       AND (CAST($4 AS TEXT) IS NULL OR result = CAST($4 AS TEXT))
+                       AND (CAST($5 AS TEXT) IS NULL OR route = CAST($5 AS TEXT))
+                       AND (CAST($6 AS BIGINT) IS NULL OR created_at >= CAST($6 AS BIGINT))
+                       AND (CAST($7 AS BIGINT) IS NULL OR created_at < CAST($7 AS BIGINT))
+                     ORDER BY created_at DESC, id DESC LIMIT $8",
+                )
+                .bind(f.user_id.map(|u| u.to_string()))
+                .bind(f.user_principal_name.as_ref().map(|u| u.to_lowercase()))
+                .bind(&f.client_id)
+                .bind(&f.result)
+                .bind(&f.route)
+                .bind(f.since.map(Timestamp::millis))
+                .bind(f.until.map(Timestamp::millis))
+                .bind(clamp_top(f.top))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let raw: String = r.try_get("record").map_err(map_err)?;
+                        serde_json::from_str(&raw).map_err(|e| corrupt("sign-in record", e))
+                    })
+                    .collect()
+            }
+
+            async fn list_audit_events(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM audit_log
+                     WHERE (CAST($1 AS TEXT) IS NULL OR actor = CAST($1 AS TEXT))
+                       AND (CAST($2 AS TEXT) IS NULL OR action = CAST($2 AS TEXT))
+                       AND (CAST($3 AS TEXT) IS NULL OR target_id = CAST($3 AS TEXT))
+                       AND (CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT))
+                       AND (CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT))
+                     ORDER BY created_at DESC, id DESC LIMIT $6",
+                )
+                .bind(&f.actor)
+                .bind(&f.action)
+                .bind(&f.target_id)
+                .bind(f.since.map(Timestamp::millis))
+                .bind(f.until.map(Timestamp::millis))
+                .bind(clamp_top(f.top))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(Self::audit_from).collect()
+            }
+
+            async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64> {
+                let mut removed = 0;
+                for stmt in [
+                    "DELETE FROM sign_in_transactions WHERE expires_at <= $1",
+                    "DELETE FROM sso_sessions WHERE expires_at <= $1",
+                    "DELETE FROM refresh_tokens WHERE expires_at <= $1",
+                ] {
+                    removed += sqlx::query(stmt)
+                        .bind(now.millis())
+                        .execute(&self.pool)
+                        .await
+                        .map_err(map_err)?
+                        .rows_affected();
+                }
+                // Spent codes are kept until they expire so a replay is still recognised.
+                removed += sqlx::query("DELETE FROM auth_codes WHERE expires_at <= $1")
+                    .bind(now.minus_secs(cutover_core::limits::AUTH_CODE_TTL_SECS).millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                Ok(removed)
+            }
+        }
+
+        impl SqlStore<$db> {
+            async fn insert_grant<'c>(tx: &mut sqlx::Transaction<'c, $db>, g: &Grant) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO grants (id, client_id, user_id, scopes, auth_time, methods, created_at, revoked_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(g.id.to_string())
+                .bind(&g.client_id)
+                .bind(g.user_id.map(|u| u.to_string()))
+                .bind(json_list(&g.scopes))
+                .bind(g.auth_time.map(Timestamp::millis))
+                .bind(json_list(&g.methods))
+                .bind(g.created_at.millis())
+                .bind(g.revoked_at.map(Timestamp::millis))
+                .execute(&mut **tx)
+                .await
+                .map_err(map_err)?;
+                Ok(())
+            }
+        }
+    };
+}
+
+sql_store!(sqlx::Sqlite, "sqlite");
+sql_store!(sqlx::Postgres, "postgres");
