@@ -89,7 +89,9 @@ impl ErrorPageReason {
             Self::MissingRedirectUri | Self::UnregisteredRedirectUri => {
                 "The application asked to return you to an address it has not registered, so you were not sent back. Its developer must register the exact address."
             }
-            Self::DuplicateClientOrRedirect => "The sign-in request from the application was malformed.",
+            Self::DuplicateClientOrRedirect => {
+                "The sign-in request from the application was malformed."
+            }
         }
     }
 }
@@ -111,7 +113,10 @@ pub enum AuthorizeCheck {
 }
 
 /// Check `params` for `client` (the application `client_id` names, if it exists).
-pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Application>) -> AuthorizeCheck {
+pub fn check_authorize_request(
+    params: &AuthorizeParams,
+    client: Option<&Application>,
+) -> AuthorizeCheck {
     let dup = |name: &str| params.duplicated.iter().any(|d| d == name);
     if dup("client_id") || dup("redirect_uri") {
         return AuthorizeCheck::ErrorPage(ErrorPageReason::DuplicateClientOrRedirect);
@@ -142,13 +147,22 @@ pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Applica
     };
 
     if let Some(name) = params.duplicated.first() {
-        return fail("invalid_request", format!("parameter '{name}' was given more than once"));
+        return fail(
+            "invalid_request",
+            format!("parameter '{name}' was given more than once"),
+        );
     }
     if params.request.is_some() {
-        return fail("request_not_supported", "request objects are not supported".into());
+        return fail(
+            "request_not_supported",
+            "request objects are not supported".into(),
+        );
     }
     if params.request_uri.is_some() {
-        return fail("request_uri_not_supported", "request_uri is not supported".into());
+        return fail(
+            "request_uri_not_supported",
+            "request_uri is not supported".into(),
+        );
     }
     match params.response_type.as_deref() {
         Some("code") => {}
@@ -168,19 +182,33 @@ pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Applica
     }
     match params.response_mode.as_deref() {
         None | Some("query") => {}
-        Some(_) => return fail("invalid_request", "only response_mode=query is supported".into()),
+        Some(_) => {
+            return fail(
+                "invalid_request",
+                "only response_mode=query is supported".into(),
+            );
+        }
     }
     if state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return fail("invalid_request", format!("state may be at most {MAX_STATE_LEN} characters"));
+        return fail(
+            "invalid_request",
+            format!("state may be at most {MAX_STATE_LEN} characters"),
+        );
     }
     let nonce = params.nonce.clone().filter(|s| !s.is_empty());
     if nonce.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
-        return fail("invalid_request", format!("nonce may be at most {MAX_STATE_LEN} characters"));
+        return fail(
+            "invalid_request",
+            format!("nonce may be at most {MAX_STATE_LEN} characters"),
+        );
     }
 
     let raw_scope = params.scope.as_deref().unwrap_or("");
     if raw_scope.len() > MAX_SCOPE_LEN {
-        return fail("invalid_scope", format!("scope may be at most {MAX_SCOPE_LEN} characters"));
+        return fail(
+            "invalid_scope",
+            format!("scope may be at most {MAX_SCOPE_LEN} characters"),
+        );
     }
     let mut scopes: Vec<String> = Vec::new();
     for s in raw_scope.split(' ').filter(|s| !s.is_empty()) {
@@ -192,14 +220,24 @@ pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Applica
         return fail("invalid_scope", "scope must include openid".into());
     }
 
-    let code_challenge = match (params.code_challenge.as_deref(), params.code_challenge_method.as_deref()) {
+    let code_challenge = match (
+        params.code_challenge.as_deref(),
+        params.code_challenge_method.as_deref(),
+    ) {
         (None | Some(""), None) => None,
         (None | Some(""), Some(_)) => {
-            return fail("invalid_request", "code_challenge_method given without code_challenge".into());
+            return fail(
+                "invalid_request",
+                "code_challenge_method given without code_challenge".into(),
+            );
         }
         (Some(ch), method) => match CodeChallenge::parse(ch, method) {
             Ok(c) => Some(c),
-            Err(e @ (PkceError::PlainRefused | PkceError::UnknownMethod(_) | PkceError::MalformedChallenge)) => {
+            Err(
+                e @ (PkceError::PlainRefused
+                | PkceError::UnknownMethod(_)
+                | PkceError::MalformedChallenge),
+            ) => {
                 return fail("invalid_request", e.to_string());
             }
         },
@@ -219,7 +257,12 @@ pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Applica
         None | Some("") => None,
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => Some(n),
-            _ => return fail("invalid_request", "max_age must be a non-negative integer of seconds".into()),
+            _ => {
+                return fail(
+                    "invalid_request",
+                    "max_age must be a non-negative integer of seconds".into(),
+                );
+            }
         },
     };
     // Hints are advisory: a malformed one is dropped, never an error.
@@ -251,7 +294,9 @@ pub fn check_authorize_request(params: &AuthorizeParams, client: Option<&Applica
 }
 
 fn parse_prompt(raw: Option<&str>) -> Result<Prompt, String> {
-    let Some(raw) = raw else { return Ok(Prompt::Default) };
+    let Some(raw) = raw else {
+        return Ok(Prompt::Default);
+    };
     let values: Vec<&str> = raw.split(' ').filter(|s| !s.is_empty()).collect();
     let mut prompt = Prompt::Default;
     for v in &values {
@@ -341,33 +386,71 @@ mod tests {
     fn error_page_cases_never_redirect() {
         let a = app(ClientType::Public);
         let table: Vec<(AuthorizeParams, Option<&Application>, ErrorPageReason)> = vec![
-            (AuthorizeParams { client_id: None, ..good() }, Some(&a), ErrorPageReason::MissingClientId),
+            (
+                AuthorizeParams {
+                    client_id: None,
+                    ..good()
+                },
+                Some(&a),
+                ErrorPageReason::MissingClientId,
+            ),
             (good(), None, ErrorPageReason::UnknownClient),
-            (AuthorizeParams { client_id: Some("other".into()), ..good() }, Some(&a), ErrorPageReason::UnknownClient),
-            (AuthorizeParams { redirect_uri: None, ..good() }, Some(&a), ErrorPageReason::MissingRedirectUri),
             (
-                AuthorizeParams { redirect_uri: Some("https://app.example/cb/".into()), ..good() },
+                AuthorizeParams {
+                    client_id: Some("other".into()),
+                    ..good()
+                },
+                Some(&a),
+                ErrorPageReason::UnknownClient,
+            ),
+            (
+                AuthorizeParams {
+                    redirect_uri: None,
+                    ..good()
+                },
+                Some(&a),
+                ErrorPageReason::MissingRedirectUri,
+            ),
+            (
+                AuthorizeParams {
+                    redirect_uri: Some("https://app.example/cb/".into()),
+                    ..good()
+                },
                 Some(&a),
                 ErrorPageReason::UnregisteredRedirectUri,
             ),
             (
-                AuthorizeParams { redirect_uri: Some("https://APP.example/cb".into()), ..good() },
+                AuthorizeParams {
+                    redirect_uri: Some("https://APP.example/cb".into()),
+                    ..good()
+                },
                 Some(&a),
                 ErrorPageReason::UnregisteredRedirectUri,
             ),
             (
-                AuthorizeParams { redirect_uri: Some("https://evil.example/cb".into()), response_type: None, ..good() },
+                AuthorizeParams {
+                    redirect_uri: Some("https://evil.example/cb".into()),
+                    response_type: None,
+                    ..good()
+                },
                 Some(&a),
                 ErrorPageReason::UnregisteredRedirectUri,
             ),
             (
-                AuthorizeParams { duplicated: vec!["redirect_uri".into()], ..good() },
+                AuthorizeParams {
+                    duplicated: vec!["redirect_uri".into()],
+                    ..good()
+                },
                 Some(&a),
                 ErrorPageReason::DuplicateClientOrRedirect,
             ),
         ];
         for (params, client, want) in table {
-            assert_eq!(check_authorize_request(&params, client), AuthorizeCheck::ErrorPage(want), "{params:?}");
+            assert_eq!(
+                check_authorize_request(&params, client),
+                AuthorizeCheck::ErrorPage(want),
+                "{params:?}"
+            );
         }
     }
 
@@ -376,22 +459,135 @@ mod tests {
         let public = app(ClientType::Public);
         let conf = app(ClientType::Confidential);
         let table: Vec<(AuthorizeParams, &Application, &str)> = vec![
-            (AuthorizeParams { response_type: None, ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { response_type: Some("token".into()), ..good() }, &public, "unsupported_response_type"),
-            (AuthorizeParams { scope: Some("profile".into()), ..good() }, &public, "invalid_scope"),
-            (AuthorizeParams { scope: None, ..good() }, &public, "invalid_scope"),
-            (AuthorizeParams { code_challenge: None, code_challenge_method: None, ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { code_challenge_method: Some("plain".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { code_challenge_method: None, ..good() }, &conf, "invalid_request"),
-            (AuthorizeParams { prompt: Some("none login".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { prompt: Some("bogus".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { max_age: Some("-1".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { max_age: Some("abc".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { response_mode: Some("fragment".into()), ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { request: Some("x".into()), ..good() }, &public, "request_not_supported"),
-            (AuthorizeParams { request_uri: Some("x".into()), ..good() }, &public, "request_uri_not_supported"),
-            (AuthorizeParams { duplicated: vec!["scope".into()], ..good() }, &public, "invalid_request"),
-            (AuthorizeParams { state: Some("s".repeat(MAX_STATE_LEN + 1)), ..good() }, &public, "invalid_request"),
+            (
+                AuthorizeParams {
+                    response_type: None,
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    response_type: Some("token".into()),
+                    ..good()
+                },
+                &public,
+                "unsupported_response_type",
+            ),
+            (
+                AuthorizeParams {
+                    scope: Some("profile".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_scope",
+            ),
+            (
+                AuthorizeParams {
+                    scope: None,
+                    ..good()
+                },
+                &public,
+                "invalid_scope",
+            ),
+            (
+                AuthorizeParams {
+                    code_challenge: None,
+                    code_challenge_method: None,
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    code_challenge_method: Some("plain".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    code_challenge_method: None,
+                    ..good()
+                },
+                &conf,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    prompt: Some("none login".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    prompt: Some("bogus".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    max_age: Some("-1".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    max_age: Some("abc".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    response_mode: Some("fragment".into()),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    request: Some("x".into()),
+                    ..good()
+                },
+                &public,
+                "request_not_supported",
+            ),
+            (
+                AuthorizeParams {
+                    request_uri: Some("x".into()),
+                    ..good()
+                },
+                &public,
+                "request_uri_not_supported",
+            ),
+            (
+                AuthorizeParams {
+                    duplicated: vec!["scope".into()],
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
+            (
+                AuthorizeParams {
+                    state: Some("s".repeat(MAX_STATE_LEN + 1)),
+                    ..good()
+                },
+                &public,
+                "invalid_request",
+            ),
         ];
         for (params, client, want) in table {
             let (error, _) = error_of(check_authorize_request(&params, Some(client)));
@@ -402,9 +598,18 @@ mod tests {
     #[test]
     fn state_at_the_limit_is_carried_over_it_is_dropped() {
         let a = app(ClientType::Public);
-        let at = AuthorizeParams { state: Some("s".repeat(MAX_STATE_LEN)), ..good() };
-        assert!(matches!(check_authorize_request(&at, Some(&a)), AuthorizeCheck::Proceed(_)));
-        let over = AuthorizeParams { state: Some("s".repeat(MAX_STATE_LEN + 1)), ..good() };
+        let at = AuthorizeParams {
+            state: Some("s".repeat(MAX_STATE_LEN)),
+            ..good()
+        };
+        assert!(matches!(
+            check_authorize_request(&at, Some(&a)),
+            AuthorizeCheck::Proceed(_)
+        ));
+        let over = AuthorizeParams {
+            state: Some("s".repeat(MAX_STATE_LEN + 1)),
+            ..good()
+        };
         match check_authorize_request(&over, Some(&a)) {
             AuthorizeCheck::Redirect(r) => assert_eq!(r.state, None),
             other => panic!("{other:?}"),
@@ -414,7 +619,13 @@ mod tests {
     #[test]
     fn confidential_clients_may_omit_pkce_and_prompts_parse() {
         let conf = app(ClientType::Confidential);
-        let p = AuthorizeParams { code_challenge: None, code_challenge_method: None, prompt: Some("login consent".into()), max_age: Some("0".into()), ..good() };
+        let p = AuthorizeParams {
+            code_challenge: None,
+            code_challenge_method: None,
+            prompt: Some("login consent".into()),
+            max_age: Some("0".into()),
+            ..good()
+        };
         match check_authorize_request(&p, Some(&conf)) {
             AuthorizeCheck::Proceed(r) => {
                 assert!(r.code_challenge.is_none());
@@ -423,8 +634,17 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-        let none = AuthorizeParams { prompt: Some("none".into()), ..good() };
-        assert!(matches!(check_authorize_request(&none, Some(&conf)), AuthorizeCheck::Proceed(AuthorizeRequest { prompt: Prompt::None, .. })));
+        let none = AuthorizeParams {
+            prompt: Some("none".into()),
+            ..good()
+        };
+        assert!(matches!(
+            check_authorize_request(&none, Some(&conf)),
+            AuthorizeCheck::Proceed(AuthorizeRequest {
+                prompt: Prompt::None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -233,7 +233,10 @@ impl ClientAppType {
     }
     /// Legacy clients cannot follow a browser redirect and stay federated (SPEC §4.2).
     pub fn is_legacy(self) -> bool {
-        matches!(self, ClientAppType::ExchangeActiveSync | ClientAppType::Other)
+        matches!(
+            self,
+            ClientAppType::ExchangeActiveSync | ClientAppType::Other
+        )
     }
 }
 
@@ -294,10 +297,16 @@ pub fn check_grants(client_type: ClientType, grants: &[GrantType]) -> Result<(),
         return Err("grantTypes must name at least one grant".into());
     }
     if client_type == ClientType::Public && grants.contains(&GrantType::ClientCredentials) {
-        return Err("a public client cannot use the client_credentials grant: it has no secret".into());
+        return Err(
+            "a public client cannot use the client_credentials grant: it has no secret".into(),
+        );
     }
-    if grants.contains(&GrantType::RefreshToken) && !grants.contains(&GrantType::AuthorizationCode) {
-        return Err("refresh_token needs authorization_code: refresh tokens are only issued from a code".into());
+    if grants.contains(&GrantType::RefreshToken) && !grants.contains(&GrantType::AuthorizationCode)
+    {
+        return Err(
+            "refresh_token needs authorization_code: refresh tokens are only issued from a code"
+                .into(),
+        );
     }
     Ok(())
 }
@@ -330,7 +339,11 @@ mod tests {
         for k in [MemberKind::User, MemberKind::Group, MemberKind::Contact] {
             assert_eq!(MemberKind::parse(k.as_str()), Some(k));
         }
-        for g in [GrantType::AuthorizationCode, GrantType::RefreshToken, GrantType::ClientCredentials] {
+        for g in [
+            GrantType::AuthorizationCode,
+            GrantType::RefreshToken,
+            GrantType::ClientCredentials,
+        ] {
             assert_eq!(GrantType::parse(g.as_str()), Some(g));
         }
         for c in [

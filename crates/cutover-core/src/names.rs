@@ -15,7 +15,9 @@ pub enum NameError {
     TooLong { max: usize },
     #[error("a sign-in name has the form name@domain")]
     MissingAt,
-    #[error("the part before @ may use letters, digits and . - _ ' + ! # ^ ~, not start or end with a dot, nor hold two dots in a row")]
+    #[error(
+        "the part before @ may use letters, digits and . - _ ' + ! # ^ ~, not start or end with a dot, nor hold two dots in a row"
+    )]
     BadLocalPart,
     #[error("'{0}' is not a valid domain name")]
     BadDomain(String),
@@ -33,7 +35,9 @@ impl DomainName {
             return Err(NameError::Empty);
         }
         if s.len() > MAX_DOMAIN_LEN {
-            return Err(NameError::TooLong { max: MAX_DOMAIN_LEN });
+            return Err(NameError::TooLong {
+                max: MAX_DOMAIN_LEN,
+            });
         }
         let lower = s.to_ascii_lowercase();
         let labels: Vec<&str> = lower.split('.').collect();
@@ -156,7 +160,10 @@ mod tests {
     fn upn_table() {
         let cases: &[(&str, Result<&str, NameError>)] = &[
             ("user1@contoso.example", Ok("user1@contoso.example")),
-            ("  User.One@Contoso.Example ", Ok("User.One@contoso.example")),
+            (
+                "  User.One@Contoso.Example ",
+                Ok("User.One@contoso.example"),
+            ),
             ("o'brien+x@corp.example", Ok("o'brien+x@corp.example")),
             ("", Err(NameError::Empty)),
             ("   ", Err(NameError::Empty)),
@@ -168,7 +175,10 @@ mod tests {
             ("a b@contoso.example", Err(NameError::BadLocalPart)),
             ("a<script>@contoso.example", Err(NameError::BadLocalPart)),
             ("a@localhost", Err(NameError::BadDomain("localhost".into()))),
-            ("a@-x.example", Err(NameError::BadDomain("-x.example".into()))),
+            (
+                "a@-x.example",
+                Err(NameError::BadDomain("-x.example".into())),
+            ),
         ];
         for (input, want) in cases {
             let got = UserPrincipalName::parse(input);

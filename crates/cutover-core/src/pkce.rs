@@ -88,10 +88,22 @@ mod tests {
     fn methods() {
         let ch = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
         assert_eq!(CodeChallenge::parse(ch, None), Err(PkceError::PlainRefused));
-        assert_eq!(CodeChallenge::parse(ch, Some("plain")), Err(PkceError::PlainRefused));
-        assert!(matches!(CodeChallenge::parse(ch, Some("S512")), Err(PkceError::UnknownMethod(_))));
-        assert_eq!(CodeChallenge::parse("short", Some("S256")), Err(PkceError::MalformedChallenge));
-        assert_eq!(CodeChallenge::parse(&format!("{ch}="), Some("S256")), Err(PkceError::MalformedChallenge));
+        assert_eq!(
+            CodeChallenge::parse(ch, Some("plain")),
+            Err(PkceError::PlainRefused)
+        );
+        assert!(matches!(
+            CodeChallenge::parse(ch, Some("S512")),
+            Err(PkceError::UnknownMethod(_))
+        ));
+        assert_eq!(
+            CodeChallenge::parse("short", Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
+        assert_eq!(
+            CodeChallenge::parse(&format!("{ch}="), Some("S256")),
+            Err(PkceError::MalformedChallenge)
+        );
     }
 
     #[test]

@@ -27,7 +27,8 @@ impl RedirectUri {
         if input.trim() != input {
             return Err("a redirect URI must not start or end with whitespace".into());
         }
-        let url = url::Url::parse(input).map_err(|e| format!("'{input}' is not an absolute URI: {e}"))?;
+        let url =
+            url::Url::parse(input).map_err(|e| format!("'{input}' is not an absolute URI: {e}"))?;
         if url.fragment().is_some() {
             return Err("a redirect URI must not contain a fragment (#…)".into());
         }
@@ -48,7 +49,10 @@ impl RedirectUri {
                 }
             }
             "javascript" | "data" | "file" | "vbscript" => {
-                return Err(format!("the '{}' scheme is not allowed in a redirect URI", url.scheme()));
+                return Err(format!(
+                    "the '{}' scheme is not allowed in a redirect URI",
+                    url.scheme()
+                ));
             }
             other if other.contains('.') => {}
             other => {
@@ -120,7 +124,10 @@ mod tests {
         }
         let long = format!("https://a.example/{}", "x".repeat(MAX_REDIRECT_URI_LEN));
         assert!(RedirectUri::parse(&long).is_err());
-        let edge = format!("https://a.example/{}", "x".repeat(MAX_REDIRECT_URI_LEN - 18));
+        let edge = format!(
+            "https://a.example/{}",
+            "x".repeat(MAX_REDIRECT_URI_LEN - 18)
+        );
         assert_eq!(edge.len(), MAX_REDIRECT_URI_LEN);
         assert!(RedirectUri::parse(&edge).is_ok());
     }

@@ -71,16 +71,27 @@ pub struct RoutingInput<'a> {
 /// Decide the route for a sign-in. Pure: same input, same answer.
 pub fn route_sign_in(input: RoutingInput<'_>) -> RouteDecision {
     let Some(domain) = input.domain else {
-        return RouteDecision { route: Route::Managed, reason: RouteReason::UnknownDomain };
+        return RouteDecision {
+            route: Route::Managed,
+            reason: RouteReason::UnknownDomain,
+        };
     };
     match &domain.authentication {
-        DomainAuthentication::Managed => RouteDecision { route: Route::Managed, reason: RouteReason::ManagedDomain },
+        DomainAuthentication::Managed => RouteDecision {
+            route: Route::Managed,
+            reason: RouteReason::ManagedDomain,
+        },
         DomainAuthentication::Federated(cfg) => {
             if input.user.is_some_and(|u| u.break_glass) {
-                return RouteDecision { route: Route::Managed, reason: RouteReason::BreakGlassNeverFederated };
+                return RouteDecision {
+                    route: Route::Managed,
+                    reason: RouteReason::BreakGlassNeverFederated,
+                };
             }
             RouteDecision {
-                route: Route::Federated { identity_provider_id: cfg.identity_provider_id },
+                route: Route::Federated {
+                    identity_provider_id: cfg.identity_provider_id,
+                },
                 reason: RouteReason::FederatedDomain,
             }
         }
@@ -130,15 +141,48 @@ mod tests {
         let table: Vec<(Option<&Domain>, Option<&User>, &str, RouteReason)> = vec![
             (None, None, "managed", RouteReason::UnknownDomain),
             (Some(&managed), None, "managed", RouteReason::ManagedDomain),
-            (Some(&managed), Some(&normal), "managed", RouteReason::ManagedDomain),
-            (Some(&managed), Some(&glass), "managed", RouteReason::ManagedDomain),
-            (Some(&federated), None, "federated", RouteReason::FederatedDomain),
-            (Some(&federated), Some(&normal), "federated", RouteReason::FederatedDomain),
-            (Some(&federated), Some(&glass), "managed", RouteReason::BreakGlassNeverFederated),
+            (
+                Some(&managed),
+                Some(&normal),
+                "managed",
+                RouteReason::ManagedDomain,
+            ),
+            (
+                Some(&managed),
+                Some(&glass),
+                "managed",
+                RouteReason::ManagedDomain,
+            ),
+            (
+                Some(&federated),
+                None,
+                "federated",
+                RouteReason::FederatedDomain,
+            ),
+            (
+                Some(&federated),
+                Some(&normal),
+                "federated",
+                RouteReason::FederatedDomain,
+            ),
+            (
+                Some(&federated),
+                Some(&glass),
+                "managed",
+                RouteReason::BreakGlassNeverFederated,
+            ),
         ];
         for (d, u, route, reason) in table {
-            let got = route_sign_in(RoutingInput { domain: d, user: u, client_app_type: ClientAppType::Browser });
-            assert_eq!((got.route.as_str(), got.reason), (route, reason), "domain {d:?} user {u:?}");
+            let got = route_sign_in(RoutingInput {
+                domain: d,
+                user: u,
+                client_app_type: ClientAppType::Browser,
+            });
+            assert_eq!(
+                (got.route.as_str(), got.reason),
+                (route, reason),
+                "domain {d:?} user {u:?}"
+            );
         }
     }
 }

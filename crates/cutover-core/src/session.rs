@@ -22,9 +22,16 @@ pub enum SessionDecision {
     LoginRequired,
 }
 
-pub fn decide_session(prompt: Prompt, max_age: Option<i64>, session: Option<SessionFacts>, now: Timestamp) -> SessionDecision {
+pub fn decide_session(
+    prompt: Prompt,
+    max_age: Option<i64>,
+    session: Option<SessionFacts>,
+    now: Timestamp,
+) -> SessionDecision {
     let usable = session.is_some_and(|s| {
-        s.user_enabled && now < s.expires_at && max_age.is_none_or(|m| now.secs_since(s.auth_time) <= m)
+        s.user_enabled
+            && now < s.expires_at
+            && max_age.is_none_or(|m| now.secs_since(s.auth_time) <= m)
     });
     match (prompt, usable) {
         (Prompt::Login, _) => SessionDecision::Prompt,
@@ -40,7 +47,11 @@ mod tests {
     use proptest::prelude::*;
 
     fn facts(auth: i64, exp: i64, enabled: bool) -> Option<SessionFacts> {
-        Some(SessionFacts { auth_time: Timestamp::from_secs(auth), expires_at: Timestamp::from_secs(exp), user_enabled: enabled })
+        Some(SessionFacts {
+            auth_time: Timestamp::from_secs(auth),
+            expires_at: Timestamp::from_secs(exp),
+            user_enabled: enabled,
+        })
     }
 
     #[test]
@@ -58,10 +69,19 @@ mod tests {
             (Prompt::Login, None, facts(900, 2000, true), D::Prompt),
             (Prompt::None, None, facts(900, 2000, true), D::Reuse),
             (Prompt::None, None, None, D::LoginRequired),
-            (Prompt::None, Some(10), facts(900, 2000, true), D::LoginRequired),
+            (
+                Prompt::None,
+                Some(10),
+                facts(900, 2000, true),
+                D::LoginRequired,
+            ),
         ];
         for (prompt, max_age, session, want) in table {
-            assert_eq!(decide_session(prompt, max_age, session, now), want, "{prompt:?} {max_age:?} {session:?}");
+            assert_eq!(
+                decide_session(prompt, max_age, session, now),
+                want,
+                "{prompt:?} {max_age:?} {session:?}"
+            );
         }
     }
 

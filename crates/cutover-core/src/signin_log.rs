@@ -67,15 +67,22 @@ impl FailureReason {
     pub fn user_message(self) -> &'static str {
         match self {
             Self::InvalidUserPrincipalName => "Enter your sign-in name in the form name@domain.",
-            Self::UnknownDomain | Self::UnknownUser | Self::InvalidPassword | Self::NoPasswordSet => {
+            Self::UnknownDomain
+            | Self::UnknownUser
+            | Self::InvalidPassword
+            | Self::NoPasswordSet => {
                 "Your account or password is incorrect. Check both and try again; if you have forgotten your password, contact your helpdesk."
             }
             // Only reached after the correct password: it reveals nothing to someone without it.
-            Self::AccountDisabled => "Your account is disabled. Contact your helpdesk to have it enabled.",
+            Self::AccountDisabled => {
+                "Your account is disabled. Contact your helpdesk to have it enabled."
+            }
             Self::FederationNotConfigured => {
                 "Your organisation signs in through another identity provider that is not available right now. Contact your helpdesk."
             }
-            Self::SessionExpired => "This sign-in took too long and has expired. Go back to the application and start again.",
+            Self::SessionExpired => {
+                "This sign-in took too long and has expired. Go back to the application and start again."
+            }
         }
     }
 }
@@ -149,7 +156,12 @@ pub enum PasswordOutcome {
 /// Decide the password step. `password_matches` is `None` when no hash was checked (no user,
 /// or no password set). The password is judged before the account state, so a disabled account
 /// is only revealed to someone who knows its password.
-pub fn judge_password(domain_known: bool, user: Option<&User>, has_password: bool, password_matches: Option<bool>) -> PasswordOutcome {
+pub fn judge_password(
+    domain_known: bool,
+    user: Option<&User>,
+    has_password: bool,
+    password_matches: Option<bool>,
+) -> PasswordOutcome {
     if !domain_known {
         return PasswordOutcome::Failure(FailureReason::UnknownDomain);
     }
@@ -222,7 +234,13 @@ mod tests {
             (true, None, false, None, Failure(UnknownUser)),
             (true, Some(&on), false, None, Failure(NoPasswordSet)),
             (true, Some(&on), true, Some(false), Failure(InvalidPassword)),
-            (true, Some(&off), true, Some(false), Failure(InvalidPassword)),
+            (
+                true,
+                Some(&off),
+                true,
+                Some(false),
+                Failure(InvalidPassword),
+            ),
             (true, Some(&off), true, Some(true), Failure(AccountDisabled)),
             (true, Some(&on), true, Some(true), Success),
         ];
@@ -234,7 +252,11 @@ mod tests {
     #[test]
     fn existence_is_never_revealed_by_the_message() {
         let generic = FailureReason::InvalidPassword.user_message();
-        for r in [FailureReason::UnknownDomain, FailureReason::UnknownUser, FailureReason::NoPasswordSet] {
+        for r in [
+            FailureReason::UnknownDomain,
+            FailureReason::UnknownUser,
+            FailureReason::NoPasswordSet,
+        ] {
             assert_eq!(r.user_message(), generic);
         }
     }
@@ -242,11 +264,17 @@ mod tests {
     #[test]
     fn platforms() {
         let table = [
-            ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)", "iOS"),
+            (
+                "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X)",
+                "iOS",
+            ),
             ("Mozilla/5.0 (Linux; Android 14; SM-S918B)", "android"),
             ("Mozilla/5.0 (Windows NT 10.0; Win64; x64)", "windows"),
             ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0)", "macOS"),
-            ("Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156", "linux"),
+            (
+                "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/156",
+                "linux",
+            ),
             ("curl/8.0", "unknown"),
         ];
         for (ua, want) in table {

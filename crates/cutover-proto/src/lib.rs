@@ -106,11 +106,23 @@ pub struct UpdateUser {
     pub account_enabled: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_profile: Option<PasswordProfile>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
     pub mail: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
     pub department: Option<Option<String>>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "double_option")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "double_option"
+    )]
     pub manager_id: Option<Option<Uuid>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub break_glass: Option<bool>,
@@ -120,14 +132,19 @@ pub struct UpdateUser {
 mod double_option {
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<Option<T>>, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<T: Serialize, S: Serializer>(
+        v: &Option<Option<T>>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         match v {
             Some(inner) => inner.serialize(s),
             None => s.serialize_none(),
         }
     }
 
-    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
         Option::<T>::deserialize(d).map(Some)
     }
 }
@@ -286,7 +303,10 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused_with_their_name() {
-        let err = serde_json::from_str::<CreateUser>(r#"{"userPrincipalName":"a@b.example","displayname":"x"}"#).unwrap_err();
+        let err = serde_json::from_str::<CreateUser>(
+            r#"{"userPrincipalName":"a@b.example","displayname":"x"}"#,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("displayname"), "{err}");
     }
 
@@ -301,9 +321,15 @@ mod tests {
 
     #[test]
     fn secrets_stay_out_of_debug() {
-        let c = AdminCredentials { issuer: "i".into(), client_id: "c".into(), client_secret: "s3cr3t".into() };
+        let c = AdminCredentials {
+            issuer: "i".into(),
+            client_id: "c".into(),
+            client_secret: "s3cr3t".into(),
+        };
         assert!(!format!("{c:?}").contains("s3cr3t"));
-        let p = PasswordProfile { password: "hunter2".into() };
+        let p = PasswordProfile {
+            password: "hunter2".into(),
+        };
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }

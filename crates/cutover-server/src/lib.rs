@@ -1,1 +1,356 @@
-//! placeholder
+//! Cutover's HTTP shell: the OpenID Connect provider, the sign-in pages and the admin REST API.
+//!
+//! Handlers are thin: parse the request, load what the decision needs from the [`Store`], ask
+//! `cutover_core`, then commit the result and its records. This is the only crate that knows
+//! HTTP, HTML and the OAuth wire format.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::middleware::Next;
+use axum::response::Response;
+use cutover_core::Timestamp;
+use cutover_store::Store;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+pub mod admin;
+pub mod bootstrap;
+pub mod clock;
+pub mod crypto;
+pub mod error;
+pub mod keys;
+pub mod oidc;
+pub mod openapi;
+pub mod pages;
+pub mod signin;
+
+use clock::Clock;
+use crypto::{Argon2Params, Hasher};
+use keys::KeyRing;
+
+/// Password hashes computed at once per node; argon2id holds `memory_kib` each, so this bounds memory.
+pub const MAX_CONCURRENT_HASHES: usize = 16;
+
+/// What the HTTP shell needs to know that is not in the database.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The issuer URL, exactly as clients see it (no trailing slash).
+    pub issuer: String,
+    /// Cost of new password hashes.
+    pub argon2: Argon2Params,
+    /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
+    pub trust_forwarded_for: bool,
+}
+
+impl ServerConfig {
+    /// Refuse configurations that would be unsafe to run.
+    pub fn validate(&self) -> Result<(), String> {
+        let url = url::Url::parse(&self.issuer)
+            .map_err(|e| format!("issuer '{}' is not a URL: {e}", self.issuer))?;
+        if self.issuer.ends_with('/') {
+            return Err(format!("issuer '{}' must not end with '/'", self.issuer));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(
+                "issuer must not contain a query or fragment (OpenID Connect Discovery §3)".into(),
+            );
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(d)) => d == "localhost",
+                    None => false,
+                };
+                if !loopback {
+                    return Err(format!(
+                        "issuer '{}' uses plain http on a non-loopback host: tokens and passwords would cross the network unencrypted. \
+                         Serve Cutover behind a TLS-terminating proxy and set the issuer to its https:// URL",
+                        self.issuer
+                    ));
+                }
+            }
+            other => {
+                return Err(format!(
+                    "issuer scheme '{other}' is not supported; use https"
+                ));
+            }
+        }
+        self.argon2.validate()
+    }
+
+    /// Cookies carry `Secure` whenever the issuer is https.
+    pub fn secure_cookies(&self) -> bool {
+        self.issuer.starts_with("https://")
+    }
+}
+
+/// Everything a handler can reach.
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub config: ServerConfig,
+    pub keys: KeyRing,
+    pub hasher: Hasher,
+    /// A hash of a random password with the configured cost, verified when no user matched so
+    /// that a wrong name takes as long as a wrong password.
+    pub dummy_hash: String,
+    pub hash_slots: Semaphore,
+}
+
+impl AppState {
+    /// Load or create the shared secrets and keys, and check the configuration.
+    pub async fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        config: ServerConfig,
+    ) -> anyhow::Result<Arc<Self>> {
+        config.validate().map_err(anyhow::Error::msg)?;
+        let now = clock.now();
+        let hmac_key = store
+            .init_setting("hmacKey", &crypto::b64(&crypto::random_bytes(32)))
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the server key from the database failed: {e}"))?;
+        let keys = KeyRing::load(store.clone(), now)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let params = config.argon2;
+        let dummy_hash = tokio::task::spawn_blocking(move || {
+            params.hash(&cutover_core::Secret::new(crypto::random_token()))
+        })
+        .await?
+        .map_err(anyhow::Error::msg)?;
+        Ok(Arc::new(Self {
+            store,
+            clock,
+            config,
+            keys,
+            hasher: Hasher::new(hmac_key.as_bytes()),
+            dummy_hash,
+            hash_slots: Semaphore::new(MAX_CONCURRENT_HASHES),
+        }))
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    /// Hash a password on the blocking pool, bounded by [`MAX_CONCURRENT_HASHES`].
+    pub async fn hash_password(
+        &self,
+        password: cutover_core::Secret,
+    ) -> Result<String, error::ApiError> {
+        let _slot = self
+            .hash_slots
+            .acquire()
+            .await
+            .map_err(|_| error::ApiError::internal("hash pool closed"))?;
+        let params = self.config.argon2;
+        tokio::task::spawn_blocking(move || params.hash(&password))
+            .await
+            .map_err(|e| error::ApiError::internal(format!("hashing task failed: {e}")))?
+            .map_err(error::ApiError::internal)
+    }
+
+    /// Verify a password (or the dummy hash when `phc` is `None`) on the blocking pool.
+    pub async fn verify_password(
+        &self,
+        password: cutover_core::Secret,
+        phc: Option<String>,
+    ) -> bool {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return false;
+        };
+        let real = phc.is_some();
+        let phc = phc.unwrap_or_else(|| self.dummy_hash.clone());
+        let ok = tokio::task::spawn_blocking(move || crypto::verify_password(&password, &phc))
+            .await
+            .unwrap_or(false);
+        ok && real
+    }
+}
+
+/// Per-request facts every handler may log: correlation id, client IP, User-Agent.
+#[derive(Debug, Clone)]
+pub struct RequestCtx {
+    pub id: Uuid,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl RequestCtx {
+    fn from_parts(
+        headers: &HeaderMap,
+        peer: Option<SocketAddr>,
+        trust_forwarded_for: bool,
+    ) -> Self {
+        let forwarded = trust_forwarded_for
+            .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+            .flatten()
+            .and_then(|v| v.split(',').next())
+            .map(|s| s.trim().to_owned())
+            .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
+        Self {
+            id: Uuid::now_v7(),
+            ip: forwarded.or_else(|| peer.map(|p| p.ip().to_string())),
+            user_agent: headers
+                .get("user-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(512).collect()),
+        }
+    }
+}
+
+async fn request_context(
+    state: axum::extract::State<Arc<AppState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let ctx = RequestCtx::from_parts(req.headers(), peer, state.config.trust_forwarded_for);
+    let id = ctx.id;
+    let span =
+        tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
+    req.extensions_mut().insert(ctx);
+    let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        res.headers_mut().insert("x-request-id", v);
+    }
+    res
+}
+
+/// The whole HTTP application.
+pub fn router(state: Arc<AppState>) -> Router {
+    use tower_http::set_header::SetResponseHeaderLayer;
+    Router::new()
+        .merge(oidc::routes())
+        .merge(signin::routes())
+        .nest("/api/v1", admin::routes())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
+        ))
+        .layer(tower_http::limit::RequestBodyLimitLayer::new(
+            cutover_core::limits::MAX_BODY_BYTES,
+        ))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            error::panic_response,
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            axum::http::header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .with_state(state)
+}
+
+async fn readyz(
+    state: axum::extract::State<Arc<AppState>>,
+) -> Result<&'static str, error::ApiError> {
+    state.store.ping().await?;
+    Ok("ready")
+}
+
+/// Serve `router` on `listener` until `shutdown` resolves, finishing in-flight requests.
+pub async fn serve(
+    state: Arc<AppState>,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let maintenance = tokio::spawn(maintenance(state.clone()));
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await;
+    maintenance.abort();
+    result
+}
+
+/// Background upkeep: pick up keys rotated by other nodes, purge expired rows.
+async fn maintenance(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+        keys::KEY_REFRESH_SECS as u64,
+    ));
+    loop {
+        tick.tick().await;
+        let now = state.now();
+        state
+            .keys
+            .refresh_if_older(now, keys::KEY_REFRESH_SECS)
+            .await;
+        match state.store.purge_expired(now).await {
+            Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired sign-in state"),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "purging expired sign-in state failed; will retry")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(issuer: &str) -> ServerConfig {
+        ServerConfig {
+            issuer: issuer.into(),
+            argon2: Argon2Params::default(),
+            trust_forwarded_for: false,
+        }
+    }
+
+    #[test]
+    fn unsafe_issuers_are_refused() {
+        assert!(cfg("http://127.0.0.1:8080").validate().is_ok());
+        assert!(cfg("http://localhost:8080").validate().is_ok());
+        assert!(cfg("https://login.contoso.example").validate().is_ok());
+        let err = cfg("http://login.contoso.example").validate().unwrap_err();
+        assert!(err.contains("TLS"), "{err}");
+        assert!(cfg("https://login.contoso.example/").validate().is_err());
+        assert!(cfg("https://login.contoso.example?x=1").validate().is_err());
+        assert!(cfg("ftp://x.example").validate().is_err());
+        assert!(cfg("not a url").validate().is_err());
+        assert!(cfg("https://login.contoso.example").secure_cookies());
+        assert!(!cfg("http://127.0.0.1:1").secure_cookies());
+    }
+
+    #[test]
+    fn forwarded_for_only_when_trusted() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("203.0.113.9, 10.0.0.1"),
+        );
+        let peer: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        assert_eq!(
+            RequestCtx::from_parts(&h, Some(peer), false).ip.as_deref(),
+            Some("127.0.0.1")
+        );
+        assert_eq!(
+            RequestCtx::from_parts(&h, Some(peer), true).ip.as_deref(),
+            Some("203.0.113.9")
+        );
+        h.insert("x-forwarded-for", HeaderValue::from_static("<script>"));
+        assert_eq!(
+            RequestCtx::from_parts(&h, Some(peer), true).ip.as_deref(),
+            Some("127.0.0.1")
+        );
+    }
+}

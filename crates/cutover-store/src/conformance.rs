@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use cutover_core::signin_log::{LockoutDecision, SignInRecord, SignInResult};
 use cutover_core::{
-    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, FederationConfig, Group,
-    MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User, UserPrincipalName, default_grants,
+    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName,
+    FederationConfig, Group, MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp,
+    User, UserPrincipalName, default_grants,
 };
 use uuid::Uuid;
 
@@ -111,89 +112,219 @@ pub async fn run(store: Arc<dyn Store>) {
 }
 
 async fn settings(s: &dyn Store) {
-    assert_eq!(s.get_setting("k").await.unwrap(), None, "missing setting reads as None");
+    assert_eq!(
+        s.get_setting("k").await.unwrap(),
+        None,
+        "missing setting reads as None"
+    );
     assert_eq!(s.init_setting("k", "first").await.unwrap(), "first");
-    assert_eq!(s.init_setting("k", "second").await.unwrap(), "first", "init_setting never overwrites");
+    assert_eq!(
+        s.init_setting("k", "second").await.unwrap(),
+        "first",
+        "init_setting never overwrites"
+    );
     s.ping().await.unwrap();
 }
 
 async fn domains_and_users(s: &dyn Store) {
-    let d = Domain { name: DomainName::parse("contoso.example").unwrap(), authentication: DomainAuthentication::Managed, created_at: T0 };
-    s.create_domain(&d, &audit("createDomain", "contoso.example")).await.unwrap();
-    assert!(matches!(s.create_domain(&d, &audit("createDomain", "dup")).await, Err(StoreError::Conflict(_))), "duplicate domain is a conflict");
-    let fed = Domain {
-        name: DomainName::parse("corp.example").unwrap(),
-        authentication: DomainAuthentication::Federated(FederationConfig { identity_provider_id: Some(Uuid::nil()) }),
+    let d = Domain {
+        name: DomainName::parse("contoso.example").unwrap(),
+        authentication: DomainAuthentication::Managed,
         created_at: T0,
     };
-    s.create_domain(&fed, &audit("createDomain", "corp.example")).await.unwrap();
-    assert_eq!(s.get_domain("corp.example").await.unwrap(), Some(fed.clone()), "federation config round-trips");
+    s.create_domain(&d, &audit("createDomain", "contoso.example"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.create_domain(&d, &audit("createDomain", "dup")).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "duplicate domain is a conflict"
+    );
+    let fed = Domain {
+        name: DomainName::parse("corp.example").unwrap(),
+        authentication: DomainAuthentication::Federated(FederationConfig {
+            identity_provider_id: Some(Uuid::nil()),
+        }),
+        created_at: T0,
+    };
+    s.create_domain(&fed, &audit("createDomain", "corp.example"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_domain("corp.example").await.unwrap(),
+        Some(fed.clone()),
+        "federation config round-trips"
+    );
     assert_eq!(s.list_domains().await.unwrap().len(), 2);
 
     let u1 = user("Alice@contoso.example");
-    s.create_user(&u1, &audit("createUser", "alice")).await.unwrap();
+    s.create_user(&u1, &audit("createUser", "alice"))
+        .await
+        .unwrap();
     let dup = user("alice@CONTOSO.example");
     assert!(
-        matches!(s.create_user(&dup, &audit("createUser", "dup")).await, Err(StoreError::Conflict(_))),
+        matches!(
+            s.create_user(&dup, &audit("createUser", "dup")).await,
+            Err(StoreError::Conflict(_))
+        ),
         "UPNs are unique case-insensitively"
     );
     let stray = user("bob@nowhere.example");
     assert!(
-        matches!(s.create_user(&stray, &audit("createUser", "stray")).await, Err(StoreError::Conflict(_))),
+        matches!(
+            s.create_user(&stray, &audit("createUser", "stray")).await,
+            Err(StoreError::Conflict(_))
+        ),
         "a user's domain must exist"
     );
-    let got = s.get_user_by_upn("alice@contoso.example").await.unwrap().expect("lookup by normalised upn");
+    let got = s
+        .get_user_by_upn("alice@contoso.example")
+        .await
+        .unwrap()
+        .expect("lookup by normalised upn");
     assert_eq!(got, u1);
     assert_eq!(s.get_user(u1.user.id).await.unwrap(), Some(u1.clone()));
     assert_eq!(s.get_user(Uuid::new_v4()).await.unwrap(), None);
 
     let u2 = user("bob@contoso.example");
-    s.create_user(&u2, &audit("createUser", "bob")).await.unwrap();
-    let all = s.list_users(&UserFilter { upn_prefix: None, top: 10 }).await.unwrap();
-    assert_eq!(all.iter().map(|u| u.upn.as_str()).collect::<Vec<_>>(), vec!["Alice@contoso.example", "bob@contoso.example"]);
-    let b = s.list_users(&UserFilter { upn_prefix: Some("BO".into()), top: 10 }).await.unwrap();
+    s.create_user(&u2, &audit("createUser", "bob"))
+        .await
+        .unwrap();
+    let all = s
+        .list_users(&UserFilter {
+            upn_prefix: None,
+            top: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|u| u.upn.as_str()).collect::<Vec<_>>(),
+        vec!["Alice@contoso.example", "bob@contoso.example"]
+    );
+    let b = s
+        .list_users(&UserFilter {
+            upn_prefix: Some("BO".into()),
+            top: 10,
+        })
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1, "prefix filter is case-insensitive");
-    let one = s.list_users(&UserFilter { upn_prefix: None, top: 1 }).await.unwrap();
+    let one = s
+        .list_users(&UserFilter {
+            upn_prefix: None,
+            top: 1,
+        })
+        .await
+        .unwrap();
     assert_eq!(one.len(), 1, "top bounds the list");
-    let pct = s.list_users(&UserFilter { upn_prefix: Some("%".into()), top: 10 }).await.unwrap();
-    assert!(pct.is_empty(), "a prefix is matched literally, not as a pattern");
+    let pct = s
+        .list_users(&UserFilter {
+            upn_prefix: Some("%".into()),
+            top: 10,
+        })
+        .await
+        .unwrap();
+    assert!(
+        pct.is_empty(),
+        "a prefix is matched literally, not as a pattern"
+    );
 
     let mut changed = u2.user.clone();
     changed.display_name = "Bob B".into();
     changed.account_enabled = false;
     changed.manager_id = Some(u1.user.id);
     changed.updated_at = T0.plus_secs(5);
-    s.update_user(&changed, None, &audit("updateUser", "bob")).await.unwrap();
+    s.update_user(&changed, None, &audit("updateUser", "bob"))
+        .await
+        .unwrap();
     let after = s.get_user(u2.user.id).await.unwrap().unwrap();
     assert_eq!(after.user, changed);
-    assert_eq!(after.password_hash, u2.password_hash, "update without a hash keeps the hash");
-    s.update_user(&changed, Some("$argon2id$new"), &audit("resetPassword", "bob")).await.unwrap();
-    assert_eq!(s.get_user(u2.user.id).await.unwrap().unwrap().password_hash.as_deref(), Some("$argon2id$new"));
+    assert_eq!(
+        after.password_hash, u2.password_hash,
+        "update without a hash keeps the hash"
+    );
+    s.update_user(
+        &changed,
+        Some("$argon2id$new"),
+        &audit("resetPassword", "bob"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_user(u2.user.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .password_hash
+            .as_deref(),
+        Some("$argon2id$new")
+    );
     let mut ghost = changed.clone();
     ghost.id = Uuid::new_v4();
-    assert!(matches!(s.update_user(&ghost, None, &audit("updateUser", "ghost")).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.update_user(&ghost, None, &audit("updateUser", "ghost"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 
     assert!(
-        matches!(s.delete_domain("contoso.example", &audit("deleteDomain", "contoso")).await, Err(StoreError::Conflict(_))),
+        matches!(
+            s.delete_domain("contoso.example", &audit("deleteDomain", "contoso"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
         "a domain with users cannot be deleted"
     );
-    assert!(matches!(s.delete_domain("none.example", &audit("deleteDomain", "none")).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_domain("none.example", &audit("deleteDomain", "none"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 
     // Audit rows exist for each successful change and none for refused ones.
-    let audits = s.list_audit_events(&AuditFilter { top: 500, ..Default::default() }).await.unwrap();
+    let audits = s
+        .list_audit_events(&AuditFilter {
+            top: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     for refused in ["dup", "stray", "ghost", "contoso", "none"] {
-        assert!(!audits.iter().any(|a| a.target_id == refused), "no audit row for refused change {refused}");
+        assert!(
+            !audits.iter().any(|a| a.target_id == refused),
+            "no audit row for refused change {refused}"
+        );
     }
     for done in ["contoso.example", "corp.example", "alice", "bob"] {
-        assert!(audits.iter().any(|a| a.target_id == done), "audit row for {done}");
+        assert!(
+            audits.iter().any(|a| a.target_id == done),
+            "audit row for {done}"
+        );
     }
-    let bob_audits = s.list_audit_events(&AuditFilter { target_id: Some("bob".into()), top: 10, ..Default::default() }).await.unwrap();
+    let bob_audits = s
+        .list_audit_events(&AuditFilter {
+            target_id: Some("bob".into()),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(bob_audits.len(), 3);
-    assert_eq!(bob_audits[0].after, Some(serde_json::json!({"target": "bob"})));
+    assert_eq!(
+        bob_audits[0].after,
+        Some(serde_json::json!({"target": "bob"}))
+    );
 }
 
 async fn groups(s: &dyn Store) {
-    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
+    let alice = s
+        .get_user_by_upn("alice@contoso.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
     let g = Group {
         id: Uuid::new_v4(),
         display_name: "Pilot".into(),
@@ -203,23 +334,55 @@ async fn groups(s: &dyn Store) {
         membership_kind: MembershipKind::Assigned,
         created_at: T0,
     };
-    s.create_group(&g, &audit("createGroup", "pilot")).await.unwrap();
+    s.create_group(&g, &audit("createGroup", "pilot"))
+        .await
+        .unwrap();
     assert_eq!(s.get_group(g.id).await.unwrap(), Some(g.clone()));
-    let inner = Group { id: Uuid::new_v4(), display_name: "Inner".into(), ..g.clone() };
-    s.create_group(&inner, &audit("createGroup", "inner")).await.unwrap();
+    let inner = Group {
+        id: Uuid::new_v4(),
+        display_name: "Inner".into(),
+        ..g.clone()
+    };
+    s.create_group(&inner, &audit("createGroup", "inner"))
+        .await
+        .unwrap();
 
-    let m_user = MemberRef { kind: MemberKind::User, id: alice.id };
-    let m_group = MemberRef { kind: MemberKind::Group, id: inner.id };
-    let m_contact = MemberRef { kind: MemberKind::Contact, id: Uuid::new_v4() };
+    let m_user = MemberRef {
+        kind: MemberKind::User,
+        id: alice.id,
+    };
+    let m_group = MemberRef {
+        kind: MemberKind::Group,
+        id: inner.id,
+    };
+    let m_contact = MemberRef {
+        kind: MemberKind::Contact,
+        id: Uuid::new_v4(),
+    };
     for m in [m_user, m_group, m_contact] {
-        s.add_group_member(g.id, m, T0, &audit("addGroupMember", "pilot")).await.unwrap();
+        s.add_group_member(g.id, m, T0, &audit("addGroupMember", "pilot"))
+            .await
+            .unwrap();
     }
     assert!(
-        matches!(s.add_group_member(g.id, m_user, T0, &audit("addGroupMember", "again")).await, Err(StoreError::Conflict(_))),
+        matches!(
+            s.add_group_member(g.id, m_user, T0, &audit("addGroupMember", "again"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
         "adding a member twice is a conflict"
     );
     assert!(
-        matches!(s.add_group_member(Uuid::new_v4(), m_user, T0, &audit("addGroupMember", "nogroup")).await, Err(StoreError::NotFound)),
+        matches!(
+            s.add_group_member(
+                Uuid::new_v4(),
+                m_user,
+                T0,
+                &audit("addGroupMember", "nogroup")
+            )
+            .await,
+            Err(StoreError::NotFound)
+        ),
         "adding to a missing group is not found"
     );
     let mut members = s.list_group_members(g.id, 100).await.unwrap();
@@ -229,59 +392,183 @@ async fn groups(s: &dyn Store) {
     assert_eq!(members, want, "users, groups and contacts are all members");
     assert_eq!(s.groups_of_member(alice.id).await.unwrap(), vec![g.id]);
 
-    s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "pilot")).await.unwrap();
-    assert!(matches!(s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "x")).await, Err(StoreError::NotFound)));
-    s.delete_group(inner.id, &audit("deleteGroup", "inner")).await.unwrap();
-    assert_eq!(s.list_group_members(g.id, 100).await.unwrap(), vec![m_user], "deleting a group removes its memberships elsewhere");
-    assert!(matches!(s.delete_group(inner.id, &audit("deleteGroup", "inner2")).await, Err(StoreError::NotFound)));
+    s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "pilot"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.remove_group_member(g.id, m_contact, &audit("removeGroupMember", "x"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    s.delete_group(inner.id, &audit("deleteGroup", "inner"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.list_group_members(g.id, 100).await.unwrap(),
+        vec![m_user],
+        "deleting a group removes its memberships elsewhere"
+    );
+    assert!(matches!(
+        s.delete_group(inner.id, &audit("deleteGroup", "inner2"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
     assert_eq!(s.list_groups(10).await.unwrap().len(), 1);
 
     // Deleting a user removes their memberships and sessions and revokes their grants.
     let carol = user("carol@contoso.example");
-    s.create_user(&carol, &audit("createUser", "carol")).await.unwrap();
-    s.add_group_member(g.id, MemberRef { kind: MemberKind::User, id: carol.user.id }, T0, &audit("addGroupMember", "pilot")).await.unwrap();
+    s.create_user(&carol, &audit("createUser", "carol"))
+        .await
+        .unwrap();
+    s.add_group_member(
+        g.id,
+        MemberRef {
+            kind: MemberKind::User,
+            id: carol.user.id,
+        },
+        T0,
+        &audit("addGroupMember", "pilot"),
+    )
+    .await
+    .unwrap();
     let gr = grant("c1", Some(carol.user.id));
     s.create_grant(&gr).await.unwrap();
-    s.create_session(&SsoSession { id_hash: "carol-s".into(), user_id: carol.user.id, auth_time: T0, methods: vec!["password".into()], created_at: T0, expires_at: T0.plus_secs(100) }).await.unwrap();
-    s.delete_user(carol.user.id, &audit("deleteUser", "carol")).await.unwrap();
-    assert_eq!(s.groups_of_member(carol.user.id).await.unwrap(), Vec::<Uuid>::new());
+    s.create_session(&SsoSession {
+        id_hash: "carol-s".into(),
+        user_id: carol.user.id,
+        auth_time: T0,
+        methods: vec!["password".into()],
+        created_at: T0,
+        expires_at: T0.plus_secs(100),
+    })
+    .await
+    .unwrap();
+    s.delete_user(carol.user.id, &audit("deleteUser", "carol"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.groups_of_member(carol.user.id).await.unwrap(),
+        Vec::<Uuid>::new()
+    );
     assert_eq!(s.get_session("carol-s", T0).await.unwrap(), None);
-    assert!(s.get_grant(gr.id).await.unwrap().unwrap().revoked_at.is_some());
-    assert!(matches!(s.delete_user(carol.user.id, &audit("deleteUser", "carol2")).await, Err(StoreError::NotFound)));
+    assert!(
+        s.get_grant(gr.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+    assert!(matches!(
+        s.delete_user(carol.user.id, &audit("deleteUser", "carol2"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn applications(s: &dyn Store) {
     let a = app("c1");
-    s.create_application(&a, &audit("createApplication", "c1")).await.unwrap();
-    assert!(matches!(s.create_application(&app("c1"), &audit("createApplication", "c1dup")).await, Err(StoreError::Conflict(_))));
+    s.create_application(&a, &audit("createApplication", "c1"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.create_application(&app("c1"), &audit("createApplication", "c1dup"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     assert_eq!(s.get_application(a.id).await.unwrap(), Some(a.clone()));
-    assert_eq!(s.get_application_by_client_id("c1").await.unwrap(), Some(a.clone()));
-    assert_eq!(s.get_application_by_client_id("C1").await.unwrap(), None, "client ids are exact");
+    assert_eq!(
+        s.get_application_by_client_id("c1").await.unwrap(),
+        Some(a.clone())
+    );
+    assert_eq!(
+        s.get_application_by_client_id("C1").await.unwrap(),
+        None,
+        "client ids are exact"
+    );
     let b = app("c2");
-    s.create_application(&b, &audit("createApplication", "c2")).await.unwrap();
+    s.create_application(&b, &audit("createApplication", "c2"))
+        .await
+        .unwrap();
     let g = grant("c2", None);
     s.create_grant(&g).await.unwrap();
-    s.delete_application(b.id, &audit("deleteApplication", "c2")).await.unwrap();
-    assert!(s.get_grant(g.id).await.unwrap().unwrap().revoked_at.is_some(), "deleting an app revokes its grants");
+    s.delete_application(b.id, &audit("deleteApplication", "c2"))
+        .await
+        .unwrap();
+    assert!(
+        s.get_grant(g.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "deleting an app revokes its grants"
+    );
     assert_eq!(s.list_applications(10).await.unwrap(), vec![a]);
-    assert!(matches!(s.delete_application(b.id, &audit("deleteApplication", "c2b")).await, Err(StoreError::NotFound)));
+    assert!(matches!(
+        s.delete_application(b.id, &audit("deleteApplication", "c2b"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
 }
 
 async fn transactions_and_sessions(s: &dyn Store) {
-    let t = SignInTransaction { id: "txn1".into(), data: serde_json::json!({"step": 1}), created_at: T0, expires_at: T0.plus_secs(10) };
+    let t = SignInTransaction {
+        id: "txn1".into(),
+        data: serde_json::json!({"step": 1}),
+        created_at: T0,
+        expires_at: T0.plus_secs(10),
+    };
     s.create_sign_in_transaction(&t).await.unwrap();
-    assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap(), Some(t.clone()));
-    assert_eq!(s.get_sign_in_transaction("txn1", T0.plus_secs(10)).await.unwrap(), None, "expired exactly at expires_at");
-    s.update_sign_in_transaction("txn1", &serde_json::json!({"step": 2})).await.unwrap();
-    assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap().unwrap().data["step"], 2);
-    assert!(matches!(s.update_sign_in_transaction("nope", &serde_json::json!({})).await, Err(StoreError::NotFound)));
+    assert_eq!(
+        s.get_sign_in_transaction("txn1", T0).await.unwrap(),
+        Some(t.clone())
+    );
+    assert_eq!(
+        s.get_sign_in_transaction("txn1", T0.plus_secs(10))
+            .await
+            .unwrap(),
+        None,
+        "expired exactly at expires_at"
+    );
+    s.update_sign_in_transaction("txn1", &serde_json::json!({"step": 2}))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_sign_in_transaction("txn1", T0)
+            .await
+            .unwrap()
+            .unwrap()
+            .data["step"],
+        2
+    );
+    assert!(matches!(
+        s.update_sign_in_transaction("nope", &serde_json::json!({}))
+            .await,
+        Err(StoreError::NotFound)
+    ));
     s.delete_sign_in_transaction("txn1").await.unwrap();
     assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap(), None);
 
-    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
-    let sess = SsoSession { id_hash: "h1".into(), user_id: alice.id, auth_time: T0, methods: vec!["password".into()], created_at: T0, expires_at: T0.plus_secs(60) };
+    let alice = s
+        .get_user_by_upn("alice@contoso.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    let sess = SsoSession {
+        id_hash: "h1".into(),
+        user_id: alice.id,
+        auth_time: T0,
+        methods: vec!["password".into()],
+        created_at: T0,
+        expires_at: T0.plus_secs(60),
+    };
     s.create_session(&sess).await.unwrap();
-    assert_eq!(s.get_session("h1", T0.plus_secs(59)).await.unwrap(), Some(sess));
+    assert_eq!(
+        s.get_session("h1", T0.plus_secs(59)).await.unwrap(),
+        Some(sess)
+    );
     assert_eq!(s.get_session("h1", T0.plus_secs(60)).await.unwrap(), None);
     s.delete_session("h1").await.unwrap();
     assert_eq!(s.get_session("h1", T0).await.unwrap(), None);
@@ -289,28 +576,64 @@ async fn transactions_and_sessions(s: &dyn Store) {
 
 async fn codes_are_single_use(s: &dyn Store) {
     let g = grant("c1", None);
-    s.create_grant_with_code(&g, &code("code-a", g.id)).await.unwrap();
+    s.create_grant_with_code(&g, &code("code-a", g.id))
+        .await
+        .unwrap();
     match s.redeem_code("code-a", T0.plus_secs(1)).await.unwrap() {
-        CodeRedemption::Redeemed(c) => assert_eq!((c.grant_id, c.nonce.as_deref()), (g.id, Some("n"))),
+        CodeRedemption::Redeemed(c) => {
+            assert_eq!((c.grant_id, c.nonce.as_deref()), (g.id, Some("n")))
+        }
         other => panic!("first redemption must succeed, got {other:?}"),
     }
-    assert_eq!(s.redeem_code("code-a", T0.plus_secs(2)).await.unwrap(), CodeRedemption::Replayed { grant_id: g.id });
-    assert!(s.get_grant(g.id).await.unwrap().unwrap().revoked_at.is_some(), "a replayed code revokes its grant");
-    assert_eq!(s.redeem_code("never-issued", T0).await.unwrap(), CodeRedemption::NotFound);
+    assert_eq!(
+        s.redeem_code("code-a", T0.plus_secs(2)).await.unwrap(),
+        CodeRedemption::Replayed { grant_id: g.id }
+    );
+    assert!(
+        s.get_grant(g.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "a replayed code revokes its grant"
+    );
+    assert_eq!(
+        s.redeem_code("never-issued", T0).await.unwrap(),
+        CodeRedemption::NotFound
+    );
 
     let g2 = grant("c1", None);
-    s.create_grant_with_code(&g2, &code("code-b", g2.id)).await.unwrap();
-    assert_eq!(s.redeem_code("code-b", T0.plus_secs(60)).await.unwrap(), CodeRedemption::NotFound, "expired code is refused");
-    assert!(s.get_grant(g2.id).await.unwrap().unwrap().revoked_at.is_none(), "an expired code does not revoke");
+    s.create_grant_with_code(&g2, &code("code-b", g2.id))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.redeem_code("code-b", T0.plus_secs(60)).await.unwrap(),
+        CodeRedemption::NotFound,
+        "expired code is refused"
+    );
+    assert!(
+        s.get_grant(g2.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none(),
+        "an expired code does not revoke"
+    );
 }
 
 async fn codes_race(s: Arc<dyn Store>) {
     let g = grant("c1", None);
-    s.create_grant_with_code(&g, &code("code-race", g.id)).await.unwrap();
+    s.create_grant_with_code(&g, &code("code-race", g.id))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for _ in 0..8 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.redeem_code("code-race", T0.plus_secs(1)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.redeem_code("code-race", T0.plus_secs(1)).await
+        }));
     }
     let mut redeemed = 0;
     for t in tasks {
@@ -318,51 +641,93 @@ async fn codes_race(s: Arc<dyn Store>) {
             redeemed += 1;
         }
     }
-    assert_eq!(redeemed, 1, "exactly one of eight concurrent redemptions wins");
+    assert_eq!(
+        redeemed, 1,
+        "exactly one of eight concurrent redemptions wins"
+    );
 }
 
 async fn refresh_rotation(s: &dyn Store) {
     let g = grant("c1", None);
     s.create_grant(&g).await.unwrap();
-    s.insert_refresh_token("r1", g.id, T0, T0.plus_secs(100)).await.unwrap();
-    match s.rotate_refresh_token("r1", "r2", T0.plus_secs(1), T0.plus_secs(200)).await.unwrap() {
+    s.insert_refresh_token("r1", g.id, T0, T0.plus_secs(100))
+        .await
+        .unwrap();
+    match s
+        .rotate_refresh_token("r1", "r2", T0.plus_secs(1), T0.plus_secs(200))
+        .await
+        .unwrap()
+    {
         RefreshRotation::Rotated(got) => assert_eq!(got.id, g.id),
         other => panic!("rotation must succeed, got {other:?}"),
     }
-    match s.rotate_refresh_token("r2", "r3", T0.plus_secs(2), T0.plus_secs(200)).await.unwrap() {
+    match s
+        .rotate_refresh_token("r2", "r3", T0.plus_secs(2), T0.plus_secs(200))
+        .await
+        .unwrap()
+    {
         RefreshRotation::Rotated(_) => {}
         other => panic!("the new token rotates, got {other:?}"),
     }
     assert_eq!(
-        s.rotate_refresh_token("r1", "r4", T0.plus_secs(3), T0.plus_secs(200)).await.unwrap(),
+        s.rotate_refresh_token("r1", "r4", T0.plus_secs(3), T0.plus_secs(200))
+            .await
+            .unwrap(),
         RefreshRotation::Replayed { grant_id: g.id },
         "replaying a rotated token is detected"
     );
     assert_eq!(
-        s.rotate_refresh_token("r3", "r5", T0.plus_secs(4), T0.plus_secs(200)).await.unwrap(),
+        s.rotate_refresh_token("r3", "r5", T0.plus_secs(4), T0.plus_secs(200))
+            .await
+            .unwrap(),
         RefreshRotation::Revoked,
         "after a replay the whole grant is revoked"
     );
-    assert_eq!(s.rotate_refresh_token("zz", "r6", T0, T0).await.unwrap(), RefreshRotation::NotFound);
+    assert_eq!(
+        s.rotate_refresh_token("zz", "r6", T0, T0).await.unwrap(),
+        RefreshRotation::NotFound
+    );
 
     let g2 = grant("c1", None);
     s.create_grant(&g2).await.unwrap();
-    s.insert_refresh_token("x1", g2.id, T0, T0.plus_secs(10)).await.unwrap();
-    assert_eq!(s.rotate_refresh_token("x1", "x2", T0.plus_secs(10), T0.plus_secs(20)).await.unwrap(), RefreshRotation::Expired);
-    assert!(matches!(
-        s.rotate_refresh_token("x1", "x2", T0.plus_secs(9), T0.plus_secs(20)).await.unwrap(),
-        RefreshRotation::Rotated(_)
-    ), "an expired rotation attempt leaves the token usable before its expiry (rolled back)");
+    s.insert_refresh_token("x1", g2.id, T0, T0.plus_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rotate_refresh_token("x1", "x2", T0.plus_secs(10), T0.plus_secs(20))
+            .await
+            .unwrap(),
+        RefreshRotation::Expired
+    );
+    assert!(
+        matches!(
+            s.rotate_refresh_token("x1", "x2", T0.plus_secs(9), T0.plus_secs(20))
+                .await
+                .unwrap(),
+            RefreshRotation::Rotated(_)
+        ),
+        "an expired rotation attempt leaves the token usable before its expiry (rolled back)"
+    );
 }
 
 async fn refresh_race(s: Arc<dyn Store>) {
     let g = grant("c1", None);
     s.create_grant(&g).await.unwrap();
-    s.insert_refresh_token("race", g.id, T0, T0.plus_secs(100)).await.unwrap();
+    s.insert_refresh_token("race", g.id, T0, T0.plus_secs(100))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..6 {
         let s = s.clone();
-        tasks.push(tokio::spawn(async move { s.rotate_refresh_token("race", &format!("race-{i}"), T0.plus_secs(1), T0.plus_secs(100)).await }));
+        tasks.push(tokio::spawn(async move {
+            s.rotate_refresh_token(
+                "race",
+                &format!("race-{i}"),
+                T0.plus_secs(1),
+                T0.plus_secs(100),
+            )
+            .await
+        }));
     }
     let mut rotated = 0;
     for t in tasks {
@@ -408,20 +773,67 @@ async fn logs(s: &dyn Store) {
     for r in [&a, &b, &c] {
         s.insert_sign_in(r).await.unwrap();
     }
-    let all = s.list_sign_ins(&SignInFilter { top: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(all, vec![c.clone(), b.clone(), a.clone()], "newest first, records round-trip");
-    let by_upn = s.list_sign_ins(&SignInFilter { user_principal_name: Some("DAVE@contoso.example".into()), top: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(by_upn.len(), 2, "upn filter is case-insensitive");
-    let failures = s.list_sign_ins(&SignInFilter { result: Some("failure".into()), top: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(failures, vec![c.clone(), b.clone()]);
-    let window = s
-        .list_sign_ins(&SignInFilter { since: Some(T0.plus_secs(15)), until: Some(T0.plus_secs(30)), top: 10, ..Default::default() })
+    let all = s
+        .list_sign_ins(&SignInFilter {
+            top: 10,
+            ..Default::default()
+        })
         .await
         .unwrap();
-    assert_eq!(window, vec![b.clone()], "since is inclusive, until exclusive");
-    let by_user = s.list_sign_ins(&SignInFilter { user_id: Some(uid), top: 1, ..Default::default() }).await.unwrap();
+    assert_eq!(
+        all,
+        vec![c.clone(), b.clone(), a.clone()],
+        "newest first, records round-trip"
+    );
+    let by_upn = s
+        .list_sign_ins(&SignInFilter {
+            user_principal_name: Some("DAVE@contoso.example".into()),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_upn.len(), 2, "upn filter is case-insensitive");
+    let failures = s
+        .list_sign_ins(&SignInFilter {
+            result: Some("failure".into()),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(failures, vec![c.clone(), b.clone()]);
+    let window = s
+        .list_sign_ins(&SignInFilter {
+            since: Some(T0.plus_secs(15)),
+            until: Some(T0.plus_secs(30)),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        window,
+        vec![b.clone()],
+        "since is inclusive, until exclusive"
+    );
+    let by_user = s
+        .list_sign_ins(&SignInFilter {
+            user_id: Some(uid),
+            top: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert_eq!(by_user, vec![b]);
-    let other_app = s.list_sign_ins(&SignInFilter { client_id: Some("zz".into()), top: 10, ..Default::default() }).await.unwrap();
+    let other_app = s
+        .list_sign_ins(&SignInFilter {
+            client_id: Some("zz".into()),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     assert!(other_app.is_empty());
 }
 
@@ -435,19 +847,70 @@ async fn signing_keys(s: &dyn Store) {
         retired_at: None,
     };
     s.insert_signing_key(&k("k1", 0)).await.unwrap();
-    s.insert_signing_key(&k("k2", 10)).await.unwrap();
-    assert!(matches!(s.insert_signing_key(&k("k2", 10)).await, Err(StoreError::Conflict(_))));
-    assert_eq!(s.retire_signing_keys_except("k2", T0.plus_secs(20)).await.unwrap(), 1);
+    assert_eq!(
+        s.rotate_signing_key(&k("k2", 20), &audit("rotateSigningKey", "k2"))
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(matches!(
+        s.rotate_signing_key(&k("k2", 30), &audit("rotateSigningKey", "k2dup"))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
     let keys = s.list_signing_keys().await.unwrap();
-    assert_eq!(keys.iter().map(|k| (k.kid.as_str(), k.retired_at)).collect::<Vec<_>>(), vec![("k2", None), ("k1", Some(T0.plus_secs(20)))]);
-    assert!(!format!("{:?}", keys[0]).contains("cHJpdmF0ZQ"), "Debug hides the private key");
+    assert_eq!(
+        keys.iter()
+            .map(|k| (k.kid.as_str(), k.retired_at))
+            .collect::<Vec<_>>(),
+        vec![("k2", None), ("k1", Some(T0.plus_secs(20)))]
+    );
+    let audits = s
+        .list_audit_events(&AuditFilter {
+            action: Some("rotateSigningKey".into()),
+            top: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audits.len(), 1, "a refused rotation leaves no audit row");
+    assert!(
+        !format!("{:?}", keys[0]).contains("cHJpdmF0ZQ"),
+        "Debug hides the private key"
+    );
 }
 
 async fn purge(s: &dyn Store) {
-    let alice = s.get_user_by_upn("alice@contoso.example").await.unwrap().unwrap().user;
-    s.create_session(&SsoSession { id_hash: "old".into(), user_id: alice.id, auth_time: T0, methods: vec![], created_at: T0, expires_at: T0.plus_secs(1) }).await.unwrap();
-    s.create_session(&SsoSession { id_hash: "live".into(), user_id: alice.id, auth_time: T0, methods: vec![], created_at: T0, expires_at: T0.plus_secs(10_000) }).await.unwrap();
+    let alice = s
+        .get_user_by_upn("alice@contoso.example")
+        .await
+        .unwrap()
+        .unwrap()
+        .user;
+    s.create_session(&SsoSession {
+        id_hash: "old".into(),
+        user_id: alice.id,
+        auth_time: T0,
+        methods: vec![],
+        created_at: T0,
+        expires_at: T0.plus_secs(1),
+    })
+    .await
+    .unwrap();
+    s.create_session(&SsoSession {
+        id_hash: "live".into(),
+        user_id: alice.id,
+        auth_time: T0,
+        methods: vec![],
+        created_at: T0,
+        expires_at: T0.plus_secs(10_000),
+    })
+    .await
+    .unwrap();
     let removed = s.purge_expired(T0.plus_secs(5_000)).await.unwrap();
     assert!(removed >= 1, "expired rows are purged");
-    assert!(s.get_session("live", T0).await.unwrap().is_some(), "live sessions survive a purge");
+    assert!(
+        s.get_session("live", T0).await.unwrap().is_some(),
+        "live sessions survive a purge"
+    );
 }

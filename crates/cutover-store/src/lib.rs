@@ -14,7 +14,7 @@ use uuid::Uuid;
 pub mod conformance;
 mod sql;
 
-pub use sql::{connect, SqlStore};
+pub use sql::{SqlStore, connect, create_postgres_database};
 
 /// Storage failures, by what the caller can do about them.
 #[derive(Debug, thiserror::Error)]
@@ -131,7 +131,9 @@ pub enum CodeRedemption {
     /// First use: the code is now spent.
     Redeemed(AuthCode),
     /// The code was already used; the grant it created has now been revoked.
-    Replayed { grant_id: Uuid },
+    Replayed {
+        grant_id: Uuid,
+    },
     NotFound,
 }
 
@@ -141,7 +143,9 @@ pub enum RefreshRotation {
     /// The old token is spent and the new one stored; here is the grant.
     Rotated(Grant),
     /// The token had already been rotated: someone replayed it, so the grant is revoked.
-    Replayed { grant_id: Uuid },
+    Replayed {
+        grant_id: Uuid,
+    },
     Expired,
     Revoked,
     NotFound,
@@ -210,8 +214,9 @@ pub trait Store: Send + Sync + 'static {
 
     // Token signing keys.
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
-    /// Mark every other active key retired at `now`, atomically with nothing else changing.
-    async fn retire_signing_keys_except(&self, kid: &str, now: Timestamp) -> StoreResult<u64>;
+    /// Store `key` as the new active key and retire every other active key at its creation
+    /// time, with the audit row, in one transaction. Returns how many keys were retired.
+    async fn rotate_signing_key(&self, key: &SigningKey, audit: &AuditEvent) -> StoreResult<u64>;
     async fn list_signing_keys(&self) -> StoreResult<Vec<SigningKey>>;
 
     // Domains.
@@ -228,7 +233,12 @@ pub trait Store: Send + Sync + 'static {
     async fn get_user_by_upn(&self, upn_normalized: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, filter: &UserFilter) -> StoreResult<Vec<User>>;
     /// Replace the user's attributes (and the hash when `password_hash` is `Some`).
-    async fn update_user(&self, user: &User, password_hash: Option<&str>, audit: &AuditEvent) -> StoreResult<()>;
+    async fn update_user(
+        &self,
+        user: &User,
+        password_hash: Option<&str>,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     /// Delete the user, their memberships and sessions, and revoke their grants.
     async fn delete_user(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
 
@@ -238,8 +248,19 @@ pub trait Store: Send + Sync + 'static {
     async fn list_groups(&self, top: u32) -> StoreResult<Vec<Group>>;
     async fn delete_group(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
     /// `Conflict` when the member is already there.
-    async fn add_group_member(&self, group_id: Uuid, member: MemberRef, now: Timestamp, audit: &AuditEvent) -> StoreResult<()>;
-    async fn remove_group_member(&self, group_id: Uuid, member: MemberRef, audit: &AuditEvent) -> StoreResult<()>;
+    async fn add_group_member(
+        &self,
+        group_id: Uuid,
+        member: MemberRef,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    async fn remove_group_member(
+        &self,
+        group_id: Uuid,
+        member: MemberRef,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
     async fn list_group_members(&self, group_id: Uuid, top: u32) -> StoreResult<Vec<MemberRef>>;
     /// Groups that directly contain `member_id`.
     async fn groups_of_member(&self, member_id: Uuid) -> StoreResult<Vec<Uuid>>;
@@ -247,14 +268,21 @@ pub trait Store: Send + Sync + 'static {
     // Applications.
     async fn create_application(&self, app: &Application, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_application(&self, id: Uuid) -> StoreResult<Option<Application>>;
-    async fn get_application_by_client_id(&self, client_id: &str) -> StoreResult<Option<Application>>;
+    async fn get_application_by_client_id(
+        &self,
+        client_id: &str,
+    ) -> StoreResult<Option<Application>>;
     async fn list_applications(&self, top: u32) -> StoreResult<Vec<Application>>;
     async fn delete_application(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
 
     // Sign-in transactions.
     async fn create_sign_in_transaction(&self, txn: &SignInTransaction) -> StoreResult<()>;
     /// `None` when missing or expired at `now`.
-    async fn get_sign_in_transaction(&self, id: &str, now: Timestamp) -> StoreResult<Option<SignInTransaction>>;
+    async fn get_sign_in_transaction(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<SignInTransaction>>;
     async fn update_sign_in_transaction(&self, id: &str, data: &Value) -> StoreResult<()>;
     async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<()>;
 
@@ -272,9 +300,21 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_grant(&self, id: Uuid, reason: &str, now: Timestamp) -> StoreResult<()>;
     /// Spend a code exactly once; a second redemption revokes the grant it created.
     async fn redeem_code(&self, code_hash: &str, now: Timestamp) -> StoreResult<CodeRedemption>;
-    async fn insert_refresh_token(&self, token_hash: &str, grant_id: Uuid, now: Timestamp, expires_at: Timestamp) -> StoreResult<()>;
+    async fn insert_refresh_token(
+        &self,
+        token_hash: &str,
+        grant_id: Uuid,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> StoreResult<()>;
     /// Spend `old_hash` and store `new_hash` in its place, atomically.
-    async fn rotate_refresh_token(&self, old_hash: &str, new_hash: &str, now: Timestamp, new_expires_at: Timestamp) -> StoreResult<RefreshRotation>;
+    async fn rotate_refresh_token(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        now: Timestamp,
+        new_expires_at: Timestamp,
+    ) -> StoreResult<RefreshRotation>;
 
     // Logs.
     async fn insert_sign_in(&self, record: &SignInRecord) -> StoreResult<()>;

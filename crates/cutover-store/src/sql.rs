@@ -12,8 +12,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use cutover_core::signin_log::SignInRecord;
 use cutover_core::{
-    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, GrantType, Group, MemberKind,
-    MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User, UserPrincipalName,
+    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, GrantType,
+    Group, MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User,
+    UserPrincipalName,
 };
 use serde_json::Value;
 use sqlx::Row;
@@ -54,7 +55,9 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Database(format!("migrating the SQLite database failed: {e}")))?;
+            .map_err(|e| {
+                StoreError::Database(format!("migrating the SQLite database failed: {e}"))
+            })?;
         Ok(Arc::new(SqlStore { pool }))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         let options = sqlx::postgres::PgConnectOptions::from_str(url)
@@ -68,13 +71,64 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         sqlx::migrate!("./migrations/postgres")
             .run(&pool)
             .await
-            .map_err(|e| StoreError::Database(format!("migrating the PostgreSQL database failed: {e}")))?;
+            .map_err(|e| {
+                StoreError::Database(format!("migrating the PostgreSQL database failed: {e}"))
+            })?;
         Ok(Arc::new(SqlStore { pool }))
     } else {
         Err(StoreError::Unavailable(
             "the database URL must start with sqlite: or postgres://".into(),
         ))
     }
+}
+
+/// Create a new, empty PostgreSQL database next to the one `base_url` names and return its URL
+/// (tests and the benchmark use one database each). The role needs CREATEDB.
+pub async fn create_postgres_database(base_url: &str, name: &str) -> Result<String, StoreError> {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        || name.is_empty()
+        || name.len() > 63
+    {
+        return Err(StoreError::Database(format!(
+            "'{name}' is not a safe database name"
+        )));
+    }
+    let options = sqlx::postgres::PgConnectOptions::from_str(base_url)
+        .map_err(|e| StoreError::Unavailable(format!("invalid PostgreSQL URL: {e}")))?;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options)
+        .await
+        .map_err(map_err)?;
+    let ddl = format!("CREATE DATABASE {name}");
+    sqlx::query(sqlx::AssertSqlSafe(ddl))
+        .execute(&mut conn)
+        .await
+        .map_err(map_err)?;
+    let mut url = url_with_database(base_url, name);
+    if url.is_empty() {
+        url = base_url.to_owned();
+    }
+    Ok(url)
+}
+
+fn url_with_database(base_url: &str, name: &str) -> String {
+    // postgres://user:pw@host:port/db?params → replace the path segment.
+    let (head, query) = match base_url.split_once('?') {
+        Some((h, q)) => (h, Some(q)),
+        None => (base_url, None),
+    };
+    let Some(scheme_end) = head.find("://") else {
+        return String::new();
+    };
+    let rest = &head[scheme_end + 3..];
+    let host_part = rest.split('/').next().unwrap_or(rest);
+    let mut out = format!("{}://{}/{}", &head[..scheme_end], host_part, name);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
 }
 
 fn map_err(e: sqlx::Error) -> StoreError {
@@ -84,7 +138,10 @@ fn map_err(e: sqlx::Error) -> StoreError {
             if db.is_unique_violation() {
                 StoreError::Conflict(format!("already exists ({})", db.message()))
             } else if db.is_foreign_key_violation() {
-                StoreError::Conflict(format!("still referenced or refers to a missing object ({})", db.message()))
+                StoreError::Conflict(format!(
+                    "still referenced or refers to a missing object ({})",
+                    db.message()
+                ))
             } else {
                 StoreError::Database(db.message().to_owned())
             }
@@ -94,9 +151,9 @@ fn map_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
         | sqlx::Error::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::ColumnNotFound(_) => {
-            StoreError::Corrupt(e.to_string())
-        }
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
         other => StoreError::Database(other.to_string()),
     }
 }
@@ -118,14 +175,21 @@ fn list_of(s: &str, what: &str) -> StoreResult<Vec<String>> {
 }
 
 fn clamp_top(top: u32) -> i64 {
-    let top = if top == 0 { cutover_core::limits::DEFAULT_PAGE_SIZE } else { top };
+    let top = if top == 0 {
+        cutover_core::limits::DEFAULT_PAGE_SIZE
+    } else {
+        top
+    };
     i64::from(top.min(cutover_core::limits::MAX_PAGE_SIZE))
 }
 
 fn domain_auth_columns(d: &Domain) -> (&'static str, Option<String>) {
     match &d.authentication {
         DomainAuthentication::Managed => ("managed", None),
-        DomainAuthentication::Federated(cfg) => ("federated", Some(serde_json::to_string(cfg).unwrap_or_default())),
+        DomainAuthentication::Federated(cfg) => (
+            "federated",
+            Some(serde_json::to_string(cfg).unwrap_or_default()),
+        ),
     }
 }
 
@@ -366,13 +430,27 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn retire_signing_keys_except(&self, kid: &str, now: Timestamp) -> StoreResult<u64> {
+            async fn rotate_signing_key(&self, k: &SigningKey, audit: &AuditEvent) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO signing_keys (kid, algorithm, private_key, public_jwk, created_at, retired_at) VALUES ($1, $2, $3, $4, $5, NULL)",
+                )
+                .bind(&k.kid)
+                .bind(&k.algorithm)
+                .bind(&k.private_key_pkcs8_b64)
+                .bind(&k.public_jwk)
+                .bind(k.created_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
                 let done = sqlx::query("UPDATE signing_keys SET retired_at = $1 WHERE kid <> $2 AND retired_at IS NULL")
-                    .bind(now.millis())
-                    .bind(kid)
-                    .execute(&self.pool)
+                    .bind(k.created_at.millis())
+                    .bind(&k.kid)
+                    .execute(&mut *tx)
                     .await
                     .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
                 Ok(done.rows_affected())
             }
 
@@ -1140,3 +1218,22 @@ macro_rules! sql_store {
 
 sql_store!(sqlx::Sqlite, "sqlite");
 sql_store!(sqlx::Postgres, "postgres");
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_urls() {
+        assert_eq!(
+            super::url_with_database("postgres://u:p@h:5/db", "x"),
+            "postgres://u:p@h:5/x"
+        );
+        assert_eq!(
+            super::url_with_database("postgres://h/db?sslmode=disable", "x"),
+            "postgres://h/x?sslmode=disable"
+        );
+        assert_eq!(
+            super::url_with_database("postgres://h", "x"),
+            "postgres://h/x"
+        );
+    }
+}

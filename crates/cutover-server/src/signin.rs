@@ -1,0 +1,637 @@
+//! The browser sign-in: from a checked authorization request, through the identifier and
+//! password pages, to an authorization code and an SSO session.
+//!
+//! State between pages lives in a server-side sign-in transaction (shared by all nodes through
+//! the database) named by an opaque id in the URL, bound to the browser by a cookie; every form
+//! carries a CSRF token derived from both.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use cutover_core::authorize::{AuthorizeRequest, Prompt};
+use cutover_core::limits::{
+    AUTH_CODE_TTL_SECS, MAX_PASSWORD_LEN, SIGN_IN_TXN_TTL_SECS, SSO_SESSION_TTL_SECS,
+};
+use cutover_core::routing::{Route, RoutingInput, route_sign_in};
+use cutover_core::session::{SessionDecision, SessionFacts, decide_session};
+use cutover_core::signin_log::{
+    self, FailureReason, LockoutDecision, PasswordOutcome, SignInRecord, SignInResult,
+};
+use cutover_core::{Application, ClientAppType, Secret, Timestamp, User, UserPrincipalName};
+use cutover_store::{AuthCode, Grant, SignInTransaction, SsoSession};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::PageError;
+use crate::pages;
+use crate::{AppState, RequestCtx};
+
+pub const SESSION_COOKIE: &str = "cutover_session";
+pub const BROWSER_COOKIE: &str = "cutover_bb";
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/login", get(identifier_get))
+        .route("/login/identifier", post(identifier_post))
+        .route("/login/password", get(password_get).post(password_post))
+}
+
+/// What the sign-in pages remember between steps.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TxnData {
+    pub client_id: String,
+    pub app_id: Uuid,
+    pub app_name: String,
+    pub client_app_type: ClientAppType,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub domain_hint: Option<String>,
+    /// Keyed hash of the browser-binding cookie the transaction belongs to.
+    pub browser_binding: String,
+    pub correlation_id: Uuid,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub route: Option<String>,
+    #[serde(default)]
+    pub route_reason: Option<String>,
+}
+
+pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+        .filter(|v| !v.is_empty() && v.len() <= 256)
+}
+
+pub fn cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> HeaderValue {
+    let secure = if secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_secs}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+fn csrf_token(state: &AppState, txn_id: &str, bb: &str) -> String {
+    state.hasher.hash("csrf", &format!("{txn_id}.{bb}"))
+}
+
+/// The base sign-in record for this request; callers fill the outcome.
+pub fn new_record(
+    state: &AppState,
+    ctx: &RequestCtx,
+    correlation_id: Uuid,
+    interactive: bool,
+) -> SignInRecord {
+    SignInRecord {
+        id: Uuid::now_v7(),
+        created_at: state.now(),
+        correlation_id,
+        user_id: None,
+        user_principal_name: None,
+        app_id: None,
+        client_id: None,
+        ip_address: ctx.ip.clone(),
+        user_agent: ctx.user_agent.clone(),
+        client_app_type: None,
+        device_platform: ctx
+            .user_agent
+            .as_deref()
+            .map(|ua| signin_log::device_platform(ua).to_owned()),
+        device_family: None,
+        is_interactive: interactive,
+        route: None,
+        route_reason: None,
+        authentication_methods: vec![],
+        staged_rollout_feature: None,
+        agent_id: None,
+        conditional_access: vec![],
+        lockout_decision: LockoutDecision::NotEvaluated,
+        result: SignInResult::Failure,
+        failure_reason: None,
+    }
+}
+
+fn record_for_txn(state: &AppState, ctx: &RequestCtx, txn: &TxnData) -> SignInRecord {
+    let mut r = new_record(state, ctx, txn.correlation_id, true);
+    r.app_id = Some(txn.app_id);
+    r.client_id = Some(txn.client_id.clone());
+    r.client_app_type = Some(txn.client_app_type);
+    r.user_principal_name = txn.username.clone();
+    r.route = txn.route.clone();
+    r.route_reason = txn.route_reason.clone();
+    r
+}
+
+/// Append `code`, `state` and `iss` (RFC 9207) — or an error — to the client's redirect URI.
+pub fn client_redirect(redirect_uri: &str, params: &[(&str, &str)]) -> Response {
+    let mut url = match url::Url::parse(redirect_uri) {
+        Ok(u) => u,
+        Err(_) => {
+            return PageError::new(
+                StatusCode::BAD_REQUEST,
+                "Cannot return to the application",
+                "The application's return address is invalid.",
+            )
+            .into_response();
+        }
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        for (k, v) in params {
+            q.append_pair(k, v);
+        }
+    }
+    let mut res = Redirect::to(url.as_str()).into_response();
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res
+}
+
+/// Entry from `/authorize` once the request is checked: answer from the SSO session when it
+/// may, otherwise open a sign-in transaction and show the identifier page.
+pub async fn start(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    headers: &HeaderMap,
+    req: AuthorizeRequest,
+    app: &Application,
+) -> Result<Response, PageError> {
+    let now = state.now();
+    let correlation_id = ctx.id;
+
+    // The session, if the browser has one and its user is still enabled.
+    let mut session_user: Option<(SsoSession, User)> = None;
+    if let Some(cookie_value) = read_cookie(headers, SESSION_COOKIE) {
+        let id_hash = state.hasher.hash("session", &cookie_value);
+        if let Some(s) = state.store.get_session(&id_hash, now).await?
+            && let Some(u) = state.store.get_user(s.user_id).await?
+        {
+            session_user = Some((s, u.user));
+        }
+    }
+    let facts = session_user.as_ref().map(|(s, u)| SessionFacts {
+        auth_time: s.auth_time,
+        expires_at: s.expires_at,
+        user_enabled: u.account_enabled,
+    });
+    let iss = state.config.issuer.clone();
+    match decide_session(req.prompt, req.max_age, facts, now) {
+        SessionDecision::Reuse => {
+            let (session, user) = session_user.expect("Reuse implies a session");
+            let mut record = new_record(state, ctx, correlation_id, true);
+            record.app_id = Some(app.id);
+            record.client_id = Some(app.client_id.clone());
+            record.client_app_type = Some(app.client_app_type);
+            record.user_id = Some(user.id);
+            record.user_principal_name = Some(user.upn.to_string());
+            record.authentication_methods = vec!["previousSession".into()];
+            record.result = SignInResult::Success;
+            state.store.insert_sign_in(&record).await?;
+            let txn = TxnData::from_request(&req, app, String::new(), correlation_id);
+            return issue_code(
+                state,
+                &txn,
+                &user,
+                session.auth_time,
+                session.methods.clone(),
+                None,
+            )
+            .await;
+        }
+        SessionDecision::LoginRequired => {
+            let mut params = vec![
+                ("error", "login_required"),
+                (
+                    "error_description",
+                    "prompt=none was requested but the user is not signed in",
+                ),
+                ("iss", iss.as_str()),
+            ];
+            if let Some(s) = req.state.as_deref() {
+                params.push(("state", s));
+            }
+            return Ok(client_redirect(&req.redirect_uri, &params));
+        }
+        SessionDecision::Prompt => {}
+    }
+
+    // Show the pages: open a transaction bound to this browser.
+    let (bb, new_bb) = match read_cookie(headers, BROWSER_COOKIE) {
+        Some(bb) => (bb, false),
+        None => (crate::crypto::random_token(), true),
+    };
+    let txn_id = crate::crypto::random_token();
+    let txn = TxnData::from_request(&req, app, state.hasher.hash("browser", &bb), correlation_id);
+    let data = serde_json::to_value(&txn).map_err(|e| {
+        PageError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in failed",
+            e.to_string(),
+        )
+    })?;
+    state
+        .store
+        .create_sign_in_transaction(&SignInTransaction {
+            id: txn_id.clone(),
+            data,
+            created_at: now,
+            expires_at: now.plus_secs(SIGN_IN_TXN_TTL_SECS),
+        })
+        .await?;
+    let mut res = Redirect::to(&format!("/login?t={txn_id}")).into_response();
+    if new_bb {
+        res.headers_mut().append(
+            header::SET_COOKIE,
+            cookie(
+                BROWSER_COOKIE,
+                &bb,
+                SIGN_IN_TXN_TTL_SECS * 4 * 24,
+                state.config.secure_cookies(),
+            ),
+        );
+    }
+    Ok(res)
+}
+
+impl TxnData {
+    fn from_request(
+        req: &AuthorizeRequest,
+        app: &Application,
+        browser_binding: String,
+        correlation_id: Uuid,
+    ) -> Self {
+        Self {
+            client_id: app.client_id.clone(),
+            app_id: app.id,
+            app_name: app.display_name.clone(),
+            client_app_type: app.client_app_type,
+            redirect_uri: req.redirect_uri.clone(),
+            scopes: req.scopes.clone(),
+            state: req.state.clone(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.as_ref().map(|c| c.as_str().to_owned()),
+            prompt: req.prompt,
+            max_age: req.max_age,
+            login_hint: req.login_hint.clone(),
+            domain_hint: req.domain_hint.clone(),
+            browser_binding,
+            correlation_id,
+            username: None,
+            route: None,
+            route_reason: None,
+        }
+    }
+}
+
+/// Create the grant and code, and send the browser back to the client.
+async fn issue_code(
+    state: &AppState,
+    txn: &TxnData,
+    user: &User,
+    auth_time: Timestamp,
+    methods: Vec<String>,
+    set_session: Option<HeaderValue>,
+) -> Result<Response, PageError> {
+    let now = state.now();
+    let code = crate::crypto::random_token();
+    let grant = Grant {
+        id: Uuid::now_v7(),
+        client_id: txn.client_id.clone(),
+        user_id: Some(user.id),
+        scopes: txn.scopes.clone(),
+        auth_time: Some(auth_time),
+        methods,
+        created_at: now,
+        revoked_at: None,
+    };
+    let auth_code = AuthCode {
+        code_hash: state.hasher.hash("code", &code),
+        grant_id: grant.id,
+        client_id: txn.client_id.clone(),
+        redirect_uri: txn.redirect_uri.clone(),
+        nonce: txn.nonce.clone(),
+        code_challenge: txn.code_challenge.clone(),
+        created_at: now,
+        expires_at: now.plus_secs(AUTH_CODE_TTL_SECS),
+    };
+    state
+        .store
+        .create_grant_with_code(&grant, &auth_code)
+        .await?;
+    let iss = state.config.issuer.clone();
+    let mut params = vec![("code", code.as_str()), ("iss", iss.as_str())];
+    if let Some(s) = txn.state.as_deref() {
+        params.push(("state", s));
+    }
+    let mut res = client_redirect(&txn.redirect_uri, &params);
+    if let Some(c) = set_session {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+#[derive(Debug, Deserialize)]
+struct TxnQuery {
+    t: Option<String>,
+}
+
+/// Load a transaction and check it belongs to this browser.
+async fn load_txn(
+    state: &AppState,
+    headers: &HeaderMap,
+    txn_id: Option<&str>,
+) -> Result<(String, TxnData, String), PageError> {
+    let Some(txn_id) = txn_id.filter(|t| !t.is_empty() && t.len() <= 128) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Start from your application",
+            "Sign-in starts at the application you want to use. Go back to it and choose Sign in.",
+        ));
+    };
+    let Some(bb) = read_cookie(headers, BROWSER_COOKIE) else {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "Cookies are needed to sign in",
+            "Your browser did not send the sign-in cookie. Allow cookies for this site, then go back to the application and start again.",
+        ));
+    };
+    let Some(row) = state
+        .store
+        .get_sign_in_transaction(txn_id, state.now())
+        .await?
+    else {
+        return Err(PageError::expired());
+    };
+    let txn: TxnData = serde_json::from_value(row.data).map_err(|e| {
+        tracing::error!(error = %e, "unreadable sign-in transaction");
+        PageError::expired()
+    })?;
+    if !state.hasher.verify("browser", &bb, &txn.browser_binding) {
+        return Err(PageError::new(
+            StatusCode::BAD_REQUEST,
+            "This sign-in belongs to another browser",
+            "This sign-in was started in a different browser or the cookie changed. Go back to the application and start again.",
+        ));
+    }
+    Ok((txn_id.to_owned(), txn, bb))
+}
+
+fn check_csrf(
+    state: &AppState,
+    txn_id: &str,
+    bb: &str,
+    presented: Option<&str>,
+) -> Result<(), PageError> {
+    let want = csrf_token(state, txn_id, bb);
+    let ok = presented.is_some_and(|p| {
+        use subtle::ConstantTimeEq;
+        p.as_bytes().ct_eq(want.as_bytes()).into()
+    });
+    if ok {
+        Ok(())
+    } else {
+        tracing::warn!("sign-in form refused: CSRF token missing or wrong");
+        Err(PageError::new(
+            StatusCode::FORBIDDEN,
+            "The form could not be verified",
+            "For your security the form was refused. Go back to the application and start the sign-in again.",
+        ))
+    }
+}
+
+async fn identifier_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TxnQuery>,
+) -> Result<Response, PageError> {
+    let (txn_id, txn, bb) = load_txn(&state, &headers, q.t.as_deref()).await?;
+    let csrf = csrf_token(&state, &txn_id, &bb);
+    let prefill = txn.username.as_deref().or(txn.login_hint.as_deref());
+    Ok(pages::identifier_page(&txn_id, &csrf, &txn.app_name, prefill, None).into_response())
+}
+
+#[derive(Deserialize)]
+struct IdentifierForm {
+    t: Option<String>,
+    csrf: Option<String>,
+    username: Option<String>,
+}
+
+async fn identifier_post(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Form(form): Form<IdentifierForm>,
+) -> Result<Response, PageError> {
+    let (txn_id, mut txn, bb) = load_txn(&state, &headers, form.t.as_deref()).await?;
+    check_csrf(&state, &txn_id, &bb, form.csrf.as_deref())?;
+    let csrf = csrf_token(&state, &txn_id, &bb);
+    let typed = form.username.unwrap_or_default();
+    let upn = match UserPrincipalName::parse(&typed) {
+        Ok(u) => u,
+        Err(e) => {
+            let typed_short: String = typed
+                .chars()
+                .take(cutover_core::limits::MAX_UPN_LEN)
+                .collect();
+            let msg = format!(
+                "{} ({e})",
+                FailureReason::InvalidUserPrincipalName.user_message()
+            );
+            return Ok((
+                StatusCode::OK,
+                pages::identifier_page(
+                    &txn_id,
+                    &csrf,
+                    &txn.app_name,
+                    Some(&typed_short),
+                    Some(&msg),
+                ),
+            )
+                .into_response());
+        }
+    };
+    let domain = state.store.get_domain(upn.domain().as_str()).await?;
+    let user = state.store.get_user_by_upn(&upn.normalized()).await?;
+    let decision = route_sign_in(RoutingInput {
+        domain: domain.as_ref(),
+        user: user.as_ref().map(|u| &u.user),
+        client_app_type: txn.client_app_type,
+    });
+    txn.username = Some(upn.to_string());
+    txn.route = Some(decision.route.as_str().to_owned());
+    txn.route_reason = Some(decision.reason.code().to_owned());
+    match decision.route {
+        Route::Managed => {
+            let data = serde_json::to_value(&txn).map_err(|e| {
+                PageError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sign-in failed",
+                    e.to_string(),
+                )
+            })?;
+            state
+                .store
+                .update_sign_in_transaction(&txn_id, &data)
+                .await?;
+            Ok(Redirect::to(&format!("/login/password?t={txn_id}")).into_response())
+        }
+        Route::Federated { .. } => {
+            // Federation to the upstream IdP arrives with the next release; record the attempt
+            // so the administrator can see who is waiting on it.
+            let mut record = record_for_txn(&state, &ctx, &txn);
+            record.user_id = user.as_ref().map(|u| u.user.id);
+            record.failure_reason = Some(FailureReason::FederationNotConfigured.code().into());
+            state.store.insert_sign_in(&record).await?;
+            Ok(PageError::new(
+                StatusCode::BAD_GATEWAY,
+                "Your organisation's sign-in is elsewhere",
+                FailureReason::FederationNotConfigured.user_message(),
+            )
+            .into_response())
+        }
+    }
+}
+
+async fn password_get(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TxnQuery>,
+) -> Result<Response, PageError> {
+    let (txn_id, txn, bb) = load_txn(&state, &headers, q.t.as_deref()).await?;
+    let Some(username) = txn.username.as_deref() else {
+        return Ok(Redirect::to(&format!("/login?t={txn_id}")).into_response());
+    };
+    let csrf = csrf_token(&state, &txn_id, &bb);
+    Ok(pages::password_page(&txn_id, &csrf, username, None)
+        .with_form_target(&txn.redirect_uri)
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct PasswordForm {
+    t: Option<String>,
+    csrf: Option<String>,
+    password: Option<String>,
+}
+
+async fn password_post(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Form(form): Form<PasswordForm>,
+) -> Result<Response, PageError> {
+    let (txn_id, txn, bb) = load_txn(&state, &headers, form.t.as_deref()).await?;
+    check_csrf(&state, &txn_id, &bb, form.csrf.as_deref())?;
+    let Some(username) = txn.username.clone() else {
+        return Ok(Redirect::to(&format!("/login?t={txn_id}")).into_response());
+    };
+    if txn.route.as_deref() != Some("managed") {
+        return Err(PageError::expired());
+    }
+    let password = Secret::new(form.password.unwrap_or_default());
+    let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
+    let domain = state.store.get_domain(upn.domain().as_str()).await?;
+    let record_user = state.store.get_user_by_upn(&upn.normalized()).await?;
+    let user = record_user.as_ref().map(|r| &r.user);
+    let hash = record_user.as_ref().and_then(|r| r.password_hash.clone());
+    let has_password = hash.is_some();
+
+    // Always spend one hash verification, so timing does not tell whether the account exists.
+    let matches = if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
+        false
+    } else {
+        state.verify_password(password, hash).await
+    };
+    let outcome = signin_log::judge_password(domain.is_some(), user, has_password, Some(matches));
+
+    let mut record = record_for_txn(&state, &ctx, &txn);
+    record.user_id = user.map(|u| u.id);
+    record.authentication_methods = vec!["password".into()];
+    let csrf = csrf_token(&state, &txn_id, &bb);
+    match outcome {
+        PasswordOutcome::Failure(reason) => {
+            record.failure_reason = Some(reason.code().into());
+            state.store.insert_sign_in(&record).await?;
+            tracing::info!(reason = reason.code(), "password sign-in failed");
+            Ok(
+                pages::password_page(&txn_id, &csrf, &username, Some(reason.user_message()))
+                    .with_form_target(&txn.redirect_uri)
+                    .into_response(),
+            )
+        }
+        PasswordOutcome::Success => {
+            let user = user.expect("success implies a user");
+            record.result = SignInResult::Success;
+            // The record is written before any code or token leaves the server.
+            state.store.insert_sign_in(&record).await?;
+            let now = state.now();
+            let session_value = crate::crypto::random_token();
+            let methods = vec!["pwd".to_owned()];
+            state
+                .store
+                .create_session(&SsoSession {
+                    id_hash: state.hasher.hash("session", &session_value),
+                    user_id: user.id,
+                    auth_time: now,
+                    methods: methods.clone(),
+                    created_at: now,
+                    expires_at: now.plus_secs(SSO_SESSION_TTL_SECS),
+                })
+                .await?;
+            state.store.delete_sign_in_transaction(&txn_id).await?;
+            let set = cookie(
+                SESSION_COOKIE,
+                &session_value,
+                SSO_SESSION_TTL_SECS,
+                state.config.secure_cookies(),
+            );
+            issue_code(&state, &txn, user, now, methods, Some(set)).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookies_parse_and_carry_attributes() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; cutover_bb=xyz; b="),
+        );
+        assert_eq!(read_cookie(&h, BROWSER_COOKIE).as_deref(), Some("xyz"));
+        assert_eq!(read_cookie(&h, "b"), None);
+        assert_eq!(read_cookie(&h, "missing"), None);
+        let c = cookie(SESSION_COOKIE, "v", 60, true);
+        let c = c.to_str().unwrap();
+        for attr in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/", "Max-Age=60"] {
+            assert!(c.contains(attr), "{c} lacks {attr}");
+        }
+        assert!(
+            !cookie(SESSION_COOKIE, "v", 60, false)
+                .to_str()
+                .unwrap()
+                .contains("Secure")
+        );
+    }
+}

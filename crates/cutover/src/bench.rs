@@ -1,0 +1,6 @@
+//! `cutover bench`: placeholder replaced below.
+#[derive(clap::Args, Debug)]
+pub struct BenchArgs {}
+pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
+    anyhow::bail!("not yet")
+}

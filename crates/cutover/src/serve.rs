@@ -1,0 +1,390 @@
+//! `cutover serve`: resolve the configuration (flags, then environment, then the TOML file,
+//! then defaults), open the database, bootstrap the admin credential, and serve HTTP.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use cutover_server::crypto::Argon2Params;
+use cutover_server::{AppState, ServerConfig, clock::SystemClock};
+use serde::Deserialize;
+
+/// Where the embedded default keeps its data when nothing else is said.
+pub const DEFAULT_DATA_DIR: &str = "./cutover-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Name of the bootstrap credential file inside the data directory.
+pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";
+
+#[derive(clap::Args, Debug, Default, Clone)]
+#[command(after_help = "Examples:\n  \
+    cutover serve                                   # SQLite in ./cutover-data, http://127.0.0.1:8080\n  \
+    cutover serve --data-dir /var/lib/cutover --listen 127.0.0.1:9000\n  \
+    cutover serve --database postgres://cutover:secret@db.internal/cutover --issuer https://login.contoso.example\n\n\
+    Every option can also come from the environment (CUTOVER_LISTEN, CUTOVER_DATA_DIR, CUTOVER_DATABASE,\n\
+    CUTOVER_ISSUER, CUTOVER_ARGON2_MEMORY_KIB, …) or from the TOML file given with --config.\n\
+    Precedence: flag, then environment, then file, then default.")]
+pub struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CUTOVER_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory for the SQLite database and the admin credential file.
+    #[arg(long, env = "CUTOVER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "CUTOVER_LISTEN")]
+    pub listen: Option<String>,
+    /// Database URL: sqlite:PATH or postgres://user:password@host/db (default: SQLite in the data directory).
+    #[arg(long, env = "CUTOVER_DATABASE")]
+    pub database: Option<String>,
+    /// Issuer URL clients see (default: http://<listen address>). Must be https unless on loopback.
+    #[arg(long, env = "CUTOVER_ISSUER")]
+    pub issuer: Option<String>,
+}
+
+/// The `[argon2]` table and top-level keys of the TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database: Option<String>,
+    pub issuer: Option<String>,
+    pub trust_forwarded_for: Option<bool>,
+    pub argon2: Option<Argon2Params>,
+}
+
+/// The configuration in force.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resolved {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database: String,
+    /// `None` means "derive from the bound address".
+    pub issuer: Option<String>,
+    pub trust_forwarded_for: bool,
+    pub argon2: Argon2Params,
+}
+
+fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
+    env(name)
+        .map(|v| {
+            v.parse::<u32>()
+                .with_context(|| format!("{name}={v} is not a whole number"))
+        })
+        .transpose()
+}
+
+/// Merge flags (already merged with their environment variables by clap), other environment
+/// variables, the file and defaults. Pure: the environment is passed in.
+pub fn resolve(
+    args: &ServeArgs,
+    file: FileConfig,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<Resolved> {
+    let data_dir = args
+        .data_dir
+        .clone()
+        .or(file.data_dir)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+    let listen = args
+        .listen
+        .clone()
+        .or(file.listen)
+        .unwrap_or_else(|| DEFAULT_LISTEN.into());
+    let database = args
+        .database
+        .clone()
+        .or(file.database)
+        .unwrap_or_else(|| format!("sqlite:{}", data_dir.join("cutover.db").display()));
+    let trust_forwarded_for = match env("CUTOVER_TRUST_FORWARDED_FOR") {
+        Some(v) => matches!(v.as_str(), "1" | "true" | "yes"),
+        None => file.trust_forwarded_for.unwrap_or(false),
+    };
+    let mut argon2 = file.argon2.unwrap_or_default();
+    if let Some(m) = env_u32(env, "CUTOVER_ARGON2_MEMORY_KIB")? {
+        argon2.memory_kib = m;
+    }
+    if let Some(t) = env_u32(env, "CUTOVER_ARGON2_ITERATIONS")? {
+        argon2.iterations = t;
+    }
+    if let Some(p) = env_u32(env, "CUTOVER_ARGON2_PARALLELISM")? {
+        argon2.parallelism = p;
+    }
+    argon2.validate().map_err(anyhow::Error::msg)?;
+    Ok(Resolved {
+        listen,
+        data_dir,
+        database,
+        issuer: args.issuer.clone().or(file.issuer),
+        trust_forwarded_for,
+        argon2,
+    })
+}
+
+/// A database URL with any password replaced, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// Write the admin credential file with mode 0600, never replacing an existing one.
+pub fn write_credentials(
+    path: &Path,
+    creds: &cutover_proto::AdminCredentials,
+) -> anyhow::Result<()> {
+    let json = serde_json::to_vec_pretty(creds)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(&json)?;
+    f.write_all(b"\n")?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .with_context(|| format!("restricting {} to its owner", dir.display()))?;
+        }
+    }
+    Ok(())
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let file = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the configuration file {}", path.display()))?;
+            toml::from_str(&text).with_context(|| {
+                format!("{} is not a valid Cutover configuration", path.display())
+            })?
+        }
+        None => FileConfig::default(),
+    };
+    let cfg = resolve(&args, file, &|k| std::env::var(k).ok())?;
+    ensure_data_dir(&cfg.data_dir)?;
+
+    let addr: SocketAddr = cfg.listen.parse().with_context(|| {
+        format!(
+            "--listen {} is not an address such as 127.0.0.1:8080",
+            cfg.listen
+        )
+    })?;
+    // Refuse before binding: a plain-http issuer must never be reachable beyond this host.
+    let plain_http = cfg
+        .issuer
+        .as_deref()
+        .is_none_or(|i| i.starts_with("http://"));
+    if !addr.ip().is_loopback() && plain_http {
+        bail!(
+            "refusing to start: listening on {addr} with a plain-http issuer would expose sign-in to the network unencrypted; \
+             listen on 127.0.0.1 or put Cutover behind a TLS proxy and set --issuer https://…"
+        );
+    }
+    if let Some(issuer) = &cfg.issuer {
+        ServerConfig {
+            issuer: issuer.clone(),
+            argon2: cfg.argon2,
+            trust_forwarded_for: cfg.trust_forwarded_for,
+        }
+        .validate()
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} (in use, or not allowed)"))?;
+    let bound = listener.local_addr()?;
+    let issuer = cfg
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{bound}"));
+    let server_config = ServerConfig {
+        issuer: issuer.clone(),
+        argon2: cfg.argon2,
+        trust_forwarded_for: cfg.trust_forwarded_for,
+    };
+    server_config
+        .validate()
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+
+    let store = cutover_store::connect(&cfg.database).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot open the database {}: {e}",
+            redact_url(&cfg.database)
+        )
+    })?;
+    let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
+
+    let cred_path = cfg.data_dir.join(ADMIN_CREDENTIALS_FILE);
+    match cutover_server::bootstrap::ensure_admin_application(&state).await? {
+        Some(creds) => {
+            write_credentials(&cred_path, &creds).with_context(|| {
+                format!("the admin application was created but its credentials could not be written to {}", cred_path.display())
+            })?;
+            println!(
+                "Admin credentials written to {} (mode 0600); this is the only copy of the secret.",
+                cred_path.display()
+            );
+        }
+        None if !cred_path.exists() => {
+            tracing::info!(
+                "the admin application exists; its credentials are in the data directory of the node that created it"
+            );
+        }
+        None => {}
+    }
+
+    tracing::info!(backend = store.backend(), database = %redact_url(&cfg.database), issuer = %issuer, "Cutover started");
+    println!(
+        "Cutover is listening on http://{bound} (issuer {issuer}, {} database), ready in {} ms",
+        store.backend(),
+        started.elapsed().as_millis()
+    );
+    let _ = std::io::stdout().flush();
+    cutover_server::serve(state, listener, shutdown_signal()).await?;
+    tracing::info!("Cutover stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let r = resolve(&ServeArgs::default(), FileConfig::default(), &no_env).unwrap();
+        assert_eq!(r.listen, DEFAULT_LISTEN);
+        assert_eq!(r.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(r.database, "sqlite:./cutover-data/cutover.db");
+        assert_eq!(r.argon2, Argon2Params::default());
+        assert!(!r.trust_forwarded_for);
+    }
+
+    #[test]
+    fn flags_beat_environment_beats_file() {
+        let file: FileConfig = toml::from_str(
+            "listen = \"127.0.0.1:1\"\ndata_dir = \"/f\"\ntrust_forwarded_for = true\n[argon2]\nmemory_kib = 20000\niterations = 3\nparallelism = 1\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            listen: Some("127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let env = |k: &str| match k {
+            "CUTOVER_ARGON2_ITERATIONS" => Some("4".to_string()),
+            "CUTOVER_TRUST_FORWARDED_FOR" => Some("false".to_string()),
+            _ => None,
+        };
+        let r = resolve(&args, file, &env).unwrap();
+        assert_eq!(r.listen, "127.0.0.1:2");
+        assert_eq!(r.data_dir, PathBuf::from("/f"));
+        assert_eq!(r.database, "sqlite:/f/cutover.db");
+        assert_eq!(
+            r.argon2,
+            Argon2Params {
+                memory_kib: 20000,
+                iterations: 4,
+                parallelism: 1
+            }
+        );
+        assert!(!r.trust_forwarded_for);
+    }
+
+    #[test]
+    fn bad_settings_are_explained() {
+        let err = resolve(&ServeArgs::default(), FileConfig::default(), &|k| {
+            (k == "CUTOVER_ARGON2_MEMORY_KIB").then(|| "lots".into())
+        })
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("CUTOVER_ARGON2_MEMORY_KIB"),
+            "{err}"
+        );
+        let weak = resolve(&ServeArgs::default(), FileConfig::default(), &|k| {
+            (k == "CUTOVER_ARGON2_MEMORY_KIB").then(|| "64".into())
+        })
+        .unwrap_err();
+        assert!(weak.to_string().contains("minimum"), "{weak}");
+        assert!(
+            toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
+            "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");
+    }
+
+    #[test]
+    fn credentials_file_is_private_and_never_overwritten() {
+        let dir = std::env::temp_dir().join(format!("cutover-cred-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(ADMIN_CREDENTIALS_FILE);
+        let c = cutover_proto::AdminCredentials {
+            issuer: "i".into(),
+            client_id: "c".into(),
+            client_secret: "s".into(),
+        };
+        write_credentials(&p, &c).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(
+                std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+        assert!(write_credentials(&p, &c).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,11 @@
+//! Cutover's one integration-test binary: real processes, a real PostgreSQL, a real OpenID
+//! Connect relying-party library and a real headless Chromium. Components come from
+//! `scripts/test.sh`; a test whose component is missing fails and says how to get it.
+
+mod admin_api;
+mod browser;
+mod conformance;
+mod harness;
+mod multinode;
+mod oidc_rp;
+mod time_steps;
