@@ -1,6 +1,673 @@
-//! `cutover bench`: placeholder replaced below.
+//! `cutover bench`: measure Cutover's throughput on this machine as ratios against the
+//! physical limits measured in the same run — full password sign-ins per second against raw
+//! argon2id verifications per second, token grants per second against raw ES256 signatures
+//! per second — plus latency percentiles, idle memory and startup time of a real
+//! `cutover serve` process. Every loop is bounded in count and in time; servers listen on
+//! 127.0.0.1 only.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use cutover_server::crypto::{Argon2Params, Es256Key};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::{Value, json};
+
+/// No phase runs longer than this, whatever the counts say.
+pub const PHASE_TIME_LIMIT: Duration = Duration::from_secs(60);
+/// How long a benchmark server may take to start.
+const STARTUP_LIMIT: Duration = Duration::from_secs(30);
+
 #[derive(clap::Args, Debug)]
-pub struct BenchArgs {}
-pub async fn run(_a: BenchArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not yet")
+#[command(after_help = "Examples:\n  \
+    cutover bench                                   # SQLite only\n  \
+    cutover bench --postgres postgres://cutover:cutover@127.0.0.1:55432/cutover\n  \
+    scripts/bench.sh                                # release build, starts PostgreSQL, runs both\n\n\
+    Ratios, not raw numbers, are the result: they compare Cutover with the cost of the\n\
+    cryptography it cannot avoid, measured on the same cores in the same run.")]
+pub struct BenchArgs {
+    /// Also benchmark on PostgreSQL: a base URL whose role may CREATE DATABASE (a fresh database is made).
+    #[arg(long)]
+    pub postgres: Option<String>,
+    /// Full password sign-ins per backend.
+    #[arg(long, default_value_t = 120)]
+    pub signins: usize,
+    /// Client-credentials and refresh-token grants per backend (each).
+    #[arg(long, default_value_t = 2000)]
+    pub grants: usize,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 8)]
+    pub concurrency: usize,
+    /// Raw argon2id verifications for the baseline.
+    #[arg(long, default_value_t = 200)]
+    pub hashes: usize,
+    /// Raw ES256 signatures for the baseline.
+    #[arg(long, default_value_t = 20000)]
+    pub signatures: usize,
+    /// Write the results as JSON here too.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Throughput and latency of one phase.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Phase {
+    done: usize,
+    per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+    if sorted_ms.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted_ms.len() as f64 - 1.0)).round() as usize;
+    sorted_ms[rank.min(sorted_ms.len() - 1)]
+}
+
+fn summarize(mut latencies_ms: Vec<f64>, elapsed: Duration) -> Phase {
+    latencies_ms.sort_by(f64::total_cmp);
+    Phase {
+        done: latencies_ms.len(),
+        per_sec: latencies_ms.len() as f64 / elapsed.as_secs_f64().max(1e-9),
+        p50_ms: percentile(&latencies_ms, 50.0),
+        p99_ms: percentile(&latencies_ms, 99.0),
+    }
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64);
+    pb.set_style(
+        ProgressStyle::with_template("{msg:<34} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    pb.set_message(what.to_owned());
+    pb
+}
+
+/// Run `work` on every core until `count` items are done or the time limit passes.
+fn parallel_cpu(count: usize, what: &str, work: impl Fn() + Send + Sync + 'static) -> Phase {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let next = Arc::new(AtomicUsize::new(0));
+    let work = Arc::new(work);
+    let pb = bar(count, what);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, work, pb) = (next.clone(), work.clone(), pb.clone());
+            std::thread::spawn(move || {
+                let mut lat = Vec::new();
+                while next.fetch_add(1, Ordering::Relaxed) < count
+                    && start.elapsed() < PHASE_TIME_LIMIT
+                {
+                    let t = Instant::now();
+                    work();
+                    lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                    pb.inc(1);
+                }
+                lat
+            })
+        })
+        .collect();
+    let lat: Vec<f64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect();
+    let elapsed = start.elapsed();
+    pb.finish_and_clear();
+    summarize(lat, elapsed)
+}
+
+/// Run `count` async operations with `concurrency` clients, bounded by the time limit.
+async fn parallel_http<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    what: &str,
+    op: F,
+) -> anyhow::Result<Phase>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let op = Arc::new(op);
+    let pb = bar(count, what);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency.max(1) {
+        let (next, op, pb) = (next.clone(), op.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= count || start.elapsed() >= PHASE_TIME_LIMIT {
+                    break;
+                }
+                let t = Instant::now();
+                op(i).await?;
+                lat.push(t.elapsed().as_secs_f64() * 1000.0);
+                pb.inc(1);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await??);
+    }
+    let elapsed = start.elapsed();
+    pb.finish_and_clear();
+    Ok(summarize(lat, elapsed))
+}
+
+/// A `cutover serve` child on loopback; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    startup: Duration,
+    creds: Value,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(data_dir: &Path, database: &str) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("locating the cutover binary")?;
+        let started = Instant::now();
+        let mut child = Command::new(exe)
+            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("CUTOVER_LOG", "error")
+            // The server must hash with the same (default) parameters the baseline uses.
+            .env_remove("CUTOVER_ARGON2_MEMORY_KIB")
+            .env_remove("CUTOVER_ARGON2_ITERATIONS")
+            .env_remove("CUTOVER_ARGON2_PARALLELISM")
+            .env_remove("CUTOVER_CONFIG")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting cutover serve")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let base = loop {
+            let line = rx
+                .recv_timeout(STARTUP_LIMIT)
+                .context("cutover serve did not start in time")?;
+            if let Some(rest) = line.strip_prefix("Cutover is listening on ") {
+                break rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+            }
+        };
+        let startup = started.elapsed();
+        let creds: Value = serde_json::from_str(&std::fs::read_to_string(
+            data_dir.join("admin-credentials"),
+        )?)?;
+        Ok(Self {
+            child,
+            base,
+            startup,
+            creds,
+        })
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+    }
+}
+
+fn form_field(html: &str, name: &str) -> anyhow::Result<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .with_context(|| format!("no {name} field in the sign-in page"))?
+        + marker.len();
+    let end = html[start..].find('"').context("unterminated field")? + start;
+    Ok(html[start..end].to_owned())
+}
+
+fn location(res: &reqwest::Response) -> anyhow::Result<String> {
+    Ok(res
+        .headers()
+        .get("location")
+        .context("expected a redirect")?
+        .to_str()?
+        .to_owned())
+}
+
+struct Target {
+    base: String,
+    client_id: String,
+    client_secret: String,
+    redirect: String,
+    users: Vec<String>,
+    password: String,
+}
+
+async fn admin_token(base: &str, creds: &Value) -> anyhow::Result<String> {
+    let res: Value = reqwest::Client::new()
+        .post(format!("{base}/oauth2/token"))
+        .basic_auth(
+            creds["clientId"].as_str().unwrap_or_default(),
+            creds["clientSecret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    res["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .context("no admin token")
+}
+
+async fn seed(server: &Server, users: usize) -> anyhow::Result<Target> {
+    let token = admin_token(&server.base, &server.creds).await?;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: Value| {
+        let req = http
+            .post(format!("{}/api/v1{path}", server.base))
+            .bearer_auth(&token)
+            .json(&body);
+        async move {
+            let res = req.send().await?;
+            if !res.status().is_success() {
+                bail!(
+                    "seeding {}: {}",
+                    res.status(),
+                    res.text().await.unwrap_or_default()
+                );
+            }
+            Ok::<Value, anyhow::Error>(res.json().await?)
+        }
+    };
+    post("/domains", json!({"id": "bench.example"})).await?;
+    let password = "Bench-Password-123".to_string();
+    let mut names = Vec::new();
+    for i in 0..users {
+        let upn = format!("user{i}@bench.example");
+        post("/users", json!({"userPrincipalName": upn, "displayName": format!("User {i}"), "passwordProfile": {"password": password}})).await?;
+        names.push(upn);
+    }
+    let redirect = "http://127.0.0.1:9/cb".to_string();
+    let app = post(
+        "/applications",
+        json!({"displayName": "Bench", "redirectUris": [redirect]}),
+    )
+    .await?;
+    Ok(Target {
+        base: server.base.clone(),
+        client_id: app["clientId"].as_str().context("clientId")?.to_owned(),
+        client_secret: app["clientSecret"]
+            .as_str()
+            .context("clientSecret")?
+            .to_owned(),
+        redirect,
+        users: names,
+        password,
+    })
+}
+
+/// One full browser sign-in over HTTP: authorize → identifier → password → code → token.
+/// Returns the token response.
+async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let verifier = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    let challenge = cutover_core::pkce::s256_challenge(&verifier);
+    let mut url = url::Url::parse(&format!("{}/oauth2/authorize", t.base))?;
+    url.query_pairs_mut()
+        .append_pair("client_id", &t.client_id)
+        .append_pair("redirect_uri", &t.redirect)
+        .append_pair("response_type", "code")
+        .append_pair("scope", "openid profile offline_access")
+        .append_pair("state", "s")
+        .append_pair("nonce", "n")
+        .append_pair("code_challenge", &challenge)
+        .append_pair("code_challenge_method", "S256");
+    let res = http.get(url).send().await?;
+    let login = location(&res)?;
+    let html = http
+        .get(format!("{}{login}", t.base))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let txn = form_field(&html, "t")?;
+    let res = http
+        .post(format!("{}/login/identifier", t.base))
+        .form(&[
+            ("t", txn.as_str()),
+            ("csrf", &form_field(&html, "csrf")?),
+            ("username", upn),
+        ])
+        .send()
+        .await?;
+    let html = http
+        .get(format!("{}{}", t.base, location(&res)?))
+        .send()
+        .await?
+        .text()
+        .await?;
+    let res = http
+        .post(format!("{}/login/password", t.base))
+        .form(&[
+            ("t", txn.as_str()),
+            ("csrf", &form_field(&html, "csrf")?),
+            ("password", &t.password),
+        ])
+        .send()
+        .await?;
+    let back = location(&res)?;
+    let code = url::Url::parse(&back)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .context("no code: sign-in failed")?;
+    let tokens: Value = http
+        .post(format!("{}/oauth2/token", t.base))
+        .basic_auth(&t.client_id, Some(&t.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &t.redirect),
+            ("code_verifier", &verifier),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    if tokens.get("access_token").is_none() {
+        bail!("token exchange failed: {tokens}");
+    }
+    Ok(tokens)
+}
+
+#[derive(Debug, serde::Serialize)]
+struct BackendResult {
+    backend: String,
+    startup_ms: f64,
+    idle_rss_mib: f64,
+    signins: Phase,
+    client_credentials: Phase,
+    refresh: Phase,
+}
+
+async fn bench_backend(
+    args: &BenchArgs,
+    backend: &str,
+    database: &str,
+    dir: &Path,
+) -> anyhow::Result<BackendResult> {
+    std::fs::create_dir_all(dir)?;
+    let server = Server::start(dir, database)?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let rss = server.rss_kib().unwrap_or(0) as f64 / 1024.0;
+    eprintln!(
+        "[{backend}] started in {} ms, idle RSS {rss:.1} MiB; seeding",
+        server.startup.as_millis()
+    );
+    let target = Arc::new(seed(&server, args.concurrency.max(1)).await?);
+
+    let t = target.clone();
+    let signins = parallel_http(
+        args.signins,
+        args.concurrency,
+        &format!("[{backend}] full password sign-ins"),
+        move |i| {
+            let t = t.clone();
+            async move {
+                full_sign_in(&t, &t.users[i % t.users.len()]).await?;
+                Ok(())
+            }
+        },
+    )
+    .await?;
+
+    let t = target.clone();
+    let http = reqwest::Client::new();
+    let client_credentials = parallel_http(
+        args.grants,
+        args.concurrency,
+        &format!("[{backend}] client_credentials grants"),
+        move |_| {
+            let (t, http) = (t.clone(), http.clone());
+            async move {
+                let res = http
+                    .post(format!("{}/oauth2/token", t.base))
+                    .basic_auth(&t.client_id, Some(&t.client_secret))
+                    .form(&[("grant_type", "client_credentials")])
+                    .send()
+                    .await?;
+                if !res.status().is_success() {
+                    bail!("client_credentials: {}", res.status());
+                }
+                Ok(())
+            }
+        },
+    )
+    .await?;
+
+    // One refresh-token chain per client: each grant spends the token and keeps the new one.
+    let mut chains = Vec::new();
+    for i in 0..args.concurrency.max(1) {
+        let tokens = full_sign_in(&target, &target.users[i % target.users.len()]).await?;
+        chains.push(tokio::sync::Mutex::new(
+            tokens["refresh_token"]
+                .as_str()
+                .context("no refresh token")?
+                .to_owned(),
+        ));
+    }
+    let chains = Arc::new(chains);
+    let t = target.clone();
+    let http = reqwest::Client::new();
+    let conc = args.concurrency.max(1);
+    let refresh = parallel_http(
+        args.grants,
+        conc,
+        &format!("[{backend}] refresh_token grants"),
+        move |i| {
+            let (t, http, chains) = (t.clone(), http.clone(), chains.clone());
+            async move {
+                let mut rt = chains[i % conc].lock().await;
+                let res: Value = http
+                    .post(format!("{}/oauth2/token", t.base))
+                    .basic_auth(&t.client_id, Some(&t.client_secret))
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("refresh_token", rt.as_str()),
+                    ])
+                    .send()
+                    .await?
+                    .json()
+                    .await?;
+                *rt = res["refresh_token"]
+                    .as_str()
+                    .with_context(|| format!("refresh failed: {res}"))?
+                    .to_owned();
+                Ok(())
+            }
+        },
+    )
+    .await?;
+
+    Ok(BackendResult {
+        backend: backend.into(),
+        startup_ms: server.startup.as_secs_f64() * 1000.0,
+        idle_rss_mib: rss,
+        signins,
+        client_credentials,
+        refresh,
+    })
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    eprintln!(
+        "cutover bench: {cores} cores; baselines first, then each backend (release build recommended)"
+    );
+
+    let params = Argon2Params::default();
+    let hash = params
+        .hash(&cutover_core::Secret::new("Bench-Password-123"))
+        .map_err(anyhow::Error::msg)?;
+    let argon = parallel_cpu(
+        args.hashes,
+        "baseline: raw argon2id verifications",
+        move || {
+            let ok = cutover_server::crypto::verify_password(
+                &cutover_core::Secret::new("Bench-Password-123"),
+                &hash,
+            );
+            assert!(ok, "argon2 baseline verification must succeed");
+        },
+    );
+    let (key, _) = Es256Key::generate().map_err(anyhow::Error::msg)?;
+    let key = Arc::new(key);
+    let claims = json!({"iss": "https://bench.example", "sub": "0190d7c6-0000-7000-8000-000000000000", "aud": "https://bench.example", "exp": 2_000_000_000, "scope": "openid"});
+    let k = key.clone();
+    let es256 = parallel_cpu(
+        args.signatures,
+        "baseline: raw ES256 signatures",
+        move || {
+            let _ = k.sign_jwt("at+jwt", &claims);
+        },
+    );
+
+    let scratch = std::env::temp_dir().join(format!("cutover-bench-{}", uuid::Uuid::new_v4()));
+    let mut results = Vec::new();
+    let sqlite_dir = scratch.join("sqlite");
+    results.push(
+        bench_backend(
+            &args,
+            "sqlite",
+            &format!("sqlite:{}", sqlite_dir.join("cutover.db").display()),
+            &sqlite_dir,
+        )
+        .await?,
+    );
+    if let Some(base) = &args.postgres {
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let url = cutover_store::create_postgres_database(base, &name)
+            .await
+            .map_err(|e| anyhow::anyhow!("creating the benchmark database: {e}"))?;
+        results.push(bench_backend(&args, "postgres", &url, &scratch.join("postgres")).await?);
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+
+    println!();
+    println!(
+        "Cutover benchmark — {cores} cores, argon2id m={} KiB t={} p={}, concurrency {}",
+        params.memory_kib, params.iterations, params.parallelism, args.concurrency
+    );
+    println!(
+        "baseline  raw argon2id verifications/s: {:>9.1}   (p50 {:.1} ms)",
+        argon.per_sec, argon.p50_ms
+    );
+    println!(
+        "baseline  raw ES256 signatures/s:       {:>9.1}   (p50 {:.3} ms)",
+        es256.per_sec, es256.p50_ms
+    );
+    println!();
+    println!(
+        "{:<9} {:<28} {:>8} {:>10} {:>9} {:>9} {:>11}",
+        "backend", "measure", "done", "per sec", "p50 ms", "p99 ms", "ratio"
+    );
+    for r in &results {
+        let rows = [
+            (
+                "full password sign-ins",
+                &r.signins,
+                r.signins.per_sec / argon.per_sec,
+                "÷ argon2id/s",
+            ),
+            (
+                "client_credentials grants",
+                &r.client_credentials,
+                r.client_credentials.per_sec / es256.per_sec,
+                "÷ ES256/s",
+            ),
+            (
+                "refresh_token grants",
+                &r.refresh,
+                r.refresh.per_sec / es256.per_sec,
+                "÷ ES256/s",
+            ),
+        ];
+        for (name, p, ratio, of) in rows {
+            println!(
+                "{:<9} {:<28} {:>8} {:>10.1} {:>9.2} {:>9.2} {:>6.3} {of}",
+                r.backend, name, p.done, p.per_sec, p.p50_ms, p.p99_ms, ratio
+            );
+        }
+        println!(
+            "{:<9} {:<28} {:>8.0} ms; idle RSS {:.1} MiB",
+            r.backend, "startup to listening", r.startup_ms, r.idle_rss_mib
+        );
+    }
+    if let Some(path) = &args.json {
+        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256}, "backends": results});
+        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_at_the_edges() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&v, 50.0), 51.0);
+        assert_eq!(percentile(&v, 99.0), 99.0);
+        assert_eq!(percentile(&v, 100.0), 100.0);
+        assert_eq!(percentile(&[], 50.0), 0.0);
+        assert_eq!(percentile(&[7.0], 99.0), 7.0);
+    }
+
+    #[test]
+    fn summaries_count_and_rate() {
+        let p = summarize(vec![3.0, 1.0, 2.0], Duration::from_secs(2));
+        assert_eq!(p.done, 3);
+        assert!((p.per_sec - 1.5).abs() < 1e-9);
+        assert_eq!(p.p50_ms, 2.0);
+    }
 }

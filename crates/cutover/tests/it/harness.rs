@@ -136,7 +136,6 @@ impl ServerProcess {
 pub struct InProcess {
     pub base: String,
     pub clock: ManualClock,
-    pub state: Arc<AppState>,
     pub creds: Value,
     task: tokio::task::JoinHandle<()>,
 }

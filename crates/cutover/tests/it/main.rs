@@ -8,4 +8,5 @@ mod conformance;
 mod harness;
 mod multinode;
 mod oidc_rp;
+mod resilience;
 mod time_steps;
