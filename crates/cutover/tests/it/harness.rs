@@ -168,14 +168,12 @@ impl InProcess {
             .unwrap()
             .expect("fresh admin app");
         let creds = serde_json::to_value(&creds).unwrap();
-        let s = state.clone();
         let task = tokio::spawn(async move {
-            let _ = cutover_server::serve(s, listener, std::future::pending()).await;
+            let _ = cutover_server::serve(state, listener, std::future::pending()).await;
         });
         Self {
             base,
             clock,
-            state,
             creds,
             task,
         }
