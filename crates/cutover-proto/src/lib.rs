@@ -162,7 +162,9 @@ pub struct UserView {
     pub source: String,
     pub immutable_id: Option<String>,
     pub break_glass: bool,
-    pub has_password: bool,
+    /// Whether a cloud password is set; present on single-user reads, absent in lists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub has_password: Option<bool>,
     pub created_date_time: String,
     pub updated_date_time: String,
 }

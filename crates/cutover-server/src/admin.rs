@@ -378,7 +378,7 @@ fn user_view(r: &UserRecord) -> proto::UserView {
         source: u.source.as_str().into(),
         immutable_id: u.immutable_id.clone(),
         break_glass: u.break_glass,
-        has_password: r.password_hash.is_some(),
+        has_password: Some(r.password_hash.is_some()),
         created_date_time: rfc3339(u.created_at),
         updated_date_time: rfc3339(u.updated_at),
     }
@@ -437,13 +437,15 @@ async fn list_users(
     let value = users
         .into_iter()
         .map(|u| {
-            user_view(&UserRecord {
+            let mut v = user_view(&UserRecord {
                 user: u,
                 password_hash: None,
-            })
+            });
+            // Lists never read password hashes, so they cannot say.
+            v.has_password = None;
+            v
         })
         .collect::<Vec<_>>();
-    // `hasPassword` is only meaningful on a single-user read; the list leaves hashes unread.
     Ok(Json(proto::ListResponse { value }))
 }
 

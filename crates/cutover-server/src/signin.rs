@@ -32,6 +32,8 @@ use crate::{AppState, RequestCtx};
 
 pub const SESSION_COOKIE: &str = "cutover_session";
 pub const BROWSER_COOKIE: &str = "cutover_bb";
+/// Lifetime of the browser-binding cookie that ties sign-in transactions to one browser.
+pub const BROWSER_COOKIE_TTL_SECS: i64 = 24 * 60 * 60;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -262,7 +264,7 @@ pub async fn start(
             cookie(
                 BROWSER_COOKIE,
                 &bb,
-                SIGN_IN_TXN_TTL_SECS * 4 * 24,
+                BROWSER_COOKIE_TTL_SECS,
                 state.config.secure_cookies(),
             ),
         );

@@ -1703,7 +1703,10 @@ fn user_fields(u: &UserView) -> Vec<(&'static str, String)> {
         ("source", u.source.clone()),
         ("immutableId", opt(&u.immutable_id)),
         ("breakGlass", yes_no(u.break_glass)),
-        ("hasPassword", yes_no(u.has_password)),
+        (
+            "hasPassword",
+            u.has_password.map(yes_no).unwrap_or_else(|| "-".into()),
+        ),
         ("createdDateTime", u.created_date_time.clone()),
         ("updatedDateTime", u.updated_date_time.clone()),
     ]

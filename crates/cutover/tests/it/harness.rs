@@ -85,8 +85,15 @@ impl ServerProcess {
         .env_remove("CUTOVER_ISSUER")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-        let mut child = cmd.spawn().expect("spawn cutover serve");
-        let stdout = child.stdout.take().expect("stdout");
+        let child = cmd.spawn().expect("spawn cutover serve");
+        // Owned by the guard from here on: dropped (killed and reaped) on every path.
+        let mut server = Self {
+            child,
+            base: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            stdout_lines: Vec::new(),
+        };
+        let stdout = server.child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -95,32 +102,23 @@ impl ServerProcess {
                 }
             }
         });
-        let mut lines = Vec::new();
         let deadline = std::time::Instant::now() + STARTUP_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line
-                        .strip_prefix("Cutover is listening on ")
-                        .and_then(|r| r.split_whitespace().next())
-                        .map(str::to_owned);
-                    lines.push(line);
-                    if let Some(base) = found {
-                        return Self {
-                            child,
-                            base,
-                            data_dir: data_dir.to_path_buf(),
-                            stdout_lines: lines,
-                        };
-                    }
-                }
-                Err(_) => {
-                    let _ = child.kill();
-                    panic!(
-                        "cutover serve did not start within {STARTUP_TIMEOUT:?}; stdout so far: {lines:?}"
-                    );
-                }
+            let Ok(line) = rx.recv_timeout(left) else {
+                panic!(
+                    "cutover serve did not start within {STARTUP_TIMEOUT:?}; stdout so far: {:?}",
+                    server.stdout_lines
+                );
+            };
+            let found = line
+                .strip_prefix("Cutover is listening on ")
+                .and_then(|r| r.split_whitespace().next())
+                .map(str::to_owned);
+            server.stdout_lines.push(line);
+            if let Some(base) = found {
+                server.base = base;
+                return server;
             }
         }
     }
