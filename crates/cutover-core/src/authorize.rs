@@ -648,6 +648,28 @@ mod tests {
     }
 
     #[test]
+    fn scope_length_edge() {
+        let a = app(ClientType::Public);
+        let pad = " ".repeat(MAX_SCOPE_LEN - "openid".len());
+        let at = AuthorizeParams {
+            scope: Some(format!("openid{pad}")),
+            ..good()
+        };
+        assert!(matches!(
+            check_authorize_request(&at, Some(&a)),
+            AuthorizeCheck::Proceed(_)
+        ));
+        let over = AuthorizeParams {
+            scope: Some(format!("openid{pad} ")),
+            ..good()
+        };
+        assert_eq!(
+            error_of(check_authorize_request(&over, Some(&a))).0,
+            "invalid_scope"
+        );
+    }
+
+    #[test]
     fn client_without_code_grant_is_unauthorized() {
         let mut a = app(ClientType::Confidential);
         a.grant_types = vec![GrantType::ClientCredentials];

@@ -31,8 +31,6 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub const MAX_PAGE_SIZE: u32 = 500;
 /// Rows a list request returns when `$top` is not given.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
-/// Members one group may hold in this release (bounded so snapshots stay bounded).
-pub const MAX_GROUP_MEMBERS: usize = 50_000;
 
 /// How long an authorization code may be redeemed, in seconds.
 pub const AUTH_CODE_TTL_SECS: i64 = 60;

@@ -208,6 +208,23 @@ mod tests {
         );
     }
 
+    #[test]
+    fn domain_length_edge() {
+        let label = "a".repeat(63);
+        let mut name = format!("{label}.{label}.{label}.");
+        name.push_str(&"b".repeat(MAX_DOMAIN_LEN - name.len() - 8));
+        name.push_str(".example");
+        assert_eq!(name.len(), MAX_DOMAIN_LEN);
+        assert!(DomainName::parse(&name).is_ok());
+        let over = format!("c{name}");
+        assert_eq!(
+            DomainName::parse(&over),
+            Err(NameError::TooLong {
+                max: MAX_DOMAIN_LEN
+            })
+        );
+    }
+
     proptest! {
         #[test]
         fn parse_never_panics(s in "\\PC{0,300}") {

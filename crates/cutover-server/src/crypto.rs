@@ -74,7 +74,7 @@ impl Hasher {
 
 /// argon2id cost parameters (OWASP's first recommendation by default: 19 MiB, 2 passes, 1 lane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[serde(rename_all = "snake_case", deny_unknown_fields, default)]
 pub struct Argon2Params {
     pub memory_kib: u32,
     pub iterations: u32,

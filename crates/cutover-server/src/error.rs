@@ -45,7 +45,7 @@ impl ApiError {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internalError",
-            "Cutover hit an internal error; nothing was changed. The server log has the details under this request's id.",
+            "Cutover hit an internal error; nothing was changed. The server log has the details under the id in this response's x-request-id header.",
         )
     }
 }
@@ -189,6 +189,15 @@ impl PageError {
             StatusCode::BAD_REQUEST,
             "This sign-in has expired",
             cutover_core::signin_log::FailureReason::SessionExpired.user_message(),
+        )
+    }
+    /// Log `detail` for the operator; the person sees a generic page.
+    pub fn internal(detail: impl std::fmt::Display) -> Self {
+        tracing::error!(detail = %detail, "internal error on a sign-in page");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Sign-in failed",
+            "Something went wrong on our side. Go back to the application and try again; if it keeps happening, contact your helpdesk.",
         )
     }
     pub fn unavailable() -> Self {

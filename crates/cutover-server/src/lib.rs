@@ -191,10 +191,18 @@ impl RequestCtx {
         peer: Option<SocketAddr>,
         trust_forwarded_for: bool,
     ) -> Self {
+        // The proxy we trust appends the address it saw: the rightmost entry. Entries to its
+        // left come from the client and can be forged.
         let forwarded = trust_forwarded_for
-            .then(|| headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()))
+            .then(|| {
+                headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .next_back()
+            })
             .flatten()
-            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.rsplit(',').next())
             .map(|s| s.trim().to_owned())
             .filter(|s| s.parse::<std::net::IpAddr>().is_ok());
         Self {
@@ -239,10 +247,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .fallback(error::not_found)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            request_context,
-        ))
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             cutover_core::limits::MAX_BODY_BYTES,
         ))
@@ -256,6 +260,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(
             axum::http::header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
+        ))
+        // Outermost: every response, even a 413 or a caught panic, carries its request id,
+        // and everything below logs inside the request's span.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_context,
         ))
         .with_state(state)
 }
@@ -290,10 +300,9 @@ async fn maintenance(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         let now = state.now();
-        state
-            .keys
-            .refresh_if_older(now, keys::KEY_REFRESH_SECS)
-            .await;
+        if let Err(e) = state.keys.refresh(now).await {
+            tracing::warn!(error = %e, "could not refresh signing keys; keeping the ones loaded");
+        }
         match state.store.purge_expired(now).await {
             Ok(n) if n > 0 => tracing::debug!(rows = n, "purged expired sign-in state"),
             Ok(_) => {}
@@ -345,7 +354,8 @@ mod tests {
         );
         assert_eq!(
             RequestCtx::from_parts(&h, Some(peer), true).ip.as_deref(),
-            Some("203.0.113.9")
+            Some("10.0.0.1"),
+            "the rightmost entry is the one the trusted proxy added"
         );
         h.insert("x-forwarded-for", HeaderValue::from_static("<script>"));
         assert_eq!(

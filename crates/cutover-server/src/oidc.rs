@@ -175,47 +175,67 @@ async fn authorize(
 
 // ---- token endpoint -----------------------------------------------------------------------
 
+/// Decode `Authorization: Basic` client credentials (RFC 6749 §2.3.1: each part form-encoded).
+/// `None` without a Basic header, `Some(Err)` when it is malformed.
+fn basic_credentials(headers: &HeaderMap) -> Option<Result<(String, String), ()>> {
+    let b64 = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()
+        .and_then(|d| String::from_utf8(d).ok());
+    let Some((id, secret)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
+        return Some(Err(()));
+    };
+    let dec = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    Some(Ok((dec(id), dec(secret))))
+}
+
+/// The client id a token request claims, from Basic credentials or the form (for the log).
+fn attempted_client_id(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<String> {
+    let from_basic = basic_credentials(headers)
+        .and_then(Result::ok)
+        .map(|(id, _)| id);
+    from_basic
+        .or_else(|| form.get("client_id").cloned())
+        .map(|id| id.chars().take(256).collect())
+}
+
 /// Authenticate the client at the token endpoint (RFC 6749 §2.3, OIDC Core §9).
 async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     form: &HashMap<String, String>,
 ) -> Result<Application, OAuthError> {
-    let basic = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "));
-    let (client_id, secret, used_basic) = match (basic, form.get("client_secret")) {
-        (Some(_), Some(_)) => {
-            return Err(OAuthError::new(
-                "invalid_request",
-                "use one client authentication method, not both Basic and client_secret",
-            ));
-        }
-        (Some(b), None) => {
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-                .and_then(|d| String::from_utf8(d).ok())
-                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
-            let (id, secret) = decoded
-                .split_once(':')
-                .ok_or_else(|| OAuthError::invalid_client("malformed Basic credentials", true))?;
-            let dec = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.to_string())
-                    .unwrap_or_default()
-            };
-            (dec(id), Some(dec(secret)), true)
-        }
-        (None, secret) => {
-            let id = form.get("client_id").cloned().ok_or_else(|| {
-                OAuthError::invalid_client("client authentication is required", false)
-            })?;
-            (id, secret.cloned(), false)
-        }
-    };
+    let (client_id, secret, used_basic) =
+        match (basic_credentials(headers), form.get("client_secret")) {
+            (Some(_), Some(_)) => {
+                return Err(OAuthError::new(
+                    "invalid_request",
+                    "use one client authentication method, not both Basic and client_secret",
+                ));
+            }
+            (Some(Err(())), None) => {
+                return Err(OAuthError::invalid_client(
+                    "malformed Basic credentials",
+                    true,
+                ));
+            }
+            (Some(Ok((id, secret))), None) => (id, Some(secret), true),
+            (None, secret) => {
+                let id = form.get("client_id").cloned().ok_or_else(|| {
+                    OAuthError::invalid_client("client authentication is required", false)
+                })?;
+                (id, secret.cloned(), false)
+            }
+        };
     if let Some(form_id) = form.get("client_id")
         && used_basic
         && *form_id != client_id
@@ -318,13 +338,15 @@ fn user_claims(user: &User, scopes: &[String], claims: &mut Value) {
     }
 }
 
-/// Tokens for a user grant: access token, ID token and (with `offline_access`) a refresh token.
+/// Tokens for a user grant: access token, ID token and (with `offline_access`) a refresh token
+/// — a new one, or `rotated`, the one the refresh grant already stored in the spent one's place.
 async fn issue_user_tokens(
     state: &AppState,
     app: &Application,
     grant: &Grant,
     user: &User,
     nonce: Option<&str>,
+    rotated: Option<String>,
 ) -> Result<Issued, OAuthError> {
     let now = state.now();
     let exp = now.plus_secs(ACCESS_TOKEN_TTL_SECS);
@@ -366,7 +388,9 @@ async fn issue_user_tokens(
         "id_token": id_token,
         "scope": grant.scopes.join(" "),
     });
-    if grant.scopes.iter().any(|s| s == "offline_access")
+    if let Some(rt) = rotated {
+        body["refresh_token"] = json!(rt);
+    } else if grant.scopes.iter().any(|s| s == "offline_access")
         && app.allows_grant(GrantType::RefreshToken)
     {
         let rt = crate::crypto::random_token();
@@ -433,7 +457,7 @@ async fn token(
         Err(e) => {
             if e.error == "invalid_client" {
                 let mut r = new_record(&state, &ctx, ctx.id, false);
-                r.client_id = form.get("client_id").cloned();
+                r.client_id = attempted_client_id(&headers, &form);
                 r.authentication_methods = vec!["clientSecret".into()];
                 r.failure_reason = Some("invalidClient".into());
                 state.store.insert_sign_in(&r).await?;
@@ -537,7 +561,7 @@ async fn code_grant(
     }
     let user = load_active_user(state, &grant).await?;
     Ok(
-        issue_user_tokens(state, app, &grant, &user, redeemed.nonce.as_deref())
+        issue_user_tokens(state, app, &grant, &user, redeemed.nonce.as_deref(), None)
             .await?
             .body,
     )
@@ -641,9 +665,8 @@ async fn refresh_grant(
     record.user_principal_name = Some(user.upn.to_string());
     record.result = SignInResult::Success;
     state.store.insert_sign_in(&record).await?;
-    let mut issued = issue_user_tokens(state, app, &grant, &user, None).await?;
-    // Rotation: the new refresh token replaces the one just spent.
-    issued.body["refresh_token"] = json!(new_rt);
+    // Rotation: the new refresh token (stored by the rotation) replaces the one just spent.
+    let issued = issue_user_tokens(state, app, &grant, &user, None, Some(new_rt)).await?;
     Ok(issued.body)
 }
 

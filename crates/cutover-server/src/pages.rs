@@ -30,8 +30,11 @@ impl Page {
     pub fn with_form_target(mut self, redirect_uri: &str) -> Self {
         self.1 = url::Url::parse(redirect_uri)
             .ok()
-            .map(|u| u.origin().ascii_serialization())
-            .filter(|o| o != "null");
+            .map(|u| match u.origin() {
+                o @ url::Origin::Tuple(..) => o.ascii_serialization(),
+                // A native app's private-use scheme has no origin; CSP names it as a scheme source.
+                url::Origin::Opaque(_) => format!("{}:", u.scheme()),
+            });
         self
     }
 }
@@ -187,6 +190,17 @@ mod tests {
             .to_owned();
         assert!(
             csp.contains("form-action 'self' https://app.example:8443;"),
+            "{csp}"
+        );
+        let res = password_page("t", "c", "u", None)
+            .with_form_target("com.contoso.app:/oauth2redirect")
+            .into_response();
+        let csp = res.headers()[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        assert!(
+            csp.contains("form-action 'self' com.contoso.app:;"),
             "{csp}"
         );
         let res = error_page("t", "m").into_response();

@@ -241,13 +241,7 @@ pub async fn start(
     };
     let txn_id = crate::crypto::random_token();
     let txn = TxnData::from_request(&req, app, state.hasher.hash("browser", &bb), correlation_id);
-    let data = serde_json::to_value(&txn).map_err(|e| {
-        PageError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Sign-in failed",
-            e.to_string(),
-        )
-    })?;
+    let data = serde_json::to_value(&txn).map_err(PageError::internal)?;
     state
         .store
         .create_sign_in_transaction(&SignInTransaction {
@@ -482,13 +476,7 @@ async fn identifier_post(
     txn.route_reason = Some(decision.reason.code().to_owned());
     match decision.route {
         Route::Managed => {
-            let data = serde_json::to_value(&txn).map_err(|e| {
-                PageError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "Sign-in failed",
-                    e.to_string(),
-                )
-            })?;
+            let data = serde_json::to_value(&txn).map_err(PageError::internal)?;
             state
                 .store
                 .update_sign_in_transaction(&txn_id, &data)
@@ -581,6 +569,10 @@ async fn password_post(
         }
         PasswordOutcome::Success => {
             let user = user.expect("success implies a user");
+            // Consume the transaction first: of two concurrent submissions only one goes on.
+            if !state.store.delete_sign_in_transaction(&txn_id).await? {
+                return Err(PageError::expired());
+            }
             record.result = SignInResult::Success;
             // The record is written before any code or token leaves the server.
             state.store.insert_sign_in(&record).await?;
@@ -598,7 +590,6 @@ async fn password_post(
                     expires_at: now.plus_secs(SSO_SESSION_TTL_SECS),
                 })
                 .await?;
-            state.store.delete_sign_in_transaction(&txn_id).await?;
             let set = cookie(
                 SESSION_COOKIE,
                 &session_value,

@@ -547,7 +547,14 @@ async fn transactions_and_sessions(s: &dyn Store) {
             .await,
         Err(StoreError::NotFound)
     ));
-    s.delete_sign_in_transaction("txn1").await.unwrap();
+    assert!(
+        s.delete_sign_in_transaction("txn1").await.unwrap(),
+        "the first delete consumes it"
+    );
+    assert!(
+        !s.delete_sign_in_transaction("txn1").await.unwrap(),
+        "a second delete finds nothing"
+    );
     assert_eq!(s.get_sign_in_transaction("txn1", T0).await.unwrap(), None);
 
     let alice = s

@@ -232,7 +232,9 @@ pub trait Store: Send + Sync + 'static {
     /// Case-insensitive lookup by the normalised user principal name.
     async fn get_user_by_upn(&self, upn_normalized: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, filter: &UserFilter) -> StoreResult<Vec<User>>;
-    /// Replace the user's attributes (and the hash when `password_hash` is `Some`).
+    /// Replace the user's attributes (and the hash when `password_hash` is `Some`). A new
+    /// password or a disabled account also ends the user's SSO sessions, and a new password
+    /// revokes their grants (refresh and access tokens): a reset signs the user out everywhere.
     async fn update_user(
         &self,
         user: &User,
@@ -284,7 +286,8 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> StoreResult<Option<SignInTransaction>>;
     async fn update_sign_in_transaction(&self, id: &str, data: &Value) -> StoreResult<()>;
-    async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<()>;
+    /// Delete the transaction; `true` only for the one caller that actually removed it.
+    async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<bool>;
 
     // SSO sessions.
     async fn create_session(&self, session: &SsoSession) -> StoreResult<()>;

@@ -605,13 +605,24 @@ macro_rules! sql_store {
                 if done.rows_affected() == 0 {
                     return Err(StoreError::NotFound);
                 }
-                if !u.account_enabled {
-                    // A disabled account keeps no browser sessions.
+                if !u.account_enabled || password_hash.is_some() {
+                    // A disabled account or a reset password keeps no browser sessions.
                     sqlx::query("DELETE FROM sso_sessions WHERE user_id = $1")
                         .bind(u.id.to_string())
                         .execute(&mut *tx)
                         .await
                         .map_err(map_err)?;
+                }
+                if password_hash.is_some() {
+                    // Tokens obtained with the old password stop working.
+                    sqlx::query(
+                        "UPDATE grants SET revoked_at = $1, revoked_reason = 'passwordReset' WHERE user_id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(u.updated_at.millis())
+                    .bind(u.id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
                 }
                 Self::write_audit(&mut tx, audit).await?;
                 tx.commit().await.map_err(map_err)
@@ -891,13 +902,13 @@ macro_rules! sql_store {
                 Ok(())
             }
 
-            async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<()> {
-                sqlx::query("DELETE FROM sign_in_transactions WHERE id = $1")
+            async fn delete_sign_in_transaction(&self, id: &str) -> StoreResult<bool> {
+                let done = sqlx::query("DELETE FROM sign_in_transactions WHERE id = $1")
                     .bind(id)
                     .execute(&self.pool)
                     .await
                     .map_err(map_err)?;
-                Ok(())
+                Ok(done.rows_affected() == 1)
             }
 
             async fn create_session(&self, s: &SsoSession) -> StoreResult<()> {
@@ -1182,6 +1193,18 @@ macro_rules! sql_store {
                         .map_err(map_err)?
                         .rows_affected();
                 }
+                // Grants no code or refresh token points to any more, once their access tokens
+                // (which carry the grant id) have expired.
+                removed += sqlx::query(
+                    "DELETE FROM grants WHERE created_at <= $1
+                       AND NOT EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.grant_id = grants.id)
+                       AND NOT EXISTS (SELECT 1 FROM auth_codes c WHERE c.grant_id = grants.id)",
+                )
+                .bind(now.minus_secs(cutover_core::limits::ACCESS_TOKEN_TTL_SECS).millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?
+                .rows_affected();
                 // Spent codes are kept until they expire so a replay is still recognised.
                 removed += sqlx::query("DELETE FROM auth_codes WHERE expires_at <= $1")
                     .bind(now.minus_secs(cutover_core::limits::AUTH_CODE_TTL_SECS).millis())
@@ -1221,6 +1244,19 @@ sql_store!(sqlx::Postgres, "postgres");
 
 #[cfg(test)]
 mod tests {
+    use cutover_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
+
+    #[test]
+    fn page_sizes_are_clamped() {
+        assert_eq!(super::clamp_top(0), i64::from(DEFAULT_PAGE_SIZE));
+        assert_eq!(super::clamp_top(MAX_PAGE_SIZE), i64::from(MAX_PAGE_SIZE));
+        assert_eq!(
+            super::clamp_top(MAX_PAGE_SIZE + 1),
+            i64::from(MAX_PAGE_SIZE)
+        );
+        assert_eq!(super::clamp_top(1), 1);
+    }
+
     #[test]
     fn database_urls() {
         assert_eq!(

@@ -165,7 +165,15 @@ async fn api_refuses_bad_input_clearly_and_writes_nothing() {
         .as_array()
         .unwrap()
         .len();
-    let long = "x".repeat(cutover_core::limits::MAX_DISPLAY_NAME_LEN + 1);
+    use cutover_core::limits::{
+        MAX_ATTRIBUTE_LEN, MAX_DISPLAY_NAME_LEN, MAX_PASSWORD_LEN, MAX_REDIRECT_URIS,
+    };
+    let long = "x".repeat(MAX_DISPLAY_NAME_LEN + 1);
+    let long_mail = format!("{}@contoso.example", "m".repeat(MAX_ATTRIBUTE_LEN));
+    let long_password = "p".repeat(MAX_PASSWORD_LEN + 1);
+    let too_many_uris: Vec<String> = (0..=MAX_REDIRECT_URIS)
+        .map(|i| format!("https://app.example/cb{i}"))
+        .collect();
     let cases: Vec<(Method, &str, Value, u16, &str)> = vec![
         (
             Method::POST,
@@ -201,6 +209,27 @@ async fn api_refuses_bad_input_clearly_and_writes_nothing() {
             json!({"userPrincipalName": "a@contoso.example", "displayName": "x", "passwordProfile": {"password": "short"}}),
             400,
             "at least 8",
+        ),
+        (
+            Method::POST,
+            "/users",
+            json!({"userPrincipalName": "a@contoso.example", "displayName": "x", "passwordProfile": {"password": long_password}}),
+            400,
+            "at most 256",
+        ),
+        (
+            Method::POST,
+            "/users",
+            json!({"userPrincipalName": "a@contoso.example", "displayName": "x", "mail": long_mail}),
+            400,
+            "mail may be at most",
+        ),
+        (
+            Method::POST,
+            "/applications",
+            json!({"displayName": "A", "redirectUris": too_many_uris}),
+            400,
+            "at most 32",
         ),
         (
             Method::POST,
@@ -348,11 +377,14 @@ async fn api_refuses_bad_input_clearly_and_writes_nothing() {
         );
     }
     // The display-name limit's edge is accepted.
-    let edge = "y".repeat(cutover_core::limits::MAX_DISPLAY_NAME_LEN);
+    // The limits' edges are accepted.
+    let edge = "y".repeat(MAX_DISPLAY_NAME_LEN);
+    let edge_password = "q".repeat(MAX_PASSWORD_LEN);
     admin
         .post(
             "/users",
-            json!({"userPrincipalName": "edge@contoso.example", "displayName": edge}),
+            json!({"userPrincipalName": "edge@contoso.example", "displayName": edge,
+                   "passwordProfile": {"password": edge_password}}),
         )
         .await;
 

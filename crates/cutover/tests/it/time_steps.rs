@@ -2,7 +2,8 @@
 //! sessions with `max_age`, and access tokens.
 
 use cutover_core::limits::{
-    ACCESS_TOKEN_TTL_SECS, AUTH_CODE_TTL_SECS, SIGN_IN_TXN_TTL_SECS, SSO_SESSION_TTL_SECS,
+    ACCESS_TOKEN_TTL_SECS, AUTH_CODE_TTL_SECS, REFRESH_TOKEN_TTL_SECS, SIGN_IN_TXN_TTL_SECS,
+    SSO_SESSION_TTL_SECS,
 };
 
 use crate::harness::*;
@@ -226,4 +227,61 @@ async fn rotated_keys_stay_published_until_their_tokens_expire() {
         .get("/auditLogs/directoryAudits?action=rotateSigningKey")
         .await;
     assert_eq!(audit["value"][0]["targetId"], new_key["kid"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_tokens_expire_and_each_rotation_starts_a_new_lifetime() {
+    let srv = InProcess::start().await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    let (verifier, challenge) = pkce();
+    let back = sign_in(
+        &browser(),
+        &srv.base,
+        &auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
+        &f.upn,
+        &f.password,
+        None,
+    )
+    .await;
+    let (_, tokens) = redeem(
+        &srv.base,
+        &f,
+        &query_param(&back, "code").unwrap(),
+        &verifier,
+    )
+    .await;
+    let refresh = |rt: String| {
+        let (base, id, secret) = (
+            srv.base.clone(),
+            f.client_id.clone(),
+            f.client_secret.clone(),
+        );
+        async move {
+            let res = reqwest::Client::new()
+                .post(format!("{base}/oauth2/token"))
+                .basic_auth(id, Some(secret))
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", rt.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (
+                res.status().as_u16(),
+                res.json::<serde_json::Value>().await.unwrap(),
+            )
+        }
+    };
+    srv.clock.advance_secs(REFRESH_TOKEN_TTL_SECS - 1);
+    let (status, next) = refresh(tokens["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(status, 200, "good one second before it expires: {next}");
+    srv.clock.advance_secs(REFRESH_TOKEN_TTL_SECS);
+    let (status, body) = refresh(next["refresh_token"].as_str().unwrap().to_owned()).await;
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "expired at exactly its lifetime"
+    );
 }
