@@ -69,3 +69,49 @@ pub async fn ensure_admin_application(
         Err(e) => Err(e),
     }
 }
+
+/// Give the admin application a new secret (creating the application if it is missing) and
+/// return the new credentials. For an operator who lost the credential file: it needs
+/// access to the database, which only the operator has.
+pub async fn reset_admin_secret(state: &AppState) -> Result<AdminCredentials, StoreError> {
+    let Some(app) = state
+        .store
+        .get_application_by_client_id(ADMIN_CLIENT_ID)
+        .await?
+    else {
+        return ensure_admin_application(state)
+            .await?
+            .ok_or(StoreError::Conflict(
+                "the admin application appeared while it was being created; try again".into(),
+            ));
+    };
+    let secret = new_client_secret();
+    let now = state.now();
+    let audit = AuditEvent {
+        id: Uuid::now_v7(),
+        created_at: now,
+        correlation_id: Uuid::now_v7(),
+        actor: "system".into(),
+        action: "resetAdminSecret".into(),
+        target_type: "application".into(),
+        target_id: app.id.to_string(),
+        target_name: Some(app.display_name.clone()),
+        before: None,
+        after: Some(
+            serde_json::json!({"clientId": ADMIN_CLIENT_ID, "reason": "operator reset at startup"}),
+        ),
+    };
+    state
+        .store
+        .set_application_secret(
+            app.id,
+            &crate::oidc::client_secret_hash(state, &secret),
+            &audit,
+        )
+        .await?;
+    Ok(AdminCredentials {
+        issuer: state.config.issuer.clone(),
+        client_id: ADMIN_CLIENT_ID.into(),
+        client_secret: secret.expose().to_owned(),
+    })
+}

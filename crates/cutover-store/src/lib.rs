@@ -276,6 +276,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Option<Application>>;
     async fn list_applications(&self, top: u32) -> StoreResult<Vec<Application>>;
     async fn delete_application(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// Replace a confidential application's client-secret hash.
+    async fn set_application_secret(
+        &self,
+        id: Uuid,
+        secret_hash: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
 
     // Sign-in transactions.
     async fn create_sign_in_transaction(&self, txn: &SignInTransaction) -> StoreResult<()>;

@@ -858,6 +858,21 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(map_err)
             }
 
+            async fn set_application_secret(&self, id: Uuid, secret_hash: &str, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("UPDATE applications SET secret_hash = $1 WHERE id = $2 AND client_type = 'confidential'")
+                    .bind(secret_hash)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
             async fn create_sign_in_transaction(&self, t: &SignInTransaction) -> StoreResult<()> {
                 sqlx::query("INSERT INTO sign_in_transactions (id, data, created_at, expires_at) VALUES ($1, $2, $3, $4)")
                     .bind(&t.id)

@@ -41,6 +41,10 @@ pub struct ServeArgs {
     /// Issuer URL clients see (default: http://<listen address>). Must be https unless on loopback.
     #[arg(long, env = "CUTOVER_ISSUER")]
     pub issuer: Option<String>,
+    /// Lost the admin credential? Give the admin application a new secret and write a new
+    /// <data-dir>/admin-credentials (the old file is kept beside it), then serve as usual.
+    #[arg(long)]
+    pub reset_admin_secret: bool,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -156,6 +160,22 @@ pub fn write_credentials(
     Ok(())
 }
 
+/// Move an existing credential file out of the way (it belongs to an admin application that
+/// no longer exists here, or to a secret that was just reset), keeping it for the operator.
+fn set_aside(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let old = path.with_file_name(format!("{ADMIN_CREDENTIALS_FILE}.replaced-{stamp}"));
+        std::fs::rename(path, &old)
+            .with_context(|| format!("moving the old {} aside", path.display()))?;
+        tracing::warn!(old = %old.display(), "the previous admin credential file no longer matches this database; kept it beside the new one");
+    }
+    Ok(())
+}
+
 fn ensure_data_dir(dir: &Path) -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("creating the data directory {}", dir.display()))?;
@@ -238,8 +258,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 
     let cred_path = cfg.data_dir.join(ADMIN_CREDENTIALS_FILE);
-    match cutover_server::bootstrap::ensure_admin_application(&state).await? {
+    let fresh = if args.reset_admin_secret {
+        Some(cutover_server::bootstrap::reset_admin_secret(&state).await?)
+    } else {
+        cutover_server::bootstrap::ensure_admin_application(&state).await?
+    };
+    match fresh {
         Some(creds) => {
+            set_aside(&cred_path)?;
             write_credentials(&cred_path, &creds).with_context(|| {
                 format!("the admin application was created but its credentials could not be written to {}", cred_path.display())
             })?;

@@ -517,3 +517,99 @@ fn unsafe_configurations_are_refused_at_startup() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("lisen"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_admin_secret_can_be_reset_by_the_operator() {
+    let dir = scratch_dir("reset");
+    let first = ServerProcess::start(&dir, &[]);
+    let old = first.credentials();
+    drop(first);
+    let second = ServerProcess::start(&dir, &["--reset-admin-secret"]);
+    let new = second.credentials();
+    assert_ne!(old["clientSecret"], new["clientSecret"]);
+    let kept = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("admin-credentials.replaced-")
+        });
+    assert!(kept, "the old file is kept beside the new one");
+    let res = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", second.base))
+        .basic_auth(
+            old["clientId"].as_str().unwrap(),
+            old["clientSecret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "the old secret stops working");
+    let admin = Admin::login(&second.base, &new).await;
+    let audit = admin
+        .get("/auditLogs/directoryAudits?action=resetAdminSecret")
+        .await;
+    assert_eq!(audit["value"][0]["actor"], "system");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_admin_route_exists() {
+    let srv = InProcess::start().await;
+    let http = reqwest::Client::new();
+    for (method, path, _) in cutover_server::openapi::ADMIN_ROUTES {
+        let concrete = path
+            .replace("{id}", "00000000-0000-0000-0000-000000000000")
+            .replace("{member}", "00000000-0000-0000-0000-000000000000");
+        let url = format!("{}/api/v1{concrete}", srv.base);
+        let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+        let res = http.request(m, &url).send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            401,
+            "{method} {path} should exist and ask for a token"
+        );
+    }
+}
+
+/// The benchmark command keeps working (tiny counts; nothing about speed is asserted).
+#[test]
+fn bench_command_runs_and_reports_ratios() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "bench",
+            "--signins",
+            "2",
+            "--grants",
+            "4",
+            "--hashes",
+            "2",
+            "--signatures",
+            "20",
+            "--concurrency",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "raw argon2id verifications/s",
+        "full password sign-ins",
+        "÷ argon2id/s",
+        "client_credentials grants",
+        "refresh_token grants",
+        "÷ ES256/s",
+        "idle RSS",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "bench output lacks {want:?}:\n{stdout}"
+        );
+    }
+}
