@@ -34,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub postgres: Option<String>,
     /// Full password sign-ins per backend.
-    #[arg(long, default_value_t = 120)]
+    #[arg(long, default_value_t = 300)]
     pub signins: usize,
     /// Client-credentials and refresh-token grants per backend (each).
     #[arg(long, default_value_t = 2000)]
@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Raw argon2id verifications for the baseline.
-    #[arg(long, default_value_t = 200)]
+    #[arg(long, default_value_t = 400)]
     pub hashes: usize,
     /// Raw ES256 signatures for the baseline.
     #[arg(long, default_value_t = 20000)]
