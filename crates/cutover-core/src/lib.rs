@@ -17,6 +17,7 @@ pub mod secret;
 pub mod session;
 pub mod signin_log;
 pub mod time;
+pub mod token;
 
 pub use model::*;
 pub use names::{DomainName, NameError, UserPrincipalName};

@@ -13,8 +13,8 @@ use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use cutover_core::authorize::{AuthorizeCheck, AuthorizeParams, check_authorize_request};
 use cutover_core::limits::{ACCESS_TOKEN_TTL_SECS, REFRESH_TOKEN_TTL_SECS};
-use cutover_core::pkce::CodeChallenge;
 use cutover_core::signin_log::SignInResult;
+use cutover_core::token::{IssuedCode, Redemption};
 use cutover_core::{Application, ClientType, GrantType, Secret, Timestamp, User};
 use cutover_store::{CodeRedemption, Grant, RefreshRotation};
 use serde_json::{Value, json};
@@ -509,44 +509,25 @@ async fn code_grant(
             ));
         }
     };
-    let revoke = |why: &'static str| async move {
+    let judged = cutover_core::token::judge_code_redemption(
+        IssuedCode {
+            client_id: &redeemed.client_id,
+            redirect_uri: &redeemed.redirect_uri,
+            code_challenge: redeemed.code_challenge.as_deref(),
+        },
+        Redemption {
+            client_id: &app.client_id,
+            redirect_uri: form.get("redirect_uri").map(String::as_str),
+            code_verifier: form.get("code_verifier").map(String::as_str),
+        },
+    );
+    if let Err(rejection) = judged {
+        // The code is spent either way; its grant must not survive a mismatched redemption.
         state
             .store
-            .revoke_grant(redeemed.grant_id, why, now)
+            .revoke_grant(redeemed.grant_id, rejection.revoke_reason(), now)
             .await?;
-        Ok::<_, OAuthError>(())
-    };
-    if redeemed.client_id != app.client_id {
-        revoke("codeClientMismatch").await?;
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "the authorization code was issued to another client",
-        ));
-    }
-    if form.get("redirect_uri").map(String::as_str) != Some(redeemed.redirect_uri.as_str()) {
-        revoke("codeRedirectMismatch").await?;
-        return Err(OAuthError::new(
-            "invalid_grant",
-            "redirect_uri does not match the authorization request",
-        ));
-    }
-    match (&redeemed.code_challenge, form.get("code_verifier")) {
-        (Some(ch), Some(v)) if CodeChallenge::from_stored(ch.clone()).verify(v) => {}
-        (Some(_), _) => {
-            revoke("pkceFailed").await?;
-            return Err(OAuthError::new(
-                "invalid_grant",
-                "code_verifier does not match the code_challenge",
-            ));
-        }
-        (None, Some(_)) => {
-            revoke("pkceUnexpected").await?;
-            return Err(OAuthError::new(
-                "invalid_grant",
-                "code_verifier sent but the authorization request had no code_challenge",
-            ));
-        }
-        (None, None) => {}
+        return Err(OAuthError::new("invalid_grant", rejection.description()));
     }
     let grant = state
         .store
