@@ -24,14 +24,29 @@ use crate::error::{OAuthError, PageError};
 use crate::signin::{self, SESSION_COOKIE, new_record, read_cookie};
 use crate::{AppState, RequestCtx, pages};
 
+/// How long a browser may cache a CORS preflight answer.
+pub const CORS_MAX_AGE_SECS: u64 = 600;
+
 pub fn routes() -> Router<Arc<AppState>> {
-    Router::new()
+    // Endpoints a single-page app calls with `fetch`: discovery, keys, token and userinfo.
+    // None of them reads a cookie (they trust PKCE, client secrets and bearer tokens), so any
+    // origin may call them, without credentials.
+    let cors = tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::Any)
+        .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .max_age(std::time::Duration::from_secs(CORS_MAX_AGE_SECS));
+    let fetched = Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/oauth2/jwks", get(jwks))
-        .route("/oauth2/authorize", get(authorize_get).post(authorize_post))
         .route("/oauth2/token", axum::routing::post(token))
         .route("/oauth2/userinfo", get(userinfo).post(userinfo))
+        .layer(cors);
+    // Endpoints the browser navigates to: cookies matter, so no CORS.
+    Router::new()
+        .route("/oauth2/authorize", get(authorize_get).post(authorize_post))
         .route("/oauth2/logout", get(logout_get).post(logout_post))
+        .merge(fetched)
 }
 
 async fn discovery(State(state): State<Arc<AppState>>) -> Response {

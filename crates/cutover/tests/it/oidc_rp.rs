@@ -649,3 +649,54 @@ async fn end_session_clears_the_session_and_returns_only_to_registered_uris() {
     assert_eq!(res.status(), 200);
     assert!(res.text().await.unwrap().contains("signed out"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_page_apps_may_fetch_token_and_userinfo_but_not_the_pages() {
+    let srv = InProcess::start().await;
+    let http = reqwest::Client::new();
+    for path in [
+        "/oauth2/token",
+        "/oauth2/userinfo",
+        "/oauth2/jwks",
+        "/.well-known/openid-configuration",
+    ] {
+        let res = http
+            .request(reqwest::Method::OPTIONS, format!("{}{path}", srv.base))
+            .header("origin", "https://spa.example")
+            .header("access-control-request-method", "POST")
+            .header(
+                "access-control-request-headers",
+                "authorization,content-type",
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success(), "{path}: {}", res.status());
+        assert_eq!(res.headers()["access-control-allow-origin"], "*", "{path}");
+        assert!(
+            res.headers()
+                .get("access-control-allow-credentials")
+                .is_none(),
+            "{path}: never with credentials"
+        );
+    }
+    let res = http
+        .get(format!("{}/oauth2/jwks", srv.base))
+        .header("origin", "https://spa.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.headers()["access-control-allow-origin"], "*");
+    for path in ["/oauth2/authorize", "/login/password", "/api/v1/users"] {
+        let res = http
+            .get(format!("{}{path}", srv.base))
+            .header("origin", "https://spa.example")
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            res.headers().get("access-control-allow-origin").is_none(),
+            "{path} is not for cross-origin fetches"
+        );
+    }
+}
