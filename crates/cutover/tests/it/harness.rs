@@ -448,3 +448,16 @@ pub async fn redeem(base: &str, f: &Fixture, code: &str, verifier: &str) -> (u16
         .unwrap();
     (res.status().as_u16(), res.json().await.unwrap())
 }
+
+/// Sign the fixture's user in from a fresh browser with PKCE.
+/// Returns (browser, verifier, challenge, the redirect back to the client).
+pub async fn signed_in_browser(
+    base: &str,
+    f: &Fixture,
+) -> (reqwest::Client, String, String, String) {
+    let (verifier, challenge) = pkce();
+    let http = browser();
+    let url = auth_url(base, &f.client_id, &f.redirect_uri, &challenge, &[]);
+    let back = sign_in(&http, base, &url, &f.upn, &f.password, None).await;
+    (http, verifier, challenge, back)
+}

@@ -204,17 +204,7 @@ async fn negative_cases_are_refused_in_rfc_vocabulary() {
     let f = seed(&admin, REDIRECT).await;
 
     // Code reuse: the second redemption fails, and the tokens from the first are revoked.
-    let (verifier, challenge) = pkce();
-    let http = browser();
-    let back = sign_in(
-        &http,
-        &base,
-        &auth_url(&base, &f.client_id, REDIRECT, &challenge, &[]),
-        &f.upn,
-        &f.password,
-        None,
-    )
-    .await;
+    let (http, verifier, _, back) = signed_in_browser(&base, &f).await;
     let code = query_param(&back, "code").unwrap();
     let (status, first) = redeem(&base, &f, &code, &verifier).await;
     assert_eq!(status, 200, "{first}");
@@ -601,17 +591,7 @@ async fn end_session_clears_the_session_and_returns_only_to_registered_uris() {
     let base = server.base.clone();
     let admin = Admin::login(&base, &server.credentials()).await;
     let f = seed(&admin, REDIRECT).await;
-    let (verifier, challenge) = pkce();
-    let http = browser();
-    let back = sign_in(
-        &http,
-        &base,
-        &auth_url(&base, &f.client_id, REDIRECT, &challenge, &[]),
-        &f.upn,
-        &f.password,
-        None,
-    )
-    .await;
+    let (http, verifier, challenge, back) = signed_in_browser(&base, &f).await;
     let (_, tokens) = redeem(&base, &f, &query_param(&back, "code").unwrap(), &verifier).await;
     let id_token = tokens["id_token"].as_str().unwrap();
 

@@ -15,18 +15,7 @@ async fn codes_expire_at_their_edge() {
     let srv = InProcess::start().await;
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let f = seed(&admin, REDIRECT).await;
-    let http = browser();
-
-    let (verifier, challenge) = pkce();
-    let back = sign_in(
-        &http,
-        &srv.base,
-        &auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
-        &f.upn,
-        &f.password,
-        None,
-    )
-    .await;
+    let (http, verifier, _, back) = signed_in_browser(&srv.base, &f).await;
     srv.clock.advance_secs(AUTH_CODE_TTL_SECS - 1);
     let (status, _) = redeem(
         &srv.base,
@@ -94,17 +83,7 @@ async fn sessions_honour_max_age_and_expire() {
     let srv = InProcess::start().await;
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let f = seed(&admin, REDIRECT).await;
-    let http = browser();
-    let (verifier, challenge) = pkce();
-    let back = sign_in(
-        &http,
-        &srv.base,
-        &auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
-        &f.upn,
-        &f.password,
-        None,
-    )
-    .await;
+    let (http, verifier, challenge, back) = signed_in_browser(&srv.base, &f).await;
     let (_, tokens) = redeem(
         &srv.base,
         &f,
@@ -234,16 +213,7 @@ async fn refresh_tokens_expire_and_each_rotation_starts_a_new_lifetime() {
     let srv = InProcess::start().await;
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let f = seed(&admin, REDIRECT).await;
-    let (verifier, challenge) = pkce();
-    let back = sign_in(
-        &browser(),
-        &srv.base,
-        &auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
-        &f.upn,
-        &f.password,
-        None,
-    )
-    .await;
+    let (_, verifier, _, back) = signed_in_browser(&srv.base, &f).await;
     let (_, tokens) = redeem(
         &srv.base,
         &f,
