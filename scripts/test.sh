@@ -27,6 +27,7 @@ note() { printf '[test.sh] %s\n' "$*" >&2; }
 
 START_TS=$(date +%s)
 PG_DIR=""
+TEST_LOG=""
 
 cleanup() {
   local rc=$?
@@ -38,6 +39,11 @@ cleanup() {
     section "ALL PASSED in $(( $(date +%s) - START_TS )) s"
   else
     section "FAILED (exit $rc) after $(( $(date +%s) - START_TS )) s"
+  fi
+  # One closing line that adds up every test binary's "test result" line.
+  if [ -n "$TEST_LOG" ] && [ -f "$TEST_LOG" ]; then
+    awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+         END { printf "tests: %d passed, %d failed\n", p, f }' "$TEST_LOG"
   fi
   exit "$rc"
 }
@@ -113,4 +119,6 @@ printf 'CUTOVER_TEST_POSTGRES_URL=%s\nCUTOVER_TEST_NODE_DIR=%s\nCUTOVER_TEST_CHR
 # --- 3. Rust checks and tests -------------------------------------------------------------
 step "cargo fmt" cargo fmt --all -- --check
 step "cargo clippy" cargo clippy --workspace --all-targets -- -D warnings
-step "cargo test" cargo test --workspace "$@"
+TEST_LOG="$STATE_DIR/cargo-test.log"
+run_tests() { cargo test --workspace "$@" 2>&1 | tee "$TEST_LOG"; }
+step "cargo test" run_tests "$@"
