@@ -86,7 +86,8 @@ pub struct AdminArgs {
     )]
     pub server: Option<String>,
 
-    /// Output format: aligned tables for people, or the API's JSON (pretty-printed) for scripts.
+    /// Output format: aligned tables for people, the API's JSON (pretty-printed) for scripts,
+    /// or JSON lines (one object per line) for exports.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Table, global = true,
         help_heading = "Global options")]
     pub output: OutputFormat,
@@ -102,6 +103,9 @@ pub enum OutputFormat {
     Table,
     /// The API's JSON response, pretty-printed.
     Json,
+    /// JSON lines: one compact object per line, each list item on its own line (for exports,
+    /// e.g. `cutover admin --output jsonl sign-ins --since 7d > sign-ins.jsonl`).
+    Jsonl,
 }
 
 #[derive(Subcommand, Debug)]
@@ -667,8 +671,8 @@ async fn apps(api: &Api, out: OutputFormat, cmd: AppsCommand) -> Result<()> {
             let resp = api
                 .send(Method::POST, &["applications"], &[], Some(&body))
                 .await?;
-            if out == OutputFormat::Json {
-                return print_json(resp.as_ref());
+            if out != OutputFormat::Table {
+                return print_json(out, resp.as_ref());
             }
             let mut text = format!("Created application {}.\n", clean(&a.name));
             if let Some(v) = resp {
@@ -1477,11 +1481,23 @@ fn emit(text: &str) -> Result<()> {
     }
 }
 
-fn print_json(v: Option<&Value>) -> Result<()> {
-    match v {
-        Some(v) => emit(&format!("{}\n", serde_json::to_string_pretty(v)?)),
-        None => Ok(()),
+fn print_json(out: OutputFormat, v: Option<&Value>) -> Result<()> {
+    match (v, out) {
+        (None, _) => Ok(()),
+        (Some(v), OutputFormat::Jsonl) => emit(&format!("{}\n", serde_json::to_string(v)?)),
+        (Some(v), _) => emit(&format!("{}\n", serde_json::to_string_pretty(v)?)),
     }
+}
+
+/// A list as JSON lines: one compact item per line.
+fn print_json_lines(v: Option<&Value>) -> Result<()> {
+    let items = v.and_then(|v| v.get("value")).and_then(Value::as_array);
+    let mut text = String::new();
+    for item in items.into_iter().flatten() {
+        text.push_str(&serde_json::to_string(item)?);
+        text.push('\n');
+    }
+    emit(&text)
 }
 
 fn from_response<T: DeserializeOwned>(v: Value) -> Result<T> {
@@ -1500,8 +1516,8 @@ fn show<T: DeserializeOwned>(
     headline: &str,
     fields: impl Fn(&T) -> Vec<(&'static str, String)>,
 ) -> Result<()> {
-    if out == OutputFormat::Json {
-        return print_json(resp.as_ref());
+    if out != OutputFormat::Table {
+        return print_json(out, resp.as_ref());
     }
     let mut text = String::new();
     if !headline.is_empty() {
@@ -1521,8 +1537,10 @@ fn show_list<T: DeserializeOwned>(
     headers: &[&str],
     row: impl Fn(&T) -> Vec<String>,
 ) -> Result<()> {
-    if out == OutputFormat::Json {
-        return print_json(resp.as_ref());
+    match out {
+        OutputFormat::Json => return print_json(out, resp.as_ref()),
+        OutputFormat::Jsonl => return print_json_lines(resp.as_ref()),
+        OutputFormat::Table => {}
     }
     let list: ListResponse<T> = match resp {
         Some(v) => from_response(v)?,
@@ -1536,7 +1554,7 @@ fn show_list<T: DeserializeOwned>(
 /// sentence in table mode.
 fn done(out: OutputFormat, resp: Option<Value>, sentence: &str) -> Result<()> {
     match out {
-        OutputFormat::Json => print_json(resp.as_ref()),
+        OutputFormat::Json | OutputFormat::Jsonl => print_json(out, resp.as_ref()),
         OutputFormat::Table => emit(&format!("{}\n", clean(sentence))),
     }
 }

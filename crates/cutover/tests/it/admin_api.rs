@@ -110,6 +110,14 @@ async fn cli_builds_a_directory_and_reads_the_logs() {
     ] {
         assert!(actions.contains(&want), "audit lacks {want}: {actions:?}");
     }
+    // JSON lines: one audit event per line, each a complete object.
+    let lines = ok(&["--output", "jsonl", "audit", "--since", "1h"]);
+    let events: Vec<Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect();
+    assert_eq!(events.len(), audit["value"].as_array().unwrap().len());
+    assert!(events.iter().all(|e| e["action"].is_string()));
     let sign_ins = ok(&["sign-ins", "--user", "user1@contoso.example"]);
     assert!(sign_ins.contains("(none)") || sign_ins.lines().count() >= 1);
     let _ = server;
