@@ -32,6 +32,17 @@ pub const MAX_PAGE_SIZE: u32 = 500;
 /// Rows a list request returns when `$top` is not given.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
 
+/// The rows one page holds for a requested `$top` (0 means "not given").
+pub const fn page_size(top: u32) -> u32 {
+    if top == 0 {
+        DEFAULT_PAGE_SIZE
+    } else if top > MAX_PAGE_SIZE {
+        MAX_PAGE_SIZE
+    } else {
+        top
+    }
+}
+
 /// How long an authorization code may be redeemed, in seconds.
 pub const AUTH_CODE_TTL_SECS: i64 = 60;
 /// How long a sign-in transaction (the pages between authorize and code) lives, in seconds.

@@ -7,10 +7,26 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// A list response: `{"value": [...]}`.
+/// A list response: `{"value": [...]}`, with `@odata.nextLink` (a path and query on the same
+/// server) when the log has more rows than one page returned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ListResponse<T> {
     pub value: Vec<T>,
+    #[serde(
+        rename = "@odata.nextLink",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_link: Option<String>,
+}
+
+impl<T> ListResponse<T> {
+    pub fn new(value: Vec<T>) -> Self {
+        Self {
+            value,
+            next_link: None,
+        }
+    }
 }
 
 /// An error response: `{"error": {"code": "...", "message": "..."}}`.

@@ -21,7 +21,9 @@ use cutover_core::{
     RedirectUri, Secret, Source, Timestamp, User, UserPrincipalName, check_grants, default_grants,
 };
 use cutover_proto as proto;
-use cutover_store::{AuditEvent, AuditFilter, SignInFilter, StoreError, UserFilter, UserRecord};
+use cutover_store::{
+    AuditEvent, AuditFilter, Cursor, SignInFilter, StoreError, UserFilter, UserRecord,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -216,6 +218,41 @@ fn top_of(q: &HashMap<String, String>) -> Result<u32, ApiError> {
     }
 }
 
+/// Where the next page of a log starts: `$skiptoken` in, `@odata.nextLink` out.
+fn cursor_param(q: &HashMap<String, String>) -> Result<Option<Cursor>, ApiError> {
+    q.get("$skiptoken")
+        .map(|t| {
+            Cursor::decode(t).ok_or_else(|| {
+                ApiError::bad_request(
+                    "$skiptoken is not one this server issued; use the @odata.nextLink as given",
+                )
+            })
+        })
+        .transpose()
+}
+
+/// The link to the next page when this one was full: the same query, continued after `last`.
+fn next_link(
+    path: &str,
+    q: &HashMap<String, String>,
+    returned: usize,
+    top: u32,
+    last: Option<Cursor>,
+) -> Option<String> {
+    let last = last?;
+    if returned < cutover_core::limits::page_size(top) as usize {
+        return None;
+    }
+    let mut keys: Vec<&String> = q.keys().filter(|k| k.as_str() != "$skiptoken").collect();
+    keys.sort();
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    for k in keys {
+        query.append_pair(k, &q[k]);
+    }
+    query.append_pair("$skiptoken", &last.encode());
+    Some(format!("/api/v1{path}?{}", query.finish()))
+}
+
 fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<Timestamp>, ApiError> {
     q.get(name)
         .map(|v| {
@@ -258,7 +295,7 @@ async fn list_domains(
         .iter()
         .map(domain_view)
         .collect();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse::new(value)))
 }
 
 async fn get_domain(
@@ -446,7 +483,7 @@ async fn list_users(
             v
         })
         .collect::<Vec<_>>();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse::new(value)))
 }
 
 async fn get_user(
@@ -681,7 +718,7 @@ async fn list_groups(
         .iter()
         .map(group_view)
         .collect();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse::new(value)))
 }
 
 async fn get_group(
@@ -804,7 +841,7 @@ async fn list_members(
     for m in state.store.list_group_members(g.id, top_of(&q)?).await? {
         value.push(member_view(&state, m).await?);
     }
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse::new(value)))
 }
 
 async fn add_member(
@@ -958,7 +995,7 @@ async fn list_apps(
         .iter()
         .map(|a| app_view(a, None))
         .collect();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse::new(value)))
 }
 
 async fn get_app(
@@ -1142,9 +1179,15 @@ async fn list_sign_ins(
         route: q.get("route").cloned(),
         since: time_param(&q, "since")?,
         until: time_param(&q, "until")?,
+        older_than: cursor_param(&q)?,
         top: top_of(&q)?,
     };
     let records = state.store.list_sign_ins(&filter).await?;
+    let last = records.last().map(|r| Cursor {
+        created_at: r.created_at,
+        id: r.id,
+    });
+    let next = next_link("/auditLogs/signIns", &q, records.len(), filter.top, last);
     let value = records
         .into_iter()
         .map(|r| {
@@ -1154,7 +1197,10 @@ async fn list_sign_ins(
             v
         })
         .collect();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse {
+        value,
+        next_link: next,
+    }))
 }
 
 async fn list_audits(
@@ -1168,12 +1214,22 @@ async fn list_audits(
         target_id: q.get("targetId").cloned(),
         since: time_param(&q, "since")?,
         until: time_param(&q, "until")?,
+        older_than: cursor_param(&q)?,
         top: top_of(&q)?,
     };
-    let value = state
-        .store
-        .list_audit_events(&filter)
-        .await?
+    let events = state.store.list_audit_events(&filter).await?;
+    let last = events.last().map(|a| Cursor {
+        created_at: a.created_at,
+        id: a.id,
+    });
+    let next = next_link(
+        "/auditLogs/directoryAudits",
+        &q,
+        events.len(),
+        filter.top,
+        last,
+    );
+    let value = events
         .into_iter()
         .map(|a| {
             let created = rfc3339(a.created_at);
@@ -1182,7 +1238,10 @@ async fn list_audits(
             v
         })
         .collect();
-    Ok(Json(proto::ListResponse { value }))
+    Ok(Json(proto::ListResponse {
+        value,
+        next_link: next,
+    }))
 }
 
 fn key_views(state: &AppState) -> Vec<proto::SigningKeyView> {
@@ -1212,9 +1271,7 @@ async fn list_keys(
         .refresh(state.now())
         .await
         .map_err(ApiError::internal)?;
-    Ok(Json(proto::ListResponse {
-        value: key_views(&state),
-    }))
+    Ok(Json(proto::ListResponse::new(key_views(&state))))
 }
 
 async fn rotate_keys(

@@ -65,12 +65,12 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     (
         "get",
         "/auditLogs/signIns",
-        "Sign-in log (?userPrincipalName=, userId=, clientId=, result=, route=, since=, until=, $top=)",
+        "Sign-in log, newest first (?userPrincipalName=, userId=, clientId=, result=, route=, since=, until=, $top=, $skiptoken= from @odata.nextLink)",
     ),
     (
         "get",
         "/auditLogs/directoryAudits",
-        "Audit log of admin changes (?actor=, action=, targetId=, since=, until=, $top=)",
+        "Audit log of admin changes, newest first (?actor=, action=, targetId=, since=, until=, $top=, $skiptoken= from @odata.nextLink)",
     ),
     ("get", "/signingKeys", "List token signing keys"),
     (

@@ -175,6 +175,27 @@ pub struct UserFilter {
     pub top: u32,
 }
 
+/// A position in a time-ordered log (newest first): rows strictly older than this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: Timestamp,
+    pub id: Uuid,
+}
+
+impl Cursor {
+    /// `<unix ms>.<uuid>`, as used in `$skiptoken`.
+    pub fn encode(self) -> String {
+        format!("{}.{}", self.created_at.millis(), self.id)
+    }
+    pub fn decode(s: &str) -> Option<Self> {
+        let (ms, id) = s.split_once('.')?;
+        Some(Self {
+            created_at: Timestamp(ms.parse().ok()?),
+            id: Uuid::parse_str(id).ok()?,
+        })
+    }
+}
+
 /// Filters for the sign-in log.
 #[derive(Debug, Clone, Default)]
 pub struct SignInFilter {
@@ -185,6 +206,8 @@ pub struct SignInFilter {
     pub route: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    /// Continue after this row (keyset paging).
+    pub older_than: Option<Cursor>,
     pub top: u32,
 }
 
@@ -196,6 +219,8 @@ pub struct AuditFilter {
     pub target_id: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    /// Continue after this row (keyset paging).
+    pub older_than: Option<Cursor>,
     pub top: u32,
 }
 

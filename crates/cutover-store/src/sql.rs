@@ -1151,6 +1151,8 @@ macro_rules! sql_store {
                        AND (CAST($5 AS TEXT) IS NULL OR route = CAST($5 AS TEXT))
                        AND (CAST($6 AS BIGINT) IS NULL OR created_at >= CAST($6 AS BIGINT))
                        AND (CAST($7 AS BIGINT) IS NULL OR created_at < CAST($7 AS BIGINT))
+                       AND (CAST($9 AS BIGINT) IS NULL OR created_at < CAST($9 AS BIGINT)
+                            OR (created_at = CAST($9 AS BIGINT) AND id < CAST($10 AS TEXT)))
                      ORDER BY created_at DESC, id DESC LIMIT $8",
                 )
                 .bind(f.user_id.map(|u| u.to_string()))
@@ -1161,6 +1163,8 @@ macro_rules! sql_store {
                 .bind(f.since.map(Timestamp::millis))
                 .bind(f.until.map(Timestamp::millis))
                 .bind(clamp_top(f.top))
+                .bind(f.older_than.map(|c| c.created_at.millis()))
+                .bind(f.older_than.map(|c| c.id.to_string()))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -1180,6 +1184,8 @@ macro_rules! sql_store {
                        AND (CAST($3 AS TEXT) IS NULL OR target_id = CAST($3 AS TEXT))
                        AND (CAST($4 AS BIGINT) IS NULL OR created_at >= CAST($4 AS BIGINT))
                        AND (CAST($5 AS BIGINT) IS NULL OR created_at < CAST($5 AS BIGINT))
+                       AND (CAST($7 AS BIGINT) IS NULL OR created_at < CAST($7 AS BIGINT)
+                            OR (created_at = CAST($7 AS BIGINT) AND id < CAST($8 AS TEXT)))
                      ORDER BY created_at DESC, id DESC LIMIT $6",
                 )
                 .bind(&f.actor)
@@ -1188,6 +1194,8 @@ macro_rules! sql_store {
                 .bind(f.since.map(Timestamp::millis))
                 .bind(f.until.map(Timestamp::millis))
                 .bind(clamp_top(f.top))
+                .bind(f.older_than.map(|c| c.created_at.millis()))
+                .bind(f.older_than.map(|c| c.id.to_string()))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;

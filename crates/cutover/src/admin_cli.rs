@@ -96,6 +96,9 @@ pub struct AdminArgs {
     pub command: AdminCommand,
 }
 
+/// Most records `--all` gathers in one run; a longer export is split with --since/--until.
+pub const MAX_EXPORT_ROWS: usize = 200_000;
+
 /// How results are printed.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputFormat {
@@ -398,9 +401,13 @@ pub struct SignInsArgs {
     /// Only records before this time: an RFC 3339 timestamp or a duration back from now.
     #[arg(long, value_name = "RFC3339", value_parser = time_arg)]
     pub until: Option<String>,
-    /// Return at most N records.
+    /// Return at most N records (per page with --all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
+    /// Follow the log page by page to its end (at most MAX_EXPORT_ROWS records); with
+    /// `--output jsonl` this exports the whole time window.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Args, Debug)]
@@ -422,9 +429,13 @@ pub struct AuditArgs {
     /// Only records before this time: an RFC 3339 timestamp or a duration back from now.
     #[arg(long, value_name = "RFC3339", value_parser = time_arg)]
     pub until: Option<String>,
-    /// Return at most N records.
+    /// Return at most N records (per page with --all).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub top: Option<u32>,
+    /// Follow the log page by page to its end (at most MAX_EXPORT_ROWS records); with
+    /// `--output jsonl` this exports the whole time window.
+    #[arg(long)]
+    pub all: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -740,6 +751,11 @@ async fn sign_ins(api: &Api, out: OutputFormat, a: SignInsArgs) -> Result<()> {
     let resp = api
         .send(Method::GET, &["auditLogs", "signIns"], &query, None)
         .await?;
+    let resp = if a.all {
+        api.follow_pages(resp).await?
+    } else {
+        resp
+    };
     show_list(
         out,
         resp,
@@ -762,6 +778,11 @@ async fn audit(api: &Api, out: OutputFormat, a: AuditArgs) -> Result<()> {
     let resp = api
         .send(Method::GET, &["auditLogs", "directoryAudits"], &query, None)
         .await?;
+    let resp = if a.all {
+        api.follow_pages(resp).await?
+    } else {
+        resp
+    };
     show_list(out, resp, &["TIME", "ACTOR", "ACTION", "TARGET"], audit_row)
 }
 
@@ -1386,6 +1407,52 @@ impl Api {
         let mut path = vec!["api", "v1"];
         path.extend_from_slice(segments);
         let url = endpoint_url(&self.base, &path, query);
+        self.fetch(method, url, body).await
+    }
+
+    /// Follow `@odata.nextLink` from `first` to the end of the log, gathering every page's
+    /// rows into one `{"value": [...]}` (bounded by [`MAX_EXPORT_ROWS`]).
+    async fn follow_pages(&self, first: Option<Value>) -> Result<Option<Value>> {
+        let Some(mut page) = first else {
+            return Ok(None);
+        };
+        let mut rows: Vec<Value> = Vec::new();
+        let progress = indicatif::ProgressBar::new_spinner();
+        progress.set_message("reading the log");
+        loop {
+            let next = page
+                .get("@odata.nextLink")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            if let Some(Value::Array(items)) = page.get_mut("value").map(Value::take) {
+                rows.extend(items);
+            }
+            progress.set_message(format!("read {} records", rows.len()));
+            progress.tick();
+            let Some(link) = next else { break };
+            if rows.len() >= MAX_EXPORT_ROWS {
+                progress.finish_and_clear();
+                eprintln!(
+                    "note: stopped after {} records (MAX_EXPORT_ROWS); narrow the window with --since/--until",
+                    rows.len()
+                );
+                break;
+            }
+            let url = self
+                .base
+                .join(&link)
+                .map_err(|e| anyhow!("the server sent an invalid next link {link:?}: {e}"))?;
+            page = match self.fetch(Method::GET, url, None).await? {
+                Some(v) => v,
+                None => break,
+            };
+        }
+        progress.finish_and_clear();
+        rows.truncate(MAX_EXPORT_ROWS);
+        Ok(Some(serde_json::json!({ "value": rows })))
+    }
+
+    async fn fetch(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Option<Value>> {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
@@ -1544,7 +1611,7 @@ fn show_list<T: DeserializeOwned>(
     }
     let list: ListResponse<T> = match resp {
         Some(v) => from_response(v)?,
-        None => ListResponse { value: Vec::new() },
+        None => ListResponse::new(Vec::new()),
     };
     let rows: Vec<Vec<String>> = list.value.iter().map(row).collect();
     emit(&render_table(headers, &rows))

@@ -118,6 +118,27 @@ async fn cli_builds_a_directory_and_reads_the_logs() {
         .collect();
     assert_eq!(events.len(), audit["value"].as_array().unwrap().len());
     assert!(events.iter().all(|e| e["action"].is_string()));
+    // --all follows the server's next links: two records a page, every record once.
+    let paged = ok(&[
+        "--output", "jsonl", "audit", "--since", "1h", "--top", "2", "--all",
+    ]);
+    let paged: Vec<Value> = paged
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        paged, events,
+        "paging returns the same records in the same order"
+    );
+    let first_page = ok(&["--output", "json", "audit", "--since", "1h", "--top", "2"]);
+    let first_page: Value = serde_json::from_str(&first_page).unwrap();
+    assert!(
+        first_page["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .contains("%24skiptoken="),
+        "{first_page}"
+    );
     let sign_ins = ok(&["sign-ins", "--user", "user1@contoso.example"]);
     assert!(sign_ins.contains("(none)") || sign_ins.lines().count() >= 1);
     let _ = server;
@@ -357,6 +378,13 @@ async fn api_refuses_bad_input_clearly_and_writes_nothing() {
             Value::Null,
             400,
             "RFC 3339",
+        ),
+        (
+            Method::GET,
+            "/auditLogs/directoryAudits?$skiptoken=not-a-token",
+            Value::Null,
+            400,
+            "skiptoken",
         ),
         (
             Method::GET,
