@@ -28,6 +28,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod signin;
+pub mod tls;
 
 use clock::Clock;
 use crypto::{Argon2Params, Hasher};
@@ -293,7 +294,7 @@ pub async fn serve(
 }
 
 /// Background upkeep: pick up keys rotated by other nodes, purge expired rows.
-async fn maintenance(state: Arc<AppState>) {
+pub(crate) async fn maintenance(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(
         keys::KEY_REFRESH_SECS as u64,
     ));

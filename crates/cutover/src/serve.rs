@@ -45,6 +45,12 @@ pub struct ServeArgs {
     /// <data-dir>/admin-credentials (the old file is kept beside it), then serve as usual.
     #[arg(long)]
     pub reset_admin_secret: bool,
+    /// Serve HTTPS directly with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "CUTOVER_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "CUTOVER_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -57,6 +63,8 @@ pub struct FileConfig {
     pub issuer: Option<String>,
     pub trust_forwarded_for: Option<bool>,
     pub argon2: Option<Argon2Params>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// The configuration in force.
@@ -69,6 +77,8 @@ pub struct Resolved {
     pub issuer: Option<String>,
     pub trust_forwarded_for: bool,
     pub argon2: Argon2Params,
+    /// Certificate chain and key for serving HTTPS directly.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
@@ -117,13 +127,28 @@ pub fn resolve(
         argon2.parallelism = p;
     }
     argon2.validate().map_err(anyhow::Error::msg)?;
+    let tls = match (
+        args.tls_cert.clone().or(file.tls_cert),
+        args.tls_key.clone().or(file.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some((cert, key)),
+        (None, None) => None,
+        _ => anyhow::bail!("TLS needs both a certificate (tls_cert) and its key (tls_key)"),
+    };
+    let issuer = args.issuer.clone().or(file.issuer);
+    if tls.is_some() && issuer.as_deref().is_some_and(|i| i.starts_with("http://")) {
+        anyhow::bail!(
+            "Cutover serves HTTPS (tls_cert is set) but the issuer is http://; make the issuer https://"
+        );
+    }
     Ok(Resolved {
         listen,
         data_dir,
         database,
-        issuer: args.issuer.clone().or(file.issuer),
+        issuer,
         trust_forwarded_for,
         argon2,
+        tls,
     })
 }
 
@@ -213,10 +238,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     // Refuse before binding: a plain-http issuer must never be reachable beyond this host.
-    let plain_http = cfg
-        .issuer
-        .as_deref()
-        .is_none_or(|i| i.starts_with("http://"));
+    let plain_http = cfg.tls.is_none()
+        && cfg
+            .issuer
+            .as_deref()
+            .is_none_or(|i| i.starts_with("http://"));
+    let tls = cfg
+        .tls
+        .as_ref()
+        .map(|(cert, key)| cutover_server::tls::server_config(cert, key))
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     if !addr.ip().is_loopback() && plain_http {
         bail!(
             "refusing to start: listening on {addr} with a plain-http issuer would expose sign-in to the network unencrypted; \
@@ -239,7 +272,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let issuer = cfg
         .issuer
         .clone()
-        .unwrap_or_else(|| format!("http://{bound}"));
+        .unwrap_or_else(|| format!("{scheme}://{bound}"));
     let server_config = ServerConfig {
         issuer: issuer.clone(),
         argon2: cfg.argon2,
@@ -284,12 +317,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     tracing::info!(backend = store.backend(), database = %redact_url(&cfg.database), issuer = %issuer, "Cutover started");
     println!(
-        "Cutover is listening on http://{bound} (issuer {issuer}, {} database), ready in {} ms",
+        "Cutover is listening on {scheme}://{bound} (issuer {issuer}, {} database), ready in {} ms",
         store.backend(),
         started.elapsed().as_millis()
     );
     let _ = std::io::stdout().flush();
-    cutover_server::serve(state, listener, shutdown_signal()).await?;
+    match tls {
+        Some(tls) => {
+            cutover_server::tls::serve_tls(state, listener, tls, shutdown_signal()).await?
+        }
+        None => cutover_server::serve(state, listener, shutdown_signal()).await?,
+    }
     tracing::info!("Cutover stopped");
     Ok(())
 }
@@ -382,6 +420,26 @@ mod tests {
         assert!(
             toml::from_str::<FileConfig>("lisen = \"x\"").is_err(),
             "unknown keys are refused"
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files_and_an_https_issuer() {
+        let half: FileConfig = toml::from_str("tls_cert = \"/c.pem\"").unwrap();
+        let err = resolve(&ServeArgs::default(), half, &no_env).unwrap_err();
+        assert!(err.to_string().contains("tls_key"), "{err}");
+        let mixed: FileConfig = toml::from_str(
+            "tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\nissuer = \"http://127.0.0.1:1\"",
+        )
+        .unwrap();
+        let err = resolve(&ServeArgs::default(), mixed, &no_env).unwrap_err();
+        assert!(err.to_string().contains("https"), "{err}");
+        let both: FileConfig =
+            toml::from_str("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"").unwrap();
+        let r = resolve(&ServeArgs::default(), both, &no_env).unwrap();
+        assert_eq!(
+            r.tls,
+            Some((PathBuf::from("/c.pem"), PathBuf::from("/k.pem")))
         );
     }
 

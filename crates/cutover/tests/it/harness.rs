@@ -196,7 +196,11 @@ pub struct Admin {
 
 impl Admin {
     pub async fn login(base: &str, creds: &Value) -> Self {
-        let http = reqwest::Client::new();
+        Self::login_with(base, creds, reqwest::Client::new()).await
+    }
+
+    /// Log in with a client of the caller's making (e.g. one that trusts a test CA).
+    pub async fn login_with(base: &str, creds: &Value, http: reqwest::Client) -> Self {
         let res = http
             .post(format!("{base}/oauth2/token"))
             .basic_auth(

@@ -10,3 +10,4 @@ mod multinode;
 mod oidc_rp;
 mod resilience;
 mod time_steps;
+mod tls;
