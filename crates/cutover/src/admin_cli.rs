@@ -86,6 +86,17 @@ pub struct AdminArgs {
     )]
     pub server: Option<String>,
 
+    /// Also trust this PEM CA certificate for the server's TLS (for a private CA or a
+    /// self-signed certificate given to `cutover serve --tls-cert`).
+    #[arg(
+        long,
+        value_name = "FILE",
+        env = "CUTOVER_CA_CERT",
+        global = true,
+        help_heading = "Global options"
+    )]
+    pub ca_cert: Option<PathBuf>,
+
     /// Output format: aligned tables for people, the API's JSON (pretty-printed) for scripts,
     /// or JSON lines (one object per line) for exports.
     #[arg(long, value_enum, value_name = "FORMAT", default_value_t = OutputFormat::Table, global = true,
@@ -465,7 +476,18 @@ pub async fn run(args: AdminArgs) -> Result<()> {
             &format!("the issuer in {}", creds_path.display()),
         )?,
     };
-    let api = Api::sign_in(base, &creds, &creds_path).await?;
+    let ca = match &args.ca_cert {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow!("cannot read the CA certificate {}: {e}", path.display()))?;
+            Some(
+                reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?,
+            )
+        }
+        None => None,
+    };
+    let api = Api::sign_in(base, &creds, &creds_path, ca).await?;
     let out = args.output;
     match args.command {
         AdminCommand::Domains(cmd) => domains(&api, out, cmd).await,
@@ -1345,11 +1367,20 @@ struct Api {
 
 impl Api {
     /// Get an access token with the client-credentials grant.
-    async fn sign_in(base: Url, creds: &AdminCredentials, creds_path: &Path) -> Result<Self> {
-        let http = reqwest::Client::builder()
+    async fn sign_in(
+        base: Url,
+        creds: &AdminCredentials,
+        creds_path: &Path,
+        ca: Option<reqwest::Certificate>,
+    ) -> Result<Self> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(REQUEST_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT);
+        if let Some(ca) = ca {
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder
             .build()
             .map_err(|e| anyhow!("cannot set up the HTTP client: {e}"))?;
         let url = endpoint_url(&base, &["oauth2", "token"], &[]);

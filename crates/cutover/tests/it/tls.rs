@@ -128,4 +128,28 @@ async fn serves_https_with_secure_cookies() {
         .await
         .unwrap();
     assert!(tokens["id_token"].is_string(), "{tokens}");
+
+    // The CLI reaches the HTTPS server when told which CA to trust, and explains when not.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(extra)
+            .args(["domains", "list"])
+            .output()
+            .unwrap()
+    };
+    let ok = cli(&["--ca-cert", cert.to_str().unwrap()]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("contoso.example"));
+    let refused = cli(&[]);
+    assert!(
+        !refused.status.success(),
+        "an untrusted certificate is refused"
+    );
 }
