@@ -260,6 +260,10 @@ pub struct Application {
 
 /// The role that lets an application call the admin API.
 pub const ADMIN_APP_ROLE: &str = "Directory.ReadWrite.All";
+/// The role that lets an application (a Prometheus scraper) read `/metrics` and nothing else.
+pub const METRICS_APP_ROLE: &str = "Metrics.Read";
+/// Every application role Cutover knows.
+pub const APP_ROLES: &[&str] = &[ADMIN_APP_ROLE, METRICS_APP_ROLE];
 
 impl Application {
     pub fn allows_grant(&self, grant: GrantType) -> bool {

@@ -65,6 +65,50 @@ impl Admin {
     }
 }
 
+/// Check that the request carries an application token (client credentials) whose
+/// application still exists and holds one of `roles`; returns its client id.
+async fn application_with_role(
+    headers: &axum::http::HeaderMap,
+    state: &AppState,
+    roles: &[&str],
+) -> Result<String, ApiError> {
+    let token = crate::oidc::bearer(headers).ok_or_else(|| {
+        ApiError::unauthorized(format!(
+            "send an access token from a client-credentials grant of an application holding {}: Authorization: Bearer <token>",
+            roles.join(" or ")
+        ))
+    })?;
+    let claims = crate::oidc::verify_access_token(state, token)
+        .await
+        .map_err(|e| {
+            tracing::info!(reason = %e, "refused an application token");
+            ApiError::unauthorized("the access token is invalid or expired; request a new one")
+        })?;
+    if claims.grant_id.is_some() || claims.sub != claims.client_id {
+        return Err(ApiError::forbidden(
+            "this endpoint takes application tokens (client credentials), not user tokens",
+        ));
+    }
+    let holds = |granted: &[String]| granted.iter().any(|r| roles.contains(&r.as_str()));
+    if !holds(&claims.roles) {
+        return Err(ApiError::forbidden(format!(
+            "the application lacks the {} role",
+            roles.join(" or ")
+        )));
+    }
+    // The application must still exist and still hold the role.
+    let app = state
+        .store
+        .get_application_by_client_id(&claims.client_id)
+        .await?;
+    if !app.is_some_and(|a| holds(&a.app_roles)) {
+        return Err(ApiError::forbidden(
+            "the application no longer exists or lost its role",
+        ));
+    }
+    Ok(claims.client_id)
+}
+
 impl FromRequestParts<Arc<AppState>> for Admin {
     type Rejection = ApiError;
 
@@ -72,38 +116,29 @@ impl FromRequestParts<Arc<AppState>> for Admin {
         parts: &mut Parts,
         state: &Arc<AppState>,
     ) -> Result<Self, Self::Rejection> {
-        let token = crate::oidc::bearer(&parts.headers)
-            .ok_or_else(|| ApiError::unauthorized("send an access token from a client-credentials grant of an admin application: Authorization: Bearer <token>"))?;
-        let claims = crate::oidc::verify_access_token(state, token)
-            .await
-            .map_err(|e| {
-                tracing::info!(reason = %e, "admin API refused a token");
-                ApiError::unauthorized("the access token is invalid or expired; request a new one")
-            })?;
-        if claims.grant_id.is_some() || claims.sub != claims.client_id {
-            return Err(ApiError::forbidden(
-                "the admin API takes application tokens (client credentials), not user tokens",
-            ));
-        }
-        if !claims.roles.iter().any(|r| r == ADMIN_APP_ROLE) {
-            return Err(ApiError::forbidden(format!(
-                "the application lacks the {ADMIN_APP_ROLE} role"
-            )));
-        }
-        // The application must still exist and still hold the role.
-        let app = state
-            .store
-            .get_application_by_client_id(&claims.client_id)
-            .await?;
-        if !app.is_some_and(|a| a.is_admin()) {
-            return Err(ApiError::forbidden(
-                "the application no longer exists or lost its admin role",
-            ));
-        }
-        Ok(Admin {
-            client_id: claims.client_id,
-        })
+        let client_id = application_with_role(&parts.headers, state, &[ADMIN_APP_ROLE]).await?;
+        Ok(Admin { client_id })
     }
+}
+
+/// `GET /metrics`: Prometheus text format, for an application holding `Metrics.Read` (or the
+/// admin role).
+pub async fn metrics(
+    State(state): State<Arc<AppState>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    application_with_role(
+        &headers,
+        &state,
+        &[cutover_core::METRICS_APP_ROLE, ADMIN_APP_ROLE],
+    )
+    .await?;
+    let mut res = state.metrics.render().into_response();
+    res.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    Ok(res)
 }
 
 /// A JSON body, refused with a message that names the problem.
@@ -1072,9 +1107,10 @@ async fn create_app(
         Some(t) => ClientAppType::parse(t).ok_or_else(|| ApiError::bad_request(format!("clientAppType '{t}' is not one of browser, mobileAppsAndDesktopClients, exchangeActiveSync, other")))?,
     };
     for r in &req.app_roles {
-        if r != ADMIN_APP_ROLE {
+        if !cutover_core::APP_ROLES.contains(&r.as_str()) {
             return Err(ApiError::bad_request(format!(
-                "appRoles: '{r}' is not a known role (known: {ADMIN_APP_ROLE})"
+                "appRoles: '{r}' is not a known role (known: {})",
+                cutover_core::APP_ROLES.join(", ")
             )));
         }
         if !grant_types.contains(&GrantType::ClientCredentials) {

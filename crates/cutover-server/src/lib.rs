@@ -24,6 +24,7 @@ pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod keys;
+pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
@@ -104,6 +105,7 @@ pub struct AppState {
     /// that a wrong name takes as long as a wrong password.
     pub dummy_hash: String,
     pub hash_slots: Semaphore,
+    pub metrics: metrics::Metrics,
 }
 
 impl AppState {
@@ -136,11 +138,22 @@ impl AppState {
             hasher: Hasher::new(hmac_key.as_bytes()),
             dummy_hash,
             hash_slots: Semaphore::new(MAX_CONCURRENT_HASHES),
+            metrics: metrics::Metrics::default(),
         }))
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
+    }
+
+    /// Write a sign-in record (before any token leaves the server) and count it.
+    pub async fn record_sign_in(
+        &self,
+        record: &cutover_core::signin_log::SignInRecord,
+    ) -> Result<(), cutover_store::StoreError> {
+        self.store.insert_sign_in(record).await?;
+        self.metrics.count_sign_in(record);
+        Ok(())
     }
 
     /// Hash a password on the blocking pool, bounded by [`MAX_CONCURRENT_HASHES`].
@@ -231,7 +244,16 @@ async fn request_context(
     let span =
         tracing::info_span!("request", id = %id, method = %req.method(), path = %req.uri().path());
     req.extensions_mut().insert(ctx);
+    let path = req.uri().path().to_owned();
+    let method = req.method().clone();
+    let started = std::time::Instant::now();
     let mut res = tracing::Instrument::instrument(next.run(req), span).await;
+    state.metrics.observe_request(
+        &path,
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         res.headers_mut().insert("x-request-id", v);
     }
@@ -247,6 +269,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/api/v1", admin::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(admin::metrics))
         .fallback(error::not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             cutover_core::limits::MAX_BODY_BYTES,

@@ -475,7 +475,7 @@ async fn token(
                 r.client_id = attempted_client_id(&headers, &form);
                 r.authentication_methods = vec!["clientSecret".into()];
                 r.failure_reason = Some("invalidClient".into());
-                state.store.insert_sign_in(&r).await?;
+                state.record_sign_in(&r).await?;
             }
             return Err(e);
         }
@@ -645,7 +645,7 @@ async fn refresh_grant(
         Ok(g) => g,
         Err((code, msg)) => {
             record.failure_reason = Some(code.into());
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             return Err(OAuthError::new("invalid_grant", msg));
         }
     };
@@ -654,13 +654,13 @@ async fn refresh_grant(
         Ok(u) => u,
         Err(e) => {
             record.failure_reason = Some("userNotActive".into());
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             return Err(e);
         }
     };
     record.user_principal_name = Some(user.upn.to_string());
     record.result = SignInResult::Success;
-    state.store.insert_sign_in(&record).await?;
+    state.record_sign_in(&record).await?;
     // Rotation: the new refresh token (stored by the rotation) replaces the one just spent.
     let issued = issue_user_tokens(state, app, &grant, &user, None, Some(new_rt)).await?;
     Ok(issued.body)
@@ -684,7 +684,7 @@ async fn client_credentials_grant(
     record.client_app_type = Some(app.client_app_type);
     record.authentication_methods = vec!["clientSecret".into()];
     record.result = SignInResult::Success;
-    state.store.insert_sign_in(&record).await?;
+    state.record_sign_in(&record).await?;
     let exp = now.plus_secs(ACCESS_TOKEN_TTL_SECS);
     let spec = AccessSpec {
         sub: &app.client_id,

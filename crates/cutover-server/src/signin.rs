@@ -205,7 +205,7 @@ pub async fn start(
             record.user_principal_name = Some(user.upn.to_string());
             record.authentication_methods = vec!["previousSession".into()];
             record.result = SignInResult::Success;
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             let txn = TxnData::from_request(&req, app, String::new(), correlation_id);
             return issue_code(
                 state,
@@ -489,7 +489,7 @@ async fn identifier_post(
             let mut record = record_for_txn(&state, &ctx, &txn);
             record.user_id = user.as_ref().map(|u| u.user.id);
             record.failure_reason = Some(FailureReason::FederationNotConfigured.code().into());
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             Ok(PageError::new(
                 StatusCode::BAD_GATEWAY,
                 "Your organisation's sign-in is elsewhere",
@@ -559,7 +559,7 @@ async fn password_post(
     match outcome {
         PasswordOutcome::Failure(reason) => {
             record.failure_reason = Some(reason.code().into());
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             tracing::info!(reason = reason.code(), "password sign-in failed");
             Ok(
                 pages::password_page(&txn_id, &csrf, &username, Some(reason.user_message()))
@@ -575,7 +575,7 @@ async fn password_post(
             }
             record.result = SignInResult::Success;
             // The record is written before any code or token leaves the server.
-            state.store.insert_sign_in(&record).await?;
+            state.record_sign_in(&record).await?;
             let now = state.now();
             let session_value = crate::crypto::random_token();
             let methods = vec!["pwd".to_owned()];

@@ -385,8 +385,8 @@ pub struct CreateAppArgs {
         "browser", "mobileAppsAndDesktopClients", "exchangeActiveSync", "other",
     ])]
     pub client_app_type: Option<String>,
-    /// An application role granted to the app itself, e.g. Directory.ReadWrite.All (repeat for
-    /// several).
+    /// An application role granted to the app itself (repeat for several):
+    /// Directory.ReadWrite.All (the admin API) or Metrics.Read (only /metrics, for Prometheus).
     #[arg(long = "app-role", value_name = "ROLE")]
     pub app_roles: Vec<String>,
 }

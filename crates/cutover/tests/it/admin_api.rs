@@ -649,3 +649,82 @@ fn bench_command_runs_and_reports_ratios() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_for_a_scraper_application_only() {
+    let srv = InProcess::start().await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let f = seed(&admin, "http://127.0.0.1:9/cb").await;
+    let _ = signed_in_browser(&srv.base, &f).await;
+    let scraper = admin
+        .post(
+            "/applications",
+            json!({"displayName": "Prometheus", "grantTypes": ["client_credentials"], "appRoles": ["Metrics.Read"]}),
+        )
+        .await;
+    let token: Value = reqwest::Client::new()
+        .post(format!("{}/oauth2/token", srv.base))
+        .basic_auth(
+            scraper["clientId"].as_str().unwrap(),
+            scraper["clientSecret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    let http = reqwest::Client::new();
+    let res = http
+        .get(format!("{}/metrics", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains(
+            "cutover_sign_ins_total{result=\"success\",route=\"managed\",interactive=\"true\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("cutover_http_request_duration_seconds_bucket{endpoint=\"/login/password\",method=\"POST\",status=\"303\",le=\"+Inf\"} 1"), "{text}");
+    assert!(
+        !text.contains("user1@contoso.example"),
+        "no user data in metrics"
+    );
+
+    let res = http
+        .get(format!("{}/metrics", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401, "metrics need a token");
+    let res = http
+        .get(format!("{}/api/v1/users", srv.base))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        res.status(),
+        403,
+        "the scraper's role reads metrics and nothing else"
+    );
+    let res = http
+        .get(format!("{}/metrics", srv.base))
+        .bearer_auth(&admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "the admin role may read metrics too");
+}
