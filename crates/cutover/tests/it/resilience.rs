@@ -1,7 +1,7 @@
 //! Bad input and a database outage: clear errors, no panic, nothing half-written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -13,7 +13,8 @@ use crate::harness::*;
 /// A TCP proxy in front of PostgreSQL that the test can cut, as a network outage would.
 struct Cuttable {
     port: u16,
-    up: Arc<AtomicBool>,
+    up: tokio::sync::watch::Sender<bool>,
+    live: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -27,36 +28,58 @@ impl Cuttable {
     async fn start(upstream: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        let up = Arc::new(AtomicBool::new(true));
-        let flag = up.clone();
+        let (up, watch) = tokio::sync::watch::channel(true);
+        let live = Arc::new(AtomicUsize::new(0));
+        let counter = live.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut inbound, _)) = listener.accept().await else {
                     return;
                 };
                 let upstream = upstream.clone();
-                let flag = flag.clone();
+                let mut watch = watch.clone();
+                let counter = counter.clone();
                 tokio::spawn(async move {
-                    if !flag.load(Ordering::SeqCst) {
+                    if !*watch.borrow() {
                         return; // refuse while cut: drop the connection at once
                     }
                     let Ok(mut out) = tokio::net::TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    counter.fetch_add(1, Ordering::SeqCst);
                     let (mut ri, mut wi) = inbound.split();
                     let (mut ro, mut wo) = out.split();
                     let a = tokio::io::copy(&mut ri, &mut wo);
                     let b = tokio::io::copy(&mut ro, &mut wi);
-                    let watch = async {
-                        while flag.load(Ordering::SeqCst) {
-                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                        }
-                    };
-                    tokio::select! { _ = a => {}, _ = b => {}, _ = watch => {} }
+                    let cut = watch.wait_for(|up| !*up);
+                    tokio::select! { _ = a => {}, _ = b => {}, _ = cut => {} }
+                    counter.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        Self { port, up, task }
+        Self {
+            port,
+            up,
+            live,
+            task,
+        }
+    }
+
+    /// Cut every connection and refuse new ones; returns once no connection is left open.
+    async fn cut(&self) {
+        self.up.send_replace(false);
+        for _ in 0..500 {
+            if self.live.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the proxy could not close its connections");
+    }
+
+    fn restore(&self) {
+        self.up.send_replace(true);
     }
 }
 
@@ -74,8 +97,7 @@ async fn a_database_outage_gives_clear_errors_and_writes_nothing() {
     let admin = Admin::login(&server.base, &server.credentials()).await;
     let f = seed(&admin, "http://127.0.0.1:9/cb").await;
 
-    proxy.up.store(false, Ordering::SeqCst);
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    proxy.cut().await;
     let (status, body) = admin
         .call(
             Method::POST,
@@ -128,7 +150,7 @@ async fn a_database_outage_gives_clear_errors_and_writes_nothing() {
     assert_eq!(ready.status(), 503);
 
     // Back up: the service recovers by itself and the refused write did not happen.
-    proxy.up.store(true, Ordering::SeqCst);
+    proxy.restore();
     let (status, _) = admin
         .call(Method::GET, "/users/during@contoso.example", None)
         .await;
