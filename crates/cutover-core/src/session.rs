@@ -10,6 +10,9 @@ pub struct SessionFacts {
     pub auth_time: Timestamp,
     pub expires_at: Timestamp,
     pub user_enabled: bool,
+    /// False when the request's `login_hint` names someone other than the session's user:
+    /// the client asked for another account, so the session cannot answer for it.
+    pub matches_login_hint: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +33,7 @@ pub fn decide_session(
 ) -> SessionDecision {
     let usable = session.is_some_and(|s| {
         s.user_enabled
+            && s.matches_login_hint
             && now < s.expires_at
             && max_age.is_none_or(|m| now.secs_since(s.auth_time) <= m)
     });
@@ -51,7 +55,25 @@ mod tests {
             auth_time: Timestamp::from_secs(auth),
             expires_at: Timestamp::from_secs(exp),
             user_enabled: enabled,
+            matches_login_hint: true,
         })
+    }
+
+    #[test]
+    fn a_hint_for_another_account_is_not_answered_from_the_session() {
+        let now = Timestamp::from_secs(1000);
+        let other = facts(900, 2000, true).map(|f| SessionFacts {
+            matches_login_hint: false,
+            ..f
+        });
+        assert_eq!(
+            decide_session(Prompt::Default, None, other, now),
+            SessionDecision::Prompt
+        );
+        assert_eq!(
+            decide_session(Prompt::None, None, other, now),
+            SessionDecision::LoginRequired
+        );
     }
 
     #[test]

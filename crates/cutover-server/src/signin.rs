@@ -192,6 +192,10 @@ pub async fn start(
         auth_time: s.auth_time,
         expires_at: s.expires_at,
         user_enabled: u.account_enabled,
+        matches_login_hint: req
+            .login_hint
+            .as_deref()
+            .is_none_or(|hint| hint.eq_ignore_ascii_case(u.upn.as_str())),
     });
     let iss = state.config.issuer.clone();
     match decide_session(req.prompt, req.max_age, facts, now) {

@@ -336,6 +336,37 @@ async fn negative_cases_are_refused_in_rfc_vocabulary() {
         .await
         .unwrap();
     assert!(query_param(&location(&res), "code").is_some());
+    // A login_hint naming another account is not answered from this user's session.
+    let res = http
+        .get(auth_url(
+            &base,
+            &f.client_id,
+            REDIRECT,
+            &challenge,
+            &[("login_hint", "someone.else@contoso.example")],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&res).starts_with("/login?t="),
+        "another account's hint shows the pages"
+    );
+    let res = http
+        .get(auth_url(
+            &base,
+            &f.client_id,
+            REDIRECT,
+            &challenge,
+            &[("login_hint", "USER1@contoso.example")],
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        query_param(&location(&res), "code").is_some(),
+        "the session user's own hint is answered"
+    );
     // prompt=login shows the pages even with a session.
     let res = http
         .get(auth_url(
