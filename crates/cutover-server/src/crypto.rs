@@ -72,6 +72,97 @@ impl Hasher {
     }
 }
 
+/// The key that seals other keys at rest (AES-256-GCM): token signing keys and the HMAC key
+/// are stored in the database only in sealed form, so a database dump alone cannot mint
+/// tokens. It lives outside the database (a file, by default in the data directory), and
+/// every node of one database must have the same one.
+#[derive(Clone)]
+pub struct KeyEncryptionKey([u8; 32]);
+
+impl std::fmt::Debug for KeyEncryptionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyEncryptionKey(***)")
+    }
+}
+
+/// Prefix of a value sealed by [`KeyEncryptionKey::seal`] (format version 1).
+const SEALED_PREFIX: &str = "aesgcm1:";
+
+impl KeyEncryptionKey {
+    pub fn generate() -> Self {
+        let mut k = [0u8; 32];
+        k.copy_from_slice(&random_bytes(32));
+        Self(k)
+    }
+
+    /// Parse the base64url text of a key file (surrounding whitespace ignored).
+    pub fn from_text(text: &str) -> Result<Self, String> {
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text.trim())
+            .map_err(|_| "the key-encryption key is not base64url text".to_string())?;
+        let k: [u8; 32] = bytes.try_into().map_err(|_| {
+            "the key-encryption key must be 32 bytes (43 base64url characters)".to_string()
+        })?;
+        Ok(Self(k))
+    }
+
+    pub fn to_text(&self) -> String {
+        b64(&self.0)
+    }
+
+    /// A public check value: lets a node tell whether it holds the database's key without
+    /// revealing the key.
+    pub fn fingerprint(&self) -> String {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.0);
+        hex(hmac::sign(&key, b"cutover key-encryption-key check v1").as_ref())
+    }
+
+    fn aead(&self) -> ring::aead::LessSafeKey {
+        let unbound = ring::aead::UnboundKey::new(&ring::aead::AES_256_GCM, &self.0)
+            .expect("a 32-byte AES-256 key is always valid");
+        ring::aead::LessSafeKey::new(unbound)
+    }
+
+    /// Encrypt `plaintext`, bound to `label` (e.g. the key id) so a sealed value cannot be
+    /// moved to another row.
+    pub fn seal(&self, label: &str, plaintext: &[u8]) -> String {
+        let nonce_bytes: [u8; 12] = random_bytes(12).try_into().expect("12 random bytes");
+        let mut buf = plaintext.to_vec();
+        self.aead()
+            .seal_in_place_append_tag(
+                ring::aead::Nonce::assume_unique_for_key(nonce_bytes),
+                ring::aead::Aad::from(label.as_bytes()),
+                &mut buf,
+            )
+            .expect("AES-GCM sealing of an in-memory buffer cannot fail");
+        let mut out = nonce_bytes.to_vec();
+        out.extend_from_slice(&buf);
+        format!("{SEALED_PREFIX}{}", b64(&out))
+    }
+
+    /// Decrypt a value sealed under `label`; fails on any other key, label or a changed byte.
+    pub fn open(&self, label: &str, sealed: &str) -> Result<Vec<u8>, String> {
+        let body = sealed
+            .strip_prefix(SEALED_PREFIX)
+            .ok_or_else(|| format!("{label} is not sealed with a key-encryption key"))?;
+        let raw = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| format!("{label}: sealed value is not base64url"))?;
+        if raw.len() < 12 + 16 {
+            return Err(format!("{label}: sealed value is too short"));
+        }
+        let (nonce, ct) = raw.split_at(12);
+        let nonce = ring::aead::Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| format!("{label}: bad nonce"))?;
+        let mut buf = ct.to_vec();
+        let plain = self
+            .aead()
+            .open_in_place(nonce, ring::aead::Aad::from(label.as_bytes()), &mut buf)
+            .map_err(|_| format!("{label} cannot be decrypted with this key-encryption key"))?;
+        Ok(plain.to_vec())
+    }
+}
+
 /// argon2id cost parameters (OWASP's first recommendation by default: 19 MiB, 2 passes, 1 lane).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields, default)]
@@ -327,6 +418,36 @@ mod tests {
             UnverifiedJwt::parse(&none_alg).err(),
             Some(JwtError::Header)
         );
+    }
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_label() {
+        let kek = KeyEncryptionKey::generate();
+        let sealed = kek.seal("kid-1", b"private key bytes");
+        assert!(!sealed.contains("private"));
+        assert_eq!(kek.open("kid-1", &sealed).unwrap(), b"private key bytes");
+        assert!(kek.open("kid-2", &sealed).is_err(), "bound to its label");
+        assert!(
+            KeyEncryptionKey::generate().open("kid-1", &sealed).is_err(),
+            "bound to its key"
+        );
+        let mut tampered = sealed.clone();
+        tampered.pop();
+        tampered.push(if sealed.ends_with('A') { 'B' } else { 'A' });
+        assert!(
+            kek.open("kid-1", &tampered).is_err(),
+            "a changed byte is detected"
+        );
+        assert!(kek.open("kid-1", "plaintext").is_err());
+        assert_ne!(
+            kek.seal("x", b"same"),
+            kek.seal("x", b"same"),
+            "fresh nonce each time"
+        );
+        let again = KeyEncryptionKey::from_text(&format!("  {}\n", kek.to_text())).unwrap();
+        assert_eq!(again.fingerprint(), kek.fingerprint());
+        assert!(KeyEncryptionKey::from_text("c2hvcnQ").is_err());
+        assert!(!format!("{kek:?}").contains(&kek.to_text()));
     }
 
     #[test]

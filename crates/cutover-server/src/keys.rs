@@ -3,14 +3,12 @@
 
 use std::sync::{Arc, RwLock};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use cutover_core::Timestamp;
 use cutover_core::limits::RETIRED_KEY_PUBLISH_SECS;
 use cutover_store::{SigningKey, Store, StoreError};
 use serde_json::Value;
 
-use crate::crypto::Es256Key;
+use crate::crypto::{Es256Key, KeyEncryptionKey};
 
 /// How often a node re-reads the key table on its own (another node may have rotated).
 pub const KEY_REFRESH_SECS: i64 = 30;
@@ -38,19 +36,25 @@ struct Ring {
 
 pub struct KeyRing {
     store: Arc<dyn Store>,
+    kek: KeyEncryptionKey,
     ring: RwLock<Ring>,
 }
 
 impl KeyRing {
     /// Load the keys, creating the first one when the database has no active key.
-    pub async fn load(store: Arc<dyn Store>, now: Timestamp) -> Result<Self, String> {
-        let mut keys = read_keys(&*store).await?;
+    pub async fn load(
+        store: Arc<dyn Store>,
+        now: Timestamp,
+        kek: KeyEncryptionKey,
+    ) -> Result<Self, String> {
+        let mut keys = read_keys(&*store, &kek).await?;
         if !keys.iter().any(|k| k.retired_at.is_none()) {
-            create_key(&*store, now).await?;
-            keys = read_keys(&*store).await?;
+            create_key(&*store, &kek, now).await?;
+            keys = read_keys(&*store, &kek).await?;
         }
         Ok(Self {
             store,
+            kek,
             ring: RwLock::new(Ring {
                 keys,
                 loaded_at: now,
@@ -69,7 +73,7 @@ impl KeyRing {
 
     /// Re-read the key table.
     pub async fn refresh(&self, now: Timestamp) -> Result<(), String> {
-        let keys = read_keys(&*self.store).await?;
+        let keys = read_keys(&*self.store, &self.kek).await?;
         if let Ok(mut r) = self.ring.write() {
             *r = Ring {
                 keys,
@@ -124,7 +128,7 @@ impl KeyRing {
         now: Timestamp,
         mut audit: cutover_store::AuditEvent,
     ) -> Result<String, String> {
-        let (row, kid) = new_key_row(now)?;
+        let (row, kid) = new_key_row(&self.kek, now)?;
         audit.target_id = kid.clone();
         self.store
             .rotate_signing_key(&row, &audit)
@@ -140,12 +144,13 @@ impl KeyRing {
     }
 }
 
-fn new_key_row(now: Timestamp) -> Result<(SigningKey, String), String> {
+fn new_key_row(kek: &KeyEncryptionKey, now: Timestamp) -> Result<(SigningKey, String), String> {
     let (key, pkcs8) = Es256Key::generate()?;
     let row = SigningKey {
         kid: key.kid.clone(),
         algorithm: "ES256".into(),
-        private_key_pkcs8_b64: STANDARD.encode(pkcs8),
+        // Sealed, bound to its key id: the database never holds the private key in clear.
+        private_key: kek.seal(&key.kid, &pkcs8),
         public_jwk: key.public_jwk.to_string(),
         created_at: now,
         retired_at: None,
@@ -153,8 +158,12 @@ fn new_key_row(now: Timestamp) -> Result<(SigningKey, String), String> {
     Ok((row, key.kid))
 }
 
-async fn create_key(store: &dyn Store, now: Timestamp) -> Result<String, String> {
-    let (row, kid) = new_key_row(now)?;
+async fn create_key(
+    store: &dyn Store,
+    kek: &KeyEncryptionKey,
+    now: Timestamp,
+) -> Result<String, String> {
+    let (row, kid) = new_key_row(kek, now)?;
     store
         .insert_signing_key(&row)
         .await
@@ -163,7 +172,10 @@ async fn create_key(store: &dyn Store, now: Timestamp) -> Result<String, String>
     Ok(kid)
 }
 
-async fn read_keys(store: &dyn Store) -> Result<Vec<Arc<LoadedKey>>, String> {
+async fn read_keys(
+    store: &dyn Store,
+    kek: &KeyEncryptionKey,
+) -> Result<Vec<Arc<LoadedKey>>, String> {
     let rows = store
         .list_signing_keys()
         .await
@@ -173,9 +185,7 @@ async fn read_keys(store: &dyn Store) -> Result<Vec<Arc<LoadedKey>>, String> {
         if row.algorithm != "ES256" {
             continue;
         }
-        let pkcs8 = STANDARD
-            .decode(&row.private_key_pkcs8_b64)
-            .map_err(|e| format!("signing key {} is not valid base64: {e}", row.kid))?;
+        let pkcs8 = kek.open(&row.kid, &row.private_key)?;
         let key = Es256Key::from_pkcs8(&row.kid, &pkcs8)?;
         let public = key.public_key_bytes();
         keys.push(Arc::new(LoadedKey {

@@ -35,6 +35,9 @@ use clock::Clock;
 use crypto::{Argon2Params, Hasher};
 use keys::KeyRing;
 
+/// The setting that records the fingerprint of the database's key-encryption key.
+pub const KEK_FINGERPRINT_SETTING: &str = "keyEncryptionKeyFingerprint";
+
 /// Password hashes computed at once per node; argon2id holds `memory_kib` each, so this bounds memory.
 pub const MAX_CONCURRENT_HASHES: usize = 16;
 
@@ -47,44 +50,52 @@ pub struct ServerConfig {
     pub argon2: Argon2Params,
     /// Take the client IP from `X-Forwarded-For` (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Seals the signing keys and the HMAC key in the database.
+    pub key_encryption_key: crypto::KeyEncryptionKey,
+}
+
+/// Refuse an issuer URL that would be unsafe or invalid (OpenID Connect Discovery §3).
+pub fn validate_issuer(issuer: &str) -> Result<(), String> {
+    let url =
+        url::Url::parse(issuer).map_err(|e| format!("issuer '{}' is not a URL: {e}", issuer))?;
+    if issuer.ends_with('/') {
+        return Err(format!("issuer '{}' must not end with '/'", issuer));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            "issuer must not contain a query or fragment (OpenID Connect Discovery §3)".into(),
+        );
+    }
+    match url.scheme() {
+        "https" => {}
+        "http" => {
+            let loopback = match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                Some(url::Host::Domain(d)) => d == "localhost",
+                None => false,
+            };
+            if !loopback {
+                return Err(format!(
+                    "issuer '{}' uses plain http on a non-loopback host: tokens and passwords would cross the network unencrypted. \
+                     Serve Cutover behind a TLS-terminating proxy and set the issuer to its https:// URL",
+                    issuer
+                ));
+            }
+        }
+        other => {
+            return Err(format!(
+                "issuer scheme '{other}' is not supported; use https"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl ServerConfig {
     /// Refuse configurations that would be unsafe to run.
     pub fn validate(&self) -> Result<(), String> {
-        let url = url::Url::parse(&self.issuer)
-            .map_err(|e| format!("issuer '{}' is not a URL: {e}", self.issuer))?;
-        if self.issuer.ends_with('/') {
-            return Err(format!("issuer '{}' must not end with '/'", self.issuer));
-        }
-        if url.query().is_some() || url.fragment().is_some() {
-            return Err(
-                "issuer must not contain a query or fragment (OpenID Connect Discovery §3)".into(),
-            );
-        }
-        match url.scheme() {
-            "https" => {}
-            "http" => {
-                let loopback = match url.host() {
-                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                    Some(url::Host::Domain(d)) => d == "localhost",
-                    None => false,
-                };
-                if !loopback {
-                    return Err(format!(
-                        "issuer '{}' uses plain http on a non-loopback host: tokens and passwords would cross the network unencrypted. \
-                         Serve Cutover behind a TLS-terminating proxy and set the issuer to its https:// URL",
-                        self.issuer
-                    ));
-                }
-            }
-            other => {
-                return Err(format!(
-                    "issuer scheme '{other}' is not supported; use https"
-                ));
-            }
-        }
+        validate_issuer(&self.issuer)?;
         self.argon2.validate()
     }
 
@@ -117,11 +128,32 @@ impl AppState {
     ) -> anyhow::Result<Arc<Self>> {
         config.validate().map_err(anyhow::Error::msg)?;
         let now = clock.now();
-        let hmac_key = store
-            .init_setting("hmacKey", &crypto::b64(&crypto::random_bytes(32)))
+        let kek = config.key_encryption_key.clone();
+        // The first node records which key-encryption key the database is sealed with; every
+        // later start (of any node) must bring the same one.
+        let fingerprint = kek.fingerprint();
+        let recorded = store
+            .init_setting(KEK_FINGERPRINT_SETTING, &fingerprint)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "reading the key-encryption key's fingerprint from the database failed: {e}"
+                )
+            })?;
+        if recorded != fingerprint {
+            anyhow::bail!(
+                "this node's key-encryption key is not the one the database's keys are sealed with; \
+                 give every node the same key file (key_encryption_key_file) as the node that set the database up"
+            );
+        }
+        let sealed_hmac = store
+            .init_setting("hmacKey", &kek.seal("hmacKey", &crypto::random_bytes(32)))
             .await
             .map_err(|e| anyhow::anyhow!("reading the server key from the database failed: {e}"))?;
-        let keys = KeyRing::load(store.clone(), now)
+        let hmac_key = kek
+            .open("hmacKey", &sealed_hmac)
+            .map_err(anyhow::Error::msg)?;
+        let keys = KeyRing::load(store.clone(), now, kek)
             .await
             .map_err(anyhow::Error::msg)?;
         let params = config.argon2;
@@ -135,7 +167,7 @@ impl AppState {
             clock,
             config,
             keys,
-            hasher: Hasher::new(hmac_key.as_bytes()),
+            hasher: Hasher::new(&hmac_key),
             dummy_hash,
             hash_slots: Semaphore::new(MAX_CONCURRENT_HASHES),
             metrics: metrics::Metrics::default(),
@@ -346,6 +378,7 @@ mod tests {
             issuer: issuer.into(),
             argon2: Argon2Params::default(),
             trust_forwarded_for: false,
+            key_encryption_key: crypto::KeyEncryptionKey::generate(),
         }
     }
 

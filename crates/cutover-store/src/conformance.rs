@@ -934,7 +934,7 @@ async fn signing_keys(s: &dyn Store) {
     let k = |kid: &str, at: i64| SigningKey {
         kid: kid.into(),
         algorithm: "ES256".into(),
-        private_key_pkcs8_b64: "cHJpdmF0ZQ".into(),
+        private_key: "cHJpdmF0ZQ".into(),
         public_jwk: "{}".into(),
         created_at: T0.plus_secs(at),
         retired_at: None,

@@ -56,12 +56,13 @@ pub struct AuditEvent {
     pub after: Option<Value>,
 }
 
-/// An ES256 (or later other) signing key. The private key is PKCS#8, base64.
+/// A token signing key. `private_key` is the PKCS#8 key as the server sealed it (AES-GCM under
+/// the key-encryption key); the store never sees it in clear.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SigningKey {
     pub kid: String,
     pub algorithm: String,
-    pub private_key_pkcs8_b64: String,
+    pub private_key: String,
     pub public_jwk: String,
     pub created_at: Timestamp,
     pub retired_at: Option<Timestamp>,

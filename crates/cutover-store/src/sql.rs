@@ -339,7 +339,7 @@ macro_rules! sql_store {
                 Ok(SigningKey {
                     kid: row.try_get("kid").map_err(map_err)?,
                     algorithm: row.try_get("algorithm").map_err(map_err)?,
-                    private_key_pkcs8_b64: row.try_get("private_key").map_err(map_err)?,
+                    private_key: row.try_get("private_key").map_err(map_err)?,
                     public_jwk: row.try_get("public_jwk").map_err(map_err)?,
                     created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
                     retired_at: retired.map(Timestamp),
@@ -420,7 +420,7 @@ macro_rules! sql_store {
                 )
                 .bind(&k.kid)
                 .bind(&k.algorithm)
-                .bind(&k.private_key_pkcs8_b64)
+                .bind(&k.private_key)
                 .bind(&k.public_jwk)
                 .bind(k.created_at.millis())
                 .bind(k.retired_at.map(Timestamp::millis))
@@ -437,7 +437,7 @@ macro_rules! sql_store {
                 )
                 .bind(&k.kid)
                 .bind(&k.algorithm)
-                .bind(&k.private_key_pkcs8_b64)
+                .bind(&k.private_key)
                 .bind(&k.public_jwk)
                 .bind(k.created_at.millis())
                 .execute(&mut *tx)

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use cutover_server::crypto::Argon2Params;
+use cutover_server::crypto::{Argon2Params, KeyEncryptionKey};
 use cutover_server::{AppState, ServerConfig, clock::SystemClock};
 use serde::Deserialize;
 
@@ -16,6 +16,8 @@ pub const DEFAULT_DATA_DIR: &str = "./cutover-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Name of the bootstrap credential file inside the data directory.
 pub const ADMIN_CREDENTIALS_FILE: &str = "admin-credentials";
+/// Name of the default key-encryption key file inside the data directory.
+pub const KEY_ENCRYPTION_KEY_FILE: &str = "key-encryption-key";
 
 #[derive(clap::Args, Debug, Default, Clone)]
 #[command(after_help = "Examples:\n  \
@@ -51,6 +53,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "CUTOVER_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// The key that seals signing keys in the database (default: <data-dir>/key-encryption-key,
+    /// created on a new database). Every node of one database needs the same file.
+    #[arg(long, env = "CUTOVER_KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -65,6 +71,7 @@ pub struct FileConfig {
     pub argon2: Option<Argon2Params>,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub key_encryption_key_file: Option<PathBuf>,
 }
 
 /// The configuration in force.
@@ -79,6 +86,7 @@ pub struct Resolved {
     pub argon2: Argon2Params,
     /// Certificate chain and key for serving HTTPS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
+    pub key_encryption_key_file: PathBuf,
 }
 
 fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
@@ -141,7 +149,13 @@ pub fn resolve(
             "Cutover serves HTTPS (tls_cert is set) but the issuer is http://; make the issuer https://"
         );
     }
+    let key_encryption_key_file = args
+        .key_encryption_key_file
+        .clone()
+        .or(file.key_encryption_key_file)
+        .unwrap_or_else(|| data_dir.join(KEY_ENCRYPTION_KEY_FILE));
     Ok(Resolved {
+        key_encryption_key_file,
         listen,
         data_dir,
         database,
@@ -163,12 +177,45 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
-/// Write the admin credential file with mode 0600, never replacing an existing one.
-pub fn write_credentials(
+/// The key that seals the database's signing keys: read from `path`, or created there when the
+/// database is new. A database already sealed with a key this node lacks is an error that says
+/// where the key must come from.
+async fn load_key_encryption_key(
     path: &Path,
-    creds: &cutover_proto::AdminCredentials,
-) -> anyhow::Result<()> {
-    let json = serde_json::to_vec_pretty(creds)?;
+    store: &dyn cutover_store::Store,
+) -> anyhow::Result<KeyEncryptionKey> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => KeyEncryptionKey::from_text(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let sealed_already = store
+                .get_setting(cutover_server::KEK_FINGERPRINT_SETTING)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the database's settings: {e}"))?
+                .is_some();
+            if sealed_already {
+                bail!(
+                    "the database's signing keys are sealed with a key-encryption key, and {} does not exist; \
+                     copy the key-encryption-key file from the node that set this database up (or point \
+                     --key-encryption-key-file at it)",
+                    path.display()
+                );
+            }
+            let kek = KeyEncryptionKey::generate();
+            write_private_file(path, format!("{}\n", kek.to_text()).as_bytes())
+                .with_context(|| format!("creating the key-encryption key {}", path.display()))?;
+            tracing::info!(path = %path.display(), "created the key-encryption key; back it up apart from the database");
+            Ok(kek)
+        }
+        Err(e) => Err(anyhow::anyhow!(
+            "cannot read the key-encryption key {}: {e}",
+            path.display()
+        )),
+    }
+}
+
+/// Create `path` with mode 0600 and `content`; never replaces an existing file.
+fn write_private_file(path: &Path, content: &[u8]) -> anyhow::Result<()> {
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -179,10 +226,19 @@ pub fn write_credentials(
     let mut f = opts
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(&json)?;
-    f.write_all(b"\n")?;
+    f.write_all(content)?;
     f.sync_all()?;
     Ok(())
+}
+
+/// Write the admin credential file with mode 0600, never replacing an existing one.
+pub fn write_credentials(
+    path: &Path,
+    creds: &cutover_proto::AdminCredentials,
+) -> anyhow::Result<()> {
+    let mut json = serde_json::to_vec_pretty(creds)?;
+    json.push(b'\n');
+    write_private_file(path, &json)
 }
 
 /// Move an existing credential file out of the way (it belongs to an admin application that
@@ -257,13 +313,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(issuer) = &cfg.issuer {
-        ServerConfig {
-            issuer: issuer.clone(),
-            argon2: cfg.argon2,
-            trust_forwarded_for: cfg.trust_forwarded_for,
-        }
-        .validate()
-        .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
+        cutover_server::validate_issuer(issuer)
+            .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -273,13 +324,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .issuer
         .clone()
         .unwrap_or_else(|| format!("{scheme}://{bound}"));
-    let server_config = ServerConfig {
-        issuer: issuer.clone(),
-        argon2: cfg.argon2,
-        trust_forwarded_for: cfg.trust_forwarded_for,
-    };
-    server_config
-        .validate()
+    cutover_server::validate_issuer(&issuer)
         .map_err(|e| anyhow::anyhow!("refusing to start: {e}"))?;
 
     let store = cutover_store::connect(&cfg.database).await.map_err(|e| {
@@ -288,6 +333,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             redact_url(&cfg.database)
         )
     })?;
+    let key_encryption_key = load_key_encryption_key(&cfg.key_encryption_key_file, &*store).await?;
+    let server_config = ServerConfig {
+        issuer: issuer.clone(),
+        argon2: cfg.argon2,
+        trust_forwarded_for: cfg.trust_forwarded_for,
+        key_encryption_key,
+    };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 
     let cred_path = cfg.data_dir.join(ADMIN_CREDENTIALS_FILE);
@@ -368,6 +420,10 @@ mod tests {
         assert_eq!(r.listen, DEFAULT_LISTEN);
         assert_eq!(r.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
         assert_eq!(r.database, "sqlite:./cutover-data/cutover.db");
+        assert_eq!(
+            r.key_encryption_key_file,
+            PathBuf::from("./cutover-data/key-encryption-key")
+        );
         assert_eq!(r.argon2, Argon2Params::default());
         assert!(!r.trust_forwarded_for);
     }

@@ -157,6 +157,7 @@ impl InProcess {
             issuer: base.clone(),
             argon2: TEST_ARGON2,
             trust_forwarded_for: false,
+            key_encryption_key: cutover_server::crypto::KeyEncryptionKey::generate(),
         };
         let state = AppState::new(store, Arc::new(clock.clone()), config)
             .await

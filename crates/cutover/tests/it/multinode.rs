@@ -11,9 +11,67 @@ async fn two_nodes_share_users_sessions_and_codes() {
     let db = fresh_postgres().await;
     let dir_a = scratch_dir("node-a");
     let a = ServerProcess::start(&dir_a, &["--database", &db]);
-    // Both nodes answer as one issuer, as they would behind a load balancer.
+    // A node without the database's key-encryption key refuses to start, and says why.
+    let dir_c = scratch_dir("node-c");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+            "--data-dir",
+        ])
+        .arg(&dir_c)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key-encryption-key"), "{err}");
+    let wrong = dir_c.join("other-kek");
+    std::fs::write(
+        &wrong,
+        format!(
+            "{}\n",
+            cutover_server::crypto::KeyEncryptionKey::generate().to_text()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--database",
+            &db,
+            "--data-dir",
+        ])
+        .arg(&dir_c)
+        .arg("--key-encryption-key-file")
+        .arg(&wrong)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not the one"),
+        "a different key is refused"
+    );
+
+    // Both nodes answer as one issuer, as they would behind a load balancer, and share the
+    // key-encryption key.
     let dir_b = scratch_dir("node-b");
-    let b = ServerProcess::start(&dir_b, &["--database", &db, "--issuer", &a.base]);
+    let kek = dir_a.join("key-encryption-key");
+    let b = ServerProcess::start(
+        &dir_b,
+        &[
+            "--database",
+            &db,
+            "--issuer",
+            &a.base,
+            "--key-encryption-key-file",
+            kek.to_str().unwrap(),
+        ],
+    );
     assert!(
         a.stdout_lines
             .iter()
@@ -87,5 +145,24 @@ async fn two_nodes_share_users_sessions_and_codes() {
             .unwrap()
             .iter()
             .any(|r| r["result"] == json!("success"))
+    );
+    // The database holds the signing keys and the HMAC key only sealed.
+    let store = cutover_store::connect(&db).await.unwrap();
+    let keys = store.list_signing_keys().await.unwrap();
+    assert!(!keys.is_empty());
+    for k in keys {
+        assert!(
+            k.private_key.starts_with("aesgcm1:"),
+            "key {} is sealed",
+            k.kid
+        );
+    }
+    assert!(
+        store
+            .get_setting("hmacKey")
+            .await
+            .unwrap()
+            .unwrap()
+            .starts_with("aesgcm1:")
     );
 }
