@@ -339,22 +339,22 @@ pub fn query_param(url: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Walk the sign-in pages from an authorization URL: returns the final redirect to the client.
-/// `password_base` lets the password step go to another node.
-pub async fn sign_in(
+/// Walk the sign-in pages from an authorization URL, without judging the outcome: returns the
+/// response to the identifier post when it did not move on, else the response to the password
+/// post. `password_base` lets the password step go to another node.
+pub async fn attempt_sign_in(
     http: &reqwest::Client,
     base: &str,
     auth_url: &str,
     upn: &str,
     password: &str,
     password_base: Option<&str>,
-) -> String {
+) -> reqwest::Response {
     let res = http.get(auth_url).send().await.unwrap();
     assert_eq!(
         res.status(),
         303,
-        "authorize should send the browser to the sign-in page: {:?}",
-        res.text().await
+        "authorize should send the browser to the sign-in page"
     );
     let login = location(&res);
     assert!(login.starts_with("/login?t="), "{login}");
@@ -372,7 +372,9 @@ pub async fn sign_in(
         .send()
         .await
         .unwrap();
-    assert_eq!(res.status(), 303, "identifier step");
+    if res.status() != 303 {
+        return res;
+    }
     let pw_base = password_base.unwrap_or(base);
     let pw_page = http
         .get(format!("{pw_base}{}", location(&res)))
@@ -381,8 +383,7 @@ pub async fn sign_in(
         .unwrap();
     let html = pw_page.text().await.unwrap();
     assert!(html.contains("autocomplete=\"current-password\""), "{html}");
-    let res = http
-        .post(format!("{pw_base}/login/password"))
+    http.post(format!("{pw_base}/login/password"))
         .form(&[
             ("t", t.as_str()),
             ("csrf", &hidden(&html, "csrf")),
@@ -390,11 +391,23 @@ pub async fn sign_in(
         ])
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// Sign in through the pages; returns the final redirect to the client.
+pub async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    auth_url: &str,
+    upn: &str,
+    password: &str,
+    password_base: Option<&str>,
+) -> String {
+    let res = attempt_sign_in(http, base, auth_url, upn, password, password_base).await;
     assert_eq!(
         res.status(),
         303,
-        "password step: {}",
+        "sign-in should end in a redirect: {}",
         res.text().await.unwrap_or_default()
     );
     location(&res)

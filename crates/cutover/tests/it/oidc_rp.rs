@@ -489,49 +489,7 @@ async fn wrong_password_unknown_user_and_disabled_account() {
     let (_, challenge) = pkce();
 
     async fn attempt(base: &str, url: &str, upn: &str, password: &str) -> (u16, String) {
-        let http = browser();
-        let res = http.get(url).send().await.unwrap();
-        let login = location(&res);
-        let html = http
-            .get(format!("{base}{login}"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let t = hidden(&html, "t");
-        let res = http
-            .post(format!("{base}/login/identifier"))
-            .form(&[
-                ("t", t.as_str()),
-                ("csrf", &hidden(&html, "csrf")),
-                ("username", upn),
-            ])
-            .send()
-            .await
-            .unwrap();
-        if res.status() != 303 {
-            return (res.status().as_u16(), res.text().await.unwrap());
-        }
-        let html = http
-            .get(format!("{base}{}", location(&res)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let res = http
-            .post(format!("{base}/login/password"))
-            .form(&[
-                ("t", t.as_str()),
-                ("csrf", &hidden(&html, "csrf")),
-                ("password", password),
-            ])
-            .send()
-            .await
-            .unwrap();
+        let res = attempt_sign_in(&browser(), base, url, upn, password, None).await;
         (res.status().as_u16(), res.text().await.unwrap())
     }
 
