@@ -253,28 +253,53 @@ fn top_of(q: &HashMap<String, String>) -> Result<u32, ApiError> {
     }
 }
 
+fn bad_skiptoken() -> ApiError {
+    ApiError::bad_request(
+        "$skiptoken is not one this server issued; use the @odata.nextLink as given",
+    )
+}
+
 /// Where the next page of a log starts: `$skiptoken` in, `@odata.nextLink` out.
 fn cursor_param(q: &HashMap<String, String>) -> Result<Option<Cursor>, ApiError> {
     q.get("$skiptoken")
-        .map(|t| {
-            Cursor::decode(t).ok_or_else(|| {
-                ApiError::bad_request(
-                    "$skiptoken is not one this server issued; use the @odata.nextLink as given",
-                )
-            })
-        })
+        .map(|t| Cursor::decode(t).ok_or_else(bad_skiptoken))
         .transpose()
 }
 
-/// The link to the next page when this one was full: the same query, continued after `last`.
+/// A directory list's page position: the sort key's parts, base64url-encoded as one token.
+fn page_token(parts: &[&str]) -> String {
+    crate::crypto::b64(parts.join("\u{1f}").as_bytes())
+}
+
+/// The parts of a `$skiptoken` made by [`page_token`], when there is one.
+fn page_token_param(
+    q: &HashMap<String, String>,
+    parts: usize,
+) -> Result<Option<Vec<String>>, ApiError> {
+    use base64::Engine as _;
+    let Some(t) = q.get("$skiptoken") else {
+        return Ok(None);
+    };
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(t)
+        .map_err(|_| bad_skiptoken())?;
+    let text = String::from_utf8(bytes).map_err(|_| bad_skiptoken())?;
+    let fields: Vec<String> = text.split('\u{1f}').map(str::to_owned).collect();
+    if fields.len() != parts {
+        return Err(bad_skiptoken());
+    }
+    Ok(Some(fields))
+}
+
+/// The link to the next page when this one was full: the same query, continued from `token`.
 fn next_link(
     path: &str,
     q: &HashMap<String, String>,
     returned: usize,
     top: u32,
-    last: Option<Cursor>,
+    token: Option<String>,
 ) -> Option<String> {
-    let last = last?;
+    let token = token?;
     if returned < cutover_core::limits::page_size(top) as usize {
         return None;
     }
@@ -284,7 +309,7 @@ fn next_link(
     for k in keys {
         query.append_pair(k, &q[k]);
     }
-    query.append_pair("$skiptoken", &last.encode());
+    query.append_pair("$skiptoken", &token);
     Some(format!("/api/v1{path}?{}", query.finish()))
 }
 
@@ -501,11 +526,15 @@ async fn list_users(
     _admin: Admin,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<proto::ListResponse<proto::UserView>>, ApiError> {
+    let after_upn = page_token_param(&q, 1)?.and_then(|mut p| p.pop());
     let filter = UserFilter {
         upn_prefix: q.get("prefix").cloned(),
+        after_upn,
         top: top_of(&q)?,
     };
     let users = state.store.list_users(&filter).await?;
+    let token = users.last().map(|u| page_token(&[&u.upn.normalized()]));
+    let next = next_link("/users", &q, users.len(), filter.top, token);
     let value = users
         .into_iter()
         .map(|u| {
@@ -518,7 +547,10 @@ async fn list_users(
             v
         })
         .collect::<Vec<_>>();
-    Ok(Json(proto::ListResponse::new(value)))
+    Ok(Json(proto::ListResponse {
+        value,
+        next_link: next,
+    }))
 }
 
 async fn get_user(
@@ -746,14 +778,24 @@ async fn list_groups(
     _admin: Admin,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<proto::ListResponse<proto::GroupView>>, ApiError> {
-    let value = state
-        .store
-        .list_groups(top_of(&q)?)
-        .await?
-        .iter()
-        .map(group_view)
-        .collect();
-    Ok(Json(proto::ListResponse::new(value)))
+    let after = match page_token_param(&q, 2)? {
+        Some(p) => Some((
+            p[0].clone(),
+            Uuid::parse_str(&p[1]).map_err(|_| bad_skiptoken())?,
+        )),
+        None => None,
+    };
+    let top = top_of(&q)?;
+    let groups = state.store.list_groups(top, after).await?;
+    let token = groups
+        .last()
+        .map(|g| page_token(&[&g.display_name, &g.id.to_string()]));
+    let next = next_link("/groups", &q, groups.len(), top, token);
+    let value = groups.iter().map(group_view).collect();
+    Ok(Json(proto::ListResponse {
+        value,
+        next_link: next,
+    }))
 }
 
 async fn get_group(
@@ -872,11 +914,33 @@ async fn list_members(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<proto::ListResponse<proto::MemberView>>, ApiError> {
     let g = find_group(&state, &id).await?;
+    let after = match page_token_param(&q, 2)? {
+        Some(p) => Some(MemberRef {
+            kind: MemberKind::parse(&p[0]).ok_or_else(bad_skiptoken)?,
+            id: Uuid::parse_str(&p[1]).map_err(|_| bad_skiptoken())?,
+        }),
+        None => None,
+    };
+    let top = top_of(&q)?;
+    let members = state.store.list_group_members(g.id, top, after).await?;
+    let token = members
+        .last()
+        .map(|m| page_token(&[m.kind.as_str(), &m.id.to_string()]));
+    let next = next_link(
+        &format!("/groups/{}/members", g.id),
+        &q,
+        members.len(),
+        top,
+        token,
+    );
     let mut value = Vec::new();
-    for m in state.store.list_group_members(g.id, top_of(&q)?).await? {
+    for m in members {
         value.push(member_view(&state, m).await?);
     }
-    Ok(Json(proto::ListResponse::new(value)))
+    Ok(Json(proto::ListResponse {
+        value,
+        next_link: next,
+    }))
 }
 
 async fn add_member(
@@ -1223,7 +1287,13 @@ async fn list_sign_ins(
         created_at: r.created_at,
         id: r.id,
     });
-    let next = next_link("/auditLogs/signIns", &q, records.len(), filter.top, last);
+    let next = next_link(
+        "/auditLogs/signIns",
+        &q,
+        records.len(),
+        filter.top,
+        last.map(Cursor::encode),
+    );
     let value = records
         .into_iter()
         .map(|r| {
@@ -1263,7 +1333,7 @@ async fn list_audits(
         &q,
         events.len(),
         filter.top,
-        last,
+        last.map(Cursor::encode),
     );
     let value = events
         .into_iter()

@@ -18,7 +18,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/domains/{id}",
         "Delete a domain that has no users",
     ),
-    ("get", "/users", "List users (?prefix=, $top=)"),
+    (
+        "get",
+        "/users",
+        "List users by user principal name (?prefix=, $top=, $skiptoken= from @odata.nextLink)",
+    ),
     ("post", "/users", "Create a user"),
     (
         "get",
@@ -35,11 +39,19 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/users/{id}",
         "Delete a user, their memberships and sessions; revoke their tokens",
     ),
-    ("get", "/groups", "List groups"),
+    (
+        "get",
+        "/groups",
+        "List groups by name (?$top=, $skiptoken= from @odata.nextLink)",
+    ),
     ("post", "/groups", "Create a group"),
     ("get", "/groups/{id}", "Get a group"),
     ("delete", "/groups/{id}", "Delete a group"),
-    ("get", "/groups/{id}/members", "List a group's members"),
+    (
+        "get",
+        "/groups/{id}/members",
+        "List a group's members (?$top=, $skiptoken= from @odata.nextLink)",
+    ),
     (
         "post",
         "/groups/{id}/members",

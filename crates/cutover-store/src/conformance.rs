@@ -108,6 +108,7 @@ pub async fn run(store: Arc<dyn Store>) {
     refresh_race(store.clone()).await;
     logs(&*store).await;
     paging(&*store).await;
+    directory_paging(&*store).await;
     signing_keys(&*store).await;
     purge(&*store).await;
 }
@@ -195,6 +196,7 @@ async fn domains_and_users(s: &dyn Store) {
         .unwrap();
     let all = s
         .list_users(&UserFilter {
+            after_upn: None,
             upn_prefix: None,
             top: 10,
         })
@@ -206,6 +208,7 @@ async fn domains_and_users(s: &dyn Store) {
     );
     let b = s
         .list_users(&UserFilter {
+            after_upn: None,
             upn_prefix: Some("BO".into()),
             top: 10,
         })
@@ -214,6 +217,7 @@ async fn domains_and_users(s: &dyn Store) {
     assert_eq!(b.len(), 1, "prefix filter is case-insensitive");
     let one = s
         .list_users(&UserFilter {
+            after_upn: None,
             upn_prefix: None,
             top: 1,
         })
@@ -222,6 +226,7 @@ async fn domains_and_users(s: &dyn Store) {
     assert_eq!(one.len(), 1, "top bounds the list");
     let pct = s
         .list_users(&UserFilter {
+            after_upn: None,
             upn_prefix: Some("%".into()),
             top: 10,
         })
@@ -386,7 +391,7 @@ async fn groups(s: &dyn Store) {
         ),
         "adding to a missing group is not found"
     );
-    let mut members = s.list_group_members(g.id, 100).await.unwrap();
+    let mut members = s.list_group_members(g.id, 100, None).await.unwrap();
     members.sort();
     let mut want = vec![m_user, m_group, m_contact];
     want.sort();
@@ -405,7 +410,7 @@ async fn groups(s: &dyn Store) {
         .await
         .unwrap();
     assert_eq!(
-        s.list_group_members(g.id, 100).await.unwrap(),
+        s.list_group_members(g.id, 100, None).await.unwrap(),
         vec![m_user],
         "deleting a group removes its memberships elsewhere"
     );
@@ -414,7 +419,7 @@ async fn groups(s: &dyn Store) {
             .await,
         Err(StoreError::NotFound)
     ));
-    assert_eq!(s.list_groups(10).await.unwrap().len(), 1);
+    assert_eq!(s.list_groups(10, None).await.unwrap().len(), 1);
 
     // Deleting a user removes their memberships and sessions and revokes their grants.
     let carol = user("carol@contoso.example");
@@ -928,6 +933,95 @@ async fn paging(s: &dyn Store) {
     };
     assert_eq!(Cursor::decode(&c.encode()), Some(c));
     assert_eq!(Cursor::decode("x.y"), None);
+}
+
+async fn directory_paging(s: &dyn Store) {
+    for i in 0..5 {
+        s.create_user(
+            &user(&format!("page{i}@contoso.example")),
+            &audit("createUser", "pager"),
+        )
+        .await
+        .unwrap();
+    }
+    let all = s
+        .list_users(&UserFilter {
+            upn_prefix: Some("page".into()),
+            after_upn: None,
+            top: 100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 5);
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_users(&UserFilter {
+                upn_prefix: Some("page".into()),
+                after_upn: after.clone(),
+                top: 2,
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.upn.normalized());
+        seen.extend(page);
+    }
+    assert_eq!(seen, all, "user paging walks every user once, in order");
+
+    // Groups with equal names are told apart by id.
+    for _ in 0..3 {
+        let g = Group {
+            id: Uuid::new_v4(),
+            display_name: "Same name".into(),
+            description: None,
+            source: Source::Cloud,
+            immutable_id: None,
+            membership_kind: MembershipKind::Assigned,
+            created_at: T0,
+        };
+        s.create_group(&g, &audit("createGroup", "same"))
+            .await
+            .unwrap();
+    }
+    let groups = s.list_groups(100, None).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_groups(1, after.clone()).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some((last.display_name.clone(), last.id));
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen, groups,
+        "group paging walks every group once, in order"
+    );
+
+    let holder = &groups[0];
+    for _ in 0..4 {
+        let m = MemberRef {
+            kind: MemberKind::Contact,
+            id: Uuid::new_v4(),
+        };
+        s.add_group_member(holder.id, m, T0, &audit("addGroupMember", "pager"))
+            .await
+            .unwrap();
+    }
+    let members = s.list_group_members(holder.id, 100, None).await.unwrap();
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_group_members(holder.id, 3, after).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(*last);
+        seen.extend(page);
+    }
+    assert_eq!(
+        seen, members,
+        "member paging walks every member once, in order"
+    );
 }
 
 async fn signing_keys(s: &dyn Store) {

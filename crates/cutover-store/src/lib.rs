@@ -173,6 +173,8 @@ impl std::fmt::Debug for UserRecord {
 pub struct UserFilter {
     /// Case-insensitive prefix of the user principal name.
     pub upn_prefix: Option<String>,
+    /// Continue after this normalised user principal name (keyset paging).
+    pub after_upn: Option<String>,
     pub top: u32,
 }
 
@@ -273,7 +275,9 @@ pub trait Store: Send + Sync + 'static {
     // Groups.
     async fn create_group(&self, group: &Group, audit: &AuditEvent) -> StoreResult<()>;
     async fn get_group(&self, id: Uuid) -> StoreResult<Option<Group>>;
-    async fn list_groups(&self, top: u32) -> StoreResult<Vec<Group>>;
+    /// Groups by display name (then id), continuing after `after` = (display name, id).
+    async fn list_groups(&self, top: u32, after: Option<(String, Uuid)>)
+    -> StoreResult<Vec<Group>>;
     async fn delete_group(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
     /// `Conflict` when the member is already there.
     async fn add_group_member(
@@ -289,7 +293,13 @@ pub trait Store: Send + Sync + 'static {
         member: MemberRef,
         audit: &AuditEvent,
     ) -> StoreResult<()>;
-    async fn list_group_members(&self, group_id: Uuid, top: u32) -> StoreResult<Vec<MemberRef>>;
+    /// Members by kind, then id, continuing after `after`.
+    async fn list_group_members(
+        &self,
+        group_id: Uuid,
+        top: u32,
+        after: Option<MemberRef>,
+    ) -> StoreResult<Vec<MemberRef>>;
     /// Groups that directly contain `member_id`.
     async fn groups_of_member(&self, member_id: Uuid) -> StoreResult<Vec<Uuid>>;
 

@@ -566,10 +566,12 @@ macro_rules! sql_store {
                 let rows = sqlx::query(
                     "SELECT * FROM users
                      WHERE (CAST($1 AS TEXT) IS NULL OR substr(upn_normalized, 1, length(CAST($1 AS TEXT))) = CAST($1 AS TEXT))
+                       AND (CAST($3 AS TEXT) IS NULL OR upn_normalized > CAST($3 AS TEXT))
                      ORDER BY upn_normalized LIMIT $2",
                 )
                 .bind(prefix)
                 .bind(clamp_top(f.top))
+                .bind(&f.after_upn)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -685,9 +687,20 @@ macro_rules! sql_store {
                 row.as_ref().map(Self::group_from).transpose()
             }
 
-            async fn list_groups(&self, top: u32) -> StoreResult<Vec<Group>> {
-                let rows = sqlx::query("SELECT * FROM directory_groups ORDER BY display_name, id LIMIT $1")
+            async fn list_groups(&self, top: u32, after: Option<(String, Uuid)>) -> StoreResult<Vec<Group>> {
+                let (after_name, after_id) = match after {
+                    Some((name, id)) => (Some(name), Some(id.to_string())),
+                    None => (None, None),
+                };
+                let rows = sqlx::query(
+                    "SELECT * FROM directory_groups
+                     WHERE CAST($2 AS TEXT) IS NULL OR display_name > CAST($2 AS TEXT)
+                        OR (display_name = CAST($2 AS TEXT) AND id > CAST($3 AS TEXT))
+                     ORDER BY display_name, id LIMIT $1",
+                )
                     .bind(clamp_top(top))
+                    .bind(after_name)
+                    .bind(after_id)
                     .fetch_all(&self.pool)
                     .await
                     .map_err(map_err)?;
@@ -750,12 +763,17 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(map_err)
             }
 
-            async fn list_group_members(&self, group_id: Uuid, top: u32) -> StoreResult<Vec<MemberRef>> {
+            async fn list_group_members(&self, group_id: Uuid, top: u32, after: Option<MemberRef>) -> StoreResult<Vec<MemberRef>> {
                 let rows = sqlx::query(
-                    "SELECT member_kind, member_id FROM group_members WHERE group_id = $1 ORDER BY member_kind, member_id LIMIT $2",
+                    "SELECT member_kind, member_id FROM group_members WHERE group_id = $1
+                       AND (CAST($3 AS TEXT) IS NULL OR member_kind > CAST($3 AS TEXT)
+                            OR (member_kind = CAST($3 AS TEXT) AND member_id > CAST($4 AS TEXT)))
+                     ORDER BY member_kind, member_id LIMIT $2",
                 )
                 .bind(group_id.to_string())
                 .bind(clamp_top(top))
+                .bind(after.map(|m| m.kind.as_str()))
+                .bind(after.map(|m| m.id.to_string()))
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;

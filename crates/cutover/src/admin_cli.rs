@@ -176,9 +176,12 @@ pub enum UsersCommand {
         /// Only users whose user principal name starts with this.
         #[arg(long, value_name = "PREFIX")]
         prefix: Option<String>,
-        /// Return at most N users.
+        /// Return at most N users (per page with --all).
         #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         top: Option<u32>,
+        /// Follow the list page by page to its end (at most MAX_EXPORT_ROWS).
+        #[arg(long)]
+        all: bool,
     },
     /// Show one user.
     Show {
@@ -293,7 +296,11 @@ pub enum GroupsCommand {
         dynamic: bool,
     },
     /// List groups.
-    List,
+    List {
+        /// Follow the list page by page to its end (at most MAX_EXPORT_ROWS).
+        #[arg(long)]
+        all: bool,
+    },
     /// Show one group.
     Show {
         /// The group's id.
@@ -323,6 +330,9 @@ pub enum GroupsCommand {
         /// The group's id.
         #[arg(value_name = "GROUP_ID", value_parser = path_segment)]
         group: String,
+        /// Follow the list page by page to its end (at most MAX_EXPORT_ROWS).
+        #[arg(long)]
+        all: bool,
     },
     /// Remove a member from a group.
     RemoveMember {
@@ -541,9 +551,14 @@ async fn users(api: &Api, out: OutputFormat, cmd: UsersCommand) -> Result<()> {
             let resp = api.send(Method::POST, &["users"], &[], Some(&body)).await?;
             show(out, resp, &format!("Created user {}.", a.upn), user_fields)
         }
-        UsersCommand::List { prefix, top } => {
+        UsersCommand::List { prefix, top, all } => {
             let query = [("prefix", prefix), ("$top", top.map(|n| n.to_string()))];
             let resp = api.send(Method::GET, &["users"], &query, None).await?;
+            let resp = if all {
+                api.follow_pages(resp).await?
+            } else {
+                resp
+            };
             show_list(
                 out,
                 resp,
@@ -607,8 +622,13 @@ async fn groups(api: &Api, out: OutputFormat, cmd: GroupsCommand) -> Result<()> 
                 .await?;
             show(out, resp, &format!("Created group {name}."), group_fields)
         }
-        GroupsCommand::List => {
+        GroupsCommand::List { all } => {
             let resp = api.send(Method::GET, &["groups"], &[], None).await?;
+            let resp = if all {
+                api.follow_pages(resp).await?
+            } else {
+                resp
+            };
             show_list(
                 out,
                 resp,
@@ -662,10 +682,15 @@ async fn groups(api: &Api, out: OutputFormat, cmd: GroupsCommand) -> Result<()> 
                 &format!("Added {} to group {group}.", member_label(&member, id)),
             )
         }
-        GroupsCommand::Members { group } => {
+        GroupsCommand::Members { group, all } => {
             let resp = api
                 .send(Method::GET, &["groups", &group, "members"], &[], None)
                 .await?;
+            let resp = if all {
+                api.follow_pages(resp).await?
+            } else {
+                resp
+            };
             show_list(out, resp, &["ID", "TYPE", "NAME"], |m: &MemberView| {
                 vec![
                     m.id.to_string(),
@@ -1449,7 +1474,7 @@ impl Api {
         };
         let mut rows: Vec<Value> = Vec::new();
         let progress = indicatif::ProgressBar::new_spinner();
-        progress.set_message("reading the log");
+        progress.set_message("reading");
         loop {
             let next = page
                 .get("@odata.nextLink")

@@ -139,6 +139,37 @@ async fn cli_builds_a_directory_and_reads_the_logs() {
             .contains("%24skiptoken="),
         "{first_page}"
     );
+    // Directory lists page too: one user a page, every user once.
+    ok(&[
+        "users",
+        "create",
+        "user2@contoso.example",
+        "--display-name",
+        "User Two",
+    ]);
+    let paged: Value = serde_json::from_str(&ok(&[
+        "--output", "json", "users", "list", "--top", "1", "--all",
+    ]))
+    .unwrap();
+    let names: Vec<&str> = paged["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec!["user1@contoso.example", "user2@contoso.example"]
+    );
+    let one: Value =
+        serde_json::from_str(&ok(&["--output", "json", "users", "list", "--top", "1"])).unwrap();
+    assert!(
+        one["@odata.nextLink"]
+            .as_str()
+            .unwrap()
+            .starts_with("/api/v1/users?"),
+        "{one}"
+    );
     let sign_ins = ok(&["sign-ins", "--user", "user1@contoso.example"]);
     assert!(sign_ins.contains("(none)") || sign_ins.lines().count() >= 1);
     let _ = server;
