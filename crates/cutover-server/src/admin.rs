@@ -1283,30 +1283,38 @@ async fn list_sign_ins(
         top: top_of(&q)?,
     };
     let records = state.store.list_sign_ins(&filter).await?;
-    let last = records.last().map(|r| Cursor {
-        created_at: r.created_at,
-        id: r.id,
-    });
-    let next = next_link(
+    Ok(Json(log_page(
         "/auditLogs/signIns",
         &q,
-        records.len(),
         filter.top,
-        last.map(Cursor::encode),
-    );
-    let value = records
-        .into_iter()
+        records,
+        |r| (r.created_at, r.id),
+    )))
+}
+
+/// One page of a time-ordered log as JSON rows with `createdDateTime`, and the link to the
+/// next page when this one was full.
+fn log_page<T: serde::Serialize>(
+    path: &str,
+    q: &HashMap<String, String>,
+    top: u32,
+    rows: Vec<T>,
+    position: impl Fn(&T) -> (Timestamp, Uuid),
+) -> proto::ListResponse<Value> {
+    let last = rows.last().map(|r| {
+        let (created_at, id) = position(r);
+        Cursor { created_at, id }.encode()
+    });
+    let next_link = next_link(path, q, rows.len(), top, last);
+    let value = rows
+        .iter()
         .map(|r| {
-            let created = rfc3339(r.created_at);
             let mut v = json!(r);
-            v["createdDateTime"] = json!(created);
+            v["createdDateTime"] = json!(rfc3339(position(r).0));
             v
         })
         .collect();
-    Ok(Json(proto::ListResponse {
-        value,
-        next_link: next,
-    }))
+    proto::ListResponse { value, next_link }
 }
 
 async fn list_audits(
@@ -1324,30 +1332,13 @@ async fn list_audits(
         top: top_of(&q)?,
     };
     let events = state.store.list_audit_events(&filter).await?;
-    let last = events.last().map(|a| Cursor {
-        created_at: a.created_at,
-        id: a.id,
-    });
-    let next = next_link(
+    Ok(Json(log_page(
         "/auditLogs/directoryAudits",
         &q,
-        events.len(),
         filter.top,
-        last.map(Cursor::encode),
-    );
-    let value = events
-        .into_iter()
-        .map(|a| {
-            let created = rfc3339(a.created_at);
-            let mut v = json!(a);
-            v["createdDateTime"] = json!(created);
-            v
-        })
-        .collect();
-    Ok(Json(proto::ListResponse {
-        value,
-        next_link: next,
-    }))
+        events,
+        |a| (a.created_at, a.id),
+    )))
 }
 
 fn key_views(state: &AppState) -> Vec<proto::SigningKeyView> {

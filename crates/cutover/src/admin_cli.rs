@@ -401,20 +401,9 @@ pub struct CreateAppArgs {
     pub app_roles: Vec<String>,
 }
 
+/// The time window and paging options both logs share.
 #[derive(Args, Debug)]
-pub struct SignInsArgs {
-    /// Only sign-ins with this user principal name (as typed).
-    #[arg(long, value_name = "UPN")]
-    pub user: Option<String>,
-    /// Only sign-ins to this application (its client id).
-    #[arg(long, value_name = "CLIENT_ID")]
-    pub app: Option<String>,
-    /// Only sign-ins with this result.
-    #[arg(long, value_name = "RESULT", value_parser = ["success", "failure", "interrupted"])]
-    pub result: Option<String>,
-    /// Only sign-ins routed this way.
-    #[arg(long, value_name = "ROUTE", value_parser = ["managed", "federated"])]
-    pub route: Option<String>,
+pub struct LogWindow {
     /// Only records from this time on: a duration back from now (48h, 30m, 7d, 90s, 1h30m) or
     /// an RFC 3339 timestamp (2024-05-01T00:00:00Z).
     #[arg(long, value_name = "DURATION|RFC3339", value_parser = time_arg)]
@@ -431,6 +420,34 @@ pub struct SignInsArgs {
     pub all: bool,
 }
 
+impl LogWindow {
+    fn query(&self) -> [(&'static str, Option<String>); 3] {
+        [
+            ("since", self.since.clone()),
+            ("until", self.until.clone()),
+            ("$top", self.top.map(|n| n.to_string())),
+        ]
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct SignInsArgs {
+    /// Only sign-ins with this user principal name (as typed).
+    #[arg(long, value_name = "UPN")]
+    pub user: Option<String>,
+    /// Only sign-ins to this application (its client id).
+    #[arg(long, value_name = "CLIENT_ID")]
+    pub app: Option<String>,
+    /// Only sign-ins with this result.
+    #[arg(long, value_name = "RESULT", value_parser = ["success", "failure", "interrupted"])]
+    pub result: Option<String>,
+    /// Only sign-ins routed this way.
+    #[arg(long, value_name = "ROUTE", value_parser = ["managed", "federated"])]
+    pub route: Option<String>,
+    #[command(flatten)]
+    pub window: LogWindow,
+}
+
 #[derive(Args, Debug)]
 pub struct AuditArgs {
     /// Only changes made by this actor: `app:<clientId>` for an API client, `system` for
@@ -443,20 +460,8 @@ pub struct AuditArgs {
     /// Only changes to the object with this id.
     #[arg(long, value_name = "ID")]
     pub target: Option<String>,
-    /// Only records from this time on: a duration back from now (48h, 30m, 7d, 90s, 1h30m) or
-    /// an RFC 3339 timestamp (2024-05-01T00:00:00Z).
-    #[arg(long, value_name = "DURATION|RFC3339", value_parser = time_arg)]
-    pub since: Option<String>,
-    /// Only records before this time: an RFC 3339 timestamp or a duration back from now.
-    #[arg(long, value_name = "RFC3339", value_parser = time_arg)]
-    pub until: Option<String>,
-    /// Return at most N records (per page with --all).
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub top: Option<u32>,
-    /// Follow the log page by page to its end (at most MAX_EXPORT_ROWS records); with
-    /// `--output jsonl` this exports the whole time window.
-    #[arg(long)]
-    pub all: bool,
+    #[command(flatten)]
+    pub window: LogWindow,
 }
 
 #[derive(Subcommand, Debug)]
@@ -785,24 +790,31 @@ async fn apps(api: &Api, out: OutputFormat, cmd: AppsCommand) -> Result<()> {
     }
 }
 
+/// Read a log with `filters` within `window`, following every page when `--all` is given.
+async fn read_log(
+    api: &Api,
+    segments: &[&str],
+    filters: Vec<(&'static str, Option<String>)>,
+    window: &LogWindow,
+) -> Result<Option<Value>> {
+    let mut query = filters;
+    query.extend(window.query());
+    let resp = api.send(Method::GET, segments, &query, None).await?;
+    if window.all {
+        api.follow_pages(resp).await
+    } else {
+        Ok(resp)
+    }
+}
+
 async fn sign_ins(api: &Api, out: OutputFormat, a: SignInsArgs) -> Result<()> {
-    let query = [
+    let filters = vec![
         ("userPrincipalName", a.user),
         ("clientId", a.app),
         ("result", a.result),
         ("route", a.route),
-        ("since", a.since),
-        ("until", a.until),
-        ("$top", a.top.map(|n| n.to_string())),
     ];
-    let resp = api
-        .send(Method::GET, &["auditLogs", "signIns"], &query, None)
-        .await?;
-    let resp = if a.all {
-        api.follow_pages(resp).await?
-    } else {
-        resp
-    };
+    let resp = read_log(api, &["auditLogs", "signIns"], filters, &a.window).await?;
     show_list(
         out,
         resp,
@@ -814,22 +826,12 @@ async fn sign_ins(api: &Api, out: OutputFormat, a: SignInsArgs) -> Result<()> {
 }
 
 async fn audit(api: &Api, out: OutputFormat, a: AuditArgs) -> Result<()> {
-    let query = [
+    let filters = vec![
         ("actor", a.actor),
         ("action", a.action),
         ("targetId", a.target),
-        ("since", a.since),
-        ("until", a.until),
-        ("$top", a.top.map(|n| n.to_string())),
     ];
-    let resp = api
-        .send(Method::GET, &["auditLogs", "directoryAudits"], &query, None)
-        .await?;
-    let resp = if a.all {
-        api.follow_pages(resp).await?
-    } else {
-        resp
-    };
+    let resp = read_log(api, &["auditLogs", "directoryAudits"], filters, &a.window).await?;
     show_list(out, resp, &["TIME", "ACTOR", "ACTION", "TARGET"], audit_row)
 }
 
@@ -2351,7 +2353,7 @@ mod tests {
         let AdminCommand::SignIns(s) = a.command else {
             panic!()
         };
-        assert!(s.since.is_some_and(|t| is_rfc3339(&t)));
+        assert!(s.window.since.is_some_and(|t| is_rfc3339(&t)));
         let e = parse(&["audit", "--since", "2 days"]).unwrap_err();
         assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }

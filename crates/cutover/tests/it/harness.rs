@@ -479,3 +479,8 @@ pub async fn signed_in_browser(
     let back = sign_in(&http, base, &url, &f.upn, &f.password, None).await;
     (http, verifier, challenge, back)
 }
+
+/// GET `url` without following redirects and return where it points.
+pub async fn redirect_of(http: &reqwest::Client, url: String) -> String {
+    location(&http.get(url).send().await.unwrap())
+}

@@ -119,19 +119,19 @@ async fn two_nodes_share_users_sessions_and_codes() {
     let (status, _) = redeem(&a.base, &f, &code, &verifier).await;
     assert_eq!(status, 400);
     // The session cookie set by B is honoured by A.
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &a.base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("prompt", "none")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
-        query_param(&location(&res), "code").is_some(),
+        query_param(&back, "code").is_some(),
         "SSO works across nodes"
     );
     // Both nodes see the same sign-in log.

@@ -324,62 +324,62 @@ async fn negative_cases_are_refused_in_rfc_vocabulary() {
     );
     assert_eq!(query_param(&back, "state").as_deref(), Some("st-123"));
     // prompt=none with the session: a code, no page.
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("prompt", "none")],
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(query_param(&location(&res), "code").is_some());
+        ),
+    )
+    .await;
+    assert!(query_param(&back, "code").is_some());
     // A login_hint naming another account is not answered from this user's session.
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("login_hint", "someone.else@contoso.example")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
-        location(&res).starts_with("/login?t="),
+        back.starts_with("/login?t="),
         "another account's hint shows the pages"
     );
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("login_hint", "USER1@contoso.example")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
-        query_param(&location(&res), "code").is_some(),
+        query_param(&back, "code").is_some(),
         "the session user's own hint is answered"
     );
     // prompt=login shows the pages even with a session.
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("prompt", "login")],
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(location(&res).starts_with("/login?t="));
+        ),
+    )
+    .await;
+    assert!(back.starts_with("/login?t="));
     // PKCE: plain is refused, a repeated parameter is refused, errors go back with state.
     let plain = auth_url(&base, &f.client_id, REDIRECT, &challenge, &[])
         .replace("code_challenge_method=S256", "code_challenge_method=plain");
@@ -593,19 +593,19 @@ async fn end_session_clears_the_session_and_returns_only_to_registered_uris() {
     assert_eq!(res.status(), 303);
     assert_eq!(location(&res), "http://127.0.0.1:9/signed-out?state=bye");
     // The session is gone: prompt=none now fails.
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("prompt", "none")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(
-        query_param(&location(&res), "error").as_deref(),
+        query_param(&back, "error").as_deref(),
         Some("login_required")
     );
 

@@ -27,12 +27,12 @@ async fn codes_expire_at_their_edge() {
     assert_eq!(status, 200, "a code is good one second before it expires");
 
     let (verifier, challenge) = pkce();
-    let res = http
-        .get(auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let code = query_param(&location(&res), "code").unwrap();
+    let back = redirect_of(
+        &http,
+        auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
+    )
+    .await;
+    let code = query_param(&back, "code").unwrap();
     srv.clock.advance_secs(AUTH_CODE_TTL_SECS);
     let (status, body) = redeem(&srv.base, &f, &code, &verifier).await;
     assert_eq!(
@@ -49,12 +49,12 @@ async fn sign_in_pages_expire() {
     let f = seed(&admin, REDIRECT).await;
     let http = browser();
     let (_, challenge) = pkce();
-    let res = http
-        .get(auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let login = location(&res);
+    let back = redirect_of(
+        &http,
+        auth_url(&srv.base, &f.client_id, REDIRECT, &challenge, &[]),
+    )
+    .await;
+    let login = back;
     let html = http
         .get(format!("{}{login}", srv.base))
         .send()
@@ -94,36 +94,33 @@ async fn sessions_honour_max_age_and_expire() {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
 
     srv.clock.advance_secs(120);
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &srv.base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("max_age", "120")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert!(
-        query_param(&location(&res), "code").is_some(),
+        query_param(&back, "code").is_some(),
         "a session exactly max_age old is reused"
     );
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &srv.base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("max_age", "119")],
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        location(&res).starts_with("/login?t="),
-        "an older session asks again"
-    );
+        ),
+    )
+    .await;
+    assert!(back.starts_with("/login?t="), "an older session asks again");
 
     let userinfo = |token: String| {
         let base = srv.base.clone();
@@ -143,19 +140,19 @@ async fn sessions_honour_max_age_and_expire() {
     assert_eq!(userinfo(access).await, 401, "access tokens expire");
 
     srv.clock.advance_secs(SSO_SESSION_TTL_SECS);
-    let res = http
-        .get(auth_url(
+    let back = redirect_of(
+        &http,
+        auth_url(
             &srv.base,
             &f.client_id,
             REDIRECT,
             &challenge,
             &[("prompt", "none")],
-        ))
-        .send()
-        .await
-        .unwrap();
+        ),
+    )
+    .await;
     assert_eq!(
-        query_param(&location(&res), "error").as_deref(),
+        query_param(&back, "error").as_deref(),
         Some("login_required"),
         "SSO sessions expire"
     );
