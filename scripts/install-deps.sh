@@ -7,6 +7,7 @@
 #   PostgreSQL server  -> /usr/lib/postgresql/<ver>/bin/{initdb,pg_ctl,postgres}
 #   Chromium           -> /usr/bin/chromium   (Debian's build; never a downloaded one)
 #   Node.js + npm      -> only if `node` / `npm` are missing
+#   OpenLDAP           -> /usr/sbin/slapd, ldapadd etc. (slapd, ldap-utils; for scripts/slapd-start.sh)
 #   curl, ca-certificates
 #   e2e/node_modules   -> playwright-core, from e2e/package-lock.json
 #
@@ -21,11 +22,16 @@ log() { printf '[install-deps] %s\n' "$*" >&2; }
 
 have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; }
 have_chromium() { [ -x /usr/bin/chromium ]; }
+have_slapd() { [ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ] && [ -x /usr/sbin/slappasswd ]; }
+have_ldap_utils() { command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; }
 
 # --- work out which Debian packages are missing -----------------------------------------
 missing=()
 have_postgres || missing+=(postgresql)
 have_chromium || missing+=(chromium)
+# (slapd's own default instance is never used: scripts/slapd-start.sh runs throwaway ones)
+have_slapd || missing+=(slapd)
+have_ldap_utils || missing+=(ldap-utils)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
@@ -62,6 +68,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
 
   have_postgres || { log "PostgreSQL server binaries still missing under /usr/lib/postgresql/*/bin"; exit 1; }
   have_chromium || { log "/usr/bin/chromium still missing"; exit 1; }
+  have_slapd || { log "/usr/sbin/slapd (slapadd, slappasswd) still missing"; exit 1; }
+  have_ldap_utils || { log "ldapadd / ldapsearch still missing"; exit 1; }
   command -v node >/dev/null 2>&1 || { log "node still missing"; exit 1; }
   command -v npm >/dev/null 2>&1 || { log "npm still missing"; exit 1; }
 fi

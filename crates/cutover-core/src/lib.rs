@@ -16,6 +16,7 @@ pub mod routing;
 pub mod secret;
 pub mod session;
 pub mod signin_log;
+pub mod sync;
 pub mod time;
 pub mod token;
 

@@ -262,8 +262,11 @@ pub struct Application {
 pub const ADMIN_APP_ROLE: &str = "Directory.ReadWrite.All";
 /// The role that lets an application (a Prometheus scraper) read `/metrics` and nothing else.
 pub const METRICS_APP_ROLE: &str = "Metrics.Read";
+/// The role that lets an application act as a sync server (`/sync/v1`: read synced state,
+/// export, report). Give each sync server its own application.
+pub const SYNC_APP_ROLE: &str = "Directory.Sync";
 /// Every application role Cutover knows.
-pub const APP_ROLES: &[&str] = &[ADMIN_APP_ROLE, METRICS_APP_ROLE];
+pub const APP_ROLES: &[&str] = &[ADMIN_APP_ROLE, METRICS_APP_ROLE, SYNC_APP_ROLE];
 
 impl Application {
     pub fn allows_grant(&self, grant: GrantType) -> bool {

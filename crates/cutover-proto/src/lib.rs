@@ -351,3 +351,178 @@ mod tests {
         assert!(!format!("{p:?}").contains("hunter2"));
     }
 }
+
+/// The sync API (`/sync/v1`), spoken between `cutover sync` and the server, and the admin
+/// API's view of sync servers (`/api/v1/sync/servers`).
+pub mod sync {
+    use cutover_core::sync::lease::Lease;
+    use cutover_core::sync::plan::{
+        DeleteGate, ObjectProblem, PlanSummary, PlannedChange, SyncedGroupState, SyncedUserState,
+    };
+    use cutover_core::sync::{ExportResult, SyncOp, Watermark};
+    use serde::{Deserialize, Serialize};
+
+    /// The version segment of the sync API's path. A sync server of another major version is
+    /// refused with a message saying which.
+    pub const SYNC_API_VERSION: &str = "v1";
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct RegisterSyncServer {
+        pub host: String,
+        pub version: String,
+        /// Configured `staging = true`: never exports until promoted.
+        pub staging: bool,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum SyncRole {
+        /// Holds the export lease.
+        Active,
+        /// Imports and computes; exports nothing.
+        Staging,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SyncServerView {
+        pub name: String,
+        pub role: SyncRole,
+        pub host: String,
+        pub version: String,
+        pub registered_at: String,
+        pub last_seen_at: String,
+        pub last_run: Option<RunReport>,
+        /// Set when the last run stopped for a person to look (the delete threshold).
+        pub alert: Option<String>,
+        pub pending_changes: Option<u64>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RegisterResponse {
+        pub server: SyncServerView,
+        pub lease: Lease,
+        /// Where this server's delta import starts (absent: run a full import).
+        pub watermark: Option<Watermark>,
+    }
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct PromoteRequest {
+        /// Take the lease even though another server holds it (what `cutover sync promote`
+        /// does). Without it, only a free lease (or one this server holds) is taken.
+        #[serde(default)]
+        pub force: bool,
+    }
+
+    /// `GET /sync/v1/snapshot`: what the planner needs besides the objects.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SnapshotMeta {
+        pub domains: Vec<String>,
+        pub cloud_upns: Vec<String>,
+        pub lease: Lease,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SyncedUsersPage {
+        pub value: Vec<SyncedUserState>,
+        /// Pass as `after` for the next page; absent on the last page.
+        pub next: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct SyncedGroupsPage {
+        pub value: Vec<SyncedGroupState>,
+        pub next: Option<String>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct ExportBatchRequest {
+        pub epoch: u64,
+        /// Unique per batch; a retried batch id is answered from the first application.
+        pub batch_id: String,
+        pub ops: Vec<SyncOp>,
+        /// Sent with the run's last batch: stored in the same transaction.
+        #[serde(default)]
+        pub watermark: Option<Watermark>,
+        /// The run exports more deletions than the threshold because an operator allowed it
+        /// (`--allow-deletes N`); audited.
+        #[serde(default)]
+        pub allow_deletes: Option<u32>,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ExportBatchResponse {
+        pub result: ExportResult,
+        /// The batch id had been applied before; nothing was written now.
+        pub duplicate: bool,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum RunKind {
+        Full,
+        Delta,
+        Passwords,
+    }
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum RunOutcome {
+        /// Exported everything planned (or, on a staging server, computed it).
+        Success,
+        /// Exported, with per-object errors.
+        CompletedWithErrors,
+        /// Exported nothing: more deletions than the threshold.
+        DeleteThresholdExceeded,
+        /// Another server was promoted; this one stopped exporting.
+        Demoted,
+        /// The run failed (directory or Cutover unreachable, …); nothing more was exported.
+        Failed,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct RunReport {
+        pub run_id: String,
+        pub kind: RunKind,
+        pub staging: bool,
+        pub started_at: String,
+        pub finished_at: String,
+        pub outcome: RunOutcome,
+        pub message: Option<String>,
+        pub summary: PlanSummary,
+        pub exported: ExportResult,
+        pub gate: DeleteGate,
+    }
+
+    /// What a server would export (staging), or did not export (a run stopped by the delete
+    /// threshold): per object Add / Update / Delete and per attribute old → new.
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct PendingExports {
+        pub server: String,
+        pub computed_at: String,
+        pub kind: RunKind,
+        pub summary: PlanSummary,
+        pub gate: DeleteGate,
+        pub changes: Vec<PlannedChange>,
+        pub problems: Vec<ObjectProblem>,
+        /// Changes and problems beyond the stored limit were left out of this copy.
+        pub truncated: bool,
+    }
+
+    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[serde(rename_all = "camelCase", deny_unknown_fields)]
+    pub struct ReportRequest {
+        pub report: RunReport,
+        pub pending: PendingExports,
+    }
+}

@@ -67,7 +67,7 @@ impl Admin {
 
 /// Check that the request carries an application token (client credentials) whose
 /// application still exists and holds one of `roles`; returns its client id.
-async fn application_with_role(
+pub(crate) async fn application_with_role(
     headers: &axum::http::HeaderMap,
     state: &AppState,
     roles: &[&str],
@@ -475,7 +475,7 @@ fn user_view(r: &UserRecord) -> proto::UserView {
         source: u.source.as_str().into(),
         immutable_id: u.immutable_id.clone(),
         break_glass: u.break_glass,
-        has_password: Some(r.password_hash.is_some()),
+        has_password: Some(r.password_hash.is_some() || r.synced_password.is_some()),
         created_date_time: rfc3339(u.created_at),
         updated_date_time: rfc3339(u.updated_at),
     }
@@ -541,6 +541,8 @@ async fn list_users(
             let mut v = user_view(&UserRecord {
                 user: u,
                 password_hash: None,
+                synced_password: None,
+                password_changed_at: None,
             });
             // Lists never read password hashes, so they cannot say.
             v.has_password = None;
@@ -630,6 +632,8 @@ async fn create_user(
     let record = UserRecord {
         user,
         password_hash,
+        synced_password: None,
+        password_changed_at: None,
     };
     let view = user_view(&record);
     let a = audit(
@@ -696,6 +700,8 @@ async fn update_user(
     let after_record = UserRecord {
         user: u.clone(),
         password_hash: new_hash.clone().or(current.password_hash.clone()),
+        synced_password: current.synced_password.clone(),
+        password_changed_at: current.password_changed_at,
     };
     let after = user_view(&after_record);
     let mut after_json = json!(after);

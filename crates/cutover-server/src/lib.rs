@@ -29,6 +29,7 @@ pub mod oidc;
 pub mod openapi;
 pub mod pages;
 pub mod signin;
+pub mod sync;
 pub mod tls;
 
 use clock::Clock;
@@ -221,6 +222,33 @@ impl AppState {
             .unwrap_or(false);
         ok && real
     }
+
+    /// Check a password against a synced password hash (SPEC §5.2): recompute the on-prem hash
+    /// from the typed password and compare wraps. A dummy argon2 verification runs as well, so
+    /// a synced account answers in the same time as a cloud account or an unknown name.
+    pub async fn verify_synced_password(
+        &self,
+        password: cutover_core::Secret,
+        wrap: cutover_core::sync::WrappedHash,
+    ) -> bool {
+        let Ok(_slot) = self.hash_slots.acquire().await else {
+            return false;
+        };
+        let dummy = self.dummy_hash.clone();
+        tokio::task::spawn_blocking(move || {
+            let ok = match cutover_pwhash::verify(password.expose(), &wrap) {
+                Ok(ok) => ok,
+                Err(e) => {
+                    tracing::error!(error = %e, "a synced password hash cannot be evaluated; the next hash sync replaces it");
+                    false
+                }
+            };
+            let _ = crypto::verify_password(&password, &dummy);
+            ok
+        })
+        .await
+        .unwrap_or(false)
+    }
 }
 
 /// Per-request facts every handler may log: correlation id, client IP, User-Agent.
@@ -298,14 +326,21 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(oidc::routes())
         .merge(signin::routes())
-        .nest("/api/v1", admin::routes())
+        .nest("/api/v1", admin::routes().merge(sync::admin_routes()))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(admin::metrics))
-        .fallback(error::not_found)
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             cutover_core::limits::MAX_BODY_BYTES,
         ))
+        // The sync API moves export batches and reports: its own, larger body limit.
+        .nest(
+            "/sync/v1",
+            sync::routes().layer(tower_http::limit::RequestBodyLimitLayer::new(
+                sync::MAX_SYNC_BODY_BYTES,
+            )),
+        )
+        .fallback(error::not_found)
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             error::panic_response,
         ))

@@ -545,20 +545,34 @@ async fn password_post(
     let domain = state.store.get_domain(upn.domain().as_str()).await?;
     let record_user = state.store.get_user_by_upn(&upn.normalized()).await?;
     let user = record_user.as_ref().map(|r| &r.user);
+    // A synced user signs in with the password hash sync brought (SPEC §5.2); a cloud user
+    // with the argon2 hash set in Cutover.
+    let synced_wrap = record_user
+        .as_ref()
+        .filter(|r| r.user.source == cutover_core::Source::Synced)
+        .and_then(|r| {
+            r.synced_password.as_deref().and_then(|s| {
+                crate::sync::open_wrap(&state, r.user.immutable_id.as_deref().unwrap_or(""), s)
+            })
+        });
     let hash = record_user.as_ref().and_then(|r| r.password_hash.clone());
-    let has_password = hash.is_some();
+    let has_password = synced_wrap.is_some() || hash.is_some();
 
     // Always spend one hash verification, so timing does not tell whether the account exists.
-    let matches = if password.is_empty() || password.len() > MAX_PASSWORD_LEN {
-        false
-    } else {
-        state.verify_password(password, hash).await
+    let usable = !password.is_empty() && password.len() <= MAX_PASSWORD_LEN;
+    let synced_credential = synced_wrap.is_some();
+    let matches = match synced_wrap {
+        Some(wrap) if usable => state.verify_synced_password(password, wrap).await,
+        _ if usable => state.verify_password(password, hash).await,
+        _ => false,
     };
+
     let outcome = signin_log::judge_password(domain.is_some(), user, has_password, Some(matches));
 
     let mut record = record_for_txn(&state, &ctx, &txn);
     record.user_id = user.map(|u| u.id);
-    record.authentication_methods = vec!["password".into()];
+    // The sign-in log names the credential: a synced password or one set in Cutover.
+    record.authentication_methods = vec![if synced_credential { "passwordHashSync" } else { "password" }.into()];
     let csrf = csrf_token(&state, &txn_id, &bb);
     match outcome {
         PasswordOutcome::Failure(reason) => {

@@ -50,6 +50,8 @@ fn user(upn: &str) -> UserRecord {
             updated_at: T0,
         },
         password_hash: Some("$argon2id$fake".into()),
+        synced_password: None,
+        password_changed_at: None,
     }
 }
 

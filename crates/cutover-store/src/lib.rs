@@ -7,6 +7,9 @@
 
 use async_trait::async_trait;
 use cutover_core::signin_log::SignInRecord;
+use cutover_core::sync::lease::{FenceError, Lease};
+use cutover_core::sync::plan::SyncedGroupState;
+use cutover_core::sync::{SyncOp, UserImage};
 use cutover_core::{Application, Domain, Group, MemberRef, Timestamp, User};
 use serde_json::Value;
 use uuid::Uuid;
@@ -156,7 +159,12 @@ pub enum RefreshRotation {
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserRecord {
     pub user: User,
+    /// Cloud password (argon2id PHC string).
     pub password_hash: Option<String>,
+    /// Synced password: the sealed wrap of the on-prem hash (SPEC §5.2).
+    pub synced_password: Option<String>,
+    /// When the password (cloud or synced) last changed.
+    pub password_changed_at: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for UserRecord {
@@ -164,6 +172,8 @@ impl std::fmt::Debug for UserRecord {
         f.debug_struct("UserRecord")
             .field("user", &self.user)
             .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
+            .field("synced_password", &self.synced_password.as_ref().map(|_| "***"))
+            .field("password_changed_at", &self.password_changed_at)
             .finish()
     }
 }
@@ -369,6 +379,110 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete expired transactions, sessions, codes and refresh tokens; returns rows removed.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
+
+    // Directory sync (SPEC §5.1).
+    async fn sync_lease(&self) -> StoreResult<Lease>;
+    /// Record (or refresh) a sync server's registration; returns its record.
+    async fn register_sync_server(&self, reg: &SyncServerRegistration) -> StoreResult<SyncServerRecord>;
+    async fn list_sync_servers(&self) -> StoreResult<Vec<SyncServerRecord>>;
+    async fn get_sync_server(&self, name: &str) -> StoreResult<Option<SyncServerRecord>>;
+    /// `server` takes the export lease ([`cutover_core::sync::lease::promote`]) — only if the
+    /// lease is held by nobody, by `server` itself, or `force` is set (an explicit promote).
+    /// Returns the new lease, or the fence error that refused it.
+    async fn take_sync_lease(
+        &self,
+        server: &str,
+        force: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<Lease, FenceError>>;
+    /// The holder gives the lease up.
+    async fn release_sync_lease(&self, server: &str, audit: &AuditEvent) -> StoreResult<Result<Lease, FenceError>>;
+    /// Apply one export batch in one transaction, fenced by the lease: nothing is written unless
+    /// `batch.epoch` is current and `batch.server` holds the lease. A batch id already applied
+    /// returns the first result again without writing.
+    async fn apply_sync_batch(&self, batch: &SyncBatchWrite) -> StoreResult<SyncBatchOutcome>;
+    /// Store a sync server's run report, pending exports and alert (not fenced: staging
+    /// servers report too).
+    async fn put_sync_report(
+        &self,
+        server: &str,
+        report: &Value,
+        pending: &Value,
+        alert: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    /// Synced users with anchor greater than `after`, by anchor, at most `limit`.
+    async fn synced_users(&self, after: &str, limit: u32) -> StoreResult<Vec<SyncedUserRow>>;
+    async fn synced_groups(&self, after: &str, limit: u32) -> StoreResult<Vec<SyncedGroupState>>;
+    /// Normalized UPNs of cloud-only users.
+    async fn cloud_upns(&self) -> StoreResult<Vec<String>>;
+}
+
+/// A sync server announcing itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncServerRegistration {
+    pub name: String,
+    pub host: String,
+    pub version: String,
+    pub staging: bool,
+    pub now: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncServerRecord {
+    pub name: String,
+    pub host: String,
+    pub version: String,
+    pub staging: bool,
+    pub registered_at: Timestamp,
+    pub last_seen_at: Timestamp,
+    pub watermark: Option<String>,
+    pub last_report: Option<Value>,
+    pub pending: Option<Value>,
+    pub alert: Option<String>,
+}
+
+/// One export batch, ready to write. `sealed_passwords[i]` is the sealed wrap for `ops[i]` when
+/// that op is `SetPasswordHash` (the store never sees a wrap in the clear).
+#[derive(Debug, Clone)]
+pub struct SyncBatchWrite {
+    pub server: String,
+    pub epoch: u64,
+    pub batch_id: String,
+    pub ops: Vec<SyncOp>,
+    pub sealed_passwords: Vec<Option<String>>,
+    /// Written with the batch (the run's last batch carries it).
+    pub watermark: Option<String>,
+    pub now: Timestamp,
+    pub audit: AuditEvent,
+}
+
+pub use cutover_core::sync::{ExportResult as SyncBatchResult, RejectedOp as RejectedSyncOp};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncBatchOutcome {
+    Applied(SyncBatchResult),
+    /// The batch id was applied before; this is its result, nothing was written now.
+    Duplicate(SyncBatchResult),
+    Fenced(FenceError),
+}
+
+/// A synced user as the snapshot returns it; the password stays sealed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SyncedUserRow {
+    pub image: UserImage,
+    pub manager_anchor: Option<String>,
+    pub sealed_password: Option<String>,
+}
+
+impl std::fmt::Debug for SyncedUserRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SyncedUserRow")
+            .field("image", &self.image)
+            .field("manager_anchor", &self.manager_anchor)
+            .field("sealed_password", &self.sealed_password.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 #[cfg(test)]

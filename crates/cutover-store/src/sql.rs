@@ -11,6 +11,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_core::signin_log::SignInRecord;
+use cutover_core::sync::lease::{FenceError, Lease};
+use cutover_core::sync::plan::SyncedGroupState;
+use cutover_core::sync::{GroupImage, SyncOp, UserImage};
 use cutover_core::{
     Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, GrantType,
     Group, MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User,
@@ -264,6 +267,11 @@ macro_rules! sql_store {
                         updated_at: Timestamp(row.try_get("updated_at").map_err(map_err)?),
                     },
                     password_hash: row.try_get("password_hash").map_err(map_err)?,
+                    synced_password: row.try_get("synced_password").map_err(map_err)?,
+                    password_changed_at: row
+                        .try_get::<Option<i64>, _>("password_changed_at")
+                        .map_err(map_err)?
+                        .map(Timestamp),
                 })
             }
 
@@ -1255,9 +1263,593 @@ macro_rules! sql_store {
                     .rows_affected();
                 Ok(removed)
             }
+
+            async fn sync_lease(&self) -> StoreResult<Lease> {
+                let row = sqlx::query("SELECT epoch, holder FROM sync_lease WHERE id = 1")
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                lease_from(row.try_get("epoch").map_err(map_err)?, row.try_get("holder").map_err(map_err)?)
+            }
+
+            async fn register_sync_server(&self, reg: &SyncServerRegistration) -> StoreResult<SyncServerRecord> {
+                sqlx::query(
+                    "INSERT INTO sync_servers (name, host, version, staging, registered_at, last_seen_at)
+                     VALUES ($1, $2, $3, $4, $5, $5)
+                     ON CONFLICT (name) DO UPDATE SET host = excluded.host, version = excluded.version,
+                        staging = excluded.staging, last_seen_at = excluded.last_seen_at",
+                )
+                .bind(&reg.name)
+                .bind(&reg.host)
+                .bind(&reg.version)
+                .bind(reg.staging)
+                .bind(reg.now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                self.get_sync_server(&reg.name).await?.ok_or(StoreError::NotFound)
+            }
+
+            async fn list_sync_servers(&self) -> StoreResult<Vec<SyncServerRecord>> {
+                let rows = sqlx::query("SELECT * FROM sync_servers ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::sync_server_from).collect()
+            }
+
+            async fn get_sync_server(&self, name: &str) -> StoreResult<Option<SyncServerRecord>> {
+                let row = sqlx::query("SELECT * FROM sync_servers WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::sync_server_from).transpose()
+            }
+
+            async fn take_sync_lease(&self, server: &str, force: bool, audit: &AuditEvent) -> StoreResult<Result<Lease, FenceError>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let lease = Self::lock_lease(&mut tx).await?;
+                if let Some(holder) = &lease.holder {
+                    if holder != server && !force {
+                        return Ok(Err(FenceError::NotHolder { holder: holder.clone() }));
+                    }
+                }
+                let next = cutover_core::sync::lease::promote(&lease, server);
+                Self::write_lease(&mut tx, &next, audit.created_at).await?;
+                sqlx::query("UPDATE sync_servers SET staging = (name <> $1)")
+                    .bind(server)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut audit = audit.clone();
+                audit.before = Some(serde_json::to_value(&lease).unwrap_or_default());
+                audit.after = Some(serde_json::to_value(&next).unwrap_or_default());
+                Self::write_audit(&mut tx, &audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(next))
+            }
+
+            async fn release_sync_lease(&self, server: &str, audit: &AuditEvent) -> StoreResult<Result<Lease, FenceError>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let lease = Self::lock_lease(&mut tx).await?;
+                let next = match cutover_core::sync::lease::demote(&lease, server) {
+                    Ok(n) => n,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Self::write_lease(&mut tx, &next, audit.created_at).await?;
+                sqlx::query("UPDATE sync_servers SET staging = TRUE WHERE name = $1")
+                    .bind(server)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut audit = audit.clone();
+                audit.before = Some(serde_json::to_value(&lease).unwrap_or_default());
+                audit.after = Some(serde_json::to_value(&next).unwrap_or_default());
+                Self::write_audit(&mut tx, &audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(next))
+            }
+
+            async fn apply_sync_batch(&self, batch: &SyncBatchWrite) -> StoreResult<SyncBatchOutcome> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Lock the lease row first: a concurrent promote waits for this batch (or this
+                // batch sees the new epoch and writes nothing).
+                let lease = Self::lock_lease(&mut tx).await?;
+                if let Err(e) = cutover_core::sync::lease::check_fence(&lease, &batch.server, batch.epoch) {
+                    return Ok(SyncBatchOutcome::Fenced(e));
+                }
+                let seen = sqlx::query("SELECT result FROM sync_batches WHERE server = $1 AND batch_id = $2")
+                    .bind(&batch.server)
+                    .bind(&batch.batch_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if let Some(row) = seen {
+                    let raw: String = row.try_get("result").map_err(map_err)?;
+                    let result = serde_json::from_str(&raw).map_err(|e| corrupt("sync batch result", e))?;
+                    return Ok(SyncBatchOutcome::Duplicate(result));
+                }
+                let now = batch.now.millis();
+                let mut result = SyncBatchResult::default();
+                for (i, op) in batch.ops.iter().enumerate() {
+                    let sealed = batch.sealed_passwords.get(i).cloned().flatten();
+                    if let Some(reason) = Self::apply_sync_op(&mut tx, op, sealed, now, &mut result).await? {
+                        result.rejected.push(RejectedSyncOp {
+                            anchor: op.anchor().to_owned(),
+                            op: op_name(op).to_owned(),
+                            reason,
+                        });
+                    }
+                }
+                if let Some(w) = &batch.watermark {
+                    sqlx::query("UPDATE sync_servers SET watermark = $1 WHERE name = $2")
+                        .bind(w)
+                        .bind(&batch.server)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                let result_json = serde_json::to_string(&result).map_err(|e| corrupt("sync batch result", e))?;
+                sqlx::query("INSERT INTO sync_batches (server, batch_id, epoch, applied_at, result) VALUES ($1, $2, $3, $4, $5)")
+                    .bind(&batch.server)
+                    .bind(&batch.batch_id)
+                    .bind(batch.epoch as i64)
+                    .bind(now)
+                    .bind(&result_json)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut audit = batch.audit.clone();
+                audit.after = Some(serde_json::json!({
+                    "epoch": batch.epoch,
+                    "batchId": batch.batch_id,
+                    "ops": batch.ops.len(),
+                    "added": result.added,
+                    "updated": result.updated,
+                    "deleted": result.deleted,
+                    "passwords": result.passwords,
+                    "rejected": result.rejected.len(),
+                }));
+                Self::write_audit(&mut tx, &audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(SyncBatchOutcome::Applied(result))
+            }
+
+            async fn put_sync_report(&self, server: &str, report: &Value, pending: &Value, alert: Option<&str>, now: Timestamp) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE sync_servers SET last_report = $1, pending = $2, alert = $3, last_seen_at = $4 WHERE name = $5")
+                    .bind(report.to_string())
+                    .bind(pending.to_string())
+                    .bind(alert)
+                    .bind(now.millis())
+                    .bind(server)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn synced_users(&self, after: &str, limit: u32) -> StoreResult<Vec<SyncedUserRow>> {
+                let rows = sqlx::query(
+                    "SELECT u.immutable_id, u.upn, u.display_name, u.mail, u.department, u.account_enabled,
+                            u.synced_password, m.immutable_id AS manager_anchor
+                     FROM users u LEFT JOIN users m ON m.id = u.manager_id
+                     WHERE u.source = 'synced' AND u.immutable_id > $1
+                     ORDER BY u.immutable_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(SyncedUserRow {
+                            image: UserImage {
+                                anchor: row.try_get("immutable_id").map_err(map_err)?,
+                                user_principal_name: row.try_get("upn").map_err(map_err)?,
+                                display_name: row.try_get("display_name").map_err(map_err)?,
+                                mail: row.try_get("mail").map_err(map_err)?,
+                                department: row.try_get("department").map_err(map_err)?,
+                                account_enabled: row.try_get("account_enabled").map_err(map_err)?,
+                            },
+                            manager_anchor: row.try_get("manager_anchor").map_err(map_err)?,
+                            sealed_password: row.try_get("synced_password").map_err(map_err)?,
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn synced_groups(&self, after: &str, limit: u32) -> StoreResult<Vec<SyncedGroupState>> {
+                let rows = sqlx::query(
+                    "SELECT immutable_id, display_name, description FROM directory_groups
+                     WHERE source = 'synced' AND immutable_id > $1 ORDER BY immutable_id LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let mut groups: Vec<SyncedGroupState> = rows
+                    .iter()
+                    .map(|row| {
+                        Ok(SyncedGroupState {
+                            image: GroupImage {
+                                anchor: row.try_get("immutable_id").map_err(map_err)?,
+                                display_name: row.try_get("display_name").map_err(map_err)?,
+                                description: row.try_get("description").map_err(map_err)?,
+                            },
+                            member_anchors: Default::default(),
+                        })
+                    })
+                    .collect::<StoreResult<_>>()?;
+                let Some(last) = groups.last().map(|g| g.image.anchor.clone()) else {
+                    return Ok(groups);
+                };
+                let members = sqlx::query(
+                    "SELECT g.immutable_id AS group_anchor, u.immutable_id AS user_anchor, mg.immutable_id AS group_member_anchor
+                     FROM directory_groups g
+                     JOIN group_members gm ON gm.group_id = g.id
+                     LEFT JOIN users u ON gm.member_kind = 'user' AND u.id = gm.member_id
+                     LEFT JOIN directory_groups mg ON gm.member_kind = 'group' AND mg.id = gm.member_id
+                     WHERE g.source = 'synced' AND g.immutable_id > $1 AND g.immutable_id <= $2",
+                )
+                .bind(after)
+                .bind(&last)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let index: std::collections::HashMap<String, usize> = groups
+                    .iter()
+                    .enumerate()
+                    .map(|(i, g)| (g.image.anchor.clone(), i))
+                    .collect();
+                for row in &members {
+                    let group: String = row.try_get("group_anchor").map_err(map_err)?;
+                    let user: Option<String> = row.try_get("user_anchor").map_err(map_err)?;
+                    let sub: Option<String> = row.try_get("group_member_anchor").map_err(map_err)?;
+                    if let (Some(i), Some(m)) = (index.get(&group), user.or(sub)) {
+                        groups[*i].member_anchors.insert(m);
+                    }
+                }
+                Ok(groups)
+            }
+
+            async fn cloud_upns(&self) -> StoreResult<Vec<String>> {
+                let rows = sqlx::query("SELECT upn_normalized FROM users WHERE source = 'cloud'")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(|r| r.try_get("upn_normalized").map_err(map_err)).collect()
+            }
         }
 
         impl SqlStore<$db> {
+            fn sync_server_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SyncServerRecord> {
+                let json = |col: &str| -> StoreResult<Option<Value>> {
+                    let raw: Option<String> = row.try_get(col).map_err(map_err)?;
+                    raw.map(|r| serde_json::from_str(&r).map_err(|e| corrupt(col, e))).transpose()
+                };
+                Ok(SyncServerRecord {
+                    name: row.try_get("name").map_err(map_err)?,
+                    host: row.try_get("host").map_err(map_err)?,
+                    version: row.try_get("version").map_err(map_err)?,
+                    staging: row.try_get("staging").map_err(map_err)?,
+                    registered_at: Timestamp(row.try_get("registered_at").map_err(map_err)?),
+                    last_seen_at: Timestamp(row.try_get("last_seen_at").map_err(map_err)?),
+                    watermark: row.try_get("watermark").map_err(map_err)?,
+                    last_report: json("last_report")?,
+                    pending: json("pending")?,
+                    alert: row.try_get("alert").map_err(map_err)?,
+                })
+            }
+
+            /// Read the lease with its row locked for the rest of the transaction (a no-op
+            /// UPDATE: PostgreSQL locks the row, SQLite takes the write lock).
+            async fn lock_lease<'c>(tx: &mut sqlx::Transaction<'c, $db>) -> StoreResult<Lease> {
+                let row = sqlx::query("UPDATE sync_lease SET epoch = epoch WHERE id = 1 RETURNING epoch, holder")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                lease_from(row.try_get("epoch").map_err(map_err)?, row.try_get("holder").map_err(map_err)?)
+            }
+
+            async fn write_lease<'c>(tx: &mut sqlx::Transaction<'c, $db>, lease: &Lease, now: Timestamp) -> StoreResult<()> {
+                sqlx::query("UPDATE sync_lease SET epoch = $1, holder = $2, changed_at = $3 WHERE id = 1")
+                    .bind(lease.epoch as i64)
+                    .bind(&lease.holder)
+                    .bind(now.millis())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn id_by_anchor<'c>(tx: &mut sqlx::Transaction<'c, $db>, table: &str, anchor: &str) -> StoreResult<Option<String>> {
+                let sql = if table == "users" {
+                    "SELECT id FROM users WHERE immutable_id = $1 AND source = 'synced'"
+                } else {
+                    "SELECT id FROM directory_groups WHERE immutable_id = $1 AND source = 'synced'"
+                };
+                let row = sqlx::query(sql).bind(anchor).fetch_optional(&mut **tx).await.map_err(map_err)?;
+                row.map(|r| r.try_get("id").map_err(map_err)).transpose()
+            }
+
+            /// Apply one op inside the batch transaction. `Ok(Some(reason))`: the op was refused
+            /// (nothing of it written); the rest of the batch still applies.
+            async fn apply_sync_op<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                op: &SyncOp,
+                sealed: Option<String>,
+                now: i64,
+                result: &mut SyncBatchResult,
+            ) -> StoreResult<Option<String>> {
+                match op {
+                    SyncOp::UpsertUser(img) => {
+                        let upn = match UserPrincipalName::parse(&img.user_principal_name) {
+                            Ok(u) => u,
+                            Err(e) => return Ok(Some(format!("invalid user principal name: {e}"))),
+                        };
+                        let domain = upn.domain().as_str().to_ascii_lowercase();
+                        let known = sqlx::query("SELECT name FROM domains WHERE name = $1")
+                            .bind(&domain)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        if known.is_none() {
+                            return Ok(Some(format!("domain {domain} is not registered in Cutover")));
+                        }
+                        let taken = sqlx::query(
+                            "SELECT upn FROM users WHERE upn_normalized = $1 AND (immutable_id IS NULL OR immutable_id <> $2)",
+                        )
+                        .bind(upn.normalized())
+                        .bind(&img.anchor)
+                        .fetch_optional(&mut **tx)
+                        .await
+                        .map_err(map_err)?;
+                        if let Some(row) = taken {
+                            let other: String = row.try_get("upn").map_err(map_err)?;
+                            return Ok(Some(format!("{other} is already another user's UPN")));
+                        }
+                        let existing = sqlx::query("SELECT id, source, account_enabled FROM users WHERE immutable_id = $1")
+                            .bind(&img.anchor)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        match existing {
+                            None => {
+                                sqlx::query(
+                                    "INSERT INTO users (id, upn, upn_normalized, domain, source, immutable_id, display_name, mail, department,
+                                        manager_id, account_enabled, break_glass, password_hash, password_changed_at, created_at, updated_at)
+                                     VALUES ($1, $2, $3, $4, 'synced', $5, $6, $7, $8, NULL, $9, FALSE, NULL, NULL, $10, $10)",
+                                )
+                                .bind(Uuid::now_v7().to_string())
+                                .bind(upn.as_str())
+                                .bind(upn.normalized())
+                                .bind(&domain)
+                                .bind(&img.anchor)
+                                .bind(&img.display_name)
+                                .bind(&img.mail)
+                                .bind(&img.department)
+                                .bind(img.account_enabled)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                                result.added += 1;
+                            }
+                            Some(row) => {
+                                let source: String = row.try_get("source").map_err(map_err)?;
+                                if source != "synced" {
+                                    return Ok(Some("the anchor belongs to a cloud user".into()));
+                                }
+                                let id: String = row.try_get("id").map_err(map_err)?;
+                                let was_enabled: bool = row.try_get("account_enabled").map_err(map_err)?;
+                                sqlx::query(
+                                    "UPDATE users SET upn = $1, upn_normalized = $2, domain = $3, display_name = $4, mail = $5,
+                                        department = $6, account_enabled = $7, updated_at = $8 WHERE id = $9",
+                                )
+                                .bind(upn.as_str())
+                                .bind(upn.normalized())
+                                .bind(&domain)
+                                .bind(&img.display_name)
+                                .bind(&img.mail)
+                                .bind(&img.department)
+                                .bind(img.account_enabled)
+                                .bind(now)
+                                .bind(&id)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                                if was_enabled && !img.account_enabled {
+                                    Self::end_user_sessions(tx, &id, now, "accountDisabled").await?;
+                                }
+                                result.updated += 1;
+                            }
+                        }
+                    }
+                    SyncOp::UpsertGroup(img) => {
+                        let existing = sqlx::query("SELECT id, source FROM directory_groups WHERE immutable_id = $1")
+                            .bind(&img.anchor)
+                            .fetch_optional(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        match existing {
+                            None => {
+                                sqlx::query(
+                                    "INSERT INTO directory_groups (id, display_name, description, source, immutable_id, membership_kind, created_at)
+                                     VALUES ($1, $2, $3, 'synced', $4, 'assigned', $5)",
+                                )
+                                .bind(Uuid::now_v7().to_string())
+                                .bind(&img.display_name)
+                                .bind(&img.description)
+                                .bind(&img.anchor)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                                result.added += 1;
+                            }
+                            Some(row) => {
+                                let source: String = row.try_get("source").map_err(map_err)?;
+                                if source != "synced" {
+                                    return Ok(Some("the anchor belongs to a cloud group".into()));
+                                }
+                                let id: String = row.try_get("id").map_err(map_err)?;
+                                sqlx::query("UPDATE directory_groups SET display_name = $1, description = $2 WHERE id = $3")
+                                    .bind(&img.display_name)
+                                    .bind(&img.description)
+                                    .bind(&id)
+                                    .execute(&mut **tx)
+                                    .await
+                                    .map_err(map_err)?;
+                                result.updated += 1;
+                            }
+                        }
+                    }
+                    SyncOp::SetManager { anchor, manager_anchor } => {
+                        let Some(id) = Self::id_by_anchor(tx, "users", anchor).await? else {
+                            return Ok(Some("no synced user has this anchor".into()));
+                        };
+                        let manager = match manager_anchor {
+                            None => None,
+                            Some(m) => match Self::id_by_anchor(tx, "users", m).await? {
+                                Some(mid) => Some(mid),
+                                None => return Ok(Some(format!("manager {m} is not a synced user"))),
+                            },
+                        };
+                        sqlx::query("UPDATE users SET manager_id = $1, updated_at = $2 WHERE id = $3")
+                            .bind(&manager)
+                            .bind(now)
+                            .bind(&id)
+                            .execute(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        result.updated += 1;
+                    }
+                    SyncOp::SetMembers { anchor, member_anchors } => {
+                        let Some(gid) = Self::id_by_anchor(tx, "groups", anchor).await? else {
+                            return Ok(Some("no synced group has this anchor".into()));
+                        };
+                        let mut want: std::collections::BTreeSet<(String, String)> = Default::default();
+                        let mut missing = Vec::new();
+                        for m in member_anchors {
+                            if let Some(uid) = Self::id_by_anchor(tx, "users", m).await? {
+                                want.insert(("user".into(), uid));
+                            } else if let Some(sub) = Self::id_by_anchor(tx, "groups", m).await? {
+                                want.insert(("group".into(), sub));
+                            } else {
+                                missing.push(m.clone());
+                            }
+                        }
+                        let rows = sqlx::query("SELECT member_kind, member_id FROM group_members WHERE group_id = $1")
+                            .bind(&gid)
+                            .fetch_all(&mut **tx)
+                            .await
+                            .map_err(map_err)?;
+                        let mut have: std::collections::BTreeSet<(String, String)> = Default::default();
+                        for r in &rows {
+                            have.insert((r.try_get("member_kind").map_err(map_err)?, r.try_get("member_id").map_err(map_err)?));
+                        }
+                        for (kind, id) in have.difference(&want) {
+                            sqlx::query("DELETE FROM group_members WHERE group_id = $1 AND member_kind = $2 AND member_id = $3")
+                                .bind(&gid)
+                                .bind(kind)
+                                .bind(id)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                        }
+                        for (kind, id) in want.difference(&have) {
+                            sqlx::query("INSERT INTO group_members (group_id, member_kind, member_id, created_at) VALUES ($1, $2, $3, $4)")
+                                .bind(&gid)
+                                .bind(kind)
+                                .bind(id)
+                                .bind(now)
+                                .execute(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                        }
+                        result.updated += 1;
+                        if !missing.is_empty() {
+                            return Ok(Some(format!(
+                                "{} member(s) are not synced objects and were left out: {}",
+                                missing.len(),
+                                missing.iter().take(5).cloned().collect::<Vec<_>>().join(", ")
+                            )));
+                        }
+                    }
+                    SyncOp::SetPasswordHash { anchor, .. } | SyncOp::ClearPasswordHash { anchor } => {
+                        if matches!(op, SyncOp::SetPasswordHash { .. }) && sealed.is_none() {
+                            return Ok(Some("the password hash was not sealed".into()));
+                        }
+                        let done = sqlx::query(
+                            "UPDATE users SET synced_password = $1, password_changed_at = $2, updated_at = $2
+                             WHERE immutable_id = $3 AND source = 'synced'",
+                        )
+                        .bind(&sealed)
+                        .bind(now)
+                        .bind(anchor)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(map_err)?;
+                        if done.rows_affected() == 0 {
+                            return Ok(Some("no synced user has this anchor".into()));
+                        }
+                        result.passwords += 1;
+                    }
+                    SyncOp::DeleteGroup { anchor } => {
+                        let Some(gid) = Self::id_by_anchor(tx, "groups", anchor).await? else {
+                            result.unchanged += 1;
+                            return Ok(None);
+                        };
+                        for stmt in [
+                            "DELETE FROM group_members WHERE group_id = $1",
+                            "DELETE FROM group_members WHERE member_kind = 'group' AND member_id = $1",
+                            "DELETE FROM directory_groups WHERE id = $1",
+                        ] {
+                            sqlx::query(stmt).bind(&gid).execute(&mut **tx).await.map_err(map_err)?;
+                        }
+                        result.deleted += 1;
+                    }
+                    SyncOp::DeleteUser { anchor } => {
+                        let Some(id) = Self::id_by_anchor(tx, "users", anchor).await? else {
+                            result.unchanged += 1;
+                            return Ok(None);
+                        };
+                        Self::end_user_sessions(tx, &id, now, "userDeleted").await?;
+                        for stmt in [
+                            "DELETE FROM group_members WHERE member_kind = 'user' AND member_id = $1",
+                            "UPDATE users SET manager_id = NULL WHERE manager_id = $1",
+                            "DELETE FROM users WHERE id = $1",
+                        ] {
+                            sqlx::query(stmt).bind(&id).execute(&mut **tx).await.map_err(map_err)?;
+                        }
+                        result.deleted += 1;
+                    }
+                }
+                Ok(None)
+            }
+
+            async fn end_user_sessions<'c>(tx: &mut sqlx::Transaction<'c, $db>, user_id: &str, now: i64, reason: &str) -> StoreResult<()> {
+                sqlx::query("DELETE FROM sso_sessions WHERE user_id = $1")
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query("UPDATE grants SET revoked_at = $1, revoked_reason = $2 WHERE user_id = $3 AND revoked_at IS NULL")
+                    .bind(now)
+                    .bind(reason)
+                    .bind(user_id)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
             async fn insert_grant<'c>(tx: &mut sqlx::Transaction<'c, $db>, g: &Grant) -> StoreResult<()> {
                 sqlx::query(
                     "INSERT INTO grants (id, client_id, user_id, scopes, auth_time, methods, created_at, revoked_at)
@@ -1312,5 +1904,23 @@ mod tests {
             super::url_with_database("postgres://h", "x"),
             "postgres://h/x"
         );
+    }
+}
+
+fn lease_from(epoch: i64, holder: Option<String>) -> StoreResult<Lease> {
+    let epoch = u64::try_from(epoch).map_err(|_| corrupt("sync lease epoch", epoch))?;
+    Ok(Lease { epoch, holder })
+}
+
+fn op_name(op: &SyncOp) -> &'static str {
+    match op {
+        SyncOp::UpsertUser(_) => "upsertUser",
+        SyncOp::UpsertGroup(_) => "upsertGroup",
+        SyncOp::SetManager { .. } => "setManager",
+        SyncOp::SetMembers { .. } => "setMembers",
+        SyncOp::SetPasswordHash { .. } => "setPasswordHash",
+        SyncOp::ClearPasswordHash { .. } => "clearPasswordHash",
+        SyncOp::DeleteGroup { .. } => "deleteGroup",
+        SyncOp::DeleteUser { .. } => "deleteUser",
     }
 }

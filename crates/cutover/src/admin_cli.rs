@@ -1093,7 +1093,7 @@ fn parse_duration(s: &str) -> Result<u64, String> {
 // Dates (no dependencies: proleptic Gregorian calendar, UTC)
 // ---------------------------------------------------------------------------------------------
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -1101,7 +1101,7 @@ fn unix_now() -> i64 {
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds.
-fn format_rfc3339(unix_secs: i64) -> String {
+pub(crate) fn format_rfc3339(unix_secs: i64) -> String {
     let days = unix_secs.div_euclid(86_400);
     let secs_of_day = unix_secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
@@ -1244,7 +1244,7 @@ fn load_credentials(path: &Path) -> Result<AdminCredentials> {
 }
 
 /// The server's base URL; `origin` says where it came from, for the error message.
-fn parse_base_url(s: &str, origin: &str) -> Result<Url> {
+pub(crate) fn parse_base_url(s: &str, origin: &str) -> Result<Url> {
     let mut url = Url::parse(s.trim()).map_err(|e| {
         anyhow!(
             "invalid server URL '{s}' (from {origin}): {e}; expected e.g. \
@@ -1261,7 +1261,7 @@ fn parse_base_url(s: &str, origin: &str) -> Result<Url> {
 
 /// `base` + path `segments` (each percent-encoded as one segment) + `query` (only the pairs
 /// with a value; keys are written as given, values form-urlencoded).
-fn endpoint_url(base: &Url, segments: &[&str], query: &[(&str, Option<String>)]) -> Url {
+pub(crate) fn endpoint_url(base: &Url, segments: &[&str], query: &[(&str, Option<String>)]) -> Url {
     let mut url = base.clone();
     if let Ok(mut path) = url.path_segments_mut() {
         path.pop_if_empty().extend(segments);
@@ -1385,16 +1385,16 @@ impl ApiError {
 }
 
 /// A signed-in connection to the admin API.
-struct Api {
+pub(crate) struct Api {
     http: reqwest::Client,
-    base: Url,
+    pub(crate) base: Url,
     /// `Bearer …`; never printed.
     authorization: String,
 }
 
 impl Api {
     /// Get an access token with the client-credentials grant.
-    async fn sign_in(
+    pub(crate) async fn sign_in(
         base: Url,
         creds: &AdminCredentials,
         creds_path: &Path,
@@ -1510,7 +1510,7 @@ impl Api {
         Ok(Some(serde_json::json!({ "value": rows })))
     }
 
-    async fn fetch(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Option<Value>> {
+    pub(crate) async fn fetch(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Option<Value>> {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
@@ -1593,7 +1593,7 @@ fn transport_error(e: &reqwest::Error, base: &Url) -> anyhow::Error {
 // ---------------------------------------------------------------------------------------------
 
 /// Write to standard output; a closed pipe (`| head`) is not an error.
-fn emit(text: &str) -> Result<()> {
+pub(crate) fn emit(text: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -1686,7 +1686,7 @@ fn done(out: OutputFormat, resp: Option<Value>, sentence: &str) -> Result<()> {
 
 /// Header and rows in aligned columns; cells are cleaned of control characters and cut to
 /// [`MAX_CELL_CHARS`]. An empty list is `(none)`.
-fn render_table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
+pub(crate) fn render_table<S: AsRef<str>>(headers: &[&str], rows: &[Vec<S>]) -> String {
     if rows.is_empty() {
         return "(none)\n".to_owned();
     }

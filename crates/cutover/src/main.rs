@@ -3,6 +3,7 @@
 mod admin_cli;
 mod bench;
 mod serve;
+mod sync_cli;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ enum Command {
     Admin(admin_cli::AdminArgs),
     /// Measure sign-in and token throughput against raw hashing and signing on this machine.
     Bench(bench::BenchArgs),
+    /// Run a directory sync server: LDAP → Cutover (users, groups, managers, password hashes).
+    Sync(sync_cli::SyncArgs),
 }
 
 fn init_logging() {
@@ -55,6 +58,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin_cli::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::Sync(args) => sync_cli::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

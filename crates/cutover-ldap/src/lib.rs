@@ -1,0 +1,44 @@
+//! Cutover's LDAP directory connector: the thin adapter the sync server uses to read users
+//! and groups from an on-premises directory (OpenLDAP, Active Directory, 389 DS, ...).
+//!
+//! It binds (simple bind, over `ldaps://`, StartTLS or plain `ldap://`), runs paged searches
+//! (RFC 2696) of the configured user and group scopes, full or delta (`modifyTimestamp >=`
+//! a watermark), and lists the anchors in scope to detect deletions. Entries come back as DN +
+//! anchor + raw attribute values; mapping them to Cutover's model happens elsewhere.
+//!
+//! ```no_run
+//! # async fn demo(cfg: cutover_ldap::LdapConfig) -> Result<(), cutover_ldap::LdapError> {
+//! use std::ops::ControlFlow;
+//! use cutover_ldap::{Directory, ObjectSet};
+//!
+//! let mut dir = Directory::connect(&cfg).await?;
+//! let stats = dir
+//!     .search(ObjectSet::Users, &["uid", "cn", "mail"], None, |entry| {
+//!         println!("{} {}", entry.anchor, entry.dn);
+//!         ControlFlow::Continue(())
+//!     })
+//!     .await?;
+//! let watermark = stats.max_modify_timestamp; // for the next delta: `since`
+//! let present = dir.anchors(ObjectSet::Users).await?; // anchors not in here were deleted
+//! dir.unbind().await;
+//! # let _ = (watermark, present); Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+
+mod config;
+mod directory;
+mod entry;
+mod error;
+mod filter;
+mod paging;
+mod time;
+
+pub use config::{
+    DEFAULT_ANCHOR_ATTRIBUTE, DEFAULT_FILTER, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECS, LdapConfig,
+    MAX_PAGE_SIZE, MAX_TIMEOUT_SECS, ObjectSet, ScopeKind, SearchScope, Secret,
+};
+pub use directory::{Directory, SearchStats};
+pub use entry::{LdapEntry, SkippedEntry};
+pub use error::{LdapError, ResultCode};
+pub use filter::escape_filter_value;
+pub use time::{GeneralizedTime, InvalidGeneralizedTime};
