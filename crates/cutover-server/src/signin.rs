@@ -572,7 +572,14 @@ async fn password_post(
     let mut record = record_for_txn(&state, &ctx, &txn);
     record.user_id = user.map(|u| u.id);
     // The sign-in log names the credential: a synced password or one set in Cutover.
-    record.authentication_methods = vec![if synced_credential { "passwordHashSync" } else { "password" }.into()];
+    record.authentication_methods = vec![
+        if synced_credential {
+            "passwordHashSync"
+        } else {
+            "password"
+        }
+        .into(),
+    ];
     let csrf = csrf_token(&state, &txn_id, &bb);
     match outcome {
         PasswordOutcome::Failure(reason) => {

@@ -19,7 +19,9 @@ use cutover_core::sync::plan::{EXPORT_BATCH_MAX_OPS, SyncedUserState};
 use cutover_core::sync::{SyncOp, Watermark, WrappedHash};
 use cutover_core::{SYNC_APP_ROLE, Timestamp};
 use cutover_proto::sync as proto;
-use cutover_store::{AuditEvent, SyncBatchOutcome, SyncBatchWrite, SyncServerRecord, SyncServerRegistration};
+use cutover_store::{
+    AuditEvent, SyncBatchOutcome, SyncBatchWrite, SyncServerRecord, SyncServerRegistration,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -91,7 +93,13 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
-fn sync_audit(ctx: &RequestCtx, caller: &SyncCaller, now: Timestamp, action: &str, server: &str) -> AuditEvent {
+fn sync_audit(
+    ctx: &RequestCtx,
+    caller: &SyncCaller,
+    now: Timestamp,
+    action: &str,
+    server: &str,
+) -> AuditEvent {
     AuditEvent {
         id: Uuid::now_v7(),
         created_at: now,
@@ -269,7 +277,8 @@ async fn export(
     let mut audit = sync_audit(&ctx, &caller, now, "syncExport", &name);
     if let Some(allowed) = req.allow_deletes {
         audit.action = "syncExportDeleteThresholdOverridden".into();
-        audit.before = Some(serde_json::json!({ "allowDeletes": allowed, "deletesInBatch": deletes }));
+        audit.before =
+            Some(serde_json::json!({ "allowDeletes": allowed, "deletesInBatch": deletes }));
         tracing::warn!(server = %name, allowed, deletes, "sync export over the delete threshold, allowed by an operator");
     }
     let watermark = req
@@ -295,9 +304,15 @@ async fn export(
         SyncBatchOutcome::Applied(result) => {
             tracing::info!(server = %name, batch = %req.batch_id, added = result.added, updated = result.updated,
                 deleted = result.deleted, passwords = result.passwords, rejected = result.rejected.len(), "sync batch applied");
-            Ok(Json(proto::ExportBatchResponse { result, duplicate: false }))
+            Ok(Json(proto::ExportBatchResponse {
+                result,
+                duplicate: false,
+            }))
         }
-        SyncBatchOutcome::Duplicate(result) => Ok(Json(proto::ExportBatchResponse { result, duplicate: true })),
+        SyncBatchOutcome::Duplicate(result) => Ok(Json(proto::ExportBatchResponse {
+            result,
+            duplicate: true,
+        })),
         SyncBatchOutcome::Fenced(e) => {
             tracing::warn!(server = %name, epoch = req.epoch, reason = %e, "refused a sync export from a server that is not the active one");
             Err(fence_error(e))
@@ -314,7 +329,9 @@ async fn report(
 ) -> Result<StatusCode, ApiError> {
     check_name(&name)?;
     let pending = &mut req.pending;
-    if pending.changes.len() > MAX_PENDING_ROWS_STORED || pending.problems.len() > MAX_PENDING_ROWS_STORED {
+    if pending.changes.len() > MAX_PENDING_ROWS_STORED
+        || pending.problems.len() > MAX_PENDING_ROWS_STORED
+    {
         pending.changes.truncate(MAX_PENDING_ROWS_STORED);
         pending.problems.truncate(MAX_PENDING_ROWS_STORED);
         pending.truncated = true;
@@ -328,14 +345,18 @@ async fn report(
     if let Some(a) = &alert {
         tracing::error!(server = %name, alert = %a, "sync run stopped for review");
     }
-    let report = serde_json::to_value(&req.report).map_err(|e| ApiError::bad_request(e.to_string()))?;
-    let pending = serde_json::to_value(&req.pending).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let report =
+        serde_json::to_value(&req.report).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let pending =
+        serde_json::to_value(&req.pending).map_err(|e| ApiError::bad_request(e.to_string()))?;
     state
         .store
         .put_sync_report(&name, &report, &pending, alert.as_deref(), state.now())
         .await
         .map_err(|e| match e {
-            cutover_store::StoreError::NotFound => ApiError::not_found(format!("sync server {name} has not registered")),
+            cutover_store::StoreError::NotFound => {
+                ApiError::not_found(format!("sync server {name} has not registered"))
+            }
             other => other.into(),
         })?;
     Ok(StatusCode::NO_CONTENT)
@@ -382,11 +403,16 @@ async fn snapshot_users(
 ) -> Result<Json<proto::SyncedUsersPage>, ApiError> {
     let (after, top) = page_params(&q)?;
     let rows = state.store.synced_users(&after, top).await?;
-    let next = (rows.len() as u32 == top).then(|| rows.last().map(|r| r.image.anchor.clone())).flatten();
+    let next = (rows.len() as u32 == top)
+        .then(|| rows.last().map(|r| r.image.anchor.clone()))
+        .flatten();
     let value = rows
         .into_iter()
         .map(|r| {
-            let password_hash = r.sealed_password.as_deref().and_then(|s| open_wrap(&state, &r.image.anchor, s));
+            let password_hash = r
+                .sealed_password
+                .as_deref()
+                .and_then(|s| open_wrap(&state, &r.image.anchor, s));
             SyncedUserState {
                 image: r.image,
                 manager_anchor: r.manager_anchor,
@@ -422,7 +448,9 @@ async fn snapshot_groups(
 ) -> Result<Json<proto::SyncedGroupsPage>, ApiError> {
     let (after, top) = page_params(&q)?;
     let value = state.store.synced_groups(&after, top).await?;
-    let next = (value.len() as u32 == top).then(|| value.last().map(|g| g.image.anchor.clone())).flatten();
+    let next = (value.len() as u32 == top)
+        .then(|| value.last().map(|g| g.image.anchor.clone()))
+        .flatten();
     Ok(Json(proto::SyncedGroupsPage { value, next }))
 }
 
@@ -433,7 +461,10 @@ async fn list_servers(
     let lease = state.store.sync_lease().await?;
     let servers = state.store.list_sync_servers().await?;
     Ok(Json(cutover_proto::ListResponse::new(
-        servers.iter().map(|s| view(s, lease.holder.as_deref())).collect(),
+        servers
+            .iter()
+            .map(|s| view(s, lease.holder.as_deref()))
+            .collect(),
     )))
 }
 

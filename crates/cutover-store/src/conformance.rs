@@ -51,7 +51,7 @@ fn user(upn: &str) -> UserRecord {
         },
         password_hash: Some("$argon2id$fake".into()),
         synced_password: None,
-        password_changed_at: None,
+        password_changed_at: Some(T0),
     }
 }
 
@@ -113,6 +113,234 @@ pub async fn run(store: Arc<dyn Store>) {
     directory_paging(&*store).await;
     signing_keys(&*store).await;
     purge(&*store).await;
+    directory_sync(&*store).await;
+}
+
+fn batch(
+    server: &str,
+    epoch: u64,
+    id: &str,
+    ops: Vec<cutover_core::sync::SyncOp>,
+) -> SyncBatchWrite {
+    let sealed_passwords = ops
+        .iter()
+        .map(|o| {
+            matches!(o, cutover_core::sync::SyncOp::SetPasswordHash { .. })
+                .then(|| "sealed".to_owned())
+        })
+        .collect();
+    SyncBatchWrite {
+        server: server.into(),
+        epoch,
+        batch_id: id.into(),
+        ops,
+        sealed_passwords,
+        watermark: Some(format!("wm-{id}")),
+        now: T0,
+        audit: audit("syncExport", server),
+    }
+}
+
+/// The export lease fences stale writers; batches apply atomically and idempotently.
+async fn directory_sync(s: &dyn Store) {
+    use cutover_core::sync::lease::FenceError;
+    use cutover_core::sync::{GroupImage, SyncOp, UserImage};
+    let d = Domain {
+        name: DomainName::parse("sync.example").unwrap(),
+        authentication: DomainAuthentication::Managed,
+        created_at: T0,
+    };
+    s.create_domain(&d, &audit("createDomain", "sync.example"))
+        .await
+        .unwrap();
+    for name in ["a", "b"] {
+        s.register_sync_server(&SyncServerRegistration {
+            name: name.into(),
+            host: "h".into(),
+            version: "1".into(),
+            staging: name == "b",
+            now: T0,
+        })
+        .await
+        .unwrap();
+    }
+    assert_eq!(s.sync_lease().await.unwrap().holder, None);
+    let lease = s
+        .take_sync_lease("a", false, &audit("lease", "a"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((lease.epoch, lease.holder.as_deref()), (1, Some("a")));
+    assert_eq!(
+        s.take_sync_lease("b", false, &audit("lease", "b"))
+            .await
+            .unwrap(),
+        Err(FenceError::NotHolder { holder: "a".into() })
+    );
+    let user = |anchor: &str, upn: &str| {
+        SyncOp::UpsertUser(UserImage {
+            anchor: anchor.into(),
+            user_principal_name: upn.into(),
+            display_name: upn.into(),
+            mail: None,
+            department: None,
+            account_enabled: true,
+        })
+    };
+    let ops = vec![
+        user("u1", "one@sync.example"),
+        user("u2", "two@sync.example"),
+        user("u3", "three@unknown.example"),
+        SyncOp::UpsertGroup(GroupImage {
+            anchor: "g1".into(),
+            display_name: "G".into(),
+            description: None,
+        }),
+        SyncOp::SetManager {
+            anchor: "u2".into(),
+            manager_anchor: Some("u1".into()),
+        },
+        SyncOp::SetMembers {
+            anchor: "g1".into(),
+            member_anchors: vec!["u1".into(), "u2".into(), "ghost".into()],
+        },
+    ];
+    let SyncBatchOutcome::Applied(r) = s
+        .apply_sync_batch(&batch("a", 1, "b1", ops.clone()))
+        .await
+        .unwrap()
+    else {
+        panic!("the holder's batch applies");
+    };
+    assert_eq!(r.added, 3);
+    assert_eq!(
+        r.rejected.len(),
+        2,
+        "unknown domain and the ghost member: {r:?}"
+    );
+    assert_eq!(
+        s.apply_sync_batch(&batch("a", 1, "b1", ops.clone()))
+            .await
+            .unwrap(),
+        SyncBatchOutcome::Duplicate(r.clone()),
+        "a retried batch id is answered from the first application"
+    );
+    let users = s.synced_users("", 10).await.unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[1].manager_anchor.as_deref(), Some("u1"));
+    let groups = s.synced_groups("", 10).await.unwrap();
+    assert_eq!(groups[0].member_anchors.len(), 2);
+    assert_eq!(
+        s.get_sync_server("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .watermark
+            .as_deref(),
+        Some("wm-b1")
+    );
+    // Promote b: a's next batch is refused and writes nothing.
+    let lease = s
+        .take_sync_lease("b", true, &audit("promote", "b"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(lease.epoch, 2);
+    let refused = s
+        .apply_sync_batch(&batch(
+            "a",
+            1,
+            "b2",
+            vec![SyncOp::DeleteUser {
+                anchor: "u1".into(),
+            }],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        SyncBatchOutcome::Fenced(FenceError::NotHolder { holder: "b".into() })
+    );
+    assert_eq!(s.synced_users("", 10).await.unwrap().len(), 2);
+    assert_eq!(
+        s.get_sync_server("a")
+            .await
+            .unwrap()
+            .unwrap()
+            .watermark
+            .as_deref(),
+        Some("wm-b1")
+    );
+    let stale = s
+        .apply_sync_batch(&batch("b", 1, "b3", vec![]))
+        .await
+        .unwrap();
+    assert_eq!(
+        stale,
+        SyncBatchOutcome::Fenced(FenceError::StaleEpoch {
+            presented: 1,
+            current: 2
+        })
+    );
+    // b deletes; passwords are stored sealed.
+    let SyncBatchOutcome::Applied(r) = s
+        .apply_sync_batch(&batch(
+            "b",
+            2,
+            "b4",
+            vec![
+                SyncOp::ClearPasswordHash {
+                    anchor: "u2".into(),
+                },
+                SyncOp::DeleteGroup {
+                    anchor: "g1".into(),
+                },
+                SyncOp::DeleteUser {
+                    anchor: "u1".into(),
+                },
+            ],
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("b holds the lease");
+    };
+    assert_eq!((r.deleted, r.passwords), (2, 1));
+    let left = s.synced_users("", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        left[0].manager_anchor, None,
+        "the deleted manager's link is cleared"
+    );
+    // A demoted lease is not taken back by a plain registration, only by a promote.
+    s.release_sync_lease("b", &audit("demote", "b"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.take_sync_lease("a", false, &audit("lease", "a"))
+            .await
+            .unwrap(),
+        Err(FenceError::NoHolder)
+    );
+    assert!(
+        s.take_sync_lease("a", true, &audit("promote", "a"))
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    s.put_sync_report(
+        "a",
+        &serde_json::json!({"r": 1}),
+        &serde_json::json!({"changes": []}),
+        Some("alert"),
+        T0,
+    )
+    .await
+    .unwrap();
+    let a = s.get_sync_server("a").await.unwrap().unwrap();
+    assert_eq!(a.alert.as_deref(), Some("alert"));
+    assert_eq!(s.list_sync_servers().await.unwrap().len(), 2);
 }
 
 async fn settings(s: &dyn Store) {

@@ -172,7 +172,10 @@ impl std::fmt::Debug for UserRecord {
         f.debug_struct("UserRecord")
             .field("user", &self.user)
             .field("password_hash", &self.password_hash.as_ref().map(|_| "***"))
-            .field("synced_password", &self.synced_password.as_ref().map(|_| "***"))
+            .field(
+                "synced_password",
+                &self.synced_password.as_ref().map(|_| "***"),
+            )
             .field("password_changed_at", &self.password_changed_at)
             .finish()
     }
@@ -383,7 +386,10 @@ pub trait Store: Send + Sync + 'static {
     // Directory sync (SPEC §5.1).
     async fn sync_lease(&self) -> StoreResult<Lease>;
     /// Record (or refresh) a sync server's registration; returns its record.
-    async fn register_sync_server(&self, reg: &SyncServerRegistration) -> StoreResult<SyncServerRecord>;
+    async fn register_sync_server(
+        &self,
+        reg: &SyncServerRegistration,
+    ) -> StoreResult<SyncServerRecord>;
     async fn list_sync_servers(&self) -> StoreResult<Vec<SyncServerRecord>>;
     async fn get_sync_server(&self, name: &str) -> StoreResult<Option<SyncServerRecord>>;
     /// `server` takes the export lease ([`cutover_core::sync::lease::promote`]) — only if the
@@ -396,7 +402,11 @@ pub trait Store: Send + Sync + 'static {
         audit: &AuditEvent,
     ) -> StoreResult<Result<Lease, FenceError>>;
     /// The holder gives the lease up.
-    async fn release_sync_lease(&self, server: &str, audit: &AuditEvent) -> StoreResult<Result<Lease, FenceError>>;
+    async fn release_sync_lease(
+        &self,
+        server: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<Lease, FenceError>>;
     /// Apply one export batch in one transaction, fenced by the lease: nothing is written unless
     /// `batch.epoch` is current and `batch.server` holds the lease. A batch id already applied
     /// returns the first result again without writing.
@@ -480,7 +490,10 @@ impl std::fmt::Debug for SyncedUserRow {
         f.debug_struct("SyncedUserRow")
             .field("image", &self.image)
             .field("manager_anchor", &self.manager_anchor)
-            .field("sealed_password", &self.sealed_password.as_ref().map(|_| "***"))
+            .field(
+                "sealed_password",
+                &self.sealed_password.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }

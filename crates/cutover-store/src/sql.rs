@@ -1310,9 +1310,15 @@ macro_rules! sql_store {
             async fn take_sync_lease(&self, server: &str, force: bool, audit: &AuditEvent) -> StoreResult<Result<Lease, FenceError>> {
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
                 let lease = Self::lock_lease(&mut tx).await?;
-                if let Some(holder) = &lease.holder {
-                    if holder != server && !force {
-                        return Ok(Err(FenceError::NotHolder { holder: holder.clone() }));
+                if !force {
+                    match &lease.holder {
+                        Some(holder) if holder != server => {
+                            return Ok(Err(FenceError::NotHolder { holder: holder.clone() }));
+                        }
+                        // Given up on purpose (`cutover sync demote`): only an explicit promote
+                        // takes it again.
+                        None if lease.epoch > 0 => return Ok(Err(FenceError::NoHolder)),
+                        _ => {}
                     }
                 }
                 let next = cutover_core::sync::lease::promote(&lease, server);
@@ -1875,6 +1881,24 @@ macro_rules! sql_store {
 sql_store!(sqlx::Sqlite, "sqlite");
 sql_store!(sqlx::Postgres, "postgres");
 
+fn lease_from(epoch: i64, holder: Option<String>) -> StoreResult<Lease> {
+    let epoch = u64::try_from(epoch).map_err(|_| corrupt("sync lease epoch", epoch))?;
+    Ok(Lease { epoch, holder })
+}
+
+fn op_name(op: &SyncOp) -> &'static str {
+    match op {
+        SyncOp::UpsertUser(_) => "upsertUser",
+        SyncOp::UpsertGroup(_) => "upsertGroup",
+        SyncOp::SetManager { .. } => "setManager",
+        SyncOp::SetMembers { .. } => "setMembers",
+        SyncOp::SetPasswordHash { .. } => "setPasswordHash",
+        SyncOp::ClearPasswordHash { .. } => "clearPasswordHash",
+        SyncOp::DeleteGroup { .. } => "deleteGroup",
+        SyncOp::DeleteUser { .. } => "deleteUser",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use cutover_core::limits::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
@@ -1904,23 +1928,5 @@ mod tests {
             super::url_with_database("postgres://h", "x"),
             "postgres://h/x"
         );
-    }
-}
-
-fn lease_from(epoch: i64, holder: Option<String>) -> StoreResult<Lease> {
-    let epoch = u64::try_from(epoch).map_err(|_| corrupt("sync lease epoch", epoch))?;
-    Ok(Lease { epoch, holder })
-}
-
-fn op_name(op: &SyncOp) -> &'static str {
-    match op {
-        SyncOp::UpsertUser(_) => "upsertUser",
-        SyncOp::UpsertGroup(_) => "upsertGroup",
-        SyncOp::SetManager { .. } => "setManager",
-        SyncOp::SetMembers { .. } => "setMembers",
-        SyncOp::SetPasswordHash { .. } => "setPasswordHash",
-        SyncOp::ClearPasswordHash { .. } => "clearPasswordHash",
-        SyncOp::DeleteGroup { .. } => "deleteGroup",
-        SyncOp::DeleteUser { .. } => "deleteUser",
     }
 }

@@ -396,7 +396,8 @@ pub struct CreateAppArgs {
     ])]
     pub client_app_type: Option<String>,
     /// An application role granted to the app itself (repeat for several):
-    /// Directory.ReadWrite.All (the admin API) or Metrics.Read (only /metrics, for Prometheus).
+    /// Directory.ReadWrite.All (the admin API), Metrics.Read (only /metrics, for Prometheus) or
+    /// Directory.Sync (a directory sync server: `cutover sync`).
     #[arg(long = "app-role", value_name = "ROLE")]
     pub app_roles: Vec<String>,
 }
@@ -1510,7 +1511,12 @@ impl Api {
         Ok(Some(serde_json::json!({ "value": rows })))
     }
 
-    pub(crate) async fn fetch(&self, method: Method, url: Url, body: Option<&Value>) -> Result<Option<Value>> {
+    pub(crate) async fn fetch(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Option<Value>> {
         let mut req = self
             .http
             .request(method.clone(), url.clone())

@@ -84,14 +84,14 @@ pub struct RunArgs {
     #[arg(long)]
     pub once: bool,
     /// Import everything, not only what changed since the last run.
-    #[arg(long)]
+    #[arg(long, requires = "once")]
     pub full: bool,
     /// Only the password-hash cycle.
-    #[arg(long, conflicts_with = "full")]
+    #[arg(long, conflicts_with = "full", requires = "once")]
     pub passwords: bool,
     /// Let this run delete up to N objects even though that is over the delete threshold
     /// (audited). Applies to this run only.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", requires = "once")]
     pub allow_deletes: Option<u32>,
 }
 
@@ -191,13 +191,25 @@ fn load_config(path: &Path) -> Result<SyncConfig> {
     }
     if cfg.name.is_empty()
         || cfg.name.len() > 64
-        || !cfg.name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        || !cfg
+            .name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
     {
-        bail!("name: {:?} must be 1-64 letters, digits, '-', '_' or '.'", cfg.name);
+        bail!(
+            "name: {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+            cfg.name
+        );
     }
     for (field, v) in [
-        ("schedule.delta_interval_secs", cfg.schedule.delta_interval_secs),
-        ("schedule.password_interval_secs", cfg.schedule.password_interval_secs),
+        (
+            "schedule.delta_interval_secs",
+            cfg.schedule.delta_interval_secs,
+        ),
+        (
+            "schedule.password_interval_secs",
+            cfg.schedule.password_interval_secs,
+        ),
     ] {
         if v < MIN_INTERVAL_SECS {
             bail!("{field}: must be at least {MIN_INTERVAL_SECS} second(s)");
@@ -218,13 +230,20 @@ pub async fn run(args: SyncArgs) -> Result<()> {
     let cfg = load_config(&args.config)?;
     let rules = cfg.rules.compile().map_err(|e| anyhow!("rules: {e}"))?;
     let secret = std::fs::read_to_string(&cfg.cutover.client_secret_file).with_context(|| {
-        format!("cannot read cutover.client_secret_file {}", cfg.cutover.client_secret_file.display())
+        format!(
+            "cannot read cutover.client_secret_file {}",
+            cfg.cutover.client_secret_file.display()
+        )
     })?;
     let base = parse_base_url(&cfg.cutover.url, "cutover.url")?;
     let ca = match &cfg.cutover.ca_cert {
         Some(path) => {
-            let pem = std::fs::read(path).with_context(|| format!("cannot read cutover.ca_cert {}", path.display()))?;
-            Some(reqwest::Certificate::from_pem(&pem).map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?)
+            let pem = std::fs::read(path)
+                .with_context(|| format!("cannot read cutover.ca_cert {}", path.display()))?;
+            Some(
+                reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| anyhow!("{} is not a PEM certificate: {e}", path.display()))?,
+            )
         }
         None => None,
     };
@@ -259,30 +278,48 @@ pub async fn run(args: SyncArgs) -> Result<()> {
                 }
                 RunOutcome::Demoted | RunOutcome::Failed => bail!(
                     "{}",
-                    outcome.report.message.clone().unwrap_or_else(|| "the run did not complete".into())
+                    outcome
+                        .report
+                        .message
+                        .clone()
+                        .unwrap_or_else(|| "the run did not complete".into())
                 ),
             }
         }
         Some(SyncCommand::PendingExports { output }) => {
             let outcome = s.run_once(Requested::Full, None, true).await?;
             match output {
-                PendingFormat::Json => println!("{}", serde_json::to_string_pretty(&outcome.pending)?),
+                PendingFormat::Json => {
+                    println!("{}", serde_json::to_string_pretty(&outcome.pending)?)
+                }
                 PendingFormat::Table => print!("{}", pending_table(&outcome.pending)),
             }
             Ok(())
         }
         Some(SyncCommand::Promote) => {
-            s.register().await?;
+            s.register(true).await?;
             let v = s
-                .call(Method::POST, &["servers", &s.cfg.name, "promote"], &[], Some(&serde_json::to_value(PromoteRequest { force: true })?))
+                .call(
+                    Method::POST,
+                    &["servers", &s.cfg.name, "promote"],
+                    &[],
+                    Some(&serde_json::to_value(PromoteRequest { force: true })?),
+                )
                 .await?;
             let epoch = v.get("epoch").and_then(Value::as_u64).unwrap_or_default();
-            println!("{} is now the active sync server (epoch {epoch}); the previous active server's exports are refused from now on.", s.cfg.name);
+            println!(
+                "{} is now the active sync server (epoch {epoch}); the previous active server's exports are refused from now on.",
+                s.cfg.name
+            );
             Ok(())
         }
         Some(SyncCommand::Demote) => {
-            s.call(Method::POST, &["servers", &s.cfg.name, "demote"], &[], None).await?;
-            println!("{} gave up the export lease; no sync server exports until one is promoted.", s.cfg.name);
+            s.call(Method::POST, &["servers", &s.cfg.name, "demote"], &[], None)
+                .await?;
+            println!(
+                "{} gave up the export lease; no sync server exports until one is promoted.",
+                s.cfg.name
+            );
             Ok(())
         }
     }
@@ -354,29 +391,49 @@ fn newer(a: Option<String>, b: Option<&GeneralizedTime>) -> Option<String> {
 fn random_salt() -> [u8; cutover_pwhash::WRAP_SALT_LEN] {
     use ring::rand::SecureRandom;
     let mut s = [0u8; cutover_pwhash::WRAP_SALT_LEN];
-    ring::rand::SystemRandom::new().fill(&mut s).expect("the system random source failed");
+    ring::rand::SystemRandom::new()
+        .fill(&mut s)
+        .expect("the system random source failed");
     s
 }
 
 impl Syncer {
-    async fn call(&self, method: Method, segments: &[&str], query: &[(&str, Option<String>)], body: Option<&Value>) -> Result<Value> {
+    async fn call(
+        &self,
+        method: Method,
+        segments: &[&str],
+        query: &[(&str, Option<String>)],
+        body: Option<&Value>,
+    ) -> Result<Value> {
         let mut path = vec!["sync", "v1"];
         path.extend_from_slice(segments);
         let url = endpoint_url(&self.api.base, &path, query);
-        Ok(self.api.fetch(method, url, body).await?.unwrap_or(Value::Null))
+        Ok(self
+            .api
+            .fetch(method, url, body)
+            .await?
+            .unwrap_or(Value::Null))
     }
 
-    async fn register(&self) -> Result<RegisterResponse> {
+    /// Announce this server. `dry_run` registers as staging whatever the configuration says,
+    /// so that computing pending exports never takes the lease.
+    async fn register(&self, dry_run: bool) -> Result<RegisterResponse> {
         let host = std::env::var("HOSTNAME")
             .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|h| h.trim().to_owned()))
+            .or_else(|| {
+                std::fs::read_to_string("/etc/hostname")
+                    .ok()
+                    .map(|h| h.trim().to_owned())
+            })
             .unwrap_or_else(|| "unknown".into());
         let body = serde_json::to_value(RegisterSyncServer {
             host,
             version: env!("CARGO_PKG_VERSION").into(),
-            staging: self.cfg.staging,
+            staging: self.cfg.staging || dry_run,
         })?;
-        let v = self.call(Method::PUT, &["servers", &self.cfg.name], &[], Some(&body)).await?;
+        let v = self
+            .call(Method::PUT, &["servers", &self.cfg.name], &[], Some(&body))
+            .await?;
         Ok(serde_json::from_value(v)?)
     }
 
@@ -390,7 +447,14 @@ impl Syncer {
         p
     }
 
-    async fn search(&self, dir: &mut Directory, which: ObjectSet, attrs: &[String], since: Option<&GeneralizedTime>, label: &str) -> Result<(Vec<LdapEntry>, Option<GeneralizedTime>)> {
+    async fn search(
+        &self,
+        dir: &mut Directory,
+        which: ObjectSet,
+        attrs: &[String],
+        since: Option<&GeneralizedTime>,
+        label: &str,
+    ) -> Result<(Vec<LdapEntry>, Option<GeneralizedTime>)> {
         let progress = self.spinner(label);
         let mut out = Vec::new();
         let refs: Vec<&str> = attrs.iter().map(String::as_str).collect();
@@ -412,7 +476,8 @@ impl Syncer {
     }
 
     async fn snapshot(&self) -> Result<CutoverSnapshot> {
-        let meta: SnapshotMeta = serde_json::from_value(self.call(Method::GET, &["snapshot"], &[], None).await?)?;
+        let meta: SnapshotMeta =
+            serde_json::from_value(self.call(Method::GET, &["snapshot"], &[], None).await?)?;
         let mut snap = CutoverSnapshot {
             domains: meta.domains.into_iter().collect(),
             cloud_upns: meta.cloud_upns.into_iter().collect(),
@@ -422,12 +487,24 @@ impl Syncer {
         let mut after = String::new();
         loop {
             let page: SyncedUsersPage = serde_json::from_value(
-                self.call(Method::GET, &["snapshot", "users"], &[("after", Some(after.clone())), ("top", Some(SNAPSHOT_PAGE.to_string()))], None).await?,
+                self.call(
+                    Method::GET,
+                    &["snapshot", "users"],
+                    &[
+                        ("after", Some(after.clone())),
+                        ("top", Some(SNAPSHOT_PAGE.to_string())),
+                    ],
+                    None,
+                )
+                .await?,
             )?;
             for u in page.value {
                 snap.users.insert(u.image.anchor.clone(), u);
             }
-            progress.set_message(format!("reading Cutover's synced users: {}", snap.users.len()));
+            progress.set_message(format!(
+                "reading Cutover's synced users: {}",
+                snap.users.len()
+            ));
             match page.next {
                 Some(n) => after = n,
                 None => break,
@@ -436,7 +513,16 @@ impl Syncer {
         let mut after = String::new();
         loop {
             let page: SyncedGroupsPage = serde_json::from_value(
-                self.call(Method::GET, &["snapshot", "groups"], &[("after", Some(after.clone())), ("top", Some(SNAPSHOT_PAGE.to_string()))], None).await?,
+                self.call(
+                    Method::GET,
+                    &["snapshot", "groups"],
+                    &[
+                        ("after", Some(after.clone())),
+                        ("top", Some(SNAPSHOT_PAGE.to_string())),
+                    ],
+                    None,
+                )
+                .await?,
             )?;
             for g in page.value {
                 snap.groups.insert(g.image.anchor.clone(), g);
@@ -451,11 +537,16 @@ impl Syncer {
     }
 
     /// One run. `dry_run`: compute only (pending-exports), never export or report.
-    pub async fn run_once(&self, requested: Requested, allow_deletes: Option<u32>, dry_run: bool) -> Result<RunOutput> {
+    pub async fn run_once(
+        &self,
+        requested: Requested,
+        allow_deletes: Option<u32>,
+        dry_run: bool,
+    ) -> Result<RunOutput> {
         let started = unix_now();
         let clock = Instant::now();
         let run_id = format!("{}-{}", self.cfg.name, uuid::Uuid::now_v7());
-        let reg = self.register().await?;
+        let reg = self.register(dry_run).await?;
         let active = !dry_run && reg.lease.holder.as_deref() == Some(self.cfg.name.as_str());
         if !dry_run && !self.cfg.staging && !active {
             tracing::warn!(
@@ -478,8 +569,13 @@ impl Syncer {
         new_wm.rules = fingerprint;
 
         // ---- import ----------------------------------------------------------------------
-        let mut dir = Directory::connect(&self.cfg.ldap).await.map_err(|e| anyhow!("directory: {e}"))?;
-        let hash_attrs = [USER_PASSWORD_ATTRIBUTE.to_owned(), NT_HASH_ATTRIBUTE.to_owned()];
+        let mut dir = Directory::connect(&self.cfg.ldap)
+            .await
+            .map_err(|e| anyhow!("directory: {e}"))?;
+        let hash_attrs = [
+            USER_PASSWORD_ATTRIBUTE.to_owned(),
+            NT_HASH_ATTRIBUTE.to_owned(),
+        ];
         let mut user_attrs = self.rules.user_attributes();
         if self.cfg.password_hash_sync {
             user_attrs.extend(hash_attrs.iter().cloned());
@@ -488,8 +584,24 @@ impl Syncer {
         let mut import = Import::default();
         match kind {
             RunKind::Full => {
-                let (users, umax) = self.search(&mut dir, ObjectSet::Users, &user_attrs, None, "importing users").await?;
-                let (groups, gmax) = self.search(&mut dir, ObjectSet::Groups, &group_attrs, None, "importing groups").await?;
+                let (users, umax) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Users,
+                        &user_attrs,
+                        None,
+                        "importing users",
+                    )
+                    .await?;
+                let (groups, gmax) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Groups,
+                        &group_attrs,
+                        None,
+                        "importing groups",
+                    )
+                    .await?;
                 import.user_index = users.iter().map(index_of).collect();
                 import.group_index = groups.iter().map(index_of).collect();
                 import.users = users.into_iter().map(to_source).collect();
@@ -502,12 +614,38 @@ impl Syncer {
                 let w = watermark.clone().unwrap_or_default();
                 let users_since = w.users.as_deref().and_then(delta_start);
                 let groups_since = w.groups.as_deref().and_then(delta_start);
-                let (all_users, _) = self.search(&mut dir, ObjectSet::Users, &["uid".to_owned()], None, "scanning users").await?;
-                let (all_groups, _) = self.search(&mut dir, ObjectSet::Groups, &[], None, "scanning groups").await?;
+                let (all_users, _) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Users,
+                        &["uid".to_owned()],
+                        None,
+                        "scanning users",
+                    )
+                    .await?;
+                let (all_groups, _) = self
+                    .search(&mut dir, ObjectSet::Groups, &[], None, "scanning groups")
+                    .await?;
                 import.user_index = all_users.iter().map(index_of).collect();
                 import.group_index = all_groups.iter().map(index_of).collect();
-                let (users, umax) = self.search(&mut dir, ObjectSet::Users, &user_attrs, users_since.as_ref(), "importing changed users").await?;
-                let (groups, gmax) = self.search(&mut dir, ObjectSet::Groups, &group_attrs, groups_since.as_ref(), "importing changed groups").await?;
+                let (users, umax) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Users,
+                        &user_attrs,
+                        users_since.as_ref(),
+                        "importing changed users",
+                    )
+                    .await?;
+                let (groups, gmax) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Groups,
+                        &group_attrs,
+                        groups_since.as_ref(),
+                        "importing changed groups",
+                    )
+                    .await?;
                 import.users = users.into_iter().map(to_source).collect();
                 import.groups = groups.into_iter().map(to_source).collect();
                 new_wm.users = newer(w.users, umax.as_ref());
@@ -519,7 +657,15 @@ impl Syncer {
             RunKind::Passwords => {
                 let w = watermark.clone().unwrap_or_default();
                 let since = w.hashes.as_deref().and_then(delta_start);
-                let (users, umax) = self.search(&mut dir, ObjectSet::Users, &hash_attrs, since.as_ref(), "reading changed password hashes").await?;
+                let (users, umax) = self
+                    .search(
+                        &mut dir,
+                        ObjectSet::Users,
+                        &hash_attrs,
+                        since.as_ref(),
+                        "reading changed password hashes",
+                    )
+                    .await?;
                 import.users = users.into_iter().map(to_source).collect();
                 new_wm.hashes = newer(w.hashes, umax.as_ref());
             }
@@ -529,7 +675,11 @@ impl Syncer {
         // ---- plan ------------------------------------------------------------------------
         let snapshot = self.snapshot().await?;
         let options = PlanOptions {
-            mode: if kind == RunKind::Passwords { PlanMode::PasswordsOnly } else { PlanMode::Objects },
+            mode: if kind == RunKind::Passwords {
+                PlanMode::PasswordsOnly
+            } else {
+                PlanMode::Objects
+            },
             password_hash_sync: self.cfg.password_hash_sync,
         };
         let rules = self.rules.clone();
@@ -545,7 +695,11 @@ impl Syncer {
             kind,
             summary: plan.summary,
             gate,
-            changes: if with_changes { plan.changes.clone() } else { Vec::new() },
+            changes: if with_changes {
+                plan.changes.clone()
+            } else {
+                Vec::new()
+            },
             problems: plan.problems.clone(),
             truncated: false,
         };
@@ -563,7 +717,10 @@ impl Syncer {
         };
         if dry_run {
             report.finished_at = format_rfc3339(unix_now());
-            return Ok(RunOutput { pending: pending_of(&plan, true), report });
+            return Ok(RunOutput {
+                pending: pending_of(&plan, true),
+                report,
+            });
         }
 
         // ---- export ----------------------------------------------------------------------
@@ -578,8 +735,13 @@ impl Syncer {
             ));
             pending = pending_of(&plan, true);
         } else {
-            let allowed = matches!(gate, DeleteGate::Overridden { .. }).then_some(allow_deletes).flatten();
-            match self.export(&plan, epoch, &run_id, &new_wm, allowed, &mut report).await {
+            let allowed = matches!(gate, DeleteGate::Overridden { .. })
+                .then_some(allow_deletes)
+                .flatten();
+            match self
+                .export(&plan, epoch, &run_id, &new_wm, allowed, &mut report)
+                .await
+            {
                 Ok(()) => pending = pending_of(&plan, false),
                 Err(e) => {
                     report.outcome = RunOutcome::Failed;
@@ -587,22 +749,46 @@ impl Syncer {
                     pending = pending_of(&plan, true);
                 }
             }
-            if report.outcome == RunOutcome::Success && (plan.summary.errors > 0 || !report.exported.rejected.is_empty()) {
+            if report.outcome == RunOutcome::Success
+                && (plan.summary.errors > 0 || !report.exported.rejected.is_empty())
+            {
                 report.outcome = RunOutcome::CompletedWithErrors;
             }
         }
         report.finished_at = format_rfc3339(unix_now());
-        let body = serde_json::to_value(ReportRequest { report: report.clone(), pending: pending.clone() })?;
-        if let Err(e) = self.call(Method::PUT, &["servers", &self.cfg.name, "report"], &[], Some(&body)).await {
+        let body = serde_json::to_value(ReportRequest {
+            report: report.clone(),
+            pending: pending.clone(),
+        })?;
+        if let Err(e) = self
+            .call(
+                Method::PUT,
+                &["servers", &self.cfg.name, "report"],
+                &[],
+                Some(&body),
+            )
+            .await
+        {
             tracing::error!(error = %format!("{e:#}"), "could not report the run to Cutover");
         }
         self.print_summary(&report, &plan, clock.elapsed(), active, epoch);
         Ok(RunOutput { report, pending })
     }
 
-    async fn export(&self, plan: &ExportPlan, epoch: u64, run_id: &str, watermark: &Watermark, allow_deletes: Option<u32>, report: &mut RunReport) -> Result<()> {
+    async fn export(
+        &self,
+        plan: &ExportPlan,
+        epoch: u64,
+        run_id: &str,
+        watermark: &Watermark,
+        allow_deletes: Option<u32>,
+        report: &mut RunReport,
+    ) -> Result<()> {
         let ops = plan.ops();
-        let mut batches: Vec<Vec<_>> = ops.chunks(EXPORT_BATCH_MAX_OPS).map(<[_]>::to_vec).collect();
+        let mut batches: Vec<Vec<_>> = ops
+            .chunks(EXPORT_BATCH_MAX_OPS)
+            .map(<[_]>::to_vec)
+            .collect();
         if batches.is_empty() {
             batches.push(Vec::new()); // still advance the watermark
         }
@@ -610,8 +796,10 @@ impl Syncer {
         let progress = if self.interactive && ops.len() > EXPORT_BATCH_MAX_OPS {
             let p = indicatif::ProgressBar::new(ops.len() as u64);
             p.set_style(
-                indicatif::ProgressStyle::with_template("exporting {bar:40} {pos}/{len} ops ({per_sec}, {eta} left)")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+                indicatif::ProgressStyle::with_template(
+                    "exporting {bar:40} {pos}/{len} ops ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
             );
             p
         } else {
@@ -626,11 +814,22 @@ impl Syncer {
                 watermark: (i + 1 == total).then(|| watermark.clone()),
                 allow_deletes,
             })?;
-            let v = match self.call(Method::POST, &["servers", &self.cfg.name, "exports"], &[], Some(&body)).await {
+            let v = match self
+                .call(
+                    Method::POST,
+                    &["servers", &self.cfg.name, "exports"],
+                    &[],
+                    Some(&body),
+                )
+                .await
+            {
                 Ok(v) => v,
                 Err(e) => {
                     if let Some(api) = e.downcast_ref::<ApiError>()
-                        && matches!(api.code.as_deref(), Some("staleEpoch" | "notLeaseHolder" | "noLeaseHolder"))
+                        && matches!(
+                            api.code.as_deref(),
+                            Some("staleEpoch" | "notLeaseHolder" | "noLeaseHolder")
+                        )
                     {
                         progress.finish_and_clear();
                         report.outcome = RunOutcome::Demoted;
@@ -652,8 +851,19 @@ impl Syncer {
         Ok(())
     }
 
-    fn print_summary(&self, r: &RunReport, plan: &ExportPlan, took: Duration, active: bool, epoch: u64) {
-        let role = if active { format!("active, epoch {epoch}") } else { "staging: nothing exported".into() };
+    fn print_summary(
+        &self,
+        r: &RunReport,
+        plan: &ExportPlan,
+        took: Duration,
+        active: bool,
+        epoch: u64,
+    ) {
+        let role = if active {
+            format!("active, epoch {epoch}")
+        } else {
+            "staging: nothing exported".into()
+        };
         let s = &r.summary;
         let e = &r.exported;
         println!(
@@ -664,7 +874,14 @@ impl Syncer {
         );
         println!(
             "  imported {}  adds {}  updates {}  deletes {}  password changes {}  unchanged {}  errors {}  warnings {}",
-            s.imported, s.adds, s.updates, s.deletes, s.password_changes, s.unchanged, s.errors, s.warnings
+            s.imported,
+            s.adds,
+            s.updates,
+            s.deletes,
+            s.password_changes,
+            s.unchanged,
+            s.errors,
+            s.warnings
         );
         if active {
             println!(
@@ -683,10 +900,16 @@ impl Syncer {
             println!("  {:?} {} [{}] {}", p.severity, p.dn, p.rule, p.message);
         }
         if plan.problems.len() > 20 {
-            println!("  … and {} more problems (see `cutover sync pending-exports --output json`)", plan.problems.len() - 20);
+            println!(
+                "  … and {} more problems (see `cutover sync pending-exports --output json`)",
+                plan.problems.len() - 20
+            );
         }
         for rej in e.rejected.iter().take(20) {
-            println!("  refused by Cutover: {} {}: {}", rej.op, rej.anchor, rej.reason);
+            println!(
+                "  refused by Cutover: {} {}: {}",
+                rej.op, rej.anchor, rej.reason
+            );
         }
     }
 
@@ -695,6 +918,9 @@ impl Syncer {
         let hashes = Duration::from_secs(self.cfg.schedule.password_interval_secs);
         let mut next_objects = tokio::time::Instant::now();
         let mut next_hashes = next_objects + hashes;
+        // Staging servers compare everything on each (full) run; the hash cycle is the active
+        // server's.
+        let mut active = false;
         tracing::info!(server = %self.cfg.name, delta_secs = delta.as_secs(), hash_secs = hashes.as_secs(), "sync server started");
         loop {
             let due = next_objects.min(next_hashes);
@@ -707,13 +933,17 @@ impl Syncer {
             }
             let now = tokio::time::Instant::now();
             if now >= next_objects {
-                if let Err(e) = self.run_once(Requested::Auto, None, false).await {
-                    tracing::error!(error = %format!("{e:#}"), "sync run failed; retrying at the next interval");
+                match self.run_once(Requested::Auto, None, false).await {
+                    Ok(out) => active = !out.report.staging,
+                    Err(e) => {
+                        tracing::error!(error = %format!("{e:#}"), "sync run failed; retrying at the next interval")
+                    }
                 }
                 next_objects = tokio::time::Instant::now() + delta;
                 next_hashes = next_hashes.max(tokio::time::Instant::now() + hashes);
             } else if now >= next_hashes {
                 if self.cfg.password_hash_sync
+                    && active
                     && let Err(e) = self.run_once(Requested::Passwords, None, false).await
                 {
                     tracing::error!(error = %format!("{e:#}"), "password hash cycle failed; retrying at the next interval");
@@ -731,7 +961,13 @@ pub fn pending_table(p: &PendingExports) -> String {
         let action = format!("{:?}", c.action);
         let object = format!("{:?}", c.object).to_lowercase();
         if c.attributes.is_empty() {
-            rows.push(vec![action, object, c.name.clone(), String::new(), String::new()]);
+            rows.push(vec![
+                action,
+                object,
+                c.name.clone(),
+                String::new(),
+                String::new(),
+            ]);
             continue;
         }
         for (i, a) in c.attributes.iter().enumerate() {
@@ -745,7 +981,11 @@ pub fn pending_table(p: &PendingExports) -> String {
                 obj,
                 name,
                 a.name.clone(),
-                format!("{} → {}", a.old.as_deref().unwrap_or("—"), a.new.as_deref().unwrap_or("—")),
+                format!(
+                    "{} → {}",
+                    a.old.as_deref().unwrap_or("—"),
+                    a.new.as_deref().unwrap_or("—")
+                ),
             ]);
         }
     }
@@ -764,16 +1004,30 @@ pub fn pending_table(p: &PendingExports) -> String {
         out.push_str(&format!("BLOCKED: {deletes} deletions exceed the threshold of {threshold}; a run would export nothing\n"));
     }
     if !rows.is_empty() {
-        out.push_str(&crate::admin_cli::render_table(&["ACTION", "TYPE", "NAME", "ATTRIBUTE", "OLD → NEW"], &rows));
+        out.push_str(&crate::admin_cli::render_table(
+            &["ACTION", "TYPE", "NAME", "ATTRIBUTE", "OLD → NEW"],
+            &rows,
+        ));
     }
     if !p.problems.is_empty() {
         let prob: Vec<Vec<String>> = p
             .problems
             .iter()
-            .map(|x| vec![format!("{:?}", x.severity).to_lowercase(), x.dn.clone(), x.rule.clone(), x.code.clone(), x.message.clone()])
+            .map(|x| {
+                vec![
+                    format!("{:?}", x.severity).to_lowercase(),
+                    x.dn.clone(),
+                    x.rule.clone(),
+                    x.code.clone(),
+                    x.message.clone(),
+                ]
+            })
             .collect();
         out.push_str(&format!("\n{} problem(s):\n", p.problems.len()));
-        out.push_str(&crate::admin_cli::render_table(&["SEVERITY", "OBJECT", "RULE", "CODE", "MESSAGE"], &prob));
+        out.push_str(&crate::admin_cli::render_table(
+            &["SEVERITY", "OBJECT", "RULE", "CODE", "MESSAGE"],
+            &prob,
+        ));
     }
     let _: BTreeMap<(), ()> = BTreeMap::new();
     out

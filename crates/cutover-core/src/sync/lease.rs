@@ -82,14 +82,20 @@ mod tests {
         let l3 = promote(&l2, "b");
         assert_eq!(
             check_fence(&l3, "b", 2),
-            Err(FenceError::StaleEpoch { presented: 2, current: 3 })
+            Err(FenceError::StaleEpoch {
+                presented: 2,
+                current: 3
+            })
         );
     }
 
     #[test]
     fn only_the_holder_demotes() {
         let l = promote(&Lease::default(), "a");
-        assert_eq!(demote(&l, "b"), Err(FenceError::NotHolder { holder: "a".into() }));
+        assert_eq!(
+            demote(&l, "b"),
+            Err(FenceError::NotHolder { holder: "a".into() })
+        );
         let d = demote(&l, "a").unwrap();
         assert_eq!(d.holder, None);
         assert_eq!(check_fence(&d, "a", 1), Err(FenceError::NoHolder));

@@ -9,9 +9,9 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::UserPrincipalName;
 use crate::limits::{MAX_ATTRIBUTE_LEN, MAX_DISPLAY_NAME_LEN};
 use crate::sync::SourceEntry;
-use crate::UserPrincipalName;
 
 /// Most member values one group may carry before it is refused as hostile data.
 pub const MAX_GROUP_MEMBER_VALUES: usize = 100_000;
@@ -217,7 +217,9 @@ impl Template {
 fn check_attribute_name(rule: &str, name: &str) -> Result<(), RuleConfigError> {
     let ok = !name.is_empty()
         && name.len() <= 128
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b';')
         && name.as_bytes()[0].is_ascii_alphabetic();
     if ok {
         Ok(())
@@ -242,7 +244,12 @@ fn first_text(rule: &str, entry: &SourceEntry, attr: &str) -> Result<Option<Stri
 /// limit (hostile or broken directory data is refused here, per object).
 pub const MAX_ATTRIBUTE_VALUE_BYTES: usize = 4096;
 
-fn text_value(rule: &str, entry: &SourceEntry, attr: &str, raw: &[u8]) -> Result<String, RuleError> {
+fn text_value(
+    rule: &str,
+    entry: &SourceEntry,
+    attr: &str,
+    raw: &[u8],
+) -> Result<String, RuleError> {
     let fail = |message: String| RuleError {
         rule: rule.to_owned(),
         dn: entry.dn.clone(),
@@ -257,7 +264,9 @@ fn text_value(rule: &str, entry: &SourceEntry, attr: &str, raw: &[u8]) -> Result
     let s = std::str::from_utf8(raw)
         .map_err(|e| fail(format!("attribute {attr} is not valid UTF-8 ({e})")))?;
     if s.chars().any(|c| c.is_control()) {
-        return Err(fail(format!("attribute {attr} contains control characters")));
+        return Err(fail(format!(
+            "attribute {attr} contains control characters"
+        )));
     }
     Ok(s.trim().to_owned())
 }
@@ -272,7 +281,10 @@ fn bounded(
         Some(v) if v.chars().count() > max => Err(RuleError {
             rule: rule.to_owned(),
             dn: entry.dn.clone(),
-            message: format!("the value is {} characters long; the limit is {max}", v.chars().count()),
+            message: format!(
+                "the value is {} characters long; the limit is {max}",
+                v.chars().count()
+            ),
         }),
         Some(v) if v.is_empty() => Ok(None),
         other => Ok(other),
@@ -377,10 +389,14 @@ impl MappingRules {
         let u = &self.users;
         let g = &self.groups;
         let opt = |rule: &str, v: &Option<String>| -> Result<Option<Template>, RuleConfigError> {
-            v.as_deref().map(|t| Template::parse(rule, t)).transpose()
+            // "" switches an optional mapping off (TOML has no null).
+            v.as_deref()
+                .filter(|t| !t.trim().is_empty())
+                .map(|t| Template::parse(rule, t))
+                .transpose()
         };
         let single = |rule: &str, v: &Option<String>| -> Result<Option<String>, RuleConfigError> {
-            match v {
+            match v.as_deref().filter(|a| !a.trim().is_empty()) {
                 Some(a) => {
                     check_attribute_name(rule, a)?;
                     Ok(Some(a.to_ascii_lowercase()))
@@ -465,7 +481,11 @@ impl CompiledRules {
     }
 
     pub fn group_attributes(&self) -> Vec<String> {
-        let mut v: Vec<String> = self.group_display_name.attributes().map(str::to_owned).collect();
+        let mut v: Vec<String> = self
+            .group_display_name
+            .attributes()
+            .map(str::to_owned)
+            .collect();
         if let Some(t) = &self.description {
             v.extend(t.attributes().map(str::to_owned));
         }
@@ -506,7 +526,12 @@ impl CompiledRules {
         )?
         .unwrap_or_else(|| upn.as_str().to_owned());
         let mail = match &self.mail {
-            Some(t) => bounded("users.mail", e, t.render("users.mail", e)?, MAX_ATTRIBUTE_LEN)?,
+            Some(t) => bounded(
+                "users.mail",
+                e,
+                t.render("users.mail", e)?,
+                MAX_ATTRIBUTE_LEN,
+            )?,
             None => None,
         };
         let department = match &self.department {
@@ -653,7 +678,10 @@ mod tests {
         assert_eq!(u.upn.as_str(), "Alice@corp.example");
         assert_eq!(u.display_name, "Alice Liddell");
         assert_eq!(u.department.as_deref(), Some("Finance"));
-        assert_eq!(u.manager_dn.as_deref(), Some("uid=bob,ou=people,dc=corp,dc=example"));
+        assert_eq!(
+            u.manager_dn.as_deref(),
+            Some("uid=bob,ou=people,dc=corp,dc=example")
+        );
         assert!(u.account_enabled);
     }
 
@@ -669,12 +697,18 @@ mod tests {
         .compile()
         .unwrap();
         let ok = entry("uid=bob,dc=x", "b", &[("uid", b"bob"), ("cn", b"Bob")]);
-        assert_eq!(rules.map_user(&ok).unwrap().unwrap().upn.as_str(), "bob@corp.example");
+        assert_eq!(
+            rules.map_user(&ok).unwrap().unwrap().upn.as_str(),
+            "bob@corp.example"
+        );
         let missing = entry("cn=nobody,dc=x", "n", &[("cn", b"Nobody")]);
         let err = rules.map_user(&missing).unwrap_err();
         assert_eq!(err.rule, "users.upn");
         assert_eq!(err.dn, "cn=nobody,dc=x");
-        assert!(err.to_string().contains("users.upn on cn=nobody,dc=x"), "{err}");
+        assert!(
+            err.to_string().contains("users.upn on cn=nobody,dc=x"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -719,20 +753,40 @@ mod tests {
     fn hostile_values_are_per_object_errors() {
         let rules = MappingRules::default().compile().unwrap();
         let huge = vec![b'a'; MAX_ATTRIBUTE_VALUE_BYTES + 1];
-        let e = entry("uid=h,dc=x", "h", &[("mail", b"h@corp.example"), ("cn", &huge)]);
+        let e = entry(
+            "uid=h,dc=x",
+            "h",
+            &[("mail", b"h@corp.example"), ("cn", &huge)],
+        );
         let err = rules.map_user(&e).unwrap_err();
         assert_eq!(err.rule, "users.display_name");
         assert!(err.message.contains("limit"), "{err}");
         let at_limit = vec![b'a'; MAX_DISPLAY_NAME_LEN];
-        let e = entry("uid=h,dc=x", "h", &[("mail", b"h@corp.example"), ("cn", &at_limit)]);
+        let e = entry(
+            "uid=h,dc=x",
+            "h",
+            &[("mail", b"h@corp.example"), ("cn", &at_limit)],
+        );
         assert!(rules.map_user(&e).is_ok());
         let over = vec![b'a'; MAX_DISPLAY_NAME_LEN + 1];
-        let e = entry("uid=h,dc=x", "h", &[("mail", b"h@corp.example"), ("cn", &over)]);
+        let e = entry(
+            "uid=h,dc=x",
+            "h",
+            &[("mail", b"h@corp.example"), ("cn", &over)],
+        );
         assert!(rules.map_user(&e).is_err());
-        let e = entry("uid=h,dc=x", "h", &[("mail", b"h@corp.example"), ("cn", &[0xff, 0xfe])]);
+        let e = entry(
+            "uid=h,dc=x",
+            "h",
+            &[("mail", b"h@corp.example"), ("cn", &[0xff, 0xfe])],
+        );
         let err = rules.map_user(&e).unwrap_err();
         assert!(err.message.contains("UTF-8"), "{err}");
-        let e = entry("uid=h,dc=x", "h", &[("mail", b"not an address"), ("cn", b"H")]);
+        let e = entry(
+            "uid=h,dc=x",
+            "h",
+            &[("mail", b"not an address"), ("cn", b"H")],
+        );
         assert_eq!(rules.map_user(&e).unwrap_err().rule, "users.upn");
     }
 
@@ -769,12 +823,23 @@ mod tests {
         let locked = entry(
             "uid=l,dc=x",
             "l",
-            &[("mail", b"l@corp.example"), ("pwdAccountLockedTime", b"000001010000Z")],
+            &[
+                ("mail", b"l@corp.example"),
+                ("pwdAccountLockedTime", b"000001010000Z"),
+            ],
         );
         assert!(!rules.map_user(&locked).unwrap().unwrap().account_enabled);
-        let ad = entry("cn=d,dc=x", "d", &[("mail", b"d@corp.example"), ("userAccountControl", b"514")]);
+        let ad = entry(
+            "cn=d,dc=x",
+            "d",
+            &[("mail", b"d@corp.example"), ("userAccountControl", b"514")],
+        );
         assert!(!rules.map_user(&ad).unwrap().unwrap().account_enabled);
-        let ad = entry("cn=d,dc=x", "d", &[("mail", b"d@corp.example"), ("userAccountControl", b"512")]);
+        let ad = entry(
+            "cn=d,dc=x",
+            "d",
+            &[("mail", b"d@corp.example"), ("userAccountControl", b"512")],
+        );
         assert!(rules.map_user(&ad).unwrap().unwrap().account_enabled);
     }
 

@@ -33,8 +33,22 @@ fn slappasswd(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run slappasswd (package slapd)");
-    assert!(out.status.success(), "slappasswd {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "slappasswd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+/// The JSON document at the start of a command's output (log lines may follow it).
+fn first_json(out: &str) -> Value {
+    let start = out.find('{').unwrap_or_else(|| panic!("no JSON in: {out}"));
+    serde_json::Deserializer::from_str(&out[start..])
+        .into_iter::<Value>()
+        .next()
+        .and_then(Result::ok)
+        .unwrap_or_else(|| panic!("invalid JSON in: {out}"))
 }
 
 fn user_ldif(base: &str, uid: &str, extra: &str) -> String {
@@ -49,7 +63,12 @@ impl SyncEnv {
         let dir = scratch_dir("sync");
         let server = ServerProcess::start(&dir.join("server"), &[]);
         let admin = Admin::login(&server.base, &server.credentials()).await;
-        admin.post("/domains", json!({"id": "example.test", "authenticationType": "managed"})).await;
+        admin
+            .post(
+                "/domains",
+                json!({"id": "example.test", "authenticationType": "managed"}),
+            )
+            .await;
         let app = admin
             .post(
                 "/applications",
@@ -124,7 +143,11 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
             .output()
             .await
             .expect("run cutover sync");
-        let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         (out.status.code().unwrap_or(-1), text)
     }
 
@@ -149,7 +172,10 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
     }
 
     async fn user(&self, upn: &str) -> Option<Value> {
-        let (status, v) = self.admin.call(reqwest::Method::GET, &format!("/users/{upn}"), None).await;
+        let (status, v) = self
+            .admin
+            .call(reqwest::Method::GET, &format!("/users/{upn}"), None)
+            .await;
         (status == 200).then_some(v)
     }
 
@@ -162,7 +188,13 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
     async fn signs_in(&self, upn: &str, password: &str) -> bool {
         let http = crate::harness::browser();
         let (verifier, challenge) = pkce();
-        let url = auth_url(&self.server.base, &self.rp_client_id, REDIRECT, &challenge, &[]);
+        let url = auth_url(
+            &self.server.base,
+            &self.rp_client_id,
+            REDIRECT,
+            &challenge,
+            &[],
+        );
         let res = attempt_sign_in(&http, &self.server.base, &url, upn, password, None).await;
         if res.status() != 303 {
             return false;
@@ -189,9 +221,23 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     let env = SyncEnv::start().await;
     let base = env.slapd.base.clone();
     let ssha = slappasswd(&["-h", "{SSHA}", "-s", "alice-pw"]);
-    let ssha512 = slappasswd(&["-o", "module-load=pw-sha2", "-h", "{SSHA512}", "-s", "bob-pw"]);
+    let ssha512 = slappasswd(&[
+        "-o",
+        "module-load=pw-sha2",
+        "-h",
+        "{SSHA512}",
+        "-s",
+        "bob-pw",
+    ]);
     let crypt = slappasswd(&["-h", "{CRYPT}", "-c", "$6$%.16s", "-s", "carol-pw"]);
-    let argon2 = slappasswd(&["-o", "module-load=argon2", "-h", "{ARGON2}", "-s", "erin-pw"]);
+    let argon2 = slappasswd(&[
+        "-o",
+        "module-load=argon2",
+        "-h",
+        "{ARGON2}",
+        "-s",
+        "erin-pw",
+    ]);
     let ldif = [
         user_ldif(&base, "alice", &format!("userPassword: {ssha}\n")),
         user_ldif(&base, "bob", &format!("userPassword: {ssha512}\nmanager: uid=alice,ou=people,{base}\n")),
@@ -210,20 +256,44 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     let staging = env.config("sync-b", true, "");
 
     // The staging server shows what the active one will do, and exports nothing.
-    let out = env.run_ok(&staging, &["pending-exports", "--output", "json"]).await;
-    let json_start = out.find('{').unwrap();
-    let pending: Value = serde_json::from_str(&out[json_start..]).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let out = env
+        .run_ok(&staging, &["pending-exports", "--output", "json"])
+        .await;
+    let pending = first_json(&out);
     assert_eq!(pending["summary"]["adds"], 9, "{pending}");
     assert_eq!(pending["summary"]["passwordChanges"], 6, "{pending}");
-    let md5 = pending["problems"].as_array().unwrap().iter().find(|p| p["rule"] == "passwordHashSync").expect("md5 problem");
-    assert!(md5["dn"].as_str().unwrap().starts_with("uid=mallory"), "{md5}");
+    let md5 = pending["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["rule"] == "passwordHashSync")
+        .expect("md5 problem");
+    assert!(
+        md5["dn"].as_str().unwrap().starts_with("uid=mallory"),
+        "{md5}"
+    );
     let table = env.run_ok(&staging, &["pending-exports"]).await;
-    assert!(table.contains("Add") && table.contains("alice@example.test") && table.contains("userPrincipalName"), "{table}");
+    assert!(
+        table.contains("Add")
+            && table.contains("alice@example.test")
+            && table.contains("userPrincipalName"),
+        "{table}"
+    );
     env.run_ok(&staging, &["run", "--once"]).await;
-    assert!(env.users().await.is_empty(), "a staging server must not export");
+    assert!(
+        env.users().await.is_empty(),
+        "a staging server must not export"
+    );
     let b = env.server_view("sync-b").await;
     assert_eq!(b["role"], "staging");
-    let (status, stored) = env.admin.call(reqwest::Method::GET, "/sync/servers/sync-b/pendingExports", None).await;
+    let (status, stored) = env
+        .admin
+        .call(
+            reqwest::Method::GET,
+            "/sync/servers/sync-b/pendingExports",
+            None,
+        )
+        .await;
     assert_eq!(status, 200);
     assert_eq!(stored["summary"], pending["summary"]);
 
@@ -231,7 +301,10 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     env.run_ok(&active, &["run", "--once"]).await;
     let a = env.server_view("sync-a").await;
     assert_eq!(a["role"], "active", "{a}");
-    assert_eq!(a["lastRun"]["summary"]["adds"], pending["summary"]["adds"], "{a}");
+    assert_eq!(
+        a["lastRun"]["summary"]["adds"], pending["summary"]["adds"],
+        "{a}"
+    );
     assert_eq!(a["lastRun"]["exported"]["added"], 9, "{a}");
     assert_eq!(a["lastRun"]["exported"]["passwords"], 6, "{a}");
     assert_eq!(env.users().await.len(), 7);
@@ -249,8 +322,14 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
         ("erin@example.test", "erin-pw"),
         ("frank@example.test", PBKDF2_PASSWORD),
     ] {
-        assert!(env.signs_in(upn, pw).await, "{upn} should sign in with the on-prem password");
-        assert!(!env.signs_in(upn, "wrong-password").await, "{upn} must refuse a wrong password");
+        assert!(
+            env.signs_in(upn, pw).await,
+            "{upn} should sign in with the on-prem password"
+        );
+        assert!(
+            !env.signs_in(upn, "wrong-password").await,
+            "{upn} must refuse a wrong password"
+        );
     }
     assert!(!env.signs_in("mallory@example.test", "anything").await);
 
@@ -259,7 +338,15 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     let a = env.server_view("sync-a").await;
     assert_eq!(a["lastRun"]["kind"], "delta", "{a}");
     let s = &a["lastRun"]["summary"];
-    assert_eq!((s["adds"].as_u64(), s["updates"].as_u64(), s["deletes"].as_u64()), (Some(0), Some(0), Some(0)), "{a}");
+    assert_eq!(
+        (
+            s["adds"].as_u64(),
+            s["updates"].as_u64(),
+            s["deletes"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{a}"
+    );
 
     // Directory changes: rename, delete, membership and manager changes, a password change.
     let new_ssha = slappasswd(&["-h", "{SSHA}", "-s", "alice-new-pw"]);
@@ -271,13 +358,18 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     ));
     env.slapd.delete(&format!("uid=dave,ou=people,{base}"));
     // The staging server's view before the change…
-    let out = env.run_ok(&staging, &["pending-exports", "--output", "json"]).await;
-    let before: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    let out = env
+        .run_ok(&staging, &["pending-exports", "--output", "json"])
+        .await;
+    let before = first_json(&out);
     // …equals what the active server then does.
     env.run_ok(&active, &["run", "--once"]).await;
     let a = env.server_view("sync-a").await;
     for k in ["adds", "updates", "deletes", "passwordChanges"] {
-        assert_eq!(a["lastRun"]["summary"][k], before["summary"][k], "{k}: staging {before} vs active {a}");
+        assert_eq!(
+            a["lastRun"]["summary"][k], before["summary"][k],
+            "{k}: staging {before} vs active {a}"
+        );
     }
     assert_eq!(a["lastRun"]["summary"]["deletes"], 1);
     assert!(env.user("dave@example.test").await.is_none());
@@ -286,19 +378,57 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     let erin = env.user("erin@example.test").await.unwrap();
     assert_eq!(bob["managerId"], erin["id"]);
     assert!(env.signs_in("alice@example.test", "alice-new-pw").await);
-    assert!(!env.signs_in("alice@example.test", "alice-pw").await, "the old password must stop working");
-    let out = env.run_ok(&staging, &["pending-exports", "--output", "json"]).await;
-    let after: Value = serde_json::from_str(&out[out.find('{').unwrap()..]).unwrap();
+    assert!(
+        !env.signs_in("alice@example.test", "alice-pw").await,
+        "the old password must stop working"
+    );
+    let out = env
+        .run_ok(&staging, &["pending-exports", "--output", "json"])
+        .await;
+    let after = first_json(&out);
     assert_eq!(after["changes"].as_array().unwrap().len(), 0, "{after}");
 
     // Failover: promote the staging server; the old active one's exports are refused.
     env.slapd.add(&user_ldif(&base, "grace", ""));
     let out = env.run_ok(&staging, &["promote"]).await;
     assert!(out.contains("active sync server"), "{out}");
-    let (code, out) = env.sync(&active, &["run", "--once"]).await;
-    assert_ne!(code, 0, "{out}");
-    assert!(out.contains("refused"), "{out}");
-    assert!(env.user("grace@example.test").await.is_none(), "a demoted server must not write");
+    // A write still in flight from the old active server carries its old epoch: refused.
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth2/token", env.server.base))
+        .basic_auth(
+            &env.client_id,
+            Some(std::fs::read_to_string(&env.secret_file).unwrap()),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let late = http
+        .post(format!(
+            "{}/sync/v1/servers/sync-a/exports",
+            env.server.base
+        ))
+        .bearer_auth(token["access_token"].as_str().unwrap())
+        .json(
+            &json!({"epoch": 1, "batchId": "late-1", "ops": [{"op": "deleteUser", "anchor": "x"}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(late.status(), 409);
+    let body: Value = late.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "notLeaseHolder", "{body}");
+    // Its next run finds it is no longer the holder and runs as staging: nothing exported.
+    let out = env.run_ok(&active, &["run", "--once"]).await;
+    assert!(out.contains("staging: nothing exported"), "{out}");
+    assert!(
+        env.user("grace@example.test").await.is_none(),
+        "a demoted server must not write"
+    );
     env.run_ok(&staging, &["run", "--once"]).await;
     assert!(env.user("grace@example.test").await.is_some());
     assert_eq!(env.server_view("sync-b").await["role"], "active");
@@ -310,14 +440,18 @@ async fn delete_threshold_at_499_500_501_and_the_override() {
     let env = SyncEnv::start().await;
     let base = env.slapd.base.clone();
     let n = 1500;
-    let ldif: Vec<String> = (0..n).map(|i| user_ldif(&base, &format!("u{i:05}"), "")).collect();
+    let ldif: Vec<String> = (0..n)
+        .map(|i| user_ldif(&base, &format!("u{i:05}"), ""))
+        .collect();
     env.slapd.add(&ldif.join("\n"));
     let cfg = env.config("sync-a", false, "password_hash_sync = false");
     env.run_ok(&cfg, &["run", "--once"]).await;
     assert_eq!(env.users().await.len(), n);
     let mut next = 0;
     let mut delete = |count: usize| {
-        let dns: Vec<String> = (next..next + count).map(|i| format!("uid=u{i:05},ou=people,{base}")).collect();
+        let dns: Vec<String> = (next..next + count)
+            .map(|i| format!("uid=u{i:05},ou=people,{base}"))
+            .collect();
         next += count;
         dns
     };
@@ -326,7 +460,10 @@ async fn delete_threshold_at_499_500_501_and_the_override() {
             env.slapd.delete(&dn);
         }
         env.run_ok(&cfg, &["run", "--once"]).await;
-        assert_eq!(env.server_view("sync-a").await["lastRun"]["exported"]["deleted"], count as u64);
+        assert_eq!(
+            env.server_view("sync-a").await["lastRun"]["exported"]["deleted"],
+            count as u64
+        );
     }
     let remaining = n - 999;
     assert_eq!(env.users().await.len(), remaining);
@@ -343,15 +480,21 @@ async fn delete_threshold_at_499_500_501_and_the_override() {
     let pending = env.admin.get("/sync/servers/sync-a/pendingExports").await;
     assert_eq!(pending["summary"]["deletes"], 501);
     // An override below the count does not open the gate; one at the count does, once.
-    let (code, _) = env.sync(&cfg, &["run", "--once", "--allow-deletes", "500"]).await;
+    let (code, _) = env
+        .sync(&cfg, &["run", "--once", "--allow-deletes", "500"])
+        .await;
     assert_eq!(code, 2);
-    env.run_ok(&cfg, &["run", "--once", "--allow-deletes", "501"]).await;
+    env.run_ok(&cfg, &["run", "--once", "--allow-deletes", "501"])
+        .await;
     assert_eq!(env.users().await.len(), remaining - 501);
     let audit = env
         .admin
         .get("/auditLogs/directoryAudits?action=syncExportDeleteThresholdOverridden")
         .await;
-    assert!(!audit["value"].as_array().unwrap().is_empty(), "the override must be audited: {audit}");
+    assert!(
+        !audit["value"].as_array().unwrap().is_empty(),
+        "the override must be audited: {audit}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -361,7 +504,13 @@ async fn kill_9_during_export_resumes_without_loss_or_duplication() {
     let n = 4000;
     let ssha = slappasswd(&["-h", "{SSHA}", "-s", "pw"]);
     let ldif: Vec<String> = (0..n)
-        .map(|i| user_ldif(&base, &format!("k{i:05}"), &format!("userPassword: {ssha}\n")))
+        .map(|i| {
+            user_ldif(
+                &base,
+                &format!("k{i:05}"),
+                &format!("userPassword: {ssha}\n"),
+            )
+        })
         .collect();
     env.slapd.add(&ldif.join("\n"));
     let cfg = env.config("sync-a", false, "");
@@ -385,18 +534,36 @@ async fn kill_9_during_export_resumes_without_loss_or_duplication() {
     child.start_kill().unwrap();
     child.wait().await.unwrap();
     let after_kill = env.users().await.len();
-    assert!(after_kill > 0, "the export should have started before the kill ({seen})");
+    assert!(
+        after_kill > 0,
+        "the export should have started before the kill ({seen})"
+    );
     env.run_ok(&cfg, &["run", "--once"]).await;
     let view = env.server_view("sync-a").await;
-    assert_eq!(view["lastRun"]["kind"], "full", "the watermark must not have advanced: {view}");
+    assert_eq!(
+        view["lastRun"]["kind"], "full",
+        "the watermark must not have advanced: {view}"
+    );
     let added = view["lastRun"]["exported"]["added"].as_u64().unwrap() as usize;
-    assert_eq!(after_kill + added, n, "each user added exactly once ({after_kill} before the kill)");
+    assert_eq!(
+        after_kill + added,
+        n,
+        "each user added exactly once ({after_kill} before the kill)"
+    );
     assert_eq!(env.users().await.len(), n);
     // Equal to a clean run: nothing left to do, and passwords were all exported.
     env.run_ok(&cfg, &["run", "--once"]).await;
     let view = env.server_view("sync-a").await;
     let s = &view["lastRun"]["summary"];
-    assert_eq!((s["adds"].as_u64(), s["updates"].as_u64(), s["passwordChanges"].as_u64()), (Some(0), Some(0), Some(0)), "{view}");
+    assert_eq!(
+        (
+            s["adds"].as_u64(),
+            s["updates"].as_u64(),
+            s["passwordChanges"].as_u64()
+        ),
+        (Some(0), Some(0), Some(0)),
+        "{view}"
+    );
     assert!(env.signs_in("k00000@example.test", "pw").await);
 }
 
@@ -410,9 +577,20 @@ async fn hostile_directory_data_gets_per_object_errors() {
         user_ldif(&base, "huge", "").replace("cn: User huge", &format!("cn: {huge}")),
         user_ldif(&base, "dup1", "").replace("mail: dup1@example.test", "mail: same@example.test"),
         user_ldif(&base, "dup2", "").replace("mail: dup2@example.test", "mail: same@example.test"),
-        user_ldif(&base, "loopa", &format!("manager: uid=loopb,ou=people,{base}\n")),
-        user_ldif(&base, "loopb", &format!("manager: uid=loopa,ou=people,{base}\n")),
-        user_ldif(&base, "foreign", "").replace("mail: foreign@example.test", "mail: foreign@unregistered.example"),
+        user_ldif(
+            &base,
+            "loopa",
+            &format!("manager: uid=loopb,ou=people,{base}\n"),
+        ),
+        user_ldif(
+            &base,
+            "loopb",
+            &format!("manager: uid=loopa,ou=people,{base}\n"),
+        ),
+        user_ldif(&base, "foreign", "").replace(
+            "mail: foreign@example.test",
+            "mail: foreign@unregistered.example",
+        ),
     ]
     .join("\n");
     env.slapd.add(&ldif);
@@ -425,7 +603,18 @@ async fn hostile_directory_data_gets_per_object_errors() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["dn"].as_str().unwrap().split(',').next().unwrap().to_owned(), p["code"].as_str().unwrap().to_owned()))
+        .map(|p| {
+            (
+                p["dn"]
+                    .as_str()
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                p["code"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     for expected in [
         ("uid=huge", "ruleError"),
@@ -434,11 +623,26 @@ async fn hostile_directory_data_gets_per_object_errors() {
         ("uid=loopb", "managerLoop"),
         ("uid=foreign", "unknownDomain"),
     ] {
-        assert!(codes.iter().any(|(d, c)| d == expected.0 && c == expected.1), "{expected:?} missing in {codes:?}");
+        assert!(
+            codes
+                .iter()
+                .any(|(d, c)| d == expected.0 && c == expected.1),
+            "{expected:?} missing in {codes:?}"
+        );
     }
     // Everything else synced: ok1, dup1, loopa, loopb (without managers).
-    let upns: Vec<String> = env.users().await.iter().map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase()).collect();
-    for upn in ["ok1@example.test", "same@example.test", "loopa@example.test", "loopb@example.test"] {
+    let upns: Vec<String> = env
+        .users()
+        .await
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap().to_lowercase())
+        .collect();
+    for upn in [
+        "ok1@example.test",
+        "same@example.test",
+        "loopa@example.test",
+        "loopb@example.test",
+    ] {
         assert!(upns.contains(&upn.to_owned()), "{upn} missing: {upns:?}");
     }
     assert_eq!(upns.len(), 4, "{upns:?}");
