@@ -1413,6 +1413,7 @@ macro_rules! sql_store {
                     "ops": batch.ops.len(),
                     "added": result.added,
                     "updated": result.updated,
+                    "links": result.links,
                     "deleted": result.deleted,
                     "passwords": result.passwords,
                     "rejected": result.rejected.len(),
@@ -1734,7 +1735,7 @@ macro_rules! sql_store {
                             .execute(&mut **tx)
                             .await
                             .map_err(map_err)?;
-                        result.updated += 1;
+                        result.links += 1;
                     }
                     SyncOp::SetMembers { anchor, member_anchors } => {
                         let Some(gid) = Self::id_by_anchor(tx, "groups", anchor).await? else {
@@ -1779,7 +1780,7 @@ macro_rules! sql_store {
                                 .await
                                 .map_err(map_err)?;
                         }
-                        result.updated += 1;
+                        result.links += 1;
                         if !missing.is_empty() {
                             return Ok(Some(format!(
                                 "{} member(s) are not synced objects and were left out: {}",

@@ -885,9 +885,10 @@ impl Syncer {
         );
         if active {
             println!(
-                "  exported: added {}  updated {}  deleted {}  passwords {}  refused {}",
+                "  exported: added {}  updated {}  links {}  deleted {}  passwords {}  refused {}",
                 e.added,
                 e.updated,
+                e.links,
                 e.deleted,
                 e.passwords,
                 e.rejected.len()

@@ -151,8 +151,12 @@ pub struct Watermark {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ExportResult {
+    /// Objects created.
     pub added: u64,
+    /// Objects whose attributes changed.
     pub updated: u64,
+    /// Manager links and group memberships set.
+    pub links: u64,
     pub unchanged: u64,
     pub deleted: u64,
     pub passwords: u64,
@@ -164,6 +168,7 @@ impl ExportResult {
     pub fn absorb(&mut self, other: &ExportResult) {
         self.added += other.added;
         self.updated += other.updated;
+        self.links += other.links;
         self.unchanged += other.unchanged;
         self.deleted += other.deleted;
         self.passwords += other.passwords;

@@ -134,13 +134,13 @@ impl Slapd {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("run {tool} (ldap-utils): {e}"));
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        // Feed stdin from another thread: the tool's output must be drained meanwhile, or a
+        // large LDIF fills the pipe and both sides wait forever.
+        let mut stdin = child.stdin.take().unwrap();
+        let feed = input.to_owned();
+        let writer = std::thread::spawn(move || stdin.write_all(feed.as_bytes()));
         let out = child.wait_with_output().unwrap();
+        writer.join().unwrap().unwrap();
         assert!(
             out.status.success(),
             "{tool} failed: {}\ninput:\n{input}",
