@@ -93,8 +93,9 @@ impl SyncEnv {
         }
     }
 
-    /// Write a sync.toml for server `name`; `extra` is appended at top level (before tables).
-    fn config(&self, name: &str, staging: bool, top: &str) -> PathBuf {
+    /// Write a sync.toml for server `name`: `top` goes among the top-level keys, `tables` at
+    /// the end.
+    fn config(&self, name: &str, staging: bool, top: &str, tables: &str) -> PathBuf {
         let pw = self.slapd.password_file("sync-pw");
         let base = &self.slapd.base;
         let text = format!(
@@ -120,6 +121,8 @@ filter = "{USERS_FILTER}"
 [ldap.groups]
 base_dn = "ou=groups,{base}"
 filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
+
+{tables}
 "#,
             url = self.server.base,
             client_id = self.client_id,
@@ -252,8 +255,8 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     .join("\n");
     env.slapd.add(&ldif);
 
-    let active = env.config("sync-a", false, "");
-    let staging = env.config("sync-b", true, "");
+    let active = env.config("sync-a", false, "", "");
+    let staging = env.config("sync-b", true, "", "");
 
     // The staging server shows what the active one will do, and exports nothing.
     let out = env
@@ -444,7 +447,7 @@ async fn delete_threshold_at_499_500_501_and_the_override() {
         .map(|i| user_ldif(&base, &format!("u{i:05}"), ""))
         .collect();
     env.slapd.add(&ldif.join("\n"));
-    let cfg = env.config("sync-a", false, "password_hash_sync = false");
+    let cfg = env.config("sync-a", false, "password_hash_sync = false", "");
     env.run_ok(&cfg, &["run", "--once"]).await;
     assert_eq!(env.users().await.len(), n);
     let mut next = 0;
@@ -513,7 +516,7 @@ async fn kill_9_during_export_resumes_without_loss_or_duplication() {
         })
         .collect();
     env.slapd.add(&ldif.join("\n"));
-    let cfg = env.config("sync-a", false, "");
+    let cfg = env.config("sync-a", false, "", "");
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(["sync", "--config"])
         .arg(&cfg)
@@ -594,7 +597,7 @@ async fn hostile_directory_data_gets_per_object_errors() {
     ]
     .join("\n");
     env.slapd.add(&ldif);
-    let cfg = env.config("sync-a", false, "");
+    let cfg = env.config("sync-a", false, "", "");
     env.run_ok(&cfg, &["run", "--once"]).await;
     let view = env.server_view("sync-a").await;
     assert_eq!(view["lastRun"]["outcome"], "completedWithErrors", "{view}");
@@ -646,4 +649,109 @@ async fn hostile_directory_data_gets_per_object_errors() {
         assert!(upns.contains(&upn.to_owned()), "{upn} missing: {upns:?}");
     }
     assert_eq!(upns.len(), 4, "{upns:?}");
+}
+
+/// Every `syncExport` audit event (one per applied batch), oldest last.
+async fn export_events(env: &SyncEnv) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut path = "/auditLogs/directoryAudits?action=syncExport&$top=500".to_owned();
+    for _ in 0..100 {
+        let page = env.admin.get(&path).await;
+        all.extend(page["value"].as_array().unwrap().iter().cloned());
+        match page["@odata.nextLink"].as_str() {
+            Some(next) => path = next.trim_start_matches("/api/v1").to_owned(),
+            None => break,
+        }
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn promote_under_load_fences_the_running_old_server() {
+    let env = SyncEnv::start().await;
+    let base = env.slapd.base.clone();
+    let first: Vec<String> = (0..300)
+        .map(|i| user_ldif(&base, &format!("p{i:04}"), ""))
+        .collect();
+    env.slapd.add(&first.join("\n"));
+    let active = env.config(
+        "sync-a",
+        false,
+        "password_hash_sync = false",
+        "[schedule]\ndelta_interval_secs = 1\npassword_interval_secs = 1",
+    );
+    let staging = env.config("sync-b", true, "password_hash_sync = false", "");
+
+    // The old active server runs on its schedule (a delta every second) throughout.
+    let log = env.dir.join("sync-a.log");
+    let mut daemon = tokio::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["sync", "--config"])
+        .arg(&active)
+        .env("CUTOVER_LOG", "warn")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Wait (bounded) for its first full run to land.
+    for _ in 0..300 {
+        if env.users().await.len() == 300 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        env.users().await.len(),
+        300,
+        "the active daemon should have exported the first users"
+    );
+
+    // Load: the directory keeps changing while the staging server is promoted.
+    let mut promoted_epoch = 0;
+    for round in 0..20 {
+        let batch: Vec<String> = (0..10)
+            .map(|i| user_ldif(&base, &format!("q{round:02}{i}"), ""))
+            .collect();
+        env.slapd.add(&batch.join("\n"));
+        if round == 10 {
+            let out = env.run_ok(&staging, &["promote"]).await;
+            let epoch = out
+                .split("(epoch ")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .unwrap();
+            promoted_epoch = epoch.parse::<u64>().unwrap();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    }
+    // Let the old server try a few more times, then stop it and bring the new one up to date.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    daemon.start_kill().unwrap();
+    daemon.wait().await.unwrap();
+    env.run_ok(&staging, &["run", "--once"]).await;
+    assert_eq!(
+        env.users().await.len(),
+        500,
+        "every directory user is in Cutover"
+    );
+
+    let events = export_events(&env).await;
+    for e in &events {
+        if e["targetId"] == "sync-a" {
+            assert!(
+                e["after"]["epoch"].as_u64().unwrap() < promoted_epoch,
+                "the demoted server wrote at epoch {promoted_epoch} or later: {e}"
+            );
+        }
+    }
+    let added: u64 = events
+        .iter()
+        .map(|e| e["after"]["added"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        added, 500,
+        "each user was added exactly once across both servers"
+    );
+    let view = env.server_view("sync-a").await;
+    assert_eq!(view["role"], "staging", "{view}");
 }
