@@ -46,6 +46,8 @@ pub enum FailureReason {
     AccountDisabled,
     FederationNotConfigured,
     SessionExpired,
+    /// A synced password older than the cloud expiry policy allows (SPEC §5.2).
+    PasswordExpired,
 }
 
 impl FailureReason {
@@ -59,6 +61,7 @@ impl FailureReason {
             Self::AccountDisabled => "accountDisabled",
             Self::FederationNotConfigured => "federationNotConfigured",
             Self::SessionExpired => "sessionExpired",
+            Self::PasswordExpired => "passwordExpired",
         }
     }
 
@@ -82,6 +85,10 @@ impl FailureReason {
             }
             Self::SessionExpired => {
                 "This sign-in took too long and has expired. Go back to the application and start again."
+            }
+            // Only reached after the correct password.
+            Self::PasswordExpired => {
+                "Your password has expired. Change it the way you do at work (the new password reaches this sign-in page within minutes), or contact your helpdesk."
             }
         }
     }
@@ -180,6 +187,34 @@ pub fn judge_password(
     PasswordOutcome::Success
 }
 
+/// The optional cloud expiry of synced passwords (SPEC §5.2): a password synced
+/// `max_age_days` or more days ago no longer signs in (after it was checked, like a disabled
+/// account). `None` turns the policy off; a synced password without a change time counts as
+/// changed long ago.
+pub fn synced_password_expired(
+    changed_at: Option<Timestamp>,
+    now: Timestamp,
+    max_age_days: Option<u32>,
+) -> bool {
+    let Some(days) = max_age_days else {
+        return false;
+    };
+    match changed_at {
+        Some(t) => now.millis() - t.millis() >= i64::from(days) * 24 * 60 * 60 * 1000,
+        None => true,
+    }
+}
+
+/// Apply the expiry policy to a password outcome.
+pub fn with_password_expiry(outcome: PasswordOutcome, expired: bool) -> PasswordOutcome {
+    match outcome {
+        PasswordOutcome::Success if expired => {
+            PasswordOutcome::Failure(FailureReason::PasswordExpired)
+        }
+        other => other,
+    }
+}
+
 /// Coarse device platform from a User-Agent, as Conditional Access's platform condition sees it.
 pub fn device_platform(user_agent: &str) -> &'static str {
     let ua = user_agent.to_ascii_lowercase();
@@ -202,6 +237,36 @@ pub fn device_platform(user_agent: &str) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn synced_password_expiry_at_the_edge() {
+        let day = 24 * 60 * 60 * 1000;
+        let changed = Timestamp(1_000 * day);
+        let at = |d: i64| Timestamp(changed.millis() + d * day);
+        assert!(
+            !synced_password_expired(Some(changed), at(10_000), None),
+            "policy off"
+        );
+        assert!(!synced_password_expired(
+            Some(changed),
+            Timestamp(at(90).millis() - 1),
+            Some(90)
+        ));
+        assert!(synced_password_expired(Some(changed), at(90), Some(90)));
+        assert!(synced_password_expired(None, at(0), Some(90)));
+        let ok = PasswordOutcome::Success;
+        assert_eq!(with_password_expiry(ok, false), PasswordOutcome::Success);
+        assert_eq!(
+            with_password_expiry(ok, true),
+            PasswordOutcome::Failure(FailureReason::PasswordExpired)
+        );
+        let wrong = PasswordOutcome::Failure(FailureReason::InvalidPassword);
+        assert_eq!(
+            with_password_expiry(wrong, true),
+            wrong,
+            "a wrong password stays wrong"
+        );
+    }
     use super::*;
     use crate::{Source, UserPrincipalName};
     use proptest::prelude::*;

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub trust_forwarded_for: bool,
     /// Seals the signing keys and the HMAC key in the database.
     pub key_encryption_key: crypto::KeyEncryptionKey,
+    /// Cloud expiry of synced passwords in days (SPEC §5.2); `None`: off.
+    pub synced_password_expiry_days: Option<u32>,
 }
 
 /// Refuse an issuer URL that would be unsafe or invalid (OpenID Connect Discovery §3).
@@ -414,6 +416,7 @@ mod tests {
             argon2: Argon2Params::default(),
             trust_forwarded_for: false,
             key_encryption_key: crypto::KeyEncryptionKey::generate(),
+            synced_password_expiry_days: None,
         }
     }
 

@@ -567,7 +567,16 @@ async fn password_post(
         _ => false,
     };
 
-    let outcome = signin_log::judge_password(domain.is_some(), user, has_password, Some(matches));
+    let expired = synced_credential
+        && signin_log::synced_password_expired(
+            record_user.as_ref().and_then(|r| r.password_changed_at),
+            state.now(),
+            state.config.synced_password_expiry_days,
+        );
+    let outcome = signin_log::with_password_expiry(
+        signin_log::judge_password(domain.is_some(), user, has_password, Some(matches)),
+        expired,
+    );
 
     let mut record = record_for_txn(&state, &ctx, &txn);
     record.user_id = user.map(|u| u.id);

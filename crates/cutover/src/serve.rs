@@ -57,6 +57,11 @@ pub struct ServeArgs {
     /// created on a new database). Every node of one database needs the same file.
     #[arg(long, env = "CUTOVER_KEY_ENCRYPTION_KEY_FILE")]
     pub key_encryption_key_file: Option<PathBuf>,
+    /// Cloud expiry for synced passwords: a password synced from the directory this many days
+    /// ago or more no longer signs in (90 is the usual value). Off by default.
+    #[arg(long, env = "CUTOVER_SYNCED_PASSWORD_EXPIRY_DAYS", value_name = "DAYS",
+          value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub synced_password_expiry_days: Option<u32>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -72,6 +77,7 @@ pub struct FileConfig {
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
     pub key_encryption_key_file: Option<PathBuf>,
+    pub synced_password_expiry_days: Option<u32>,
 }
 
 /// The configuration in force.
@@ -87,6 +93,7 @@ pub struct Resolved {
     /// Certificate chain and key for serving HTTPS directly.
     pub tls: Option<(PathBuf, PathBuf)>,
     pub key_encryption_key_file: PathBuf,
+    pub synced_password_expiry_days: Option<u32>,
 }
 
 fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
@@ -154,7 +161,14 @@ pub fn resolve(
         .clone()
         .or(file.key_encryption_key_file)
         .unwrap_or_else(|| data_dir.join(KEY_ENCRYPTION_KEY_FILE));
+    let synced_password_expiry_days = args
+        .synced_password_expiry_days
+        .or(file.synced_password_expiry_days);
+    if synced_password_expiry_days.is_some_and(|d| d == 0 || d > 3650) {
+        anyhow::bail!("synced_password_expiry_days must be 1-3650");
+    }
     Ok(Resolved {
+        synced_password_expiry_days,
         key_encryption_key_file,
         listen,
         data_dir,
@@ -339,6 +353,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         argon2: cfg.argon2,
         trust_forwarded_for: cfg.trust_forwarded_for,
         key_encryption_key,
+        synced_password_expiry_days: cfg.synced_password_expiry_days,
     };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 

@@ -146,6 +146,11 @@ impl Drop for InProcess {
 
 impl InProcess {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Start with the configuration adjusted by `tune`.
+    pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = scratch_dir("inproc");
         let store = cutover_store::connect(&format!("sqlite:{}", dir.join("c.db").display()))
             .await
@@ -158,7 +163,10 @@ impl InProcess {
             argon2: TEST_ARGON2,
             trust_forwarded_for: false,
             key_encryption_key: cutover_server::crypto::KeyEncryptionKey::generate(),
+            synced_password_expiry_days: None,
         };
+        let mut config = config;
+        tune(&mut config);
         let state = AppState::new(store, Arc::new(clock.clone()), config)
             .await
             .expect("state");

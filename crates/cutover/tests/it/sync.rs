@@ -186,37 +186,42 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
         self.admin.get(&format!("/sync/servers/{name}")).await
     }
 
-    /// Sign in through the OIDC pages; true when the password was accepted and the code
-    /// redeems for tokens.
     async fn signs_in(&self, upn: &str, password: &str) -> bool {
-        let http = crate::harness::browser();
-        let (verifier, challenge) = pkce();
-        let url = auth_url(
+        signs_in(
             &self.server.base,
             &self.rp_client_id,
-            REDIRECT,
-            &challenge,
-            &[],
-        );
-        let res = attempt_sign_in(&http, &self.server.base, &url, upn, password, None).await;
-        if res.status() != 303 {
-            return false;
-        }
-        let location = crate::harness::location(&res);
-        let Some(code) = crate::harness::query_param(&location, "code") else {
-            return false;
-        };
-        let f = crate::harness::Fixture {
-            user_id: String::new(),
-            upn: upn.into(),
-            password: password.into(),
-            client_id: self.rp_client_id.clone(),
-            client_secret: self.rp_secret.clone(),
-            redirect_uri: REDIRECT.into(),
-        };
-        let (status, tokens) = redeem(&self.server.base, &f, &code, &verifier).await;
-        status == 200 && tokens["id_token"].is_string()
+            &self.rp_secret,
+            upn,
+            password,
+        )
+        .await
     }
+}
+
+/// Sign in through the OIDC pages; true when the password was accepted and the code redeems
+/// for tokens.
+async fn signs_in(base: &str, client_id: &str, secret: &str, upn: &str, password: &str) -> bool {
+    let http = crate::harness::browser();
+    let (verifier, challenge) = pkce();
+    let url = auth_url(base, client_id, REDIRECT, &challenge, &[]);
+    let res = attempt_sign_in(&http, base, &url, upn, password, None).await;
+    if res.status() != 303 {
+        return false;
+    }
+    let location = crate::harness::location(&res);
+    let Some(code) = crate::harness::query_param(&location, "code") else {
+        return false;
+    };
+    let f = crate::harness::Fixture {
+        user_id: String::new(),
+        upn: upn.into(),
+        password: password.into(),
+        client_id: client_id.into(),
+        client_secret: secret.into(),
+        redirect_uri: REDIRECT.into(),
+    };
+    let (status, tokens) = redeem(base, &f, &code, &verifier).await;
+    status == 200 && tokens["id_token"].is_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -754,4 +759,101 @@ async fn promote_under_load_fences_the_running_old_server() {
     );
     let view = env.server_view("sync-a").await;
     assert_eq!(view["role"], "staging", "{view}");
+}
+
+/// The optional cloud expiry of synced passwords, by stepping the server's clock; the export
+/// goes straight through the sync API (as `cutover sync` sends it).
+#[tokio::test(flavor = "multi_thread")]
+async fn synced_password_expiry_by_stepping_the_clock() {
+    const DAY: i64 = 24 * 60 * 60;
+    let srv =
+        crate::harness::InProcess::start_with(|c| c.synced_password_expiry_days = Some(90)).await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    admin
+        .post(
+            "/domains",
+            json!({"id": "example.test", "authenticationType": "managed"}),
+        )
+        .await;
+    let sync_app = admin
+        .post(
+            "/applications",
+            json!({"displayName": "sync", "grantTypes": ["client_credentials"], "appRoles": ["Directory.Sync"]}),
+        )
+        .await;
+    let rp = admin
+        .post(
+            "/applications",
+            json!({"displayName": "Payroll", "redirectUris": [REDIRECT]}),
+        )
+        .await;
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/oauth2/token", srv.base))
+        .basic_auth(
+            sync_app["clientId"].as_str().unwrap(),
+            sync_app["clientSecret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let reg: Value = http
+        .put(format!("{}/sync/v1/servers/s1", srv.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"host": "h", "version": "t", "staging": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let epoch = reg["lease"]["epoch"].as_u64().unwrap();
+    let hash = cutover_pwhash::wrap(
+        &cutover_pwhash::parse_nt_hash(NT_HASH.as_bytes()).unwrap(),
+        [7; 10],
+    );
+    let res = http
+        .post(format!("{}/sync/v1/servers/s1/exports", srv.base))
+        .bearer_auth(&bearer)
+        .json(&json!({"epoch": epoch, "batchId": "b1", "ops": [
+            {"op": "upsertUser", "anchor": "a1", "userPrincipalName": "nt@example.test", "displayName": "NT",
+             "mail": null, "department": null, "accountEnabled": true},
+            {"op": "setPasswordHash", "anchor": "a1", "hash": hash},
+        ]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "{}", res.text().await.unwrap());
+    let rp_id = rp["clientId"].as_str().unwrap();
+    let rp_secret = rp["clientSecret"].as_str().unwrap();
+    assert!(signs_in(&srv.base, rp_id, rp_secret, "nt@example.test", "password").await);
+    srv.clock.advance_secs(90 * DAY - 60);
+    assert!(
+        signs_in(&srv.base, rp_id, rp_secret, "nt@example.test", "password").await,
+        "day 89"
+    );
+    srv.clock.advance_secs(60);
+    assert!(
+        !signs_in(&srv.base, rp_id, rp_secret, "nt@example.test", "password").await,
+        "day 90: expired"
+    );
+    // (90 days on, the admin's token has long expired.)
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let log = admin.get("/auditLogs/signIns?$top=10").await;
+    let last = log["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["userPrincipalName"] == "nt@example.test")
+        .unwrap_or_else(|| panic!("no sign-in of nt@example.test: {log}"));
+    assert_eq!(last["failureReason"], "passwordExpired", "{last}");
+    assert_eq!(
+        last["authenticationMethods"][0], "passwordHashSync",
+        "{last}"
+    );
 }
