@@ -90,6 +90,17 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/signingKeys/rotate",
         "Create a new signing key; old keys stay in JWKS until their tokens expire",
     ),
+    (
+        "get",
+        "/sync/servers",
+        "List directory sync servers: role (active holds the export lease), last run, alert",
+    ),
+    ("get", "/sync/servers/{name}", "Get one sync server"),
+    (
+        "get",
+        "/sync/servers/{name}/pendingExports",
+        "What the server's last run would export (staging) or did not export (delete threshold): per object Add/Update/Delete, per attribute old → new",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
