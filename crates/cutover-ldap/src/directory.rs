@@ -43,9 +43,9 @@ pub struct SearchStats {
 
 /// One bound connection to the directory.
 pub struct Directory {
-    ldap: Ldap,
-    cfg: LdapConfig,
-    url: String,
+    pub(crate) ldap: Ldap,
+    pub(crate) cfg: LdapConfig,
+    pub(crate) url: String,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -570,7 +570,7 @@ fn tls_error(url: &str, starttls: bool, e: ldap3::LdapError) -> LdapError {
 }
 
 /// A failure of the connection itself (not an LDAP result code).
-fn transport_error(url: &str, operation: &str, e: ldap3::LdapError) -> LdapError {
+pub(crate) fn transport_error(url: &str, operation: &str, e: ldap3::LdapError) -> LdapError {
     let detail = match e {
         ldap3::LdapError::EndOfStream
         | ldap3::LdapError::ResultRecv { .. }

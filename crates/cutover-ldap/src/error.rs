@@ -139,6 +139,17 @@ pub enum LdapError {
         hint: String,
     },
 
+    /// RFC 4533 content synchronisation failed or answered something unusable.
+    #[error("content synchronisation (RFC 4533) with {url} failed: {detail}")]
+    ContentSync { url: String, detail: String },
+
+    /// The directory no longer knows the cookie (`e-syncRefreshRequired`): a full import is
+    /// needed before content synchronisation can resume.
+    #[error(
+        "the directory at {url} asks for a full refresh (e-syncRefreshRequired, 4096): its change history no longer reaches the last run"
+    )]
+    SyncRefreshRequired { url: String },
+
     #[error(
         "the directory at {url} cannot page the search of {which} (RFC 2696 paged results control, 1.2.840.113556.1.4.319): {detail}; Cutover needs paging to read large directories"
     )]

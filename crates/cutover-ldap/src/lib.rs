@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod config;
+mod content_sync;
 mod directory;
 mod entry;
 mod error;
@@ -37,6 +38,7 @@ pub use config::{
     DEFAULT_ANCHOR_ATTRIBUTE, DEFAULT_FILTER, DEFAULT_PAGE_SIZE, DEFAULT_TIMEOUT_SECS, LdapConfig,
     MAX_PAGE_SIZE, MAX_TIMEOUT_SECS, ObjectSet, ScopeKind, SearchScope, Secret,
 };
+pub use content_sync::{ContentSyncOutcome, SYNC_REQUEST_OID, SyncEvent, uuid_text};
 pub use directory::{Directory, SearchStats};
 pub use entry::{LdapEntry, SkippedEntry};
 pub use error::{LdapError, ResultCode};

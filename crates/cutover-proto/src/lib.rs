@@ -501,6 +501,10 @@ pub mod sync {
         pub summary: PlanSummary,
         pub exported: ExportResult,
         pub gate: DeleteGate,
+        /// How a delta run found the changed entries: `contentSync` (RFC 4533) or
+        /// `modifyTimestamp`; absent on full and password runs.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub delta_method: Option<String>,
     }
 
     /// What a server would export (staging), or did not export (a run stopped by the delete

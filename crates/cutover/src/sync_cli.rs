@@ -475,6 +475,56 @@ impl Syncer {
         Ok((out, stats.max_modify_timestamp))
     }
 
+    /// A content-sync cookie for "now", without reading attributes (None: the directory gave
+    /// none; the next delta then falls back to modifyTimestamp).
+    async fn fresh_cookie(&self, dir: &mut Directory, which: ObjectSet) -> Option<String> {
+        use base64::Engine;
+        match dir
+            .content_sync(which, &["1.1"], None, |_| {
+                std::ops::ControlFlow::Continue(())
+            })
+            .await
+        {
+            Ok(out) => out
+                .cookie
+                .map(|c| base64::engine::general_purpose::STANDARD.encode(c)),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start content sync; delta runs use modifyTimestamp");
+                None
+            }
+        }
+    }
+
+    /// The entries changed since `cookie` (base64), and the cookie for next time.
+    async fn changes_since(
+        &self,
+        dir: &mut Directory,
+        which: ObjectSet,
+        attrs: &[String],
+        cookie: &str,
+    ) -> Result<(Vec<LdapEntry>, Option<String>)> {
+        use base64::Engine;
+        let engine = base64::engine::general_purpose::STANDARD;
+        let raw = engine
+            .decode(cookie)
+            .map_err(|e| anyhow!("the stored content-sync cookie is not base64: {e}"))?;
+        let refs: Vec<&str> = attrs.iter().map(String::as_str).collect();
+        let mut changed = Vec::new();
+        let out = dir
+            .content_sync(which, &refs, Some(&raw), |event| {
+                if let cutover_ldap::SyncEvent::Changed(e) = event {
+                    changed.push(e);
+                }
+                std::ops::ControlFlow::Continue(())
+            })
+            .await
+            .map_err(|e| anyhow!("{e}"))?;
+        for s in &out.skipped {
+            tracing::warn!(dn = %s.dn, reason = %s.reason, "directory entry skipped");
+        }
+        Ok((changed, out.cookie.map(|c| engine.encode(c))))
+    }
+
     async fn snapshot(&self) -> Result<CutoverSnapshot> {
         let meta: SnapshotMeta =
             serde_json::from_value(self.call(Method::GET, &["snapshot"], &[], None).await?)?;
@@ -582,8 +632,30 @@ impl Syncer {
         }
         let group_attrs = self.rules.group_attributes();
         let mut import = Import::default();
+        let mut delta_method = None;
+        // RFC 4533 where the directory offers it (and the anchor is entryUUID, which the sync
+        // state control names entries by).
+        let content_sync = kind != RunKind::Passwords
+            && self
+                .cfg
+                .ldap
+                .anchor_attribute
+                .eq_ignore_ascii_case("entryUUID")
+            && match dir.offers_content_sync().await {
+                Ok(offered) => offered,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot tell whether the directory offers content sync; using modifyTimestamp");
+                    false
+                }
+            };
         match kind {
             RunKind::Full => {
+                if content_sync {
+                    // Cookies first: changes made while the import runs are read again next
+                    // time (harmless), never missed.
+                    new_wm.users_cookie = self.fresh_cookie(&mut dir, ObjectSet::Users).await;
+                    new_wm.groups_cookie = self.fresh_cookie(&mut dir, ObjectSet::Groups).await;
+                }
                 let (users, umax) = self
                     .search(
                         &mut dir,
@@ -628,24 +700,66 @@ impl Syncer {
                     .await?;
                 import.user_index = all_users.iter().map(index_of).collect();
                 import.group_index = all_groups.iter().map(index_of).collect();
-                let (users, umax) = self
-                    .search(
-                        &mut dir,
-                        ObjectSet::Users,
-                        &user_attrs,
-                        users_since.as_ref(),
-                        "importing changed users",
-                    )
-                    .await?;
-                let (groups, gmax) = self
-                    .search(
-                        &mut dir,
-                        ObjectSet::Groups,
-                        &group_attrs,
-                        groups_since.as_ref(),
-                        "importing changed groups",
-                    )
-                    .await?;
+                let synced = match (w.users_cookie.as_deref(), w.groups_cookie.as_deref()) {
+                    (Some(uc), Some(gc)) if content_sync => {
+                        match (
+                            self.changes_since(&mut dir, ObjectSet::Users, &user_attrs, uc)
+                                .await,
+                            self.changes_since(&mut dir, ObjectSet::Groups, &group_attrs, gc)
+                                .await,
+                        ) {
+                            (Ok(u), Ok(g)) => Some((u, g)),
+                            (Err(e), _) | (_, Err(e)) => {
+                                tracing::warn!(error = %format!("{e:#}"), "content sync failed; this delta uses modifyTimestamp and takes fresh cookies");
+                                None
+                            }
+                        }
+                    }
+                    _ => None,
+                };
+                let ((users, umax), (groups, gmax)) = match synced {
+                    Some(((users, ucookie), (groups, gcookie))) => {
+                        delta_method = Some("contentSync".to_owned());
+                        new_wm.users_cookie = ucookie.or(w.users_cookie.clone());
+                        new_wm.groups_cookie = gcookie.or(w.groups_cookie.clone());
+                        let umax = users
+                            .iter()
+                            .filter_map(|e| e.modify_timestamp.clone())
+                            .max();
+                        let gmax = groups
+                            .iter()
+                            .filter_map(|e| e.modify_timestamp.clone())
+                            .max();
+                        ((users, umax), (groups, gmax))
+                    }
+                    None => {
+                        delta_method = Some("modifyTimestamp".to_owned());
+                        if content_sync {
+                            new_wm.users_cookie =
+                                self.fresh_cookie(&mut dir, ObjectSet::Users).await;
+                            new_wm.groups_cookie =
+                                self.fresh_cookie(&mut dir, ObjectSet::Groups).await;
+                        }
+                        (
+                            self.search(
+                                &mut dir,
+                                ObjectSet::Users,
+                                &user_attrs,
+                                users_since.as_ref(),
+                                "importing changed users",
+                            )
+                            .await?,
+                            self.search(
+                                &mut dir,
+                                ObjectSet::Groups,
+                                &group_attrs,
+                                groups_since.as_ref(),
+                                "importing changed groups",
+                            )
+                            .await?,
+                        )
+                    }
+                };
                 import.users = users.into_iter().map(to_source).collect();
                 import.groups = groups.into_iter().map(to_source).collect();
                 new_wm.users = newer(w.users, umax.as_ref());
@@ -714,6 +828,7 @@ impl Syncer {
             summary: plan.summary,
             exported: ExportResult::default(),
             gate,
+            delta_method,
         };
         if dry_run {
             report.finished_at = format_rfc3339(unix_now());

@@ -142,6 +142,12 @@ pub struct Watermark {
     pub groups: Option<String>,
     /// Same, for the password-hash cycle.
     pub hashes: Option<String>,
+    /// RFC 4533 content-sync cookies (base64), where the directory offers content sync: the
+    /// next delta asks for the changes since them instead of filtering on `modifyTimestamp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub users_cookie: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups_cookie: Option<String>,
     /// Fingerprint of the mapping rules the watermark was computed under: a change of rules
     /// invalidates it (the next run is full).
     pub rules: String,

@@ -627,6 +627,22 @@ pub fn plan_export(
         }
     }
 
+    // Objects this run deletes. Cutover removes a deleted object's memberships and the manager
+    // links to it by itself, so links to them are not compared (a full run and a delta run
+    // then plan the same changes).
+    let deleted_users: BTreeSet<&str> = snapshot
+        .users
+        .keys()
+        .map(String::as_str)
+        .filter(|a| !user_index.contains_key(a))
+        .collect();
+    let deleted_groups: BTreeSet<&str> = snapshot
+        .groups
+        .keys()
+        .map(String::as_str)
+        .filter(|a| !group_index.contains_key(a))
+        .collect();
+
     // ---- users: compare ----------------------------------------------------------------------
     for (anchor, (u, entry)) in &mapped {
         let image = UserImage {
@@ -655,7 +671,9 @@ pub fn plan_export(
             change.ops.push(SyncOp::UpsertUser(image));
         }
         let want_manager = desired_manager.get(anchor).cloned().flatten();
-        let have_manager = old.and_then(|s| s.manager_anchor.clone());
+        let have_manager = old
+            .and_then(|s| s.manager_anchor.clone())
+            .filter(|m| !deleted_users.contains(m.as_str()));
         if want_manager != have_manager {
             let label = |a: &Option<String>| {
                 a.as_ref().map(|a| {
@@ -797,7 +815,17 @@ pub fn plan_export(
         if !change.attributes.is_empty() {
             change.ops.push(SyncOp::UpsertGroup(image));
         }
-        let have: BTreeSet<String> = old.map(|s| s.member_anchors.clone()).unwrap_or_default();
+        let have: BTreeSet<String> = old
+            .map(|s| {
+                s.member_anchors
+                    .iter()
+                    .filter(|m| {
+                        !deleted_users.contains(m.as_str()) && !deleted_groups.contains(m.as_str())
+                    })
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
         if have != members {
             let name_of = |a: &String| {
                 user_index
@@ -1062,11 +1090,24 @@ mod tests {
                 SyncOp::ClearPasswordHash { anchor } => {
                     snap.users.get_mut(&anchor).unwrap().password_hash = None;
                 }
+                // As the server does: a deleted object leaves every group, and a deleted
+                // manager leaves no dangling link.
                 SyncOp::DeleteGroup { anchor } => {
                     snap.groups.remove(&anchor);
+                    for g in snap.groups.values_mut() {
+                        g.member_anchors.remove(&anchor);
+                    }
                 }
                 SyncOp::DeleteUser { anchor } => {
                     snap.users.remove(&anchor);
+                    for g in snap.groups.values_mut() {
+                        g.member_anchors.remove(&anchor);
+                    }
+                    for u in snap.users.values_mut() {
+                        if u.manager_anchor.as_deref() == Some(anchor.as_str()) {
+                            u.manager_anchor = None;
+                        }
+                    }
                 }
             }
         }
@@ -1334,6 +1375,40 @@ mod tests {
         assert_eq!(plan.problems.len(), 1);
         assert_eq!(plan.problems[0].rule, "passwordHashSync");
         assert!(matches!(plan.ops()[0], SyncOp::ClearPasswordHash { .. }));
+    }
+
+    #[test]
+    fn full_and_delta_runs_plan_the_same_changes_when_a_member_and_manager_is_deleted() {
+        let rules = rules();
+        let mut snap = snapshot();
+        let first = import(
+            vec![
+                user("boss", &[]),
+                user("emp", &[("manager", &format!("uid=boss,{BASE}"))]),
+            ],
+            vec![group("team", &["boss", "emp"])],
+        );
+        let p = plan_export(&rules, &snap, &first, OPTS, &mut salts());
+        apply(&mut snap, &p);
+        // boss leaves the directory; the group and emp's entry still name boss.
+        let mut full = import(
+            vec![user("emp", &[("manager", &format!("uid=boss,{BASE}"))])],
+            vec![group("team", &["boss", "emp"])],
+        );
+        let full_plan = plan_export(&rules, &snap, &full, OPTS, &mut salts());
+        full.users.clear();
+        full.groups.clear();
+        let delta_plan = plan_export(&rules, &snap, &full, OPTS, &mut salts());
+        let shape = |p: &ExportPlan| (p.summary.adds, p.summary.updates, p.summary.deletes);
+        assert_eq!(shape(&full_plan), (0, 0, 1), "{:?}", full_plan.changes);
+        assert_eq!(shape(&full_plan), shape(&delta_plan));
+        let mut a = snap.clone();
+        apply(&mut a, &full_plan);
+        let mut b = snap.clone();
+        apply(&mut b, &delta_plan);
+        assert_eq!(a, b);
+        assert_eq!(a.users["anchor-emp"].manager_anchor, None);
+        assert_eq!(a.groups["anchor-g-team"].member_anchors.len(), 1);
     }
 
     #[test]

@@ -61,7 +61,7 @@ impl Slapd {
     }
 
     /// Start with extra environment for slapd-start.sh; `ldaps` also opens an ldaps:// port.
-    fn start_with(env: &[(&str, &Path)], ldaps: bool) -> Self {
+    pub(crate) fn start_with(env: &[(&str, &Path)], ldaps: bool) -> Self {
         let mut last = String::new();
         for _attempt in 0..5 {
             let dir = std::env::temp_dir()

@@ -59,7 +59,19 @@ fn user_ldif(base: &str, uid: &str, extra: &str) -> String {
 
 impl SyncEnv {
     async fn start() -> Self {
-        let slapd = Slapd::start();
+        Self::start_with(Slapd::start()).await
+    }
+
+    /// With a directory that does not offer RFC 4533 content synchronisation.
+    async fn start_without_content_sync() -> Self {
+        Self::start_with(Slapd::start_with(
+            &[("SLAPD_NO_SYNCPROV", Path::new("1"))],
+            false,
+        ))
+        .await
+    }
+
+    async fn start_with(slapd: Slapd) -> Self {
         let dir = scratch_dir("sync");
         let server = ServerProcess::start(&dir.join("server"), &[]);
         let admin = Admin::login(&server.base, &server.credentials()).await;
@@ -345,6 +357,7 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     env.run_ok(&active, &["run", "--once"]).await;
     let a = env.server_view("sync-a").await;
     assert_eq!(a["lastRun"]["kind"], "delta", "{a}");
+    assert_eq!(a["lastRun"]["deltaMethod"], "contentSync", "{a}");
     let s = &a["lastRun"]["summary"];
     assert_eq!(
         (
@@ -380,6 +393,7 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
         );
     }
     assert_eq!(a["lastRun"]["summary"]["deletes"], 1);
+    assert_eq!(a["lastRun"]["deltaMethod"], "contentSync", "{a}");
     assert!(env.user("dave@example.test").await.is_none());
     assert!(env.user("caroline@example.test").await.is_some());
     let bob = env.user("bob@example.test").await.unwrap();
@@ -445,7 +459,8 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn delete_threshold_at_499_500_501_and_the_override() {
-    let env = SyncEnv::start().await;
+    // (Also the delta path of a directory without content synchronisation.)
+    let env = SyncEnv::start_without_content_sync().await;
     let base = env.slapd.base.clone();
     let n = 1500;
     let ldif: Vec<String> = (0..n)
