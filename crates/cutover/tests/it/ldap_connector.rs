@@ -578,3 +578,85 @@ async fn ldap_tls_problems_are_explained() {
     );
     std::fs::remove_dir_all(&certs).unwrap();
 }
+
+/// RFC 4533 refreshOnly against slapd's syncprov: the first request returns everything and a
+/// cookie; with the cookie, only what changed since (adds and modifications with their
+/// attributes), and the anchors match `entryUUID`.
+#[tokio::test]
+async fn ldap_content_sync_reports_changes_since_the_cookie() {
+    use cutover_ldap::SyncEvent;
+    let slapd = Slapd::start();
+    slapd.add_users(&["c1", "c2", "c3"]);
+    let mut dir = Directory::connect(&slapd.config(100))
+        .await
+        .expect("connect");
+    assert!(dir.offers_content_sync().await.expect("root DSE"));
+    let (events, first) = content_sync_events(&mut dir, None).await;
+    assert_eq!(first.changed, 3, "{events:?}");
+    let cookie = first.cookie.clone().expect("a cookie");
+    let (all, _) = collect(&mut dir, ObjectSet::Users, &["uid"], None).await;
+    let anchors: BTreeSet<String> = all.iter().map(|e| e.anchor.clone()).collect();
+    for e in &events {
+        let SyncEvent::Changed(entry) = e else {
+            panic!("{e:?}")
+        };
+        assert!(
+            anchors.contains(&entry.anchor),
+            "anchor {} is the entryUUID",
+            entry.anchor
+        );
+    }
+
+    // Nothing changed: nothing reported.
+    let (events, unchanged) = content_sync_events(&mut dir, Some(cookie.clone())).await;
+    assert_eq!(unchanged.changed, 0, "{events:?}");
+
+    slapd.modify(&format!(
+        "dn: {}\nchangetype: modify\nreplace: cn\ncn: Renamed\n",
+        slapd.user_dn("c2")
+    ));
+    slapd.add_users(&["c4"]);
+    let (events, next) =
+        content_sync_events(&mut dir, Some(unchanged.cookie.clone().unwrap_or(cookie))).await;
+    let changed: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            SyncEvent::Changed(entry) => entry.first_str("uid").map(str::to_owned),
+            SyncEvent::Deleted(_) => None,
+        })
+        .collect();
+    assert_eq!(
+        changed,
+        ["c2".to_owned(), "c4".to_owned()].into(),
+        "{events:?}"
+    );
+    let c2 = events
+        .iter()
+        .find_map(|e| match e {
+            SyncEvent::Changed(entry) if entry.first_str("uid") == Some("c2") => {
+                Some(entry.clone())
+            }
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(c2.first_str("cn"), Some("Renamed"));
+    assert!(next.cookie.is_some());
+}
+
+async fn content_sync_events(
+    dir: &mut Directory,
+    cookie: Option<Vec<u8>>,
+) -> (
+    Vec<cutover_ldap::SyncEvent>,
+    cutover_ldap::ContentSyncOutcome,
+) {
+    let mut events = Vec::new();
+    let out = dir
+        .content_sync(ObjectSet::Users, &["uid", "cn"], cookie.as_deref(), |e| {
+            events.push(e);
+            ControlFlow::Continue(())
+        })
+        .await
+        .expect("content sync");
+    (events, out)
+}
