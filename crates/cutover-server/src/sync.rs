@@ -114,6 +114,26 @@ fn sync_audit(
     }
 }
 
+/// The caller must be the application that registered `name`.
+async fn own_server(
+    state: &AppState,
+    caller: &SyncCaller,
+    name: &str,
+) -> Result<SyncServerRecord, ApiError> {
+    check_name(name)?;
+    let record = state.store.get_sync_server(name).await?.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "sync server {name} has not registered; start it once (`cutover sync run --once`) first"
+        ))
+    })?;
+    if record.client_id != caller.client_id {
+        return Err(ApiError::forbidden(format!(
+            "sync server {name} is registered by another application; each sync server acts only for itself"
+        )));
+    }
+    Ok(record)
+}
+
 fn fence_error(e: FenceError) -> ApiError {
     let code = match e {
         FenceError::NoHolder => "noLeaseHolder",
@@ -171,6 +191,7 @@ async fn register(
         .store
         .register_sync_server(&SyncServerRegistration {
             name: name.clone(),
+            client_id: caller.client_id.clone(),
             host: req.host,
             version: req.version,
             staging: req.staging,
@@ -210,12 +231,7 @@ async fn promote(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<proto::PromoteRequest>,
 ) -> Result<Json<cutover_core::sync::lease::Lease>, ApiError> {
-    check_name(&name)?;
-    if state.store.get_sync_server(&name).await?.is_none() {
-        return Err(ApiError::not_found(format!(
-            "sync server {name} has not registered; start it once (`cutover sync run --once`) before promoting it"
-        )));
-    }
+    own_server(&state, &caller, &name).await?;
     let audit = sync_audit(&ctx, &caller, state.now(), "syncServerPromoted", &name);
     let lease = state
         .store
@@ -233,7 +249,7 @@ async fn demote(
     Extension(ctx): Extension<RequestCtx>,
     Path(name): Path<String>,
 ) -> Result<Json<cutover_core::sync::lease::Lease>, ApiError> {
-    check_name(&name)?;
+    own_server(&state, &caller, &name).await?;
     let audit = sync_audit(&ctx, &caller, state.now(), "syncServerDemoted", &name);
     let lease = state
         .store
@@ -252,7 +268,7 @@ async fn export(
     Path(name): Path<String>,
     ApiJson(req): ApiJson<proto::ExportBatchRequest>,
 ) -> Result<Json<proto::ExportBatchResponse>, ApiError> {
-    check_name(&name)?;
+    own_server(&state, &caller, &name).await?;
     if req.ops.len() > EXPORT_BATCH_MAX_OPS {
         return Err(ApiError::bad_request(format!(
             "a batch holds at most {EXPORT_BATCH_MAX_OPS} ops; this one has {}",
@@ -323,11 +339,11 @@ async fn export(
 /// `PUT /sync/v1/servers/{name}/report`: the outcome of a run, with what is pending.
 async fn report(
     State(state): State<Arc<AppState>>,
-    _caller: SyncCaller,
+    caller: SyncCaller,
     Path(name): Path<String>,
     ApiJson(mut req): ApiJson<proto::ReportRequest>,
 ) -> Result<StatusCode, ApiError> {
-    check_name(&name)?;
+    own_server(&state, &caller, &name).await?;
     let pending = &mut req.pending;
     if pending.changes.len() > MAX_PENDING_ROWS_STORED
         || pending.problems.len() > MAX_PENDING_ROWS_STORED

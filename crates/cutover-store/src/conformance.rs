@@ -156,6 +156,7 @@ async fn directory_sync(s: &dyn Store) {
     for name in ["a", "b"] {
         s.register_sync_server(&SyncServerRegistration {
             name: name.into(),
+            client_id: format!("app-{name}"),
             host: "h".into(),
             version: "1".into(),
             staging: name == "b",
@@ -165,6 +166,17 @@ async fn directory_sync(s: &dyn Store) {
         .unwrap();
     }
     assert_eq!(s.sync_lease().await.unwrap().holder, None);
+    let hijack = s
+        .register_sync_server(&SyncServerRegistration {
+            name: "a".into(),
+            client_id: "app-b".into(),
+            host: "h".into(),
+            version: "1".into(),
+            staging: false,
+            now: T0,
+        })
+        .await;
+    assert!(matches!(hijack, Err(StoreError::Conflict(_))), "{hijack:?}");
     let lease = s
         .take_sync_lease("a", false, &audit("lease", "a"))
         .await

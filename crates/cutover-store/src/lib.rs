@@ -432,6 +432,9 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncServerRegistration {
     pub name: String,
+    /// The application the server authenticates as. A name registered by one application
+    /// cannot be taken over by another (`StoreError::Conflict`).
+    pub client_id: String,
     pub host: String,
     pub version: String,
     pub staging: bool,
@@ -441,6 +444,7 @@ pub struct SyncServerRegistration {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncServerRecord {
     pub name: String,
+    pub client_id: String,
     pub host: String,
     pub version: String,
     pub staging: bool,

@@ -1273,20 +1273,28 @@ macro_rules! sql_store {
             }
 
             async fn register_sync_server(&self, reg: &SyncServerRegistration) -> StoreResult<SyncServerRecord> {
-                sqlx::query(
-                    "INSERT INTO sync_servers (name, host, version, staging, registered_at, last_seen_at)
-                     VALUES ($1, $2, $3, $4, $5, $5)
+                let done = sqlx::query(
+                    "INSERT INTO sync_servers (name, client_id, host, version, staging, registered_at, last_seen_at)
+                     VALUES ($1, $6, $2, $3, $4, $5, $5)
                      ON CONFLICT (name) DO UPDATE SET host = excluded.host, version = excluded.version,
-                        staging = excluded.staging, last_seen_at = excluded.last_seen_at",
+                        staging = excluded.staging, last_seen_at = excluded.last_seen_at
+                     WHERE sync_servers.client_id = excluded.client_id",
                 )
                 .bind(&reg.name)
                 .bind(&reg.host)
                 .bind(&reg.version)
                 .bind(reg.staging)
                 .bind(reg.now.millis())
+                .bind(&reg.client_id)
                 .execute(&self.pool)
                 .await
                 .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::Conflict(format!(
+                        "sync server name {} is registered by another application",
+                        reg.name
+                    )));
+                }
                 self.get_sync_server(&reg.name).await?.ok_or(StoreError::NotFound)
             }
 
@@ -1542,6 +1550,7 @@ macro_rules! sql_store {
                 };
                 Ok(SyncServerRecord {
                     name: row.try_get("name").map_err(map_err)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
                     host: row.try_get("host").map_err(map_err)?,
                     version: row.try_get("version").map_err(map_err)?,
                     staging: row.try_get("staging").map_err(map_err)?,

@@ -16,6 +16,8 @@ INSERT INTO sync_lease (id, epoch, holder, changed_at) VALUES (1, 0, NULL, 0);
 
 CREATE TABLE sync_servers (
     name TEXT PRIMARY KEY,
+    -- The application (client id) the server authenticates as; only it may act for the name.
+    client_id TEXT NOT NULL,
     host TEXT NOT NULL,
     version TEXT NOT NULL,
     staging BOOLEAN NOT NULL,

@@ -444,6 +444,38 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     assert_eq!(late.status(), 409);
     let body: Value = late.json().await.unwrap();
     assert_eq!(body["error"]["code"], "notLeaseHolder", "{body}");
+    // Another sync application cannot act for a server it did not register.
+    let other = env
+        .admin
+        .post(
+            "/applications",
+            json!({"displayName": "other sync", "grantTypes": ["client_credentials"], "appRoles": ["Directory.Sync"]}),
+        )
+        .await;
+    let other_token: Value = http
+        .post(format!("{}/oauth2/token", env.server.base))
+        .basic_auth(
+            other["clientId"].as_str().unwrap(),
+            other["clientSecret"].as_str(),
+        )
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let hijack = http
+        .post(format!(
+            "{}/sync/v1/servers/sync-b/promote",
+            env.server.base
+        ))
+        .bearer_auth(other_token["access_token"].as_str().unwrap())
+        .json(&json!({"force": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hijack.status(), 403);
     // Its next run finds it is no longer the holder and runs as staging: nothing exported.
     let out = env.run_ok(&active, &["run", "--once"]).await;
     assert!(out.contains("staging: nothing exported"), "{out}");
