@@ -143,6 +143,24 @@ pub enum AdminCommand {
     /// List and rotate the token signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Directory sync servers: which one exports, their last runs, alerts and pending exports.
+    #[command(subcommand)]
+    Sync(SyncAdminCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SyncAdminCommand {
+    /// List the sync servers: the active one (holding the export lease), each last run and any
+    /// alert (a run stopped by the delete threshold).
+    Servers,
+    /// Show what a sync server's last run would export (a staging server) or did not export
+    /// (a run stopped by the delete threshold): per object Add / Update / Delete, per attribute
+    /// old → new, and per-object problems.
+    PendingExports {
+        /// The sync server's name (its `name` in sync.toml).
+        #[arg(value_name = "NAME")]
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -513,6 +531,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::SignIns(a) => sign_ins(&api, out, a).await,
         AdminCommand::Audit(a) => audit(&api, out, a).await,
         AdminCommand::Keys(cmd) => keys(&api, out, cmd).await,
+        AdminCommand::Sync(cmd) => sync_servers(&api, out, cmd).await,
     }
 }
 
@@ -868,6 +887,72 @@ async fn keys(api: &Api, out: OutputFormat, cmd: KeysCommand) -> Result<()> {
                 .send(Method::POST, &["signingKeys", "rotate"], &[], None)
                 .await?;
             show(out, resp, "Created a new signing key.", key_fields)
+        }
+    }
+}
+
+async fn sync_servers(api: &Api, out: OutputFormat, cmd: SyncAdminCommand) -> Result<()> {
+    use cutover_proto::sync::{PendingExports, SyncServerView};
+    match cmd {
+        SyncAdminCommand::Servers => {
+            let resp = api
+                .send(Method::GET, &["sync", "servers"], &[], None)
+                .await?;
+            show_list(
+                out,
+                resp,
+                &[
+                    "NAME",
+                    "ROLE",
+                    "HOST",
+                    "LAST RUN",
+                    "OUTCOME",
+                    "ADD/UPD/DEL/PWD",
+                    "PENDING",
+                    "ALERT",
+                ],
+                |s: &SyncServerView| {
+                    let run = s.last_run.as_ref();
+                    vec![
+                        s.name.clone(),
+                        format!("{:?}", s.role).to_lowercase(),
+                        s.host.clone(),
+                        run.map(|r| format!("{:?} {}", r.kind, r.finished_at).to_lowercase())
+                            .unwrap_or_else(|| "never".into()),
+                        run.map(|r| format!("{:?}", r.outcome)).unwrap_or_default(),
+                        run.map(|r| {
+                            format!(
+                                "{}/{}/{}/{}",
+                                r.summary.adds,
+                                r.summary.updates,
+                                r.summary.deletes,
+                                r.summary.password_changes
+                            )
+                        })
+                        .unwrap_or_default(),
+                        opt(&s.pending_changes),
+                        opt(&s.alert),
+                    ]
+                },
+            )
+        }
+        SyncAdminCommand::PendingExports { name } => {
+            let segment = path_segment(&name).map_err(|e| anyhow!(e))?;
+            let resp = api
+                .send(
+                    Method::GET,
+                    &["sync", "servers", &segment, "pendingExports"],
+                    &[],
+                    None,
+                )
+                .await?;
+            match out {
+                OutputFormat::Table => {
+                    let pending: PendingExports = from_response(resp.unwrap_or(Value::Null))?;
+                    emit(&crate::sync_cli::pending_table(&pending))
+                }
+                _ => print_json(out, resp.as_ref()),
+            }
         }
     }
 }

@@ -7,7 +7,6 @@
 //! batch carries the new watermark, so a run that dies anywhere is simply run again: the plan
 //! is recomputed against what Cutover holds and exports only what is still missing.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -1145,6 +1144,5 @@ pub fn pending_table(p: &PendingExports) -> String {
             &prob,
         ));
     }
-    let _: BTreeMap<(), ()> = BTreeMap::new();
     out
 }

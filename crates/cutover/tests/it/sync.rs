@@ -316,6 +316,32 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
         .await;
     assert_eq!(status, 200);
     assert_eq!(stored["summary"], pending["summary"]);
+    // The same, as an admin reads it with the CLI.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_cutover"))
+            .arg("admin")
+            .arg("--data-dir")
+            .arg(&env.server.data_dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let servers = cli(&["sync", "servers"]);
+    assert!(
+        servers.contains("sync-b") && servers.contains("staging"),
+        "{servers}"
+    );
+    let table = cli(&["sync", "pending-exports", "sync-b"]);
+    assert!(
+        table.contains("alice@example.test") && table.contains("passwordHashSync"),
+        "{table}"
+    );
 
     // The active server exports exactly that.
     env.run_ok(&active, &["run", "--once"]).await;
