@@ -41,6 +41,16 @@ fn slappasswd(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// An access token for an application (client credentials).
+async fn app_token(base: &str, client_id: &str, secret: &str) -> String {
+    Admin::login(
+        base,
+        &json!({"clientId": client_id, "clientSecret": secret}),
+    )
+    .await
+    .token
+}
+
 /// The JSON document at the start of a command's output (log lines may follow it).
 fn first_json(out: &str) -> Value {
     let start = out.find('{').unwrap_or_else(|| panic!("no JSON in: {out}"));
@@ -442,25 +452,18 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     assert!(out.contains("active sync server"), "{out}");
     // A write still in flight from the old active server carries its old epoch: refused.
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/oauth2/token", env.server.base))
-        .basic_auth(
-            &env.client_id,
-            Some(std::fs::read_to_string(&env.secret_file).unwrap()),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = app_token(
+        &env.server.base,
+        &env.client_id,
+        &std::fs::read_to_string(&env.secret_file).unwrap(),
+    )
+    .await;
     let late = http
         .post(format!(
             "{}/sync/v1/servers/sync-a/exports",
             env.server.base
         ))
-        .bearer_auth(token["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .json(
             &json!({"epoch": 1, "batchId": "late-1", "ops": [{"op": "deleteUser", "anchor": "x"}]}),
         )
@@ -478,25 +481,18 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
             json!({"displayName": "other sync", "grantTypes": ["client_credentials"], "appRoles": ["Directory.Sync"]}),
         )
         .await;
-    let other_token: Value = http
-        .post(format!("{}/oauth2/token", env.server.base))
-        .basic_auth(
-            other["clientId"].as_str().unwrap(),
-            other["clientSecret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let other_token = app_token(
+        &env.server.base,
+        other["clientId"].as_str().unwrap(),
+        other["clientSecret"].as_str().unwrap(),
+    )
+    .await;
     let hijack = http
         .post(format!(
             "{}/sync/v1/servers/sync-b/promote",
             env.server.base
         ))
-        .bearer_auth(other_token["access_token"].as_str().unwrap())
+        .bearer_auth(&other_token)
         .json(&json!({"force": true}))
         .send()
         .await
@@ -861,20 +857,12 @@ async fn synced_password_expiry_by_stepping_the_clock() {
         )
         .await;
     let http = reqwest::Client::new();
-    let token: Value = http
-        .post(format!("{}/oauth2/token", srv.base))
-        .basic_auth(
-            sync_app["clientId"].as_str().unwrap(),
-            sync_app["clientSecret"].as_str(),
-        )
-        .form(&[("grant_type", "client_credentials")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let bearer = token["access_token"].as_str().unwrap().to_owned();
+    let bearer = app_token(
+        &srv.base,
+        sync_app["clientId"].as_str().unwrap(),
+        sync_app["clientSecret"].as_str().unwrap(),
+    )
+    .await;
     let reg: Value = http
         .put(format!("{}/sync/v1/servers/s1", srv.base))
         .bearer_auth(&bearer)
