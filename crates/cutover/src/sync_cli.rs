@@ -593,9 +593,80 @@ impl Syncer {
         dry_run: bool,
     ) -> Result<RunOutput> {
         let started = unix_now();
+        let reg = self.register(dry_run).await?;
+        match self
+            .run_registered(reg, started, requested, allow_deletes, dry_run)
+            .await
+        {
+            Ok(out) => Ok(out),
+            Err(e) => {
+                if !dry_run {
+                    self.report_failure(started, requested, &e).await;
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Tell Cutover that a run failed (the directory unreachable, …), so the admin's view of
+    /// the server shows it. Best effort: Cutover may be what is unreachable.
+    async fn report_failure(&self, started: i64, requested: Requested, e: &anyhow::Error) {
+        let kind = if requested == Requested::Passwords {
+            RunKind::Passwords
+        } else {
+            RunKind::Full
+        };
+        let now = format_rfc3339(unix_now());
+        let report = RunReport {
+            run_id: format!("{}-{}", self.cfg.name, uuid::Uuid::now_v7()),
+            kind,
+            staging: self.cfg.staging,
+            started_at: format_rfc3339(started),
+            finished_at: now.clone(),
+            outcome: RunOutcome::Failed,
+            message: Some(format!("{e:#}")),
+            summary: Default::default(),
+            exported: ExportResult::default(),
+            gate: DeleteGate::Open,
+            delta_method: None,
+        };
+        let pending = PendingExports {
+            server: self.cfg.name.clone(),
+            computed_at: now,
+            kind,
+            summary: Default::default(),
+            gate: DeleteGate::Open,
+            changes: Vec::new(),
+            problems: Vec::new(),
+            truncated: false,
+        };
+        let body = match serde_json::to_value(ReportRequest { report, pending }) {
+            Ok(b) => b,
+            Err(_) => return,
+        };
+        if let Err(err) = self
+            .call(
+                Method::PUT,
+                &["servers", &self.cfg.name, "report"],
+                &[],
+                Some(&body),
+            )
+            .await
+        {
+            tracing::error!(error = %format!("{err:#}"), "could not report the failed run to Cutover");
+        }
+    }
+
+    async fn run_registered(
+        &self,
+        reg: RegisterResponse,
+        started: i64,
+        requested: Requested,
+        allow_deletes: Option<u32>,
+        dry_run: bool,
+    ) -> Result<RunOutput> {
         let clock = Instant::now();
         let run_id = format!("{}-{}", self.cfg.name, uuid::Uuid::now_v7());
-        let reg = self.register(dry_run).await?;
         let active = !dry_run && reg.lease.holder.as_deref() == Some(self.cfg.name.as_str());
         if !dry_run && !self.cfg.staging && !active {
             tracing::warn!(

@@ -177,6 +177,13 @@ async fn junk_input_never_breaks_the_server() {
     let srv = InProcess::start().await;
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let f = seed(&admin, "http://127.0.0.1:9/cb").await;
+    let sync_app = admin
+        .post(
+            "/applications",
+            json!({"displayName": "sync", "grantTypes": ["client_credentials"], "appRoles": ["Directory.Sync"]}),
+        )
+        .await;
+    let sync = Admin::login(&srv.base, &sync_app).await;
     let base = srv.base.clone();
     let http = browser();
     let rt = tokio::runtime::Handle::current();
@@ -188,10 +195,10 @@ async fn junk_input_never_breaks_the_server() {
         ..Config::default()
     });
     let junk = proptest::collection::vec(any::<u8>(), 0..400);
-    let outcome = runner.run(&(junk, 0usize..9), |(bytes, which)| {
+    let outcome = runner.run(&(junk, 0usize..11), |(bytes, which)| {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let enc: String = url::form_urlencoded::byte_serialize(&bytes).collect();
-        let (base, http, admin, client_id, shown) = (base.clone(), http.clone(), &admin, f.client_id.clone(), text.clone());
+        let (base, http, admin, sync, client_id, shown) = (base.clone(), http.clone(), &admin, &sync, f.client_id.clone(), text.clone());
         let status = tokio::task::block_in_place(|| {
             rt.block_on(async move {
                 let req = match which {
@@ -203,6 +210,8 @@ async fn junk_input_never_breaks_the_server() {
                     5 => http.get(format!("{base}/oauth2/userinfo")).header("authorization", format!("Bearer {}", text.replace(['\r', '\n'], ""))),
                     6 => admin.http.post(format!("{base}/api/v1/users")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
                     7 => admin.http.get(format!("{base}/api/v1/auditLogs/signIns?{text}")).bearer_auth(&admin.token),
+                    8 => sync.http.post(format!("{base}/sync/v1/servers/junk/exports")).bearer_auth(&sync.token).header("content-type", "application/json").body(bytes.clone()),
+                    9 => sync.http.get(format!("{base}/sync/v1/snapshot/users?{text}")).bearer_auth(&sync.token),
                     _ => http.get(format!("{base}/oauth2/logout?id_token_hint={enc}&post_logout_redirect_uri={enc}")),
                 };
                 match req.send().await {

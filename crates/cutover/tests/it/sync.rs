@@ -918,3 +918,33 @@ async fn synced_password_expiry_by_stepping_the_clock() {
         "{last}"
     );
 }
+
+/// A run that cannot read the directory fails loudly, exports nothing, and the admin sees why.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_run_that_cannot_reach_the_directory_is_reported_as_failed() {
+    let env = SyncEnv::start().await;
+    let cfg = env.config("sync-a", false, "", "");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace(&env.slapd.uri, &format!("ldap://127.0.0.1:{port}"));
+    std::fs::write(&cfg, text).unwrap();
+    let (code, out) = env.sync(&cfg, &["run", "--once"]).await;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("directory") && out.contains(&port.to_string()),
+        "{out}"
+    );
+    let view = env.server_view("sync-a").await;
+    assert_eq!(view["lastRun"]["outcome"], "failed", "{view}");
+    assert!(
+        view["lastRun"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&port.to_string()),
+        "{view}"
+    );
+    assert!(env.users().await.is_empty());
+}
