@@ -324,6 +324,28 @@ async fn directory_sync(s: &dyn Store) {
         left[0].manager_anchor, None,
         "the deleted manager's link is cleared"
     );
+    // Re-created on-prem: the old anchor is deleted and a new one takes its UPN in one batch.
+    let SyncBatchOutcome::Applied(r) = s
+        .apply_sync_batch(&batch(
+            "b",
+            2,
+            "b5",
+            vec![
+                SyncOp::DeleteUser {
+                    anchor: "u2".into(),
+                },
+                user("u2-new", "two@sync.example"),
+            ],
+        ))
+        .await
+        .unwrap()
+    else {
+        panic!("b holds the lease");
+    };
+    assert_eq!((r.deleted, r.added, r.rejected.len()), (1, 1, 0), "{r:?}");
+    let left = s.synced_users("", 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].image.anchor, "u2-new");
     // A demoted lease is not taken back by a plain registration, only by a promote.
     s.release_sync_lease("b", &audit("demote", "b"))
         .await

@@ -110,18 +110,20 @@ impl SyncOp {
         }
     }
 
-    /// Export order. Objects exist before anything links to them (manager links and members
-    /// come after every upsert), and deletions come last, groups before users, so that a batch
-    /// never references an object a later batch creates.
+    /// Export order. Deletions come first, so that an entry deleted and re-created on-prem
+    /// (a new anchor with the old UPN) frees its UPN before the new one claims it; Cutover drops
+    /// a deleted object's memberships and the manager links to it by itself. Then objects are
+    /// created before anything links to them (manager links and members come after every
+    /// upsert), so a batch never references an object a later batch creates.
     pub fn phase(&self) -> u8 {
         match self {
-            SyncOp::UpsertUser(_) => 0,
-            SyncOp::UpsertGroup(_) => 1,
-            SyncOp::SetManager { .. } => 2,
-            SyncOp::SetMembers { .. } => 3,
-            SyncOp::SetPasswordHash { .. } | SyncOp::ClearPasswordHash { .. } => 4,
-            SyncOp::DeleteGroup { .. } => 5,
-            SyncOp::DeleteUser { .. } => 6,
+            SyncOp::DeleteGroup { .. } => 0,
+            SyncOp::DeleteUser { .. } => 1,
+            SyncOp::UpsertUser(_) => 2,
+            SyncOp::UpsertGroup(_) => 3,
+            SyncOp::SetManager { .. } => 4,
+            SyncOp::SetMembers { .. } => 5,
+            SyncOp::SetPasswordHash { .. } | SyncOp::ClearPasswordHash { .. } => 6,
         }
     }
 

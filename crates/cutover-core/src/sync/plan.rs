@@ -1412,6 +1412,39 @@ mod tests {
     }
 
     #[test]
+    fn a_recreated_entry_is_deleted_before_its_successor_takes_the_upn() {
+        let rules = rules();
+        let mut snap = snapshot();
+        let p = plan_export(
+            &rules,
+            &snap,
+            &import(vec![user("ann", &[])], vec![]),
+            OPTS,
+            &mut salts(),
+        );
+        apply(&mut snap, &p);
+        let mut again = user("ann", &[]);
+        again.anchor = "anchor-ann-new".into();
+        let plan = plan_export(
+            &rules,
+            &snap,
+            &import(vec![again], vec![]),
+            OPTS,
+            &mut salts(),
+        );
+        assert!(plan.problems.is_empty(), "{:?}", plan.problems);
+        let ops = plan.ops();
+        assert!(
+            matches!(&ops[0], SyncOp::DeleteUser { anchor } if anchor == "anchor-ann"),
+            "{ops:?}"
+        );
+        assert!(
+            matches!(&ops[1], SyncOp::UpsertUser(u) if u.anchor == "anchor-ann-new"),
+            "{ops:?}"
+        );
+    }
+
+    #[test]
     fn delete_gate_at_the_edges() {
         assert_eq!(delete_gate(499, 500, None), DeleteGate::Open);
         assert_eq!(delete_gate(500, 500, None), DeleteGate::Open);
