@@ -505,6 +505,10 @@ pub mod sync {
         /// `modifyTimestamp`; absent on full and password runs.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         pub delta_method: Option<String>,
+        /// Directory entries the connector could not use at all (no anchor, …); each is named
+        /// in the sync server's log.
+        #[serde(default)]
+        pub skipped: u64,
     }
 
     /// What a server would export (staging), or did not export (a run stopped by the delete

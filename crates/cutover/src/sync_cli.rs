@@ -223,6 +223,8 @@ struct Syncer {
     rules: CompiledRules,
     api: Api,
     interactive: bool,
+    /// Directory entries the connector could not hand over in the current run (no anchor, …).
+    skipped: std::sync::atomic::AtomicU64,
 }
 
 pub async fn run(args: SyncArgs) -> Result<()> {
@@ -257,6 +259,7 @@ pub async fn run(args: SyncArgs) -> Result<()> {
         rules,
         api,
         interactive: std::io::stderr().is_terminal(),
+        skipped: Default::default(),
     };
     match args.command {
         None => s.schedule().await,
@@ -471,6 +474,10 @@ impl Syncer {
         for s in &stats.skipped {
             tracing::warn!(dn = %s.dn, reason = %s.reason, "directory entry skipped");
         }
+        self.skipped.fetch_add(
+            stats.skipped.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok((out, stats.max_modify_timestamp))
     }
 
@@ -521,6 +528,10 @@ impl Syncer {
         for s in &out.skipped {
             tracing::warn!(dn = %s.dn, reason = %s.reason, "directory entry skipped");
         }
+        self.skipped.fetch_add(
+            out.skipped.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok((changed, out.cookie.map(|c| engine.encode(c))))
     }
 
@@ -629,6 +640,7 @@ impl Syncer {
             exported: ExportResult::default(),
             gate: DeleteGate::Open,
             delta_method: None,
+            skipped: 0,
         };
         let pending = PendingExports {
             server: self.cfg.name.clone(),
@@ -666,6 +678,7 @@ impl Syncer {
         dry_run: bool,
     ) -> Result<RunOutput> {
         let clock = Instant::now();
+        self.skipped.store(0, std::sync::atomic::Ordering::Relaxed);
         let run_id = format!("{}-{}", self.cfg.name, uuid::Uuid::now_v7());
         let active = !dry_run && reg.lease.holder.as_deref() == Some(self.cfg.name.as_str());
         if !dry_run && !self.cfg.staging && !active {
@@ -899,6 +912,7 @@ impl Syncer {
             exported: ExportResult::default(),
             gate,
             delta_method,
+            skipped: self.skipped.load(std::sync::atomic::Ordering::Relaxed),
         };
         if dry_run {
             report.finished_at = format_rfc3339(unix_now());
@@ -1058,8 +1072,9 @@ impl Syncer {
             took.as_secs_f64()
         );
         println!(
-            "  imported {}  adds {}  updates {}  deletes {}  password changes {}  unchanged {}  errors {}  warnings {}",
+            "  imported {}  skipped {}  adds {}  updates {}  deletes {}  password changes {}  unchanged {}  errors {}  warnings {}",
             s.imported,
+            r.skipped,
             s.adds,
             s.updates,
             s.deletes,
