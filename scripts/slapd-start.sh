@@ -209,7 +209,7 @@ memberof-member-ad member
 memberof-memberof-ad memberOf
 memberof-refint TRUE
 overlay refint
-refint_attributes member
+refint_attributes member manager
 
 $SYNCPROV_CONF
 

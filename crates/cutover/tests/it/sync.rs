@@ -446,6 +446,59 @@ async fn sync_imports_every_format_stages_exports_and_fails_over() {
     let after = first_json(&out);
     assert_eq!(after["changes"].as_array().unwrap().len(), 0, "{after}");
 
+    // A rename (modrdn): the anchor stays, so it is the same Cutover user, and the group and
+    // manager references that the directory rewrote still resolve to it.
+    let alice_id = env.user("alice@example.test").await.unwrap()["id"].clone();
+    env.slapd.modify(&format!(
+        "dn: uid=alice,ou=people,{base}\nchangetype: modrdn\nnewrdn: uid=alice.l\ndeleteoldrdn: 1\n"
+    ));
+    env.run_ok(&active, &["run", "--once"]).await;
+    let a = env.server_view("sync-a").await;
+    assert_eq!(a["lastRun"]["summary"]["adds"], 0, "{a}");
+    assert_eq!(a["lastRun"]["summary"]["deletes"], 0, "{a}");
+    assert_eq!(
+        env.user("alice@example.test").await.unwrap()["id"],
+        alice_id
+    );
+    let groups = env.admin.get("/groups").await;
+    let staff = groups["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["displayName"] == "staff")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let members = env.admin.get(&format!("/groups/{staff}/members")).await;
+    assert!(
+        members["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|m| m["id"] == alice_id),
+        "{members}"
+    );
+
+    // The password-hash cycle alone carries an on-prem password change.
+    let bob_new = slappasswd(&[
+        "-o",
+        "module-load=pw-sha2",
+        "-h",
+        "{SSHA512}",
+        "-s",
+        "bob-new-pw",
+    ]);
+    env.slapd.modify(&format!(
+        "dn: uid=bob,ou=people,{base}\nchangetype: modify\nreplace: userPassword\nuserPassword: {bob_new}\n"
+    ));
+    env.run_ok(&active, &["run", "--once", "--passwords"]).await;
+    let a = env.server_view("sync-a").await;
+    assert_eq!(a["lastRun"]["kind"], "passwords", "{a}");
+    assert_eq!(a["lastRun"]["exported"]["passwords"], 1, "{a}");
+    assert!(env.signs_in("bob@example.test", "bob-new-pw").await);
+    assert!(!env.signs_in("bob@example.test", "bob-pw").await);
+
     // Failover: promote the staging server; the old active one's exports are refused.
     env.slapd.add(&user_ldif(&base, "grace", ""));
     let out = env.run_ok(&staging, &["promote"]).await;
