@@ -365,6 +365,13 @@ pub mod sync {
     /// The version segment of the sync API's path. A sync server of another major version is
     /// refused with a message saying which.
     pub const SYNC_API_VERSION: &str = "v1";
+    /// Largest request body the sync API takes (an export batch, or a report with its
+    /// pending exports).
+    pub const MAX_SYNC_BODY_BYTES: usize = 16 * 1024 * 1024;
+    /// Pending-export rows (changes, and problems) a report carries and the server keeps; a
+    /// plan with more is cut there and marked `truncated` (the sync server's own
+    /// `pending-exports` command always shows everything).
+    pub const MAX_PENDING_ROWS: usize = 20_000;
 
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -527,10 +534,108 @@ pub mod sync {
         pub truncated: bool,
     }
 
+    impl PendingExports {
+        /// Keep at most `max` changes and `max` problems; says so in `truncated`.
+        pub fn truncate_to(&mut self, max: usize) {
+            if self.changes.len() > max || self.problems.len() > max {
+                self.changes.truncate(max);
+                self.problems.truncate(max);
+                self.truncated = true;
+            }
+        }
+    }
+
     #[derive(Debug, Clone, Serialize, Deserialize)]
     #[serde(rename_all = "camelCase", deny_unknown_fields)]
     pub struct ReportRequest {
         pub report: RunReport,
         pub pending: PendingExports,
+    }
+
+    impl ReportRequest {
+        /// The request as a JSON body that fits [`MAX_SYNC_BODY_BYTES`]: pending rows beyond
+        /// [`MAX_PENDING_ROWS`] are left out, and then halved until the body fits.
+        pub fn to_body(mut self) -> serde_json::Result<serde_json::Value> {
+            self.pending.truncate_to(MAX_PENDING_ROWS);
+            loop {
+                let body = serde_json::to_vec(&self)?;
+                let rows = self.pending.changes.len().max(self.pending.problems.len());
+                if body.len() <= MAX_SYNC_BODY_BYTES || rows == 0 {
+                    return serde_json::from_slice(&body);
+                }
+                self.pending.truncate_to(rows / 2);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod sync_tests {
+    use super::sync::*;
+    use cutover_core::sync::ExportResult;
+    use cutover_core::sync::plan::{
+        AttributeChange, ChangeAction, DeleteGate, ObjectKind, PlanSummary, PlannedChange,
+    };
+
+    fn report(rows: usize, value_len: usize) -> ReportRequest {
+        let change = PlannedChange {
+            object: ObjectKind::User,
+            action: ChangeAction::Add,
+            anchor: "a".into(),
+            dn: None,
+            name: "n".into(),
+            attributes: vec![AttributeChange {
+                name: "displayName".into(),
+                old: None,
+                new: Some("x".repeat(value_len)),
+            }],
+            ops: Vec::new(),
+        };
+        ReportRequest {
+            report: RunReport {
+                run_id: "r".into(),
+                kind: RunKind::Full,
+                staging: true,
+                started_at: String::new(),
+                finished_at: String::new(),
+                outcome: RunOutcome::Success,
+                message: None,
+                summary: PlanSummary::default(),
+                exported: ExportResult::default(),
+                gate: DeleteGate::Open,
+                delta_method: None,
+                skipped: 0,
+            },
+            pending: PendingExports {
+                server: "s".into(),
+                computed_at: String::new(),
+                kind: RunKind::Full,
+                summary: PlanSummary::default(),
+                gate: DeleteGate::Open,
+                changes: vec![change; rows],
+                problems: Vec::new(),
+                truncated: false,
+            },
+        }
+    }
+
+    #[test]
+    fn a_report_always_fits_the_sync_body_limit() {
+        let small = report(MAX_PENDING_ROWS, 10).to_body().unwrap();
+        assert_eq!(
+            small["pending"]["changes"].as_array().unwrap().len(),
+            MAX_PENDING_ROWS
+        );
+        assert_eq!(small["pending"]["truncated"], false);
+        let over = report(MAX_PENDING_ROWS + 1, 10).to_body().unwrap();
+        assert_eq!(
+            over["pending"]["changes"].as_array().unwrap().len(),
+            MAX_PENDING_ROWS
+        );
+        assert_eq!(over["pending"]["truncated"], true);
+        // Rows so large that the row limit alone would not fit the body.
+        let big = report(MAX_PENDING_ROWS, 4000).to_body().unwrap();
+        assert!(serde_json::to_vec(&big).unwrap().len() <= MAX_SYNC_BODY_BYTES);
+        assert_eq!(big["pending"]["truncated"], true);
     }
 }

@@ -30,12 +30,7 @@ use crate::clock::rfc3339;
 use crate::error::ApiError;
 use crate::{AppState, RequestCtx};
 
-/// Largest request body the sync API takes (an export batch of [`EXPORT_BATCH_MAX_OPS`] ops, or
-/// a report with its pending exports).
-pub const MAX_SYNC_BODY_BYTES: usize = 16 * 1024 * 1024;
-/// Pending-export rows (changes, and problems) kept per server for the admin view; a report
-/// with more keeps the first ones and says it was truncated.
-pub const MAX_PENDING_ROWS_STORED: usize = 20_000;
+pub use cutover_proto::sync::{MAX_PENDING_ROWS, MAX_SYNC_BODY_BYTES};
 /// Rows per snapshot page.
 pub const MAX_SNAPSHOT_PAGE: u32 = 2_000;
 const SEAL_LABEL: &str = "synced password";
@@ -344,14 +339,7 @@ async fn report(
     ApiJson(mut req): ApiJson<proto::ReportRequest>,
 ) -> Result<StatusCode, ApiError> {
     own_server(&state, &caller, &name).await?;
-    let pending = &mut req.pending;
-    if pending.changes.len() > MAX_PENDING_ROWS_STORED
-        || pending.problems.len() > MAX_PENDING_ROWS_STORED
-    {
-        pending.changes.truncate(MAX_PENDING_ROWS_STORED);
-        pending.problems.truncate(MAX_PENDING_ROWS_STORED);
-        pending.truncated = true;
-    }
+    req.pending.truncate_to(MAX_PENDING_ROWS);
     let alert = match req.report.outcome {
         proto::RunOutcome::DeleteThresholdExceeded => Some(req.report.message.clone().unwrap_or_else(|| {
             "the last run would have deleted more objects than the threshold allows; nothing was exported".into()

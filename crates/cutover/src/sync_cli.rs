@@ -652,7 +652,7 @@ impl Syncer {
             problems: Vec::new(),
             truncated: false,
         };
-        let body = match serde_json::to_value(ReportRequest { report, pending }) {
+        let body = match (ReportRequest { report, pending }).to_body() {
             Ok(b) => b,
             Err(_) => return,
         };
@@ -955,10 +955,11 @@ impl Syncer {
             }
         }
         report.finished_at = format_rfc3339(unix_now());
-        let body = serde_json::to_value(ReportRequest {
+        let body = ReportRequest {
             report: report.clone(),
             pending: pending.clone(),
-        })?;
+        }
+        .to_body()?;
         if let Err(e) = self
             .call(
                 Method::PUT,

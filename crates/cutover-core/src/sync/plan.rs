@@ -15,6 +15,9 @@ use crate::sync::{GroupImage, SourceEntry, SyncOp, UserImage, WrappedHash};
 
 /// Deletions one run may export before it stops and asks a person (SPEC §5.1).
 pub const DEFAULT_DELETE_THRESHOLD: u32 = 500;
+/// Members named one by one in a pending change's `members` old → new (the rest are counted):
+/// a new group of 50,000 members is one readable row, not a megabyte.
+pub const MAX_LISTED_MEMBER_CHANGES: usize = 20;
 /// Ops in one export batch (each batch is applied in one transaction).
 pub const EXPORT_BATCH_MAX_OPS: usize = 500;
 
@@ -834,12 +837,28 @@ pub fn plan_export(
                     .map(|o| o.dn.clone())
                     .unwrap_or_else(|| a.clone())
             };
-            let added: Vec<String> = members.difference(&have).map(name_of).collect();
-            let removed: Vec<String> = have.difference(&members).map(name_of).collect();
+            let added: Vec<&String> = members.difference(&have).collect();
+            let removed: Vec<&String> = have.difference(&members).collect();
+            let listing = |sign: char, anchors: &[&String]| -> Option<String> {
+                if anchors.is_empty() {
+                    return None;
+                }
+                let shown: Vec<String> = anchors
+                    .iter()
+                    .take(MAX_LISTED_MEMBER_CHANGES)
+                    .map(|a| name_of(a))
+                    .collect();
+                let more = anchors.len().saturating_sub(MAX_LISTED_MEMBER_CHANGES);
+                Some(if more > 0 {
+                    format!("{sign} {} … and {more} more", shown.join("; "))
+                } else {
+                    format!("{sign} {}", shown.join("; "))
+                })
+            };
             change.attributes.push(AttributeChange {
                 name: "members".into(),
-                old: (!removed.is_empty()).then(|| format!("- {}", removed.join("; "))),
-                new: (!added.is_empty()).then(|| format!("+ {}", added.join("; "))),
+                old: listing('-', &removed),
+                new: listing('+', &added),
             });
             change.ops.push(SyncOp::SetMembers {
                 anchor: g.anchor.clone(),
@@ -1442,6 +1461,39 @@ mod tests {
             matches!(&ops[1], SyncOp::UpsertUser(u) if u.anchor == "anchor-ann-new"),
             "{ops:?}"
         );
+    }
+
+    #[test]
+    fn a_large_membership_change_is_listed_briefly() {
+        let rules = rules();
+        let uids: Vec<String> = (0..MAX_LISTED_MEMBER_CHANGES + 5)
+            .map(|i| format!("m{i:03}"))
+            .collect();
+        let refs: Vec<&str> = uids.iter().map(String::as_str).collect();
+        let users: Vec<SourceEntry> = uids.iter().map(|u| user(u, &[])).collect();
+        let plan = plan_export(
+            &rules,
+            &snapshot(),
+            &import(users, vec![group("big", &refs)]),
+            OPTS,
+            &mut salts(),
+        );
+        let g = plan
+            .changes
+            .iter()
+            .find(|c| c.object == ObjectKind::Group)
+            .unwrap();
+        let members = g.attributes.iter().find(|a| a.name == "members").unwrap();
+        let text = members.new.as_deref().unwrap();
+        assert!(text.ends_with("… and 5 more"), "{text}");
+        assert_eq!(text.matches("uid=").count(), MAX_LISTED_MEMBER_CHANGES);
+        // The op itself still carries every member.
+        let ops = plan.ops();
+        let set = ops.iter().find_map(|o| match o {
+            SyncOp::SetMembers { member_anchors, .. } => Some(member_anchors.len()),
+            _ => None,
+        });
+        assert_eq!(set, Some(MAX_LISTED_MEMBER_CHANGES + 5));
     }
 
     #[test]
