@@ -1386,9 +1386,10 @@ macro_rules! sql_store {
                 }
                 let now = batch.now.millis();
                 let mut result = SyncBatchResult::default();
+                let mut known_domains = std::collections::HashSet::new();
                 for (i, op) in batch.ops.iter().enumerate() {
                     let sealed = batch.sealed_passwords.get(i).cloned().flatten();
-                    if let Some(reason) = Self::apply_sync_op(&mut tx, op, sealed, now, &mut result).await? {
+                    if let Some(reason) = Self::apply_sync_op(&mut tx, op, sealed, now, &mut result, &mut known_domains).await? {
                         result.rejected.push(RejectedSyncOp {
                             anchor: op.anchor().to_owned(),
                             op: op_name(op).to_owned(),
@@ -1602,6 +1603,7 @@ macro_rules! sql_store {
                 sealed: Option<String>,
                 now: i64,
                 result: &mut SyncBatchResult,
+                known_domains: &mut std::collections::HashSet<String>,
             ) -> StoreResult<Option<String>> {
                 match op {
                     SyncOp::UpsertUser(img) => {
@@ -1610,31 +1612,38 @@ macro_rules! sql_store {
                             Err(e) => return Ok(Some(format!("invalid user principal name: {e}"))),
                         };
                         let domain = upn.domain().as_str().to_ascii_lowercase();
-                        let known = sqlx::query("SELECT name FROM domains WHERE name = $1")
-                            .bind(&domain)
-                            .fetch_optional(&mut **tx)
-                            .await
-                            .map_err(map_err)?;
-                        if known.is_none() {
-                            return Ok(Some(format!("domain {domain} is not registered in Cutover")));
+                        if !known_domains.contains(&domain) {
+                            let known = sqlx::query("SELECT name FROM domains WHERE name = $1")
+                                .bind(&domain)
+                                .fetch_optional(&mut **tx)
+                                .await
+                                .map_err(map_err)?;
+                            if known.is_none() {
+                                return Ok(Some(format!("domain {domain} is not registered in Cutover")));
+                            }
+                            known_domains.insert(domain.clone());
                         }
-                        let taken = sqlx::query(
-                            "SELECT upn FROM users WHERE upn_normalized = $1 AND (immutable_id IS NULL OR immutable_id <> $2)",
+                        // One lookup for both: the user with this anchor, and any other user
+                        // holding the UPN.
+                        let rows = sqlx::query(
+                            "SELECT id, upn, source, account_enabled, immutable_id FROM users
+                             WHERE immutable_id = $1 OR upn_normalized = $2",
                         )
-                        .bind(upn.normalized())
                         .bind(&img.anchor)
-                        .fetch_optional(&mut **tx)
+                        .bind(upn.normalized())
+                        .fetch_all(&mut **tx)
                         .await
                         .map_err(map_err)?;
-                        if let Some(row) = taken {
-                            let other: String = row.try_get("upn").map_err(map_err)?;
-                            return Ok(Some(format!("{other} is already another user's UPN")));
+                        let mut existing = None;
+                        for row in rows {
+                            let anchor: Option<String> = row.try_get("immutable_id").map_err(map_err)?;
+                            if anchor.as_deref() == Some(img.anchor.as_str()) {
+                                existing = Some(row);
+                            } else {
+                                let other: String = row.try_get("upn").map_err(map_err)?;
+                                return Ok(Some(format!("{other} is already another user's UPN")));
+                            }
                         }
-                        let existing = sqlx::query("SELECT id, source, account_enabled FROM users WHERE immutable_id = $1")
-                            .bind(&img.anchor)
-                            .fetch_optional(&mut **tx)
-                            .await
-                            .map_err(map_err)?;
                         match existing {
                             None => {
                                 sqlx::query(
