@@ -1132,6 +1132,13 @@ mod tests {
         }
     }
 
+    /// Plan with the default rules and options, and apply the plan to `snap`, as a run would.
+    fn sync_into(snap: &mut CutoverSnapshot, import: &Import) -> ExportPlan {
+        let plan = plan_export(&rules(), snap, import, OPTS, &mut salts());
+        apply(snap, &plan);
+        plan
+    }
+
     fn rules() -> CompiledRules {
         MappingRules::default().compile().unwrap()
     }
@@ -1194,8 +1201,7 @@ mod tests {
         let rules = rules();
         let mut snap = snapshot();
         let first = import(vec![user("alice", &[]), user("bob", &[])], vec![]);
-        let p = plan_export(&rules, &snap, &first, OPTS, &mut salts());
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &first);
         // alice renamed (same anchor, new DN and mail), bob deleted.
         let mut renamed = user("alice2", &[]);
         renamed.anchor = "anchor-alice".into();
@@ -1230,8 +1236,7 @@ mod tests {
         let rules = rules();
         let mut snap = snapshot();
         let imp = import(vec![user("alice", &[])], vec![]);
-        let p = plan_export(&rules, &snap, &imp, OPTS, &mut salts());
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &imp);
         let broken = import(vec![user("alice", &[("mail", "not-an-upn")])], vec![]);
         let plan = plan_export(&rules, &snap, &broken, OPTS, &mut salts());
         assert!(plan.is_empty());
@@ -1243,14 +1248,7 @@ mod tests {
     fn duplicate_upns_keep_the_current_holder() {
         let rules = rules();
         let mut snap = snapshot();
-        let p = plan_export(
-            &rules,
-            &snap,
-            &import(vec![user("zed", &[])], vec![]),
-            OPTS,
-            &mut salts(),
-        );
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &import(vec![user("zed", &[])], vec![]));
         let mut dup = user("aaa", &[("mail", "zed@corp.example")]);
         dup.anchor = "anchor-0-first".into();
         let plan = plan_export(
@@ -1332,8 +1330,7 @@ mod tests {
             vec![user("a", &[]), user("b", &[]), user("c", &[])],
             vec![group("g", &["a", "b"])],
         );
-        let p = plan_export(&rules, &snap, &full, OPTS, &mut salts());
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &full);
         // Delta: only b changed; c is gone from the scan.
         let mut delta = import(
             vec![user("a", &[]), user("b", &[])],
@@ -1356,8 +1353,7 @@ mod tests {
             vec![user("a", &[("userPassword", &ssha("one", b"saltsalt"))])],
             vec![],
         );
-        let p = plan_export(&rules, &snap, &v1, OPTS, &mut salts());
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &v1);
         let wrapped = snap.users["anchor-a"].password_hash.clone().unwrap();
         assert!(cutover_pwhash::verify("one", &wrapped).unwrap());
         assert!(!cutover_pwhash::verify("two", &wrapped).unwrap());
@@ -1407,8 +1403,7 @@ mod tests {
             ],
             vec![group("team", &["boss", "emp"])],
         );
-        let p = plan_export(&rules, &snap, &first, OPTS, &mut salts());
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &first);
         // boss leaves the directory; the group and emp's entry still name boss.
         let mut full = import(
             vec![user("emp", &[("manager", &format!("uid=boss,{BASE}"))])],
@@ -1434,14 +1429,7 @@ mod tests {
     fn a_recreated_entry_is_deleted_before_its_successor_takes_the_upn() {
         let rules = rules();
         let mut snap = snapshot();
-        let p = plan_export(
-            &rules,
-            &snap,
-            &import(vec![user("ann", &[])], vec![]),
-            OPTS,
-            &mut salts(),
-        );
-        apply(&mut snap, &p);
+        sync_into(&mut snap, &import(vec![user("ann", &[])], vec![]));
         let mut again = user("ann", &[]);
         again.anchor = "anchor-ann-new".into();
         let plan = plan_export(
