@@ -81,7 +81,7 @@ if [ "$node_major" -lt 20 ]; then
 fi
 
 # --- Node packages for the browser tests ------------------------------------------------
-if [ ! -d "$E2E_DIR/node_modules/playwright-core" ]; then
+if [ ! -d "$E2E_DIR/node_modules/playwright-core" ] || [ ! -d "$E2E_DIR/node_modules/oidc-provider" ]; then
   log "installing Node packages in e2e/"
   # Browsers are never downloaded: the tests drive Debian's /usr/bin/chromium.
   export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
@@ -91,6 +91,7 @@ if [ ! -d "$E2E_DIR/node_modules/playwright-core" ]; then
     (cd "$E2E_DIR" && npm install --no-audit --no-fund) >&2
   fi
   [ -d "$E2E_DIR/node_modules/playwright-core" ] || { log "playwright-core did not install in e2e/"; exit 1; }
+  [ -d "$E2E_DIR/node_modules/oidc-provider" ] || { log "oidc-provider did not install in e2e/"; exit 1; }
 fi
 
 # --- one-line summary -------------------------------------------------------------------

@@ -7,6 +7,8 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod domain_cutover;
+pub mod federation;
 pub mod limits;
 pub mod model;
 pub mod names;
@@ -16,6 +18,7 @@ pub mod routing;
 pub mod secret;
 pub mod session;
 pub mod signin_log;
+pub mod staged;
 pub mod sync;
 pub mod time;
 pub mod token;

@@ -13,13 +13,52 @@ use crate::{DomainName, RedirectUri, Timestamp, UserPrincipalName};
 #[serde(rename_all = "camelCase", tag = "authenticationType")]
 pub enum DomainAuthentication {
     /// Cutover checks credentials itself.
-    Managed,
+    Managed(ManagedConfig),
     /// Sign-in is handed to an upstream identity provider (the legacy IdP).
     Federated(FederationConfig),
 }
 
-/// The federated domain's link to its upstream IdP. Federation itself arrives with a later
-/// release; the slot exists so that a domain can already be recorded as federated.
+/// How a managed domain checks the passwords of its synced users (cloud users always use the
+/// password set in Cutover).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PasswordValidation {
+    /// Against the synced password hash (SPEC §5.2).
+    #[default]
+    PasswordHashSync,
+    /// By the on-prem directory, through pass-through agents (SPEC §5.3).
+    PassthroughAuthentication,
+}
+
+impl PasswordValidation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordHashSync => "passwordHashSync",
+            Self::PassthroughAuthentication => "passthroughAuthentication",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "passwordHashSync" => Some(Self::PasswordHashSync),
+            "passthroughAuthentication" => Some(Self::PassthroughAuthentication),
+            _ => None,
+        }
+    }
+}
+
+/// A managed domain's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedConfig {
+    #[serde(default)]
+    pub password_validation: PasswordValidation,
+    /// The upstream IdP the domain was federated with before its cut-over: converting back
+    /// (the rollback) uses it unless told otherwise.
+    #[serde(default)]
+    pub previous_identity_provider_id: Option<Uuid>,
+}
+
+/// The federated domain's link to its upstream IdP.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FederationConfig {
@@ -37,6 +76,13 @@ pub struct Domain {
 impl Domain {
     pub fn is_federated(&self) -> bool {
         matches!(self.authentication, DomainAuthentication::Federated(_))
+    }
+    /// The upstream IdP of a federated domain.
+    pub fn identity_provider_id(&self) -> Option<Uuid> {
+        match &self.authentication {
+            DomainAuthentication::Federated(cfg) => cfg.identity_provider_id,
+            DomainAuthentication::Managed(_) => None,
+        }
     }
 }
 
@@ -256,6 +302,41 @@ pub struct Application {
     /// Application roles granted to the app itself (client credentials), e.g. `Directory.ReadWrite.All`.
     pub app_roles: Vec<String>,
     pub created_at: Timestamp,
+}
+
+/// An upstream OpenID Connect provider (the legacy IdP) that federated domains hand sign-ins to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IdentityProvider {
+    pub id: Uuid,
+    pub display_name: String,
+    /// The issuer URL; discovery is `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    /// The client secret, sealed by the server (never in clear outside the sign-in path).
+    pub client_secret_sealed: String,
+    /// Scopes requested besides `openid`.
+    pub scopes: Vec<String>,
+    /// The ID-token claim that carries the user's immutable id (the on-prem anchor).
+    pub immutable_id_claim: String,
+    /// When set, a subject without a matching immutable id is matched by the UPN in this claim.
+    pub upn_fallback_claim: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+impl std::fmt::Debug for IdentityProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityProvider")
+            .field("id", &self.id)
+            .field("display_name", &self.display_name)
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("client_secret_sealed", &"***")
+            .field("scopes", &self.scopes)
+            .field("immutable_id_claim", &self.immutable_id_claim)
+            .field("upn_fallback_claim", &self.upn_fallback_claim)
+            .finish()
+    }
 }
 
 /// The role that lets an application call the admin API.

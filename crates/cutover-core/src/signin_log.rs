@@ -48,6 +48,19 @@ pub enum FailureReason {
     SessionExpired,
     /// A synced password older than the cloud expiry policy allows (SPEC §5.2).
     PasswordExpired,
+    /// The upstream IdP could not be reached or answered with a server error.
+    UpstreamUnavailable,
+    /// The upstream IdP refused or cancelled the sign-in (an `error` on the callback).
+    UpstreamDenied,
+    /// The upstream's ID token failed validation (signature, issuer, audience, expiry, nonce).
+    UpstreamTokenInvalid,
+    /// The upstream vouched for a subject no Cutover user matches (by immutable id or UPN).
+    UpstreamSubjectNotFound,
+    /// The upstream vouched for a user of a domain it is not the IdP of, or for an account
+    /// that is never federated (break-glass).
+    UpstreamUserNotAllowed,
+    /// A pass-through route with no agent to answer (SPEC §5.3).
+    NoAgentAvailable,
 }
 
 impl FailureReason {
@@ -62,6 +75,12 @@ impl FailureReason {
             Self::FederationNotConfigured => "federationNotConfigured",
             Self::SessionExpired => "sessionExpired",
             Self::PasswordExpired => "passwordExpired",
+            Self::UpstreamUnavailable => "upstreamUnavailable",
+            Self::UpstreamDenied => "upstreamDenied",
+            Self::UpstreamTokenInvalid => "upstreamTokenInvalid",
+            Self::UpstreamSubjectNotFound => "upstreamSubjectNotFound",
+            Self::UpstreamUserNotAllowed => "upstreamUserNotAllowed",
+            Self::NoAgentAvailable => "noAgentAvailable",
         }
     }
 
@@ -85,6 +104,24 @@ impl FailureReason {
             }
             Self::SessionExpired => {
                 "This sign-in took too long and has expired. Go back to the application and start again."
+            }
+            Self::UpstreamUnavailable => {
+                "Your organisation's sign-in service cannot be reached right now. Nothing was changed; try again in a few minutes, or contact your helpdesk if it persists."
+            }
+            Self::UpstreamDenied => {
+                "Your organisation's sign-in service did not complete the sign-in. Go back to the application and try again."
+            }
+            Self::UpstreamTokenInvalid => {
+                "Your organisation's sign-in service sent an answer that could not be verified, so you were not signed in. Contact your helpdesk."
+            }
+            Self::UpstreamSubjectNotFound => {
+                "Your organisation's sign-in service confirmed who you are, but there is no matching account here yet. Contact your helpdesk (new accounts can take a while to appear)."
+            }
+            Self::UpstreamUserNotAllowed => {
+                "The account your organisation's sign-in service confirmed cannot sign in this way. Contact your helpdesk."
+            }
+            Self::NoAgentAvailable => {
+                "Your password cannot be checked right now because the service that checks it is unavailable. Try again in a few minutes, or contact your helpdesk."
             }
             // Only reached after the correct password.
             Self::PasswordExpired => {
@@ -146,6 +183,9 @@ pub struct SignInRecord {
     /// Methods used, in order (`password`, `session`, `clientSecret`, later `passkey`, `tap`…).
     pub authentication_methods: Vec<String>,
     pub staged_rollout_feature: Option<String>,
+    /// The user's staged-rollout state as this sign-in saw and left it (SPEC §4.3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub staged_rollout: Option<crate::staged::StagedTrace>,
     pub agent_id: Option<Uuid>,
     pub conditional_access: Vec<PolicyResult>,
     pub lockout_decision: LockoutDecision,

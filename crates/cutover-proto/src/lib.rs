@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod federation;
+
 /// A list response: `{"value": [...]}`, with `@odata.nextLink` (a path and query on the same
 /// server) when the log has more rows than one page returned.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +60,10 @@ pub struct CreateDomain {
     /// For a federated domain: the upstream identity provider's id, once registered.
     #[serde(default)]
     pub identity_provider_id: Option<Uuid>,
+    /// For a managed domain: how synced users' passwords are checked
+    /// (`passwordHashSync`, the default, or `passthroughAuthentication`).
+    #[serde(default)]
+    pub password_validation: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -67,6 +73,12 @@ pub struct DomainView {
     pub authentication_type: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identity_provider_id: Option<Uuid>,
+    /// Managed domains: `passwordHashSync` or `passthroughAuthentication`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_validation: Option<String>,
+    /// Managed domains converted from federation: the IdP a rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_identity_provider_id: Option<Uuid>,
     pub created_date_time: String,
 }
 

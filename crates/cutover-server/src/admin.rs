@@ -17,8 +17,9 @@ use cutover_core::limits::{
 };
 use cutover_core::{
     ADMIN_APP_ROLE, Application, ClientAppType, ClientType, Domain, DomainAuthentication,
-    DomainName, FederationConfig, GrantType, Group, MemberKind, MemberRef, MembershipKind,
-    RedirectUri, Secret, Source, Timestamp, User, UserPrincipalName, check_grants, default_grants,
+    DomainName, FederationConfig, GrantType, Group, ManagedConfig, MemberKind, MemberRef,
+    MembershipKind, PasswordValidation, RedirectUri, Secret, Source, Timestamp, User,
+    UserPrincipalName, check_grants, default_grants,
 };
 use cutover_proto as proto;
 use cutover_store::{
@@ -60,7 +61,7 @@ pub struct Admin {
 }
 
 impl Admin {
-    fn actor(&self) -> String {
+    pub(crate) fn actor(&self) -> String {
         format!("app:{}", self.client_id)
     }
 }
@@ -181,9 +182,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJ
 }
 
 /// What an audited change touched: (type, id, display name).
-type Target<'a> = (&'a str, String, Option<String>);
+pub(crate) type Target<'a> = (&'a str, String, Option<String>);
 
-fn audit(
+pub(crate) fn audit(
     ctx: &RequestCtx,
     admin: &Admin,
     now: Timestamp,
@@ -207,7 +208,7 @@ fn audit(
     }
 }
 
-fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
+pub(crate) fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     let v = value.trim();
     if v.is_empty() {
         return Err(ApiError::bad_request(format!("{field} must not be empty")));
@@ -225,7 +226,11 @@ fn text(field: &str, value: &str, max: usize) -> Result<String, ApiError> {
     Ok(v.to_owned())
 }
 
-fn opt_text(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
+pub(crate) fn opt_text(
+    field: &str,
+    value: Option<&str>,
+    max: usize,
+) -> Result<Option<String>, ApiError> {
     value.map(|v| text(field, v, max)).transpose()
 }
 
@@ -325,23 +330,33 @@ fn time_param(q: &HashMap<String, String>, name: &str) -> Result<Option<Timestam
         .transpose()
 }
 
-fn created(v: impl serde::Serialize) -> Response {
+pub(crate) fn created(v: impl serde::Serialize) -> Response {
     (StatusCode::CREATED, Json(v)).into_response()
 }
 
 // ---- domains ------------------------------------------------------------------------------
 
-fn domain_view(d: &Domain) -> proto::DomainView {
-    let (kind, idp) = match &d.authentication {
-        DomainAuthentication::Managed => ("managed", None),
-        DomainAuthentication::Federated(c) => ("federated", c.identity_provider_id),
-    };
-    proto::DomainView {
+pub(crate) fn domain_view(d: &Domain) -> proto::DomainView {
+    let mut v = proto::DomainView {
         id: d.name.to_string(),
-        authentication_type: kind.into(),
-        identity_provider_id: idp,
+        authentication_type: String::new(),
+        identity_provider_id: None,
+        password_validation: None,
+        previous_identity_provider_id: None,
         created_date_time: rfc3339(d.created_at),
+    };
+    match &d.authentication {
+        DomainAuthentication::Managed(m) => {
+            v.authentication_type = "managed".into();
+            v.password_validation = Some(m.password_validation.as_str().into());
+            v.previous_identity_provider_id = m.previous_identity_provider_id;
+        }
+        DomainAuthentication::Federated(c) => {
+            v.authentication_type = "federated".into();
+            v.identity_provider_id = c.identity_provider_id;
+        }
     }
+    v
 }
 
 async fn list_domains(
@@ -386,11 +401,36 @@ async fn create_domain(
                     "identityProviderId applies only to a federated domain",
                 ));
             }
-            DomainAuthentication::Managed
+            let password_validation = match req.password_validation.as_deref() {
+                None => PasswordValidation::default(),
+                Some(s) => PasswordValidation::parse(s).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "passwordValidation must be passwordHashSync or passthroughAuthentication, not '{s}'"
+                    ))
+                })?,
+            };
+            DomainAuthentication::Managed(ManagedConfig {
+                password_validation,
+                previous_identity_provider_id: None,
+            })
         }
-        "federated" => DomainAuthentication::Federated(FederationConfig {
-            identity_provider_id: req.identity_provider_id,
-        }),
+        "federated" => {
+            if req.password_validation.is_some() {
+                return Err(ApiError::bad_request(
+                    "passwordValidation applies only to a managed domain",
+                ));
+            }
+            if let Some(id) = req.identity_provider_id
+                && state.store.get_identity_provider(id).await?.is_none()
+            {
+                return Err(ApiError::bad_request(format!(
+                    "identityProviderId {id} is not a registered identity provider (GET /api/v1/identityProviders)"
+                )));
+            }
+            DomainAuthentication::Federated(FederationConfig {
+                identity_provider_id: req.identity_provider_id,
+            })
+        }
         other => {
             return Err(ApiError::bad_request(format!(
                 "authenticationType must be managed or federated, not '{other}'"
@@ -462,7 +502,7 @@ async fn delete_domain(
 
 // ---- users --------------------------------------------------------------------------------
 
-fn user_view(r: &UserRecord) -> proto::UserView {
+pub(crate) fn user_view(r: &UserRecord) -> proto::UserView {
     let u = &r.user;
     proto::UserView {
         id: u.id,
@@ -482,7 +522,7 @@ fn user_view(r: &UserRecord) -> proto::UserView {
 }
 
 /// A user by id or by user principal name, as Graph allows.
-async fn find_user(state: &AppState, key: &str) -> Result<UserRecord, ApiError> {
+pub(crate) async fn find_user(state: &AppState, key: &str) -> Result<UserRecord, ApiError> {
     let found = match Uuid::parse_str(key) {
         Ok(id) => state.store.get_user(id).await?,
         Err(_) => match UserPrincipalName::parse(key) {
@@ -749,7 +789,7 @@ async fn delete_user(
 
 // ---- groups -------------------------------------------------------------------------------
 
-fn group_view(g: &Group) -> proto::GroupView {
+pub(crate) fn group_view(g: &Group) -> proto::GroupView {
     proto::GroupView {
         id: g.id,
         display_name: g.display_name.clone(),
@@ -761,7 +801,7 @@ fn group_view(g: &Group) -> proto::GroupView {
     }
 }
 
-fn group_id(id: &str) -> Result<Uuid, ApiError> {
+pub(crate) fn group_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id).map_err(|_| {
         ApiError::bad_request(format!(
             "'{}' is not a group id (a UUID)",
@@ -770,7 +810,7 @@ fn group_id(id: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-async fn find_group(state: &AppState, id: &str) -> Result<Group, ApiError> {
+pub(crate) async fn find_group(state: &AppState, id: &str) -> Result<Group, ApiError> {
     let gid = group_id(id)?;
     state
         .store

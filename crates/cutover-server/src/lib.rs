@@ -23,11 +23,13 @@ pub mod bootstrap;
 pub mod clock;
 pub mod crypto;
 pub mod error;
+pub mod federation;
 pub mod keys;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod rollout;
 pub mod signin;
 pub mod sync;
 pub mod tls;
@@ -120,6 +122,8 @@ pub struct AppState {
     pub dummy_hash: String,
     pub hash_slots: Semaphore,
     pub metrics: metrics::Metrics,
+    /// The relying party of upstream identity providers (metadata cache shared by sign-ins).
+    pub federation: cutover_federation::Federation,
 }
 
 impl AppState {
@@ -174,6 +178,7 @@ impl AppState {
             dummy_hash,
             hash_slots: Semaphore::new(MAX_CONCURRENT_HASHES),
             metrics: metrics::Metrics::default(),
+            federation: cutover_federation::Federation::new().map_err(anyhow::Error::msg)?,
         }))
     }
 
@@ -328,7 +333,14 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(oidc::routes())
         .merge(signin::routes())
-        .nest("/api/v1", admin::routes().merge(sync::admin_routes()))
+        .merge(federation::routes())
+        .nest(
+            "/api/v1",
+            admin::routes()
+                .merge(sync::admin_routes())
+                .merge(federation::admin_routes())
+                .merge(rollout::admin_routes()),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
         .route("/metrics", axum::routing::get(admin::metrics))

@@ -101,6 +101,91 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/sync/servers/{name}/pendingExports",
         "What the server's last run would export (staging) or did not export (delete threshold): per object Add/Update/Delete, per attribute old → new",
     ),
+    (
+        "get",
+        "/identityProviders",
+        "List upstream identity providers",
+    ),
+    (
+        "post",
+        "/identityProviders",
+        "Register an upstream OpenID Connect provider (the client secret is write-only; the response names the redirect URI to register there)",
+    ),
+    (
+        "get",
+        "/identityProviders/{id}",
+        "Get an upstream identity provider",
+    ),
+    (
+        "patch",
+        "/identityProviders/{id}",
+        "Update an upstream identity provider (absent fields unchanged)",
+    ),
+    (
+        "delete",
+        "/identityProviders/{id}",
+        "Delete an upstream identity provider no federated domain uses",
+    ),
+    (
+        "post",
+        "/domains/{id}/convert",
+        "Domain cut-over (to managed, behind a preflight; 409 with the preflight when refused) or rollback (to federated, always allowed); dryRun runs the preflight only",
+    ),
+    (
+        "get",
+        "/policies/featureRolloutPolicies",
+        "List feature rollout policies (staged rollout)",
+    ),
+    (
+        "post",
+        "/policies/featureRolloutPolicies",
+        "Create a feature rollout policy; a broken staged-rollout rule is a 400 whose error code names the rule",
+    ),
+    (
+        "get",
+        "/policies/featureRolloutPolicies/{id}",
+        "Get a feature rollout policy",
+    ),
+    (
+        "patch",
+        "/policies/featureRolloutPolicies/{id}",
+        "Update a feature rollout policy (isEnabled false is a one-step rollback: users return at their next sign-in)",
+    ),
+    (
+        "delete",
+        "/policies/featureRolloutPolicies/{id}",
+        "Delete a feature rollout policy",
+    ),
+    (
+        "get",
+        "/policies/featureRolloutPolicies/{id}/appliesTo",
+        "List the groups a policy applies to",
+    ),
+    (
+        "post",
+        "/policies/featureRolloutPolicies/{id}/appliesTo",
+        "Add a group: {\"id\": <group id>} (≤ 10 per feature, ≤ 200 members on first add, no nested or dynamic groups, no contacts)",
+    ),
+    (
+        "post",
+        "/policies/featureRolloutPolicies/{id}/appliesTo/$ref",
+        "Add a group, Graph form: {\"@odata.id\": \".../directoryObjects/<group id>\"}",
+    ),
+    (
+        "delete",
+        "/policies/featureRolloutPolicies/{id}/appliesTo/{group}",
+        "Remove a group (its users return at their next interactive sign-in)",
+    ),
+    (
+        "delete",
+        "/policies/featureRolloutPolicies/{id}/appliesTo/{group}/$ref",
+        "Remove a group, Graph form",
+    ),
+    (
+        "get",
+        "/users/{id}/stagedRollout",
+        "A user's staged-rollout state: desired and effective features, and the route of their next sign-in with the reason",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -115,6 +200,12 @@ fn body_schema(method: &str, path: &str) -> Option<&'static str> {
         ("post", "/groups") => Some("CreateGroup"),
         ("post", "/groups/{id}/members") => Some("AddMember"),
         ("post", "/applications") => Some("CreateApplication"),
+        ("post", "/identityProviders") => Some("CreateIdentityProvider"),
+        ("post", "/domains/{id}/convert") => Some("ConvertDomain"),
+        ("post", "/policies/featureRolloutPolicies") => Some("CreateFeatureRolloutPolicy"),
+        ("patch", "/policies/featureRolloutPolicies/{id}") => Some("UpdateFeatureRolloutPolicy"),
+        ("post", "/policies/featureRolloutPolicies/{id}/appliesTo") => Some("AddAppliesTo"),
+        ("post", "/policies/featureRolloutPolicies/{id}/appliesTo/$ref") => Some("AddAppliesTo"),
         _ => None,
     }
 }
@@ -163,7 +254,25 @@ pub fn build() -> Value {
                 "description": "Access token from POST /oauth2/token with grant_type=client_credentials by an application holding Directory.ReadWrite.All"}},
             "schemas": {
                 "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}}},
-                "CreateDomain": s(json!({"id": {"type": "string"}, "authenticationType": {"enum": ["managed", "federated"]}, "identityProviderId": {"type": "string", "format": "uuid"}}), json!(["id"])),
+                "CreateDomain": s(json!({"id": {"type": "string"}, "authenticationType": {"enum": ["managed", "federated"]}, "identityProviderId": {"type": "string", "format": "uuid"}, "passwordValidation": {"enum": ["passwordHashSync", "passthroughAuthentication"]}}), json!(["id"])),
+                "CreateIdentityProvider": s(json!({
+                    "displayName": {"type": "string"}, "issuer": {"type": "string", "format": "uri"}, "clientId": {"type": "string"},
+                    "clientSecret": {"type": "string", "writeOnly": true}, "scopes": {"type": "array", "items": {"type": "string"}},
+                    "immutableIdClaim": {"type": "string", "default": "sub"}, "fallbackToUpn": {"type": "boolean"}, "upnClaim": {"type": "string", "default": "upn"}
+                }), json!(["displayName", "issuer", "clientId", "clientSecret"])),
+                "ConvertDomain": s(json!({
+                    "to": {"enum": ["managed", "federated"]}, "passwordValidation": {"enum": ["passwordHashSync", "passthroughAuthentication"]},
+                    "identityProviderId": {"type": "string", "format": "uuid"}, "dryRun": {"type": "boolean"}
+                }), json!(["to"])),
+                "CreateFeatureRolloutPolicy": s(json!({
+                    "displayName": {"type": "string"}, "description": {"type": "string"},
+                    "feature": {"enum": ["passwordHashSync", "passthroughAuthentication", "seamlessSso", "certificateBasedAuthentication", "multiFactorAuthentication"]},
+                    "isEnabled": {"type": "boolean"}, "isAppliedToOrganization": {"const": false}
+                }), json!(["displayName", "feature"])),
+                "UpdateFeatureRolloutPolicy": s(json!({
+                    "displayName": {"type": "string"}, "description": {"type": "string"}, "isEnabled": {"type": "boolean"}, "isAppliedToOrganization": {"const": false}
+                }), json!([])),
+                "AddAppliesTo": s(json!({"id": {"type": "string", "format": "uuid"}, "@odata.id": {"type": "string"}}), json!([])),
                 "CreateUser": s(json!({
                     "userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "accountEnabled": {"type": "boolean"},
                     "passwordProfile": {"type": "object", "properties": {"password": {"type": "string"}}},

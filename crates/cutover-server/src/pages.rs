@@ -157,6 +157,39 @@ pub fn error_page(title: &str, message: &str) -> Page {
     )
 }
 
+/// A dead end with one way forward (for example "Try again").
+pub fn error_page_with_action(title: &str, message: &str, href: &str, label: &str) -> Page {
+    layout(
+        title,
+        &format!(
+            "<h1>{}</h1><p id=\"message\">{}</p><p><a id=\"action\" href=\"{}\">{}</a></p>",
+            esc(title),
+            esc(message),
+            esc(href),
+            esc(label)
+        ),
+    )
+}
+
+/// "Taking you to your organisation's sign-in page": a navigation by meta refresh, with a link
+/// for browsers that do not follow it. (A redirect answering the identifier form would be
+/// checked against the page's CSP `form-action`, which cannot name every upstream IdP.)
+pub fn upstream_redirect_page(idp_name: &str, url: &str) -> Page {
+    let u = esc(url);
+    Page(
+        format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+             <meta http-equiv=\"refresh\" content=\"0;url={u}\"><meta name=\"referrer\" content=\"no-referrer\">\
+             <title>Redirecting – Cutover</title><style>{STYLE}</style></head><body><main>\
+             <h1>Taking you to your organisation's sign-in page</h1>\
+             <p>Your organisation signs you in with <strong>{name}</strong>.</p>\
+             <p><a id=\"continue\" href=\"{u}\">Continue to {name}</a></p></main></body></html>",
+            name = esc(idp_name)
+        ),
+        None,
+    )
+}
+
 pub fn signed_out_page() -> Page {
     layout(
         "Signed out",
@@ -177,6 +210,10 @@ mod tests {
         assert!(!html.contains("<script>"));
         let Page(html, _) = error_page(evil, evil);
         assert!(!html.contains("<script>"));
+        let Page(html, _) = error_page_with_action(evil, evil, evil, evil);
+        assert!(!html.contains("<script>"), "{html}");
+        let Page(html, _) = upstream_redirect_page(evil, evil);
+        assert!(!html.contains("<script>"), "{html}");
     }
 
     #[test]

@@ -16,11 +16,12 @@ use cutover_core::authorize::{AuthorizeRequest, Prompt};
 use cutover_core::limits::{
     AUTH_CODE_TTL_SECS, MAX_PASSWORD_LEN, SIGN_IN_TXN_TTL_SECS, SSO_SESSION_TTL_SECS,
 };
-use cutover_core::routing::{Route, RoutingInput, route_sign_in};
+use cutover_core::routing::{Credential, Route, RoutingInput, route_sign_in};
 use cutover_core::session::{SessionDecision, SessionFacts, decide_session};
 use cutover_core::signin_log::{
     self, FailureReason, LockoutDecision, PasswordOutcome, SignInRecord, SignInResult,
 };
+use cutover_core::staged::{SignInEnd, StagedTrace};
 use cutover_core::{Application, ClientAppType, Secret, Timestamp, User, UserPrincipalName};
 use cutover_store::{AuthCode, Grant, SignInTransaction, SsoSession};
 use serde::{Deserialize, Serialize};
@@ -68,6 +69,18 @@ pub struct TxnData {
     pub route: Option<String>,
     #[serde(default)]
     pub route_reason: Option<String>,
+    /// How the managed route checks the credential (`cutover_core::routing::Credential`).
+    #[serde(default)]
+    pub credential: Option<String>,
+    /// The staged-rollout feature that routed this sign-in, if any.
+    #[serde(default)]
+    pub staged_feature: Option<String>,
+    /// The user's staged-rollout state when they were identified.
+    #[serde(default)]
+    pub staged: Option<StagedTrace>,
+    /// Set while the browser is at the upstream IdP.
+    #[serde(default)]
+    pub upstream: Option<crate::federation::UpstreamPending>,
 }
 
 pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -122,6 +135,7 @@ pub fn new_record(
         route_reason: None,
         authentication_methods: vec![],
         staged_rollout_feature: None,
+        staged_rollout: None,
         agent_id: None,
         conditional_access: vec![],
         lockout_decision: LockoutDecision::NotEvaluated,
@@ -130,7 +144,7 @@ pub fn new_record(
     }
 }
 
-fn record_for_txn(state: &AppState, ctx: &RequestCtx, txn: &TxnData) -> SignInRecord {
+pub(crate) fn record_for_txn(state: &AppState, ctx: &RequestCtx, txn: &TxnData) -> SignInRecord {
     let mut r = new_record(state, ctx, txn.correlation_id, true);
     r.app_id = Some(txn.app_id);
     r.client_id = Some(txn.client_id.clone());
@@ -138,7 +152,119 @@ fn record_for_txn(state: &AppState, ctx: &RequestCtx, txn: &TxnData) -> SignInRe
     r.user_principal_name = txn.username.clone();
     r.route = txn.route.clone();
     r.route_reason = txn.route_reason.clone();
+    r.staged_rollout_feature = txn.staged_feature.clone();
+    r.staged_rollout = txn.staged.clone();
     r
+}
+
+/// A managed attempt that could not check the credential at all (no agent, no synced hash).
+/// When the administrator has already moved the user back to federation (a pending removal),
+/// waiting for a completed managed sign-in would lock them out: switch now (SPEC §4.3,
+/// [`SignInEnd::ManagedCredentialUnavailable`]) and send them on to their organisation's
+/// sign-in. `None` when nothing was pending.
+async fn escape_rollback(
+    state: &Arc<AppState>,
+    txn_id: &str,
+    txn: &TxnData,
+    user: &User,
+    domain: Option<&cutover_core::Domain>,
+    record: &mut SignInRecord,
+) -> Result<Option<Response>, PageError> {
+    let desired = crate::rollout::desired_features(state, user, domain).await?;
+    let (before, after) = state
+        .store
+        .finish_staged_sign_in(
+            user,
+            desired,
+            SignInEnd::ManagedCredentialUnavailable,
+            state.now(),
+            txn.correlation_id,
+        )
+        .await?;
+    if before.effective == after.effective {
+        return Ok(None);
+    }
+    tracing::info!(user = %user.upn, "staged rollout: the managed credential cannot be checked and the user was already moved back; returning them to federation now");
+    record.staged_rollout = Some(StagedTrace {
+        effective: before.effective,
+        desired,
+        effective_after: after.effective,
+        changed_at: after.changed_at,
+    });
+    Ok(Some(
+        pages::error_page_with_action(
+            "Continue at your organisation's sign-in page",
+            "Your organisation has moved your sign-in back to its own sign-in service. Continue, and sign in there.",
+            &format!("/login?t={txn_id}"),
+            "Continue",
+        )
+        .into_response(),
+    ))
+}
+
+/// The end of every completed interactive sign-in (password page or federation callback):
+/// consume the transaction (of two racing submissions only one goes on), switch the user's
+/// effective staged-rollout state to the desired one (SPEC §4.3), write the sign-in record,
+/// open the SSO session and send the code to the client.
+pub(crate) async fn complete_sign_in(
+    state: &Arc<AppState>,
+    txn_id: &str,
+    txn: &TxnData,
+    user: &User,
+    domain: Option<&cutover_core::Domain>,
+    mut record: SignInRecord,
+    amr: Vec<String>,
+) -> Result<Response, PageError> {
+    if !state.store.delete_sign_in_transaction(txn_id).await? {
+        return Err(PageError::expired());
+    }
+    let now = state.now();
+    let desired = crate::rollout::desired_features(state, user, domain).await?;
+    // One read when nothing switches; the locked write only for a change.
+    let (before, after) = state
+        .store
+        .finish_staged_sign_in(
+            user,
+            desired,
+            SignInEnd::InteractiveCompleted,
+            now,
+            txn.correlation_id,
+        )
+        .await?;
+    if before.effective != after.effective {
+        tracing::info!(user = %user.upn, before = ?before.effective, after = ?after.effective, "staged rollout: the user's effective features changed at the end of this sign-in");
+    }
+    record.user_id = Some(user.id);
+    record.user_principal_name = Some(user.upn.to_string());
+    record.staged_rollout = Some(StagedTrace {
+        effective: before.effective,
+        desired,
+        effective_after: after.effective,
+        changed_at: after.changed_at,
+    });
+    record.result = SignInResult::Success;
+    record.failure_reason = None;
+    // The record is written before any code or token leaves the server.
+    state.record_sign_in(&record).await?;
+    let session_value = crate::crypto::random_token();
+    state
+        .store
+        .create_session(&SsoSession {
+            id_hash: state.hasher.hash("session", &session_value),
+            user_id: user.id,
+            auth_time: now,
+            methods: amr.clone(),
+            created_at: now,
+            expires_at: now.plus_secs(SSO_SESSION_TTL_SECS),
+        })
+        .await?;
+    let set = cookie(
+        SESSION_COOKIE,
+        &session_value,
+        SSO_SESSION_TTL_SECS,
+        state.config.secure_cookies(),
+    );
+    issue_code(state, txn, user, now, amr, Some(set)).await
 }
 
 /// Append `code`, `state` and `iss` (RFC 9207) — or an error — to the client's redirect URI.
@@ -244,7 +370,24 @@ pub async fn start(
         None => (crate::crypto::random_token(), true),
     };
     let txn_id = crate::crypto::random_token();
-    let txn = TxnData::from_request(&req, app, state.hasher.hash("browser", &bb), correlation_id);
+    let mut txn =
+        TxnData::from_request(&req, app, state.hasher.hash("browser", &bb), correlation_id);
+    // A `domain_hint` naming a federated domain skips the identifier page and goes straight
+    // to that domain's IdP (the user is identified at the callback).
+    let hinted_idp = match req.domain_hint.as_deref() {
+        Some(hint) => match cutover_core::DomainName::parse(hint) {
+            Ok(name) => state
+                .store
+                .get_domain(name.as_str())
+                .await?
+                .and_then(|d| d.identity_provider_id()),
+            Err(_) => None,
+        },
+        None => None,
+    };
+    if hinted_idp.is_some() {
+        txn.route = Some("federated".into());
+    }
     let data = serde_json::to_value(&txn).map_err(PageError::internal)?;
     state
         .store
@@ -255,7 +398,21 @@ pub async fn start(
             expires_at: now.plus_secs(SIGN_IN_TXN_TTL_SECS),
         })
         .await?;
-    let mut res = Redirect::to(&format!("/login?t={txn_id}")).into_response();
+    let mut res = match hinted_idp {
+        Some(idp) => {
+            crate::federation::redirect_upstream(
+                state,
+                ctx,
+                &txn_id,
+                txn,
+                idp,
+                req.login_hint.as_deref(),
+                false,
+            )
+            .await?
+        }
+        None => Redirect::to(&format!("/login?t={txn_id}")).into_response(),
+    };
     if new_bb {
         res.headers_mut().append(
             header::SET_COOKIE,
@@ -296,6 +453,10 @@ impl TxnData {
             username: None,
             route: None,
             route_reason: None,
+            credential: None,
+            staged_feature: None,
+            staged: None,
+            upstream: None,
         }
     }
 }
@@ -353,7 +514,7 @@ struct TxnQuery {
 }
 
 /// Load a transaction and check it belongs to this browser.
-async fn load_txn(
+pub(crate) async fn load_txn(
     state: &AppState,
     headers: &HeaderMap,
     txn_id: Option<&str>,
@@ -470,16 +631,36 @@ async fn identifier_post(
     };
     let domain = state.store.get_domain(upn.domain().as_str()).await?;
     let user = state.store.get_user_by_upn(&upn.normalized()).await?;
+    let user = user.map(|r| r.user);
+    let (staged, desired) = match &user {
+        Some(u) => (
+            state.store.get_staged_state(u.id).await?,
+            crate::rollout::desired_features(&state, u, domain.as_ref()).await?,
+        ),
+        None => Default::default(),
+    };
     let decision = route_sign_in(RoutingInput {
         domain: domain.as_ref(),
-        user: user.as_ref().map(|u| &u.user),
+        user: user.as_ref(),
+        effective: staged.effective,
         client_app_type: txn.client_app_type,
+        domain_hint: txn.domain_hint.is_some(),
+        // Temporary Access Passes arrive with the credentials release; none is usable yet.
+        usable_tap: false,
     });
     txn.username = Some(upn.to_string());
     txn.route = Some(decision.route.as_str().to_owned());
     txn.route_reason = Some(decision.reason.code().to_owned());
+    txn.staged_feature = decision.staged_feature.map(|f| f.as_str().to_owned());
+    txn.staged = user.as_ref().map(|_| StagedTrace {
+        effective: staged.effective,
+        desired,
+        effective_after: staged.effective,
+        changed_at: staged.changed_at,
+    });
     match decision.route {
-        Route::Managed => {
+        Route::Managed { credential } => {
+            txn.credential = Some(credential.as_str().to_owned());
             let data = serde_json::to_value(&txn).map_err(PageError::internal)?;
             state
                 .store
@@ -487,11 +668,21 @@ async fn identifier_post(
                 .await?;
             Ok(Redirect::to(&format!("/login/password?t={txn_id}")).into_response())
         }
-        Route::Federated { .. } => {
-            // Federation to the upstream IdP arrives with the next release; record the attempt
-            // so the administrator can see who is waiting on it.
+        Route::Federated {
+            identity_provider_id: Some(idp),
+        } => {
+            let hint = upn.to_string();
+            crate::federation::redirect_upstream(&state, &ctx, &txn_id, txn, idp, Some(&hint), true)
+                .await
+        }
+        Route::Federated {
+            identity_provider_id: None,
+        } => {
+            // A federated domain without an upstream IdP cannot sign anyone in: say so to the
+            // person, and to the administrator in the log.
+            tracing::warn!(domain = %upn.domain(), "a federated domain has no identity provider; set identityProviderId on the domain or convert it");
             let mut record = record_for_txn(&state, &ctx, &txn);
-            record.user_id = user.as_ref().map(|u| u.user.id);
+            record.user_id = user.as_ref().map(|u| u.id);
             record.failure_reason = Some(FailureReason::FederationNotConfigured.code().into());
             state.record_sign_in(&record).await?;
             Ok(PageError::new(
@@ -539,6 +730,40 @@ async fn password_post(
     };
     if txn.route.as_deref() != Some("managed") {
         return Err(PageError::expired());
+    }
+    let csrf = csrf_token(&state, &txn_id, &bb);
+    if txn.credential.as_deref() == Some(Credential::PassthroughAuthentication.as_str()) {
+        // Pass-through verification needs an agent near the directory; until agents are
+        // connected, no password is checked and the attempt says exactly why.
+        let mut record = record_for_txn(&state, &ctx, &txn);
+        let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
+        let user = state.store.get_user_by_upn(&upn.normalized()).await?;
+        record.user_id = user.as_ref().map(|u| u.user.id);
+        record.authentication_methods = vec!["passthroughAuthentication".into()];
+        record.failure_reason = Some(FailureReason::NoAgentAvailable.code().into());
+        tracing::warn!("a pass-through sign-in found no agent to check the password");
+        if let Some(u) = &user {
+            let domain = state.store.get_domain(upn.domain().as_str()).await?;
+            if let Some(page) =
+                escape_rollback(&state, &txn_id, &txn, &u.user, domain.as_ref(), &mut record)
+                    .await?
+            {
+                state.record_sign_in(&record).await?;
+                return Ok(page);
+            }
+        }
+        state.record_sign_in(&record).await?;
+        return Ok((
+            StatusCode::SERVICE_UNAVAILABLE,
+            pages::password_page(
+                &txn_id,
+                &csrf,
+                &username,
+                Some(FailureReason::NoAgentAvailable.user_message()),
+            )
+            .with_form_target(&txn.redirect_uri),
+        )
+            .into_response());
     }
     let password = Secret::new(form.password.unwrap_or_default());
     let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
@@ -589,10 +814,20 @@ async fn password_post(
         }
         .into(),
     ];
-    let csrf = csrf_token(&state, &txn_id, &bb);
     match outcome {
         PasswordOutcome::Failure(reason) => {
             record.failure_reason = Some(reason.code().into());
+            // A staged user without a synced hash cannot finish a managed sign-in: if the
+            // admin already moved them back, let them go back now.
+            if reason == FailureReason::NoPasswordSet
+                && let Some(u) = user
+                && u.source == cutover_core::Source::Synced
+                && let Some(page) =
+                    escape_rollback(&state, &txn_id, &txn, u, domain.as_ref(), &mut record).await?
+            {
+                state.record_sign_in(&record).await?;
+                return Ok(page);
+            }
             state.record_sign_in(&record).await?;
             tracing::info!(reason = reason.code(), "password sign-in failed");
             Ok(
@@ -602,35 +837,19 @@ async fn password_post(
             )
         }
         PasswordOutcome::Success => {
-            let user = user.expect("success implies a user");
-            // Consume the transaction first: of two concurrent submissions only one goes on.
-            if !state.store.delete_sign_in_transaction(&txn_id).await? {
-                return Err(PageError::expired());
-            }
-            record.result = SignInResult::Success;
-            // The record is written before any code or token leaves the server.
-            state.record_sign_in(&record).await?;
-            let now = state.now();
-            let session_value = crate::crypto::random_token();
-            let methods = vec!["pwd".to_owned()];
-            state
-                .store
-                .create_session(&SsoSession {
-                    id_hash: state.hasher.hash("session", &session_value),
-                    user_id: user.id,
-                    auth_time: now,
-                    methods: methods.clone(),
-                    created_at: now,
-                    expires_at: now.plus_secs(SSO_SESSION_TTL_SECS),
-                })
-                .await?;
-            let set = cookie(
-                SESSION_COOKIE,
-                &session_value,
-                SSO_SESSION_TTL_SECS,
-                state.config.secure_cookies(),
-            );
-            issue_code(&state, &txn, user, now, methods, Some(set)).await
+            let Some(user) = user else {
+                return Err(PageError::internal("a password success without a user"));
+            };
+            complete_sign_in(
+                &state,
+                &txn_id,
+                &txn,
+                user,
+                domain.as_ref(),
+                record,
+                vec!["pwd".to_owned()],
+            )
+            .await
         }
     }
 }

@@ -6,11 +6,17 @@
 
 use std::sync::Arc;
 
+use cutover_core::domain_cutover::{BreakGlassFacts, FederatedSignIns};
 use cutover_core::signin_log::{LockoutDecision, SignInRecord, SignInResult};
+use cutover_core::staged::{
+    FeatureRolloutPolicy, FeatureSet, RolloutFeature, RolloutRule, RuleViolation, SignInEnd,
+    StagedState,
+};
 use cutover_core::{
     Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName,
-    FederationConfig, Group, MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp,
-    User, UserPrincipalName, default_grants,
+    FederationConfig, Group, IdentityProvider, ManagedConfig, MemberKind, MemberRef,
+    MembershipKind, PasswordValidation, RedirectUri, Source, Timestamp, User, UserPrincipalName,
+    default_grants,
 };
 use uuid::Uuid;
 
@@ -114,6 +120,10 @@ pub async fn run(store: Arc<dyn Store>) {
     signing_keys(&*store).await;
     purge(&*store).await;
     directory_sync(&*store).await;
+    identity_providers(&*store).await;
+    rollout_policies(store.clone()).await;
+    staged_state(store.clone()).await;
+    cutover_facts(&*store).await;
 }
 
 fn batch(
@@ -147,7 +157,7 @@ async fn directory_sync(s: &dyn Store) {
     use cutover_core::sync::{GroupImage, SyncOp, UserImage};
     let d = Domain {
         name: DomainName::parse("sync.example").unwrap(),
-        authentication: DomainAuthentication::Managed,
+        authentication: DomainAuthentication::Managed(Default::default()),
         created_at: T0,
     };
     s.create_domain(&d, &audit("createDomain", "sync.example"))
@@ -395,7 +405,7 @@ async fn settings(s: &dyn Store) {
 async fn domains_and_users(s: &dyn Store) {
     let d = Domain {
         name: DomainName::parse("contoso.example").unwrap(),
-        authentication: DomainAuthentication::Managed,
+        authentication: DomainAuthentication::Managed(Default::default()),
         created_at: T0,
     };
     s.create_domain(&d, &audit("createDomain", "contoso.example"))
@@ -1034,6 +1044,7 @@ fn record(upn: &str, user_id: Option<Uuid>, result: SignInResult, at: i64) -> Si
         route_reason: Some("managedDomain".into()),
         authentication_methods: vec!["password".into()],
         staged_rollout_feature: None,
+        staged_rollout: None,
         agent_id: None,
         conditional_access: vec![],
         lockout_decision: LockoutDecision::NotEvaluated,
@@ -1363,5 +1374,1109 @@ async fn purge(s: &dyn Store) {
     assert!(
         s.get_session("live", T0).await.unwrap().is_some(),
         "live sessions survive a purge"
+    );
+}
+
+// Federation, staged rollout and the domain cut-over facts (SPEC §2–4).
+
+fn identity_provider(name: &str) -> IdentityProvider {
+    IdentityProvider {
+        id: Uuid::new_v4(),
+        display_name: format!("IdP {name}"),
+        issuer: format!("https://{name}.idp.example"),
+        client_id: format!("cutover-{name}"),
+        client_secret_sealed: format!("sealed-{name}"),
+        scopes: vec!["profile".into(), "email".into()],
+        immutable_id_claim: "objectGUID".into(),
+        upn_fallback_claim: Some("upn".into()),
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+fn domain_with(name: &str, authentication: DomainAuthentication) -> Domain {
+    Domain {
+        name: DomainName::parse(name).unwrap(),
+        authentication,
+        created_at: T0,
+    }
+}
+
+fn federated_to(idp: Uuid) -> DomainAuthentication {
+    DomainAuthentication::Federated(FederationConfig {
+        identity_provider_id: Some(idp),
+    })
+}
+
+async fn audits_for(s: &dyn Store, target: &str) -> Vec<AuditEvent> {
+    s.list_audit_events(&AuditFilter {
+        target_id: Some(target.into()),
+        top: 100,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// Upstream identity providers, and domains federated to them or converted back.
+async fn identity_providers(s: &dyn Store) {
+    let a = identity_provider("a");
+    s.create_identity_provider(&a, &audit("createIdentityProvider", "idp-a"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_identity_provider(a.id).await.unwrap(),
+        Some(a.clone()),
+        "an identity provider round-trips"
+    );
+    assert!(
+        matches!(
+            s.create_identity_provider(&a, &audit("createIdentityProvider", "idp-a-dup"))
+                .await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an id is registered once"
+    );
+    assert!(audits_for(s, "idp-a-dup").await.is_empty());
+    let b = IdentityProvider {
+        scopes: vec![],
+        upn_fallback_claim: None,
+        ..identity_provider("b")
+    };
+    s.create_identity_provider(&b, &audit("createIdentityProvider", "idp-b"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_identity_provider(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        s.list_identity_providers().await.unwrap(),
+        vec![a.clone(), b.clone()]
+    );
+
+    let changed = IdentityProvider {
+        display_name: "IdP a (renamed)".into(),
+        issuer: "https://new.idp.example".into(),
+        client_id: "cutover-a2".into(),
+        client_secret_sealed: "sealed-a2".into(),
+        scopes: vec!["offline_access".into()],
+        immutable_id_claim: "sub".into(),
+        upn_fallback_claim: None,
+        created_at: T0.plus_secs(999),
+        updated_at: T0.plus_secs(10),
+        ..a.clone()
+    };
+    s.update_identity_provider(&changed, &audit("updateIdentityProvider", "idp-a"))
+        .await
+        .unwrap();
+    let a = IdentityProvider {
+        created_at: T0,
+        ..changed
+    };
+    assert_eq!(
+        s.get_identity_provider(a.id).await.unwrap(),
+        Some(a.clone()),
+        "an update replaces every field but id and created_at"
+    );
+    let ghost = identity_provider("ghost");
+    assert!(matches!(
+        s.update_identity_provider(&ghost, &audit("updateIdentityProvider", "idp-ghost"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_identity_provider(ghost.id, &audit("deleteIdentityProvider", "idp-ghost"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "idp-ghost").await.is_empty());
+
+    // Federated domains keep their IdP; a managed domain's previous IdP does not.
+    for (name, auth) in [
+        ("fb.example", federated_to(a.id)),
+        ("fa.example", federated_to(a.id)),
+        (
+            "fm.example",
+            DomainAuthentication::Managed(ManagedConfig {
+                password_validation: PasswordValidation::PasswordHashSync,
+                previous_identity_provider_id: Some(a.id),
+            }),
+        ),
+    ] {
+        s.create_domain(&domain_with(name, auth), &audit("createDomain", name))
+            .await
+            .unwrap();
+    }
+    let in_use = s
+        .delete_identity_provider(a.id, &audit("deleteIdentityProvider", "idp-a-del1"))
+        .await;
+    match in_use {
+        Err(StoreError::Conflict(msg)) => assert_eq!(
+            msg,
+            "identity provider is in use by federated domain(s): fa.example, fb.example"
+        ),
+        other => panic!("an IdP in use cannot be deleted, got {other:?}"),
+    }
+    assert!(s.get_identity_provider(a.id).await.unwrap().is_some());
+    assert!(audits_for(s, "idp-a-del1").await.is_empty());
+
+    // The cut-over of fa.example: managed, pass-through, remembering its IdP.
+    let cut = DomainAuthentication::Managed(ManagedConfig {
+        password_validation: PasswordValidation::PassthroughAuthentication,
+        previous_identity_provider_id: Some(a.id),
+    });
+    s.set_domain_authentication("fa.example", &cut, &audit("convertDomain", "fa-cutover"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_domain("fa.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .authentication,
+        cut,
+        "managed settings round-trip"
+    );
+    assert_eq!(audits_for(s, "fa-cutover").await.len(), 1);
+    match s
+        .delete_identity_provider(a.id, &audit("deleteIdentityProvider", "idp-a-del2"))
+        .await
+    {
+        Err(StoreError::Conflict(msg)) => assert!(msg.ends_with(": fb.example"), "{msg}"),
+        other => panic!("fb.example still uses the IdP, got {other:?}"),
+    }
+    s.set_domain_authentication(
+        "fb.example",
+        &federated_to(b.id),
+        &audit("setDomainFederation", "fb-to-b"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.get_domain("fb.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .authentication,
+        federated_to(b.id),
+        "federation settings round-trip"
+    );
+    s.delete_identity_provider(a.id, &audit("deleteIdentityProvider", "idp-a-del3"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_identity_provider(a.id).await.unwrap(), None);
+    assert_eq!(s.list_identity_providers().await.unwrap(), vec![b.clone()]);
+    assert_eq!(audits_for(s, "idp-a-del3").await.len(), 1);
+
+    // A domain cannot be federated to an IdP that does not exist (any more).
+    assert!(matches!(
+        s.set_domain_authentication(
+            "fa.example",
+            &federated_to(a.id),
+            &audit("convertDomain", "fa-to-deleted")
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_domain("fa.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .authentication,
+        cut
+    );
+    assert!(audits_for(s, "fa-to-deleted").await.is_empty());
+    assert!(matches!(
+        s.set_domain_authentication(
+            "nowhere.example",
+            &federated_to(b.id),
+            &audit("convertDomain", "nowhere")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "nowhere").await.is_empty());
+    // The rollback: fa.example federated again.
+    s.set_domain_authentication(
+        "fa.example",
+        &federated_to(b.id),
+        &audit("convertDomain", "fa-rollback"),
+    )
+    .await
+    .unwrap();
+    assert!(
+        s.get_domain("fa.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_federated()
+    );
+    match s
+        .delete_identity_provider(b.id, &audit("deleteIdentityProvider", "idp-b-del"))
+        .await
+    {
+        Err(StoreError::Conflict(msg)) => {
+            assert!(msg.ends_with(": fa.example, fb.example"), "{msg}")
+        }
+        other => panic!("b is in use, got {other:?}"),
+    }
+}
+
+fn rollout(feature: RolloutFeature, enabled: bool) -> FeatureRolloutPolicy {
+    FeatureRolloutPolicy {
+        id: Uuid::new_v4(),
+        display_name: format!("{feature} rollout"),
+        description: Some("first wave".into()),
+        feature,
+        is_enabled: enabled,
+        is_applied_to_organization: false,
+        applies_to: vec![],
+        created_at: T0,
+        updated_at: T0,
+    }
+}
+
+/// A new group with `n` fresh members of each given kind.
+async fn group_with(s: &dyn Store, kind: MembershipKind, members: &[(MemberKind, usize)]) -> Uuid {
+    let g = Group {
+        id: Uuid::new_v4(),
+        display_name: "Rollout wave".into(),
+        description: None,
+        source: Source::Cloud,
+        immutable_id: None,
+        membership_kind: kind,
+        created_at: T0,
+    };
+    s.create_group(&g, &audit("createGroup", "rollout-group"))
+        .await
+        .unwrap();
+    for (kind, n) in members {
+        for _ in 0..*n {
+            let m = MemberRef {
+                kind: *kind,
+                id: Uuid::new_v4(),
+            };
+            s.add_group_member(g.id, m, T0, &audit("addGroupMember", "rollout-group"))
+                .await
+                .unwrap();
+        }
+    }
+    g.id
+}
+
+/// A rollout change the rules refused: it names `rule`, and wrote nothing (the policy as it
+/// was, no audit row for `target`).
+async fn assert_refused<T: std::fmt::Debug>(
+    s: &dyn Store,
+    got: StoreResult<Result<T, RuleViolation>>,
+    rule: RolloutRule,
+    unchanged: Option<&FeatureRolloutPolicy>,
+    target: &str,
+) {
+    match got {
+        Ok(Err(v)) => assert_eq!(v.rule, rule, "{target}: {v}"),
+        other => panic!("{target}: expected {rule:?}, got {other:?}"),
+    }
+    if let Some(p) = unchanged {
+        assert_eq!(
+            s.get_rollout_policy(p.id).await.unwrap().as_ref(),
+            Some(p),
+            "{target}: a refused change writes nothing"
+        );
+    }
+    assert!(
+        audits_for(s, target).await.is_empty(),
+        "{target}: no audit row for a refused change"
+    );
+}
+
+/// Feature rollout policies: every rule is checked in the writing transaction.
+async fn rollout_policies(store: Arc<dyn Store>) {
+    use RolloutFeature::*;
+    let s = &*store;
+    let phs = rollout(PasswordHashSync, true);
+    s.create_rollout_policy(&phs, &audit("createRolloutPolicy", "rp-phs"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        s.get_rollout_policy(phs.id).await.unwrap(),
+        Some(phs.clone())
+    );
+    assert_eq!(audits_for(s, "rp-phs").await.len(), 1);
+    let dup = rollout(PasswordHashSync, false);
+    assert_refused(
+        s,
+        s.create_rollout_policy(&dup, &audit("createRolloutPolicy", "rp-dup"))
+            .await,
+        RolloutRule::OnePolicyPerFeature,
+        None,
+        "rp-dup",
+    )
+    .await;
+    assert_eq!(s.get_rollout_policy(dup.id).await.unwrap(), None);
+    let pta_on = rollout(PassthroughAuthentication, true);
+    assert_refused(
+        s,
+        s.create_rollout_policy(&pta_on, &audit("createRolloutPolicy", "rp-pta-on"))
+            .await,
+        RolloutRule::PasswordHashSyncAndPassthroughExclusive,
+        None,
+        "rp-pta-on",
+    )
+    .await;
+    assert_eq!(s.get_rollout_policy(pta_on.id).await.unwrap(), None);
+    let pta = rollout(PassthroughAuthentication, false);
+    s.create_rollout_policy(&pta, &audit("createRolloutPolicy", "rp-pta"))
+        .await
+        .unwrap()
+        .unwrap();
+    let enable_pta = FeatureRolloutPolicy {
+        is_enabled: true,
+        updated_at: T0.plus_secs(1),
+        ..pta.clone()
+    };
+    assert_refused(
+        s,
+        s.update_rollout_policy(&enable_pta, &audit("updateRolloutPolicy", "rp-pta-enable"))
+            .await,
+        RolloutRule::PasswordHashSyncAndPassthroughExclusive,
+        Some(&pta),
+        "rp-pta-enable",
+    )
+    .await;
+    let other_feature = FeatureRolloutPolicy {
+        feature: MultiFactorAuthentication,
+        ..pta.clone()
+    };
+    assert_refused(
+        s,
+        s.update_rollout_policy(&other_feature, &audit("updateRolloutPolicy", "rp-pta-mfa"))
+            .await,
+        RolloutRule::FeatureCannotChange,
+        Some(&pta),
+        "rp-pta-mfa",
+    )
+    .await;
+    let whole_org = FeatureRolloutPolicy {
+        is_applied_to_organization: true,
+        ..pta.clone()
+    };
+    assert_refused(
+        s,
+        s.update_rollout_policy(&whole_org, &audit("updateRolloutPolicy", "rp-pta-org"))
+            .await,
+        RolloutRule::AppliedToOrganizationNotSupported,
+        Some(&pta),
+        "rp-pta-org",
+    )
+    .await;
+    // An update replaces the names, flags and time, never the groups or the creation time.
+    let renamed = FeatureRolloutPolicy {
+        display_name: "PHS wave 2".into(),
+        description: None,
+        applies_to: vec![Uuid::new_v4()],
+        created_at: T0.plus_secs(99),
+        updated_at: T0.plus_secs(2),
+        ..phs.clone()
+    };
+    let got = s
+        .update_rollout_policy(&renamed, &audit("updateRolloutPolicy", "rp-phs-rename"))
+        .await
+        .unwrap()
+        .unwrap();
+    let phs = FeatureRolloutPolicy {
+        applies_to: vec![],
+        created_at: T0,
+        ..renamed
+    };
+    assert_eq!(got, phs, "the update returns the stored policy");
+    assert_eq!(
+        s.get_rollout_policy(phs.id).await.unwrap(),
+        Some(phs.clone())
+    );
+    assert_eq!(audits_for(s, "rp-phs-rename").await.len(), 1);
+    let ghost = rollout(SeamlessSso, false);
+    assert!(matches!(
+        s.update_rollout_policy(&ghost, &audit("updateRolloutPolicy", "rp-ghost"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let mut listed = s.list_rollout_policies().await.unwrap();
+    listed.sort_by_key(|p| p.id);
+    let mut want = vec![phs.clone(), pta.clone()];
+    want.sort_by_key(|p| p.id);
+    assert_eq!(listed, want);
+
+    // Group rules, on the PHS policy.
+    use MemberKind::{Contact, Group as GroupMember, User as UserMember};
+    let assigned = MembershipKind::Assigned;
+    for (target, kind, members, rule) in [
+        (
+            "rg-nested",
+            assigned,
+            vec![(UserMember, 1), (GroupMember, 1)],
+            RolloutRule::NestedGroupNotSupported,
+        ),
+        (
+            "rg-contact",
+            assigned,
+            vec![(UserMember, 1), (Contact, 1)],
+            RolloutRule::GroupContainsContact,
+        ),
+        (
+            "rg-dynamic",
+            MembershipKind::Dynamic,
+            vec![(UserMember, 1)],
+            RolloutRule::DynamicGroupNotSupported,
+        ),
+        (
+            "rg-201",
+            assigned,
+            vec![(UserMember, 201)],
+            RolloutRule::TooManyMembersOnFirstAdd,
+        ),
+    ] {
+        let g = group_with(s, kind, &members).await;
+        assert_refused(
+            s,
+            s.add_rollout_group(phs.id, g, T0, &audit("addRolloutGroup", target))
+                .await,
+            rule,
+            Some(&phs),
+            target,
+        )
+        .await;
+    }
+    let g200 = group_with(s, assigned, &[(UserMember, 200)]).await;
+    let got = s
+        .add_rollout_group(
+            phs.id,
+            g200,
+            T0.plus_secs(3),
+            &audit("addRolloutGroup", "rg-200"),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.applies_to,
+        vec![g200],
+        "200 members on the first add are fine"
+    );
+    assert_eq!(
+        s.get_rollout_policy(phs.id).await.unwrap(),
+        Some(got.clone())
+    );
+    assert_eq!(audits_for(s, "rg-200").await.len(), 1);
+    assert_refused(
+        s,
+        s.add_rollout_group(phs.id, g200, T0, &audit("addRolloutGroup", "rg-200-again"))
+            .await,
+        RolloutRule::GroupAlreadyAdded,
+        Some(&got),
+        "rg-200-again",
+    )
+    .await;
+    assert!(matches!(
+        s.add_rollout_group(
+            phs.id,
+            Uuid::new_v4(),
+            T0,
+            &audit("addRolloutGroup", "rg-none")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.add_rollout_group(
+            Uuid::new_v4(),
+            g200,
+            T0,
+            &audit("addRolloutGroup", "rg-none")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "rg-none").await.is_empty());
+
+    // At most ten groups per feature; groups come back in the order of their added time (here
+    // each added a second *earlier* than the one before, so the newest add comes first).
+    let mfa = rollout(MultiFactorAuthentication, false);
+    s.create_rollout_policy(&mfa, &audit("createRolloutPolicy", "rp-mfa"))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut order: Vec<Uuid> = Vec::new();
+    for i in 0..10 {
+        let g = group_with(s, assigned, &[(UserMember, 1)]).await;
+        let p = s
+            .add_rollout_group(
+                mfa.id,
+                g,
+                T0.plus_secs(100 - i),
+                &audit("addRolloutGroup", "rg-mfa"),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        order.insert(0, g);
+        assert_eq!(p.applies_to, order, "groups by the time they were added");
+    }
+    let mfa_full = s.get_rollout_policy(mfa.id).await.unwrap().unwrap();
+    assert_eq!(mfa_full.applies_to.len(), 10, "the tenth group is accepted");
+    let eleventh = group_with(s, assigned, &[(UserMember, 1)]).await;
+    assert_refused(
+        s,
+        s.add_rollout_group(mfa.id, eleventh, T0, &audit("addRolloutGroup", "rg-mfa-11"))
+            .await,
+        RolloutRule::MaxGroupsPerFeature,
+        Some(&mfa_full),
+        "rg-mfa-11",
+    )
+    .await;
+    let gone = order.remove(3);
+    let p = s
+        .remove_rollout_group(mfa.id, gone, T0, &audit("removeRolloutGroup", "rg-mfa-rm"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.applies_to, order);
+    assert_eq!(audits_for(s, "rg-mfa-rm").await.len(), 1);
+    assert_refused(
+        s,
+        s.remove_rollout_group(mfa.id, gone, T0, &audit("removeRolloutGroup", "rg-mfa-rm2"))
+            .await,
+        RolloutRule::GroupNotInPolicy,
+        Some(&p),
+        "rg-mfa-rm2",
+    )
+    .await;
+    assert!(matches!(
+        s.remove_rollout_group(
+            Uuid::new_v4(),
+            gone,
+            T0,
+            &audit("removeRolloutGroup", "rg-x")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    let p = s
+        .add_rollout_group(mfa.id, eleventh, T0, &audit("addRolloutGroup", "rg-mfa-10"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.applies_to.len(), 10, "a freed place can be taken");
+    // Deleting a group takes it out of every policy.
+    s.delete_group(eleventh, &audit("deleteGroup", "rg-eleventh"))
+        .await
+        .unwrap();
+    let p = s.get_rollout_policy(mfa.id).await.unwrap().unwrap();
+    assert_eq!(
+        p.applies_to, order,
+        "a deleted group leaves the policy it was in"
+    );
+
+    // Two admins race for the tenth place: exactly one gets it, the other is refused.
+    let cba = rollout(CertificateBasedAuthentication, false);
+    s.create_rollout_policy(&cba, &audit("createRolloutPolicy", "rp-cba"))
+        .await
+        .unwrap()
+        .unwrap();
+    for _ in 0..9 {
+        let g = group_with(s, assigned, &[(UserMember, 1)]).await;
+        s.add_rollout_group(cba.id, g, T0, &audit("addRolloutGroup", "rg-cba"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    for round in 0..3 {
+        let g1 = group_with(s, assigned, &[(UserMember, 1)]).await;
+        let g2 = group_with(s, assigned, &[(UserMember, 1)]).await;
+        let tasks: Vec<_> = [(g1, "1"), (g2, "2")]
+            .into_iter()
+            .map(|(g, n)| {
+                let store = store.clone();
+                let target = format!("rg-race-{round}-{n}");
+                tokio::spawn(async move {
+                    store
+                        .add_rollout_group(
+                            cba.id,
+                            g,
+                            T0.plus_secs(500),
+                            &audit("addRolloutGroup", &target),
+                        )
+                        .await
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        let mut refused = 0;
+        for (t, g) in tasks.into_iter().zip([g1, g2]) {
+            match t.await.expect("task") {
+                Ok(Ok(p)) => {
+                    assert_eq!(p.applies_to.len(), 10);
+                    won.push(g);
+                }
+                Ok(Err(v)) => {
+                    assert_eq!(v.rule, RolloutRule::MaxGroupsPerFeature, "{v}");
+                    refused += 1;
+                }
+                Err(e) => panic!("a racing add failed: {e}"),
+            }
+        }
+        assert_eq!((won.len(), refused), (1, 1), "exactly one racing add wins");
+        let p = s.get_rollout_policy(cba.id).await.unwrap().unwrap();
+        assert_eq!(p.applies_to.len(), 10);
+        assert!(p.applies_to.contains(&won[0]));
+        let audited = audits_for(s, &format!("rg-race-{round}-1")).await.len()
+            + audits_for(s, &format!("rg-race-{round}-2")).await.len();
+        assert_eq!(audited, 1, "only the winner is audited");
+        s.remove_rollout_group(cba.id, won[0], T0, &audit("removeRolloutGroup", "rg-cba"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    // Deleting a policy frees its feature.
+    s.delete_rollout_policy(cba.id, &audit("deleteRolloutPolicy", "rp-cba-del"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_rollout_policy(cba.id).await.unwrap(), None);
+    assert_eq!(audits_for(s, "rp-cba-del").await.len(), 1);
+    assert!(matches!(
+        s.delete_rollout_policy(cba.id, &audit("deleteRolloutPolicy", "rp-cba-del2"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    let cba2 = rollout(CertificateBasedAuthentication, true);
+    s.create_rollout_policy(&cba2, &audit("createRolloutPolicy", "rp-cba2"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.get_rollout_policy(cba2.id).await.unwrap(), Some(cba2));
+
+    // Seamless SSO needs an enabled password policy.
+    let phs_off = FeatureRolloutPolicy {
+        is_enabled: false,
+        ..phs.clone()
+    };
+    let phs_off = s
+        .update_rollout_policy(&phs_off, &audit("updateRolloutPolicy", "rp-phs-off"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!phs_off.is_enabled);
+    assert_eq!(phs_off.applies_to, vec![g200], "an update keeps the groups");
+    let sso = rollout(SeamlessSso, true);
+    assert_refused(
+        s,
+        s.create_rollout_policy(&sso, &audit("createRolloutPolicy", "rp-sso"))
+            .await,
+        RolloutRule::SeamlessSsoNeedsPasswordFeature,
+        None,
+        "rp-sso",
+    )
+    .await;
+    assert_eq!(s.list_rollout_policies().await.unwrap().len(), 4);
+}
+
+/// A user's effective features switch only at a completed interactive sign-in, once.
+async fn staged_state(store: Arc<dyn Store>) {
+    use RolloutFeature::*;
+    let s = &*store;
+    let u = user("Stage@contoso.example");
+    s.create_user(&u, &audit("createUser", "stage"))
+        .await
+        .unwrap();
+    let stage = u.user.clone();
+    let target = stage.id.to_string();
+    let none = StagedState::default();
+    let phs = FeatureSet::of(&[PasswordHashSync]);
+    assert_eq!(s.get_staged_state(stage.id).await.unwrap(), none);
+    for end in [SignInEnd::NonInteractive, SignInEnd::Failed] {
+        assert_eq!(
+            s.finish_staged_sign_in(&stage, phs, end, T0.plus_secs(1), Uuid::new_v4())
+                .await
+                .unwrap(),
+            (none, none),
+            "{end:?} never switches"
+        );
+    }
+    assert_eq!(s.get_staged_state(stage.id).await.unwrap(), none);
+    assert!(audits_for(s, &target).await.is_empty());
+
+    let cid = Uuid::new_v4();
+    let on = StagedState {
+        effective: phs,
+        changed_at: Some(T0.plus_secs(5)),
+    };
+    assert_eq!(
+        s.finish_staged_sign_in(
+            &stage,
+            phs,
+            SignInEnd::InteractiveCompleted,
+            T0.plus_secs(5),
+            cid
+        )
+        .await
+        .unwrap(),
+        (none, on)
+    );
+    assert_eq!(s.get_staged_state(stage.id).await.unwrap(), on);
+    let rows = audits_for(s, &target).await;
+    assert_eq!(rows.len(), 1, "one audit row per feature enabled: {rows:?}");
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r.action.as_str(),
+            r.actor.as_str(),
+            r.target_type.as_str(),
+            r.target_name.as_deref(),
+            r.correlation_id,
+            r.created_at,
+        ),
+        (
+            "userEnabledForFeature",
+            "system",
+            "user",
+            Some("Stage@contoso.example"),
+            cid,
+            T0.plus_secs(5)
+        )
+    );
+    assert_eq!(
+        r.before.as_ref().unwrap()["effective"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        r.after.as_ref().unwrap()["effective"],
+        serde_json::json!(["passwordHashSync"])
+    );
+    assert_eq!(
+        s.finish_staged_sign_in(
+            &stage,
+            phs,
+            SignInEnd::InteractiveCompleted,
+            T0.plus_secs(6),
+            cid
+        )
+        .await
+        .unwrap(),
+        (on, on),
+        "nothing to switch: the change time stays"
+    );
+    let other = FeatureSet::of(&[PassthroughAuthentication, SeamlessSso]);
+    assert_eq!(
+        s.finish_staged_sign_in(
+            &stage,
+            other,
+            SignInEnd::NonInteractive,
+            T0.plus_secs(6),
+            cid
+        )
+        .await
+        .unwrap(),
+        (on, on)
+    );
+    assert_eq!(
+        audits_for(s, &target).await.len(),
+        1,
+        "nothing new was audited"
+    );
+
+    let moved = StagedState {
+        effective: other,
+        changed_at: Some(T0.plus_secs(7)),
+    };
+    assert_eq!(
+        s.finish_staged_sign_in(
+            &stage,
+            other,
+            SignInEnd::InteractiveCompleted,
+            T0.plus_secs(7),
+            cid
+        )
+        .await
+        .unwrap(),
+        (on, moved)
+    );
+    let rows = audits_for(s, &target).await;
+    assert_eq!(rows.len(), 4, "two features enabled, one removed: {rows:?}");
+    let mut actions: Vec<&str> = rows[..3].iter().map(|r| r.action.as_str()).collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        vec![
+            "userEnabledForFeature",
+            "userEnabledForFeature",
+            "userRemovedFromFeature"
+        ]
+    );
+    for r in &rows[..3] {
+        assert_eq!(
+            r.before.as_ref().unwrap()["effective"],
+            serde_json::json!(["passwordHashSync"])
+        );
+        assert_eq!(
+            r.after.as_ref().unwrap()["effective"],
+            serde_json::json!(["passthroughAuthentication", "seamlessSso"])
+        );
+    }
+
+    // Concurrent completions of the same sign-in switch once and audit once.
+    let racer = user("racer@contoso.example");
+    s.create_user(&racer, &audit("createUser", "racer"))
+        .await
+        .unwrap();
+    let mfa = FeatureSet::of(&[MultiFactorAuthentication]);
+    let want = StagedState {
+        effective: mfa,
+        changed_at: Some(T0.plus_secs(9)),
+    };
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let u = racer.user.clone();
+            tokio::spawn(async move {
+                store
+                    .finish_staged_sign_in(
+                        &u,
+                        mfa,
+                        SignInEnd::InteractiveCompleted,
+                        T0.plus_secs(9),
+                        Uuid::new_v4(),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut switched = 0;
+    for t in tasks {
+        let (before, after) = t.await.expect("task").unwrap();
+        assert_eq!(after, want);
+        if before != after {
+            switched += 1;
+        }
+    }
+    assert_eq!(switched, 1, "exactly one concurrent completion switches");
+    assert_eq!(
+        audits_for(s, &racer.user.id.to_string()).await.len(),
+        1,
+        "one set of audit rows"
+    );
+    assert_eq!(s.get_staged_state(racer.user.id).await.unwrap(), want);
+
+    // Deleting the user deletes their state (a user re-created with the id starts afresh).
+    s.delete_user(racer.user.id, &audit("deleteUser", "racer"))
+        .await
+        .unwrap();
+    s.create_user(&racer, &audit("createUser", "racer-again"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_staged_state(racer.user.id).await.unwrap(), none);
+    let stranger = user("stranger@contoso.example").user;
+    assert!(matches!(
+        s.finish_staged_sign_in(
+            &stranger,
+            mfa,
+            SignInEnd::InteractiveCompleted,
+            T0,
+            Uuid::new_v4()
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+}
+
+/// What the domain cut-over preflight reads: synced password coverage, break-glass accounts
+/// and recent federated sign-ins.
+async fn cutover_facts(s: &dyn Store) {
+    use cutover_core::sync::{SyncOp, WrappedHash};
+    for name in ["facts.example", "other-facts.example"] {
+        s.create_domain(
+            &domain_with(name, DomainAuthentication::Managed(Default::default())),
+            &audit("createDomain", name),
+        )
+        .await
+        .unwrap();
+    }
+    let synced = |upn: &str, anchor: &str| {
+        let mut r = user(upn);
+        r.user.source = Source::Synced;
+        r.user.immutable_id = Some(anchor.into());
+        r.password_hash = None;
+        r.password_changed_at = None;
+        r
+    };
+    for (upn, anchor) in [
+        ("Zed@facts.example", "f-zed"),
+        ("amy@facts.example", "f-amy"),
+        ("Bob@facts.example", "f-bob"),
+        ("hashed1@facts.example", "f-h1"),
+        ("hashed2@facts.example", "f-h2"),
+        ("nohash@other-facts.example", "f-other"),
+    ] {
+        s.create_user(&synced(upn, anchor), &audit("createUser", "facts"))
+            .await
+            .unwrap();
+    }
+    s.create_user(&user("cloud@facts.example"), &audit("createUser", "facts"))
+        .await
+        .unwrap();
+    // Synced passwords are written by the sync path only; the store keeps the sealed wrap.
+    let hash: WrappedHash = serde_json::from_value(serde_json::json!({
+        "scheme": "ssha",
+        "params": {"outputLen": 20},
+        "salt": "AAAAAAAAAAAAAA==",
+        "iterations": 1,
+        "wrap": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    }))
+    .expect("a wrapped hash");
+    let ops = ["f-h1", "f-h2"]
+        .map(|a| SyncOp::SetPasswordHash {
+            anchor: a.into(),
+            hash: hash.clone(),
+        })
+        .to_vec();
+    let lease = s.sync_lease().await.unwrap();
+    let holder = lease
+        .holder
+        .clone()
+        .expect("directory_sync leaves a holder");
+    let SyncBatchOutcome::Applied(r) = s
+        .apply_sync_batch(&batch(&holder, lease.epoch, "facts-hashes", ops))
+        .await
+        .unwrap()
+    else {
+        panic!("the holder's batch applies");
+    };
+    assert_eq!((r.passwords, r.rejected.len()), (2, 0), "{r:?}");
+
+    assert_eq!(
+        s.domain_password_coverage("facts.example", 2)
+            .await
+            .unwrap(),
+        PasswordCoverage {
+            synced_users: 5,
+            without_hash_total: 3,
+            without_hash_sample: vec!["amy@facts.example".into(), "Bob@facts.example".into()],
+        },
+        "synced users of the domain only; the sample by UPN, bounded"
+    );
+    assert_eq!(
+        s.domain_password_coverage("facts.example", 10)
+            .await
+            .unwrap()
+            .without_hash_sample,
+        vec![
+            "amy@facts.example",
+            "Bob@facts.example",
+            "Zed@facts.example"
+        ]
+    );
+    assert_eq!(
+        s.domain_password_coverage("nowhere.example", 10)
+            .await
+            .unwrap(),
+        PasswordCoverage::default()
+    );
+
+    // Break-glass accounts with their last successful sign-in.
+    assert!(s.break_glass_accounts().await.unwrap().is_empty());
+    let mut bg1 = user("bg1@facts.example");
+    bg1.user.break_glass = true;
+    let mut bg2 = user("BG2@facts.example");
+    bg2.user.break_glass = true;
+    bg2.user.account_enabled = false;
+    for u in [&bg1, &bg2] {
+        s.create_user(u, &audit("createUser", "break-glass"))
+            .await
+            .unwrap();
+    }
+    let bg1_id = Some(bg1.user.id);
+    for r in [
+        record("bg1@facts.example", bg1_id, SignInResult::Success, 100),
+        record("bg1@facts.example", bg1_id, SignInResult::Success, 200),
+        record("bg1@facts.example", bg1_id, SignInResult::Failure, 300),
+        // Matched by user id, not by the name typed.
+        record("bg2@facts.example", None, SignInResult::Success, 400),
+    ] {
+        s.insert_sign_in(&r).await.unwrap();
+    }
+    let mut got = s.break_glass_accounts().await.unwrap();
+    got.sort_by_key(|b| b.user_principal_name.to_lowercase());
+    assert_eq!(
+        got,
+        vec![
+            BreakGlassFacts {
+                user_principal_name: "bg1@facts.example".into(),
+                account_enabled: true,
+                last_successful_sign_in: Some(T0.plus_secs(200)),
+            },
+            BreakGlassFacts {
+                user_principal_name: "BG2@facts.example".into(),
+                account_enabled: false,
+                last_successful_sign_in: None,
+            },
+        ]
+    );
+
+    // Recent successful federated sign-ins of the domain, per user, most recent first.
+    let signed_in = |upn: Option<&str>, route: &str, result: SignInResult, at: i64| {
+        let mut r = record("x", None, result, at);
+        r.user_principal_name = upn.map(Into::into);
+        r.route = Some(route.into());
+        r
+    };
+    use SignInResult::{Failure, Success};
+    for r in [
+        signed_in(Some("ann@fs.example"), "federated", Success, 10),
+        signed_in(Some("ann@fs.example"), "federated", Success, 20),
+        signed_in(Some("Ann@fs.example"), "federated", Success, 30),
+        signed_in(Some("ben@fs.example"), "federated", Success, 50),
+        signed_in(Some("Cat@FS.example"), "federated", Success, 40),
+        // At the start of the window: counted.
+        signed_in(Some("hal@fs.example"), "federated", Success, 5),
+        // Not counted: failed, managed, too old, other domains, no name.
+        signed_in(Some("ann@fs.example"), "federated", Failure, 60),
+        signed_in(Some("dan@fs.example"), "managed", Success, 70),
+        signed_in(Some("eve@fs.example"), "federated", Success, 4),
+        signed_in(Some("fay@sub.fs.example"), "federated", Success, 45),
+        signed_in(Some("gus@xfs.example"), "federated", Success, 46),
+        signed_in(Some("fs.example"), "federated", Success, 47),
+        signed_in(Some("ivy@fs.example.org"), "federated", Success, 48),
+        signed_in(None, "federated", Success, 49),
+    ] {
+        s.insert_sign_in(&r).await.unwrap();
+    }
+    let seen = |upn: &str, count: u64, at: i64| FederatedSignIns {
+        user_principal_name: upn.into(),
+        count,
+        last: T0.plus_secs(at),
+    };
+    assert_eq!(
+        s.federated_sign_ins("fs.example", T0.plus_secs(5), 10)
+            .await
+            .unwrap(),
+        vec![
+            seen("ben@fs.example", 1, 50),
+            seen("cat@fs.example", 1, 40),
+            seen("ann@fs.example", 3, 30),
+            seen("hal@fs.example", 1, 5),
+        ]
+    );
+    assert_eq!(
+        s.federated_sign_ins("fs.example", T0.plus_secs(5), 2)
+            .await
+            .unwrap(),
+        vec![seen("ben@fs.example", 1, 50), seen("cat@fs.example", 1, 40)],
+        "at most limit users"
+    );
+    assert!(
+        s.federated_sign_ins("sub.fs.example", T0.plus_secs(46), 10)
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

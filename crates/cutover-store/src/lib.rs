@@ -6,11 +6,17 @@
 #![forbid(unsafe_code)]
 
 use async_trait::async_trait;
+use cutover_core::domain_cutover::{BreakGlassFacts, FederatedSignIns};
 use cutover_core::signin_log::SignInRecord;
+use cutover_core::staged::{
+    FeatureRolloutPolicy, FeatureSet, RuleViolation, SignInEnd, StagedState,
+};
 use cutover_core::sync::lease::{FenceError, Lease};
 use cutover_core::sync::plan::SyncedGroupState;
 use cutover_core::sync::{SyncOp, UserImage};
-use cutover_core::{Application, Domain, Group, MemberRef, Timestamp, User};
+use cutover_core::{
+    Application, Domain, DomainAuthentication, Group, IdentityProvider, MemberRef, Timestamp, User,
+};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -273,6 +279,9 @@ pub trait Store: Send + Sync + 'static {
     /// Case-insensitive lookup by the normalised user principal name.
     async fn get_user_by_upn(&self, upn_normalized: &str) -> StoreResult<Option<UserRecord>>;
     async fn list_users(&self, filter: &UserFilter) -> StoreResult<Vec<User>>;
+    /// The synced user with this on-prem anchor (`immutableId`, exact match).
+    async fn get_user_by_immutable_id(&self, immutable_id: &str)
+    -> StoreResult<Option<UserRecord>>;
     /// Replace the user's attributes (and the hash when `password_hash` is `Some`). A new
     /// password or a disabled account also ends the user's SSO sessions, and a new password
     /// revokes their grants (refresh and access tokens): a reset signs the user out everywhere.
@@ -426,6 +435,117 @@ pub trait Store: Send + Sync + 'static {
     async fn synced_groups(&self, after: &str, limit: u32) -> StoreResult<Vec<SyncedGroupState>>;
     /// Normalized UPNs of cloud-only users.
     async fn cloud_upns(&self) -> StoreResult<Vec<String>>;
+
+    // Upstream identity providers (SPEC §2, §3 step 2).
+    async fn create_identity_provider(
+        &self,
+        idp: &IdentityProvider,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<IdentityProvider>>;
+    async fn list_identity_providers(&self) -> StoreResult<Vec<IdentityProvider>>;
+    /// Replace every field but `id` and `created_at`; `NotFound` when missing.
+    async fn update_identity_provider(
+        &self,
+        idp: &IdentityProvider,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// `Conflict` (naming the domains) while a domain is federated to it; `NotFound` when missing.
+    async fn delete_identity_provider(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    // Domains: authentication changes (federation settings, cut-over, rollback).
+    /// Replace the domain's authentication; `NotFound` when missing.
+    async fn set_domain_authentication(
+        &self,
+        name: &str,
+        authentication: &DomainAuthentication,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+
+    // Feature rollout policies (SPEC §4.1–4.2). Every change is checked by the rules in
+    // `cutover_core::staged` inside the same transaction that writes it (serialised across
+    // nodes), so two admins racing cannot slip past a limit.
+    async fn list_rollout_policies(&self) -> StoreResult<Vec<FeatureRolloutPolicy>>;
+    async fn get_rollout_policy(&self, id: Uuid) -> StoreResult<Option<FeatureRolloutPolicy>>;
+    /// Create after `check_policy(p, None, others)`.
+    async fn create_rollout_policy(
+        &self,
+        p: &FeatureRolloutPolicy,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<(), RuleViolation>>;
+    /// Replace display name, description, enabled flag, `is_applied_to_organization` and
+    /// `updated_at` (never `applies_to`) after `check_policy(p, Some(stored), others)`;
+    /// `NotFound` when missing. Returns the stored policy after the write.
+    async fn update_rollout_policy(
+        &self,
+        p: &FeatureRolloutPolicy,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>>;
+    /// `NotFound` when missing.
+    async fn delete_rollout_policy(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// Add a group after `check_add_group` with the group's facts counted in the same
+    /// transaction; `NotFound` when the policy or the group is missing.
+    /// Returns the policy after the write.
+    async fn add_rollout_group(
+        &self,
+        policy_id: Uuid,
+        group_id: Uuid,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>>;
+    /// Remove a group after `check_remove_group`; `NotFound` when the policy is missing.
+    async fn remove_rollout_group(
+        &self,
+        policy_id: Uuid,
+        group_id: Uuid,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>>;
+
+    // Per-user staged-rollout state (SPEC §4.3).
+    /// The stored state; the default (nothing effective, never changed) when none is stored.
+    async fn get_staged_state(&self, user_id: Uuid) -> StoreResult<StagedState>;
+    /// The end of a sign-in: in one transaction (the user's state row locked), apply
+    /// `cutover_core::staged::transition(stored, desired, end, now)`, store the new state, and
+    /// when it changed write one audit row per feature enabled (`userEnabledForFeature`) and
+    /// removed (`userRemovedFromFeature`), actor `system`, target the user, with
+    /// `before`/`after` = `{"effective": [...]}` and this correlation id. Returns the state
+    /// before and after.
+    async fn finish_staged_sign_in(
+        &self,
+        user: &User,
+        desired: FeatureSet,
+        end: SignInEnd,
+        now: Timestamp,
+        correlation_id: Uuid,
+    ) -> StoreResult<(StagedState, StagedState)>;
+
+    // Domain cut-over preflight facts (SPEC §4.5).
+    /// Synced users of the domain, and those of them without a synced password hash (their
+    /// count and up to `sample` of their UPNs, by UPN).
+    async fn domain_password_coverage(
+        &self,
+        domain: &str,
+        sample: u32,
+    ) -> StoreResult<PasswordCoverage>;
+    /// Every break-glass account with its last successful sign-in (from the sign-in log).
+    async fn break_glass_accounts(&self) -> StoreResult<Vec<BreakGlassFacts>>;
+    /// Users of the domain with federated sign-ins since `since`: count and last time per
+    /// user principal name, most recent first, at most `limit`.
+    async fn federated_sign_ins(
+        &self,
+        domain: &str,
+        since: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<FederatedSignIns>>;
+}
+
+/// How many synced users of a domain have a synced password hash.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PasswordCoverage {
+    pub synced_users: u64,
+    pub without_hash_total: u64,
+    pub without_hash_sample: Vec<String>,
 }
 
 /// A sync server announcing itself.

@@ -10,14 +10,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use cutover_core::domain_cutover::{BreakGlassFacts, FederatedSignIns};
 use cutover_core::signin_log::SignInRecord;
+use cutover_core::staged::{
+    FeatureRolloutPolicy, FeatureSet, GroupFacts, RolloutFeature, RuleViolation, SignInEnd,
+    StagedState,
+};
 use cutover_core::sync::lease::{FenceError, Lease};
 use cutover_core::sync::plan::SyncedGroupState;
 use cutover_core::sync::{GroupImage, SyncOp, UserImage};
 use cutover_core::{
-    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName, GrantType,
-    Group, MemberKind, MemberRef, MembershipKind, RedirectUri, Source, Timestamp, User,
-    UserPrincipalName,
+    Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName,
+    FederationConfig, GrantType, Group, IdentityProvider, MemberKind, MemberRef, MembershipKind,
+    RedirectUri, Source, Timestamp, User, UserPrincipalName,
 };
 use serde_json::Value;
 use sqlx::Row;
@@ -187,8 +192,16 @@ fn clamp_top(top: u32) -> i64 {
 }
 
 fn domain_auth_columns(d: &Domain) -> (&'static str, Option<String>) {
-    match &d.authentication {
-        DomainAuthentication::Managed => ("managed", None),
+    auth_columns(&d.authentication)
+}
+
+/// The `authentication_type` and `federation` (JSON settings) columns of a domain.
+fn auth_columns(a: &DomainAuthentication) -> (&'static str, Option<String>) {
+    match a {
+        DomainAuthentication::Managed(cfg) => (
+            "managed",
+            Some(serde_json::to_string(cfg).unwrap_or_default()),
+        ),
         DomainAuthentication::Federated(cfg) => (
             "federated",
             Some(serde_json::to_string(cfg).unwrap_or_default()),
@@ -232,7 +245,10 @@ macro_rules! sql_store {
                 let kind: String = row.try_get("authentication_type").map_err(map_err)?;
                 let fed: Option<String> = row.try_get("federation").map_err(map_err)?;
                 let authentication = match kind.as_str() {
-                    "managed" => DomainAuthentication::Managed,
+                    "managed" => DomainAuthentication::Managed(match fed {
+                        Some(f) => serde_json::from_str(&f).map_err(|e| corrupt("domain managed settings", e))?,
+                        None => Default::default(),
+                    }),
                     "federated" => DomainAuthentication::Federated(match fed {
                         Some(f) => serde_json::from_str(&f).map_err(|e| corrupt("domain federation", e))?,
                         None => Default::default(),
@@ -569,6 +585,15 @@ macro_rules! sql_store {
                 row.as_ref().map(Self::user_from).transpose()
             }
 
+            async fn get_user_by_immutable_id(&self, immutable_id: &str) -> StoreResult<Option<UserRecord>> {
+                let row = sqlx::query("SELECT * FROM users WHERE immutable_id = $1")
+                    .bind(immutable_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::user_from).transpose()
+            }
+
             async fn list_users(&self, f: &UserFilter) -> StoreResult<Vec<User>> {
                 let prefix = f.upn_prefix.as_ref().map(|p| p.to_lowercase());
                 let rows = sqlx::query(
@@ -652,6 +677,7 @@ macro_rules! sql_store {
                 for stmt in [
                     "DELETE FROM group_members WHERE member_kind = 'user' AND member_id = $1",
                     "DELETE FROM sso_sessions WHERE user_id = $1",
+                    "DELETE FROM user_staged_state WHERE user_id = $1",
                     "UPDATE users SET manager_id = NULL WHERE manager_id = $1",
                 ] {
                     sqlx::query(stmt).bind(&id_s).execute(&mut *tx).await.map_err(map_err)?;
@@ -718,11 +744,14 @@ macro_rules! sql_store {
             async fn delete_group(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
                 let id_s = id.to_string();
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                sqlx::query("DELETE FROM group_members WHERE group_id = $1 OR (member_kind = 'group' AND member_id = $1)")
-                    .bind(&id_s)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(map_err)?;
+                // The group leaves every rollout policy: a policy change, so under its lock.
+                Self::lock_rollout(&mut tx).await?;
+                for stmt in [
+                    "DELETE FROM feature_rollout_groups WHERE group_id = $1",
+                    "DELETE FROM group_members WHERE group_id = $1 OR (member_kind = 'group' AND member_id = $1)",
+                ] {
+                    sqlx::query(stmt).bind(&id_s).execute(&mut *tx).await.map_err(map_err)?;
+                }
                 let done = sqlx::query("DELETE FROM directory_groups WHERE id = $1")
                     .bind(&id_s)
                     .execute(&mut *tx)
@@ -1541,9 +1570,566 @@ macro_rules! sql_store {
                     .map_err(map_err)?;
                 rows.iter().map(|r| r.try_get("upn_normalized").map_err(map_err)).collect()
             }
+
+            async fn create_identity_provider(&self, idp: &IdentityProvider, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO identity_providers (id, display_name, issuer, client_id, client_secret_sealed, scopes,
+                        immutable_id_claim, upn_fallback_claim, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(idp.id.to_string())
+                .bind(&idp.display_name)
+                .bind(&idp.issuer)
+                .bind(&idp.client_id)
+                .bind(&idp.client_secret_sealed)
+                .bind(json_list(&idp.scopes))
+                .bind(&idp.immutable_id_claim)
+                .bind(&idp.upn_fallback_claim)
+                .bind(idp.created_at.millis())
+                .bind(idp.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_identity_provider(&self, id: Uuid) -> StoreResult<Option<IdentityProvider>> {
+                let row = sqlx::query("SELECT * FROM identity_providers WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::idp_from).transpose()
+            }
+
+            async fn list_identity_providers(&self) -> StoreResult<Vec<IdentityProvider>> {
+                let rows = sqlx::query("SELECT * FROM identity_providers ORDER BY display_name, id LIMIT $1")
+                    .bind(i64::from(cutover_core::limits::MAX_PAGE_SIZE))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::idp_from).collect()
+            }
+
+            async fn update_identity_provider(&self, idp: &IdentityProvider, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query(
+                    "UPDATE identity_providers SET display_name = $1, issuer = $2, client_id = $3, client_secret_sealed = $4,
+                        scopes = $5, immutable_id_claim = $6, upn_fallback_claim = $7, updated_at = $8
+                     WHERE id = $9",
+                )
+                .bind(&idp.display_name)
+                .bind(&idp.issuer)
+                .bind(&idp.client_id)
+                .bind(&idp.client_secret_sealed)
+                .bind(json_list(&idp.scopes))
+                .bind(&idp.immutable_id_claim)
+                .bind(&idp.upn_fallback_claim)
+                .bind(idp.updated_at.millis())
+                .bind(idp.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_identity_provider(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Delete first (the row lock): a concurrent `set_domain_authentication` that
+                // federates a domain to this IdP either committed before (and the domain is
+                // seen below) or waits and then finds the IdP gone.
+                let done = sqlx::query("DELETE FROM identity_providers WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                let rows = sqlx::query("SELECT name, federation FROM domains WHERE authentication_type = 'federated' ORDER BY name")
+                    .fetch_all(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let mut in_use = Vec::new();
+                for row in &rows {
+                    let name: String = row.try_get("name").map_err(map_err)?;
+                    let fed: Option<String> = row.try_get("federation").map_err(map_err)?;
+                    let cfg: FederationConfig = match fed {
+                        Some(f) => serde_json::from_str(&f).map_err(|e| corrupt("domain federation", e))?,
+                        None => FederationConfig::default(),
+                    };
+                    if cfg.identity_provider_id == Some(id) {
+                        in_use.push(name);
+                    }
+                }
+                if !in_use.is_empty() {
+                    return Err(StoreError::Conflict(format!(
+                        "identity provider is in use by federated domain(s): {}",
+                        in_use.join(", ")
+                    )));
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn set_domain_authentication(&self, name: &str, a: &DomainAuthentication, audit: &AuditEvent) -> StoreResult<()> {
+                let (kind, settings) = auth_columns(a);
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("UPDATE domains SET authentication_type = $1, federation = $2 WHERE name = $3")
+                    .bind(kind)
+                    .bind(settings)
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                if let DomainAuthentication::Federated(FederationConfig { identity_provider_id: Some(idp) }) = a {
+                    // Lock the IdP row (no-op UPDATE) so that a concurrent delete cannot miss
+                    // this domain; refuse a reference to an IdP that does not exist.
+                    let idp_row = sqlx::query("UPDATE identity_providers SET updated_at = updated_at WHERE id = $1")
+                        .bind(idp.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    if idp_row.rows_affected() == 0 {
+                        return Err(StoreError::Conflict(format!("identity provider {idp} does not exist")));
+                    }
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn list_rollout_policies(&self) -> StoreResult<Vec<FeatureRolloutPolicy>> {
+                let mut conn = self.pool.acquire().await.map_err(map_err)?;
+                Self::policies_in(&mut conn, None).await
+            }
+
+            async fn get_rollout_policy(&self, id: Uuid) -> StoreResult<Option<FeatureRolloutPolicy>> {
+                let mut conn = self.pool.acquire().await.map_err(map_err)?;
+                Ok(Self::policies_in(&mut conn, Some(id)).await?.pop())
+            }
+
+            async fn create_rollout_policy(&self, p: &FeatureRolloutPolicy, audit: &AuditEvent) -> StoreResult<Result<(), RuleViolation>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_rollout(&mut tx).await?;
+                let others = Self::policies_in(&mut tx, None).await?;
+                let mut stored = FeatureRolloutPolicy { applies_to: Vec::new(), ..p.clone() };
+                if let Err(v) = cutover_core::staged::check_policy(&stored, None, &others) {
+                    return Ok(Err(v));
+                }
+                sqlx::query(
+                    "INSERT INTO feature_rollout_policies (id, display_name, description, feature, is_enabled,
+                        is_applied_to_organization, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(p.id.to_string())
+                .bind(&p.display_name)
+                .bind(&p.description)
+                .bind(p.feature.as_str())
+                .bind(p.is_enabled)
+                .bind(p.is_applied_to_organization)
+                .bind(p.created_at.millis())
+                .bind(p.updated_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                // Groups given at creation go through the same rules as groups added later.
+                for group_id in &p.applies_to {
+                    if let Err(v) = Self::add_group_in(&mut tx, &stored, *group_id, p.created_at).await? {
+                        return Ok(Err(v));
+                    }
+                    stored.applies_to.push(*group_id);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(()))
+            }
+
+            async fn update_rollout_policy(&self, p: &FeatureRolloutPolicy, audit: &AuditEvent) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_rollout(&mut tx).await?;
+                let all = Self::policies_in(&mut tx, None).await?;
+                let Some(stored) = all.iter().find(|s| s.id == p.id) else {
+                    return Err(StoreError::NotFound);
+                };
+                let after = FeatureRolloutPolicy {
+                    applies_to: stored.applies_to.clone(),
+                    created_at: stored.created_at,
+                    ..p.clone()
+                };
+                if let Err(v) = cutover_core::staged::check_policy(&after, Some(stored), &all) {
+                    return Ok(Err(v));
+                }
+                sqlx::query(
+                    "UPDATE feature_rollout_policies SET display_name = $1, description = $2, is_enabled = $3,
+                        is_applied_to_organization = $4, updated_at = $5
+                     WHERE id = $6",
+                )
+                .bind(&p.display_name)
+                .bind(&p.description)
+                .bind(p.is_enabled)
+                .bind(p.is_applied_to_organization)
+                .bind(p.updated_at.millis())
+                .bind(p.id.to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let updated = Self::policies_in(&mut tx, Some(p.id)).await?.pop().ok_or(StoreError::NotFound)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(updated))
+            }
+
+            async fn delete_rollout_policy(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let id_s = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_rollout(&mut tx).await?;
+                sqlx::query("DELETE FROM feature_rollout_groups WHERE policy_id = $1")
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM feature_rollout_policies WHERE id = $1")
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn add_rollout_group(&self, policy_id: Uuid, group_id: Uuid, now: Timestamp, audit: &AuditEvent) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_rollout(&mut tx).await?;
+                let policy = Self::policies_in(&mut tx, Some(policy_id)).await?.pop().ok_or(StoreError::NotFound)?;
+                if let Err(v) = Self::add_group_in(&mut tx, &policy, group_id, now).await? {
+                    return Ok(Err(v));
+                }
+                let updated = Self::policies_in(&mut tx, Some(policy_id)).await?.pop().ok_or(StoreError::NotFound)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(updated))
+            }
+
+            async fn remove_rollout_group(&self, policy_id: Uuid, group_id: Uuid, _now: Timestamp, audit: &AuditEvent) -> StoreResult<Result<FeatureRolloutPolicy, RuleViolation>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_rollout(&mut tx).await?;
+                let policy = Self::policies_in(&mut tx, Some(policy_id)).await?.pop().ok_or(StoreError::NotFound)?;
+                if let Err(v) = cutover_core::staged::check_remove_group(&policy, group_id) {
+                    return Ok(Err(v));
+                }
+                sqlx::query("DELETE FROM feature_rollout_groups WHERE policy_id = $1 AND group_id = $2")
+                    .bind(policy_id.to_string())
+                    .bind(group_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let updated = Self::policies_in(&mut tx, Some(policy_id)).await?.pop().ok_or(StoreError::NotFound)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(updated))
+            }
+
+            async fn get_staged_state(&self, user_id: Uuid) -> StoreResult<StagedState> {
+                let row = sqlx::query("SELECT effective, changed_at FROM user_staged_state WHERE user_id = $1")
+                    .bind(user_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                match row {
+                    Some(r) => staged_from(r.try_get("effective").map_err(map_err)?, r.try_get("changed_at").map_err(map_err)?),
+                    None => Ok(StagedState::default()),
+                }
+            }
+
+            async fn finish_staged_sign_in(&self, user: &User, desired: FeatureSet, end: SignInEnd, now: Timestamp, correlation_id: Uuid) -> StoreResult<(StagedState, StagedState)> {
+                // The common case (nothing to switch: not interactive, or already as desired)
+                // is answered from one read and writes nothing; a switch is decided again
+                // below on the locked row.
+                let seen = self.get_staged_state(user.id).await?;
+                if cutover_core::staged::transition(seen, desired, end, now).1.is_none() {
+                    return Ok((seen, seen));
+                }
+                let id_s = user.id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO user_staged_state (user_id, effective, changed_at) VALUES ($1, '[]', NULL)
+                     ON CONFLICT (user_id) DO NOTHING",
+                )
+                .bind(&id_s)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match map_err(e) {
+                    // The user is gone (the state row references it).
+                    StoreError::Conflict(_) => StoreError::NotFound,
+                    other => other,
+                })?;
+                let row = sqlx::query(
+                    "UPDATE user_staged_state SET effective = effective WHERE user_id = $1 RETURNING effective, changed_at",
+                )
+                .bind(&id_s)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let before = staged_from(row.try_get("effective").map_err(map_err)?, row.try_get("changed_at").map_err(map_err)?)?;
+                let (after, t) = cutover_core::staged::transition(before, desired, end, now);
+                let Some(t) = t else {
+                    // Another sign-in of this user switched it meanwhile.
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok((before, after));
+                };
+                let effective = serde_json::to_string(&after.effective).map_err(|e| corrupt("staged state", e))?;
+                sqlx::query("UPDATE user_staged_state SET effective = $1, changed_at = $2 WHERE user_id = $3")
+                    .bind(effective)
+                    .bind(after.changed_at.map(Timestamp::millis))
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let changes = t
+                    .enabled
+                    .iter()
+                    .map(|f| ("userEnabledForFeature", f))
+                    .chain(t.removed.iter().map(|f| ("userRemovedFromFeature", f)));
+                for (action, feature) in changes {
+                    let event = AuditEvent {
+                        id: Uuid::now_v7(),
+                        created_at: now,
+                        correlation_id,
+                        actor: "system".into(),
+                        action: action.into(),
+                        target_type: "user".into(),
+                        target_id: id_s.clone(),
+                        target_name: Some(user.upn.as_str().to_owned()),
+                        before: Some(serde_json::json!({"effective": t.before.names(), "feature": feature.as_str()})),
+                        after: Some(serde_json::json!({"effective": t.after.names(), "feature": feature.as_str()})),
+                    };
+                    Self::write_audit(&mut tx, &event).await?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok((before, after))
+            }
+
+            async fn domain_password_coverage(&self, domain: &str, sample: u32) -> StoreResult<PasswordCoverage> {
+                let domain = domain.to_ascii_lowercase();
+                let counts = sqlx::query(
+                    "SELECT COUNT(*) AS synced_users, COUNT(CASE WHEN synced_password IS NULL THEN 1 END) AS without_hash
+                     FROM users WHERE domain = $1 AND source = 'synced'",
+                )
+                .bind(&domain)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let count = |col: &str| -> StoreResult<u64> {
+                    let n: i64 = counts.try_get(col).map_err(map_err)?;
+                    u64::try_from(n).map_err(|_| corrupt(col, n))
+                };
+                let rows = sqlx::query(
+                    "SELECT upn FROM users WHERE domain = $1 AND source = 'synced' AND synced_password IS NULL
+                     ORDER BY upn_normalized LIMIT $2",
+                )
+                .bind(&domain)
+                .bind(i64::from(sample))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(PasswordCoverage {
+                    synced_users: count("synced_users")?,
+                    without_hash_total: count("without_hash")?,
+                    without_hash_sample: rows.iter().map(|r| r.try_get("upn").map_err(map_err)).collect::<StoreResult<_>>()?,
+                })
+            }
+
+            async fn break_glass_accounts(&self) -> StoreResult<Vec<BreakGlassFacts>> {
+                let rows = sqlx::query(
+                    "SELECT u.upn, u.account_enabled,
+                        (SELECT MAX(l.created_at) FROM sign_in_log l WHERE l.user_id = u.id AND l.result = 'success') AS last_success
+                     FROM users u WHERE u.break_glass ORDER BY u.upn_normalized",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(BreakGlassFacts {
+                            user_principal_name: r.try_get("upn").map_err(map_err)?,
+                            account_enabled: r.try_get("account_enabled").map_err(map_err)?,
+                            last_successful_sign_in: r.try_get::<Option<i64>, _>("last_success").map_err(map_err)?.map(Timestamp),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn federated_sign_ins(&self, domain: &str, since: Timestamp, limit: u32) -> StoreResult<Vec<FederatedSignIns>> {
+                // UPNs are stored lower-case; a suffix comparison needs no pattern escaping.
+                let suffix = format!("@{}", domain.to_lowercase());
+                let rows = sqlx::query(
+                    "SELECT user_principal_name, COUNT(*) AS sign_ins, MAX(created_at) AS last_at FROM sign_in_log
+                     WHERE route = 'federated' AND result = 'success' AND created_at >= $2
+                       AND user_principal_name IS NOT NULL
+                       AND length(user_principal_name) > length(CAST($1 AS TEXT))
+                       AND substr(user_principal_name, length(user_principal_name) - length(CAST($1 AS TEXT)) + 1) = CAST($1 AS TEXT)
+                     GROUP BY user_principal_name
+                     ORDER BY last_at DESC, user_principal_name
+                     LIMIT $3",
+                )
+                .bind(&suffix)
+                .bind(since.millis())
+                .bind(clamp_top(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let n: i64 = r.try_get("sign_ins").map_err(map_err)?;
+                        Ok(FederatedSignIns {
+                            user_principal_name: r.try_get("user_principal_name").map_err(map_err)?,
+                            count: u64::try_from(n).map_err(|_| corrupt("federated sign-in count", n))?,
+                            last: Timestamp(r.try_get("last_at").map_err(map_err)?),
+                        })
+                    })
+                    .collect()
+            }
         }
 
         impl SqlStore<$db> {
+            fn idp_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<IdentityProvider> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let scopes: String = row.try_get("scopes").map_err(map_err)?;
+                Ok(IdentityProvider {
+                    id: uuid_of(&id, "identity provider id")?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    issuer: row.try_get("issuer").map_err(map_err)?,
+                    client_id: row.try_get("client_id").map_err(map_err)?,
+                    client_secret_sealed: row.try_get("client_secret_sealed").map_err(map_err)?,
+                    scopes: list_of(&scopes, "identity provider scopes")?,
+                    immutable_id_claim: row.try_get("immutable_id_claim").map_err(map_err)?,
+                    upn_fallback_claim: row.try_get("upn_fallback_claim").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    updated_at: Timestamp(row.try_get("updated_at").map_err(map_err)?),
+                })
+            }
+
+            /// Take the rollout lock for the rest of the transaction (a no-op UPDATE of its one
+            /// row: PostgreSQL locks the row, SQLite takes the write lock). Every change to a
+            /// rollout policy or its groups does this first, so the rules are checked against a
+            /// state that no other node changes before this transaction ends.
+            async fn lock_rollout<'c>(tx: &mut sqlx::Transaction<'c, $db>) -> StoreResult<()> {
+                sqlx::query("UPDATE feature_rollout_lock SET changed_at = changed_at WHERE id = 1 RETURNING changed_at")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            /// Every policy (or the one with `id`) with its groups, in one statement: policies
+            /// by creation, groups in the order they were added (then by id).
+            async fn policies_in(conn: &mut <$db as sqlx::Database>::Connection, id: Option<Uuid>) -> StoreResult<Vec<FeatureRolloutPolicy>> {
+                let rows = sqlx::query(
+                    "SELECT p.id, p.display_name, p.description, p.feature, p.is_enabled, p.is_applied_to_organization,
+                            p.created_at, p.updated_at, g.group_id
+                     FROM feature_rollout_policies p
+                     LEFT JOIN feature_rollout_groups g ON g.policy_id = p.id
+                     WHERE CAST($1 AS TEXT) IS NULL OR p.id = CAST($1 AS TEXT)
+                     ORDER BY p.created_at, p.id, g.added_at, g.group_id",
+                )
+                .bind(id.map(|i| i.to_string()))
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(map_err)?;
+                let mut out: Vec<FeatureRolloutPolicy> = Vec::new();
+                for row in &rows {
+                    let pid: String = row.try_get("id").map_err(map_err)?;
+                    let pid = uuid_of(&pid, "rollout policy id")?;
+                    if out.last().is_none_or(|p| p.id != pid) {
+                        let feature: String = row.try_get("feature").map_err(map_err)?;
+                        out.push(FeatureRolloutPolicy {
+                            id: pid,
+                            display_name: row.try_get("display_name").map_err(map_err)?,
+                            description: row.try_get("description").map_err(map_err)?,
+                            feature: RolloutFeature::parse(&feature).ok_or_else(|| corrupt("rollout policy feature", &feature))?,
+                            is_enabled: row.try_get("is_enabled").map_err(map_err)?,
+                            is_applied_to_organization: row.try_get("is_applied_to_organization").map_err(map_err)?,
+                            applies_to: Vec::new(),
+                            created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                            updated_at: Timestamp(row.try_get("updated_at").map_err(map_err)?),
+                        });
+                    }
+                    let group: Option<String> = row.try_get("group_id").map_err(map_err)?;
+                    if let (Some(g), Some(p)) = (group, out.last_mut()) {
+                        p.applies_to.push(uuid_of(&g, "rollout group id")?);
+                    }
+                }
+                Ok(out)
+            }
+
+            /// Add `group_id` to `policy` (as stored, lock held) if the rules allow it;
+            /// `NotFound` when the group does not exist.
+            async fn add_group_in<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                policy: &FeatureRolloutPolicy,
+                group_id: Uuid,
+                now: Timestamp,
+            ) -> StoreResult<Result<(), RuleViolation>> {
+                let gid = group_id.to_string();
+                let group = sqlx::query("SELECT display_name, membership_kind FROM directory_groups WHERE id = $1")
+                    .bind(&gid)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(map_err)?
+                    .ok_or(StoreError::NotFound)?;
+                let kind: String = group.try_get("membership_kind").map_err(map_err)?;
+                let mut facts = GroupFacts {
+                    id: group_id,
+                    display_name: group.try_get("display_name").map_err(map_err)?,
+                    membership_kind: MembershipKind::parse(&kind).ok_or_else(|| corrupt("group membership_kind", &kind))?,
+                    user_members: 0,
+                    group_members: 0,
+                    contact_members: 0,
+                };
+                let counts = sqlx::query("SELECT member_kind, COUNT(*) AS n FROM group_members WHERE group_id = $1 GROUP BY member_kind")
+                    .bind(&gid)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                for row in &counts {
+                    let kind: String = row.try_get("member_kind").map_err(map_err)?;
+                    let n: i64 = row.try_get("n").map_err(map_err)?;
+                    let n = u64::try_from(n).map_err(|_| corrupt("group member count", n))?;
+                    match MemberKind::parse(&kind).ok_or_else(|| corrupt("member_kind", &kind))? {
+                        MemberKind::User => facts.user_members = n,
+                        MemberKind::Group => facts.group_members = n,
+                        MemberKind::Contact => facts.contact_members = n,
+                    }
+                }
+                if let Err(v) = cutover_core::staged::check_add_group(policy, &facts) {
+                    return Ok(Err(v));
+                }
+                sqlx::query("INSERT INTO feature_rollout_groups (policy_id, group_id, added_at) VALUES ($1, $2, $3)")
+                    .bind(policy.id.to_string())
+                    .bind(&gid)
+                    .bind(now.millis())
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        // The group was deleted meanwhile (PostgreSQL: after the read above).
+                        StoreError::Conflict(msg) if !msg.starts_with("already") => StoreError::NotFound,
+                        other => other,
+                    })?;
+                Ok(Ok(()))
+            }
+
             fn sync_server_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SyncServerRecord> {
                 let json = |col: &str| -> StoreResult<Option<Value>> {
                     let raw: Option<String> = row.try_get(col).map_err(map_err)?;
@@ -1899,6 +2485,15 @@ macro_rules! sql_store {
 
 sql_store!(sqlx::Sqlite, "sqlite");
 sql_store!(sqlx::Postgres, "postgres");
+
+/// A stored staged state: the effective features (JSON list of names) and when they changed.
+fn staged_from(effective: String, changed_at: Option<i64>) -> StoreResult<StagedState> {
+    Ok(StagedState {
+        effective: serde_json::from_str(&effective)
+            .map_err(|e| corrupt("staged state effective", e))?,
+        changed_at: changed_at.map(Timestamp),
+    })
+}
 
 fn lease_from(epoch: i64, holder: Option<String>) -> StoreResult<Lease> {
     let epoch = u64::try_from(epoch).map_err(|_| corrupt("sync lease epoch", epoch))?;

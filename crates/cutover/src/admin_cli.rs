@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Result, anyhow, bail};
 use clap::{ArgGroup, Args, Subcommand, ValueEnum};
 use cutover_proto::{
-    AddMember, AdminCredentials, ApplicationView, CreateApplication, CreateDomain, CreateGroup,
-    CreateUser, DomainView, ErrorResponse, GroupView, ListResponse, MemberView, PasswordProfile,
+    AddMember, AdminCredentials, ApplicationView, CreateApplication, CreateGroup, CreateUser,
+    DomainView, ErrorResponse, GroupView, ListResponse, MemberView, PasswordProfile,
     SigningKeyView, UpdateUser, UserView,
 };
 use reqwest::{Method, StatusCode, header};
@@ -28,6 +28,10 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use url::Url;
 use uuid::Uuid;
+
+// A child module (so it shares the signed-in `Api` and the output helpers), in its own file.
+#[path = "federation_cli.rs"]
+mod federation_cli;
 
 /// Name of the credentials file inside the data directory.
 const CREDENTIALS_FILE: &str = "admin-credentials";
@@ -146,6 +150,12 @@ pub enum AdminCommand {
     /// Directory sync servers: which one exports, their last runs, alerts and pending exports.
     #[command(subcommand)]
     Sync(SyncAdminCommand),
+    /// Register, list, change and delete the upstream (legacy) identity providers.
+    #[command(subcommand)]
+    Idp(federation_cli::IdpCommand),
+    /// Staged rollout: move groups of users off the legacy IdP before their domain's cut-over.
+    #[command(subcommand, long_about = federation_cli::ROLLOUT_LONG_ABOUT)]
+    Rollout(federation_cli::RolloutCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -166,15 +176,7 @@ pub enum SyncAdminCommand {
 #[derive(Subcommand, Debug)]
 pub enum DomainsCommand {
     /// Register a domain so that users can be created under it.
-    Create {
-        /// The domain name, e.g. contoso.example.
-        #[arg(value_name = "NAME")]
-        name: String,
-        /// Users of this domain sign in at an upstream identity provider (default: managed,
-        /// i.e. Cutover checks their passwords itself).
-        #[arg(long)]
-        federated: bool,
-    },
+    Create(federation_cli::CreateDomainArgs),
     /// List the registered domains.
     List,
     /// Remove a domain registration.
@@ -183,6 +185,9 @@ pub enum DomainsCommand {
         #[arg(value_name = "NAME", value_parser = path_segment)]
         name: String,
     },
+    /// Convert a domain to managed (the cut-over, behind a preflight) or back to federated.
+    #[command(long_about = federation_cli::CONVERT_LONG_ABOUT)]
+    Convert(federation_cli::ConvertArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -211,6 +216,13 @@ pub enum UsersCommand {
     Update(UpdateUserArgs),
     /// Delete a user.
     Delete {
+        /// The user's principal name (user1@contoso.example) or id.
+        #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
+        user: String,
+    },
+    /// Show a user's staged-rollout state: eligibility, desired and effective features, and
+    /// how their next sign-in is routed and why.
+    StagedRollout {
         /// The user's principal name (user1@contoso.example) or id.
         #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
         user: String,
@@ -532,18 +544,15 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Audit(a) => audit(&api, out, a).await,
         AdminCommand::Keys(cmd) => keys(&api, out, cmd).await,
         AdminCommand::Sync(cmd) => sync_servers(&api, out, cmd).await,
+        AdminCommand::Idp(cmd) => federation_cli::idp(&api, out, cmd).await,
+        AdminCommand::Rollout(cmd) => federation_cli::rollout(&api, out, cmd).await,
     }
 }
 
 async fn domains(api: &Api, out: OutputFormat, cmd: DomainsCommand) -> Result<()> {
     match cmd {
-        DomainsCommand::Create { name, federated } => {
-            let body = create_domain_body(&name, federated)?;
-            let resp = api
-                .send(Method::POST, &["domains"], &[], Some(&body))
-                .await?;
-            show(out, resp, &format!("Created domain {name}."), domain_fields)
-        }
+        DomainsCommand::Create(a) => federation_cli::create_domain(api, out, a).await,
+        DomainsCommand::Convert(a) => federation_cli::convert(api, out, a).await,
         DomainsCommand::List => {
             let resp = api.send(Method::GET, &["domains"], &[], None).await?;
             show_list(
@@ -553,7 +562,10 @@ async fn domains(api: &Api, out: OutputFormat, cmd: DomainsCommand) -> Result<()
                 |d: &DomainView| {
                     vec![
                         d.id.clone(),
-                        d.authentication_type.clone(),
+                        match &d.password_validation {
+                            Some(p) => format!("{} ({p})", d.authentication_type),
+                            None => d.authentication_type.clone(),
+                        },
                         d.created_date_time.clone(),
                     ]
                 },
@@ -624,6 +636,9 @@ async fn users(api: &Api, out: OutputFormat, cmd: UsersCommand) -> Result<()> {
                 .send(Method::DELETE, &["users", &user], &[], None)
                 .await?;
             done(out, resp, &format!("Deleted user {user}."))
+        }
+        UsersCommand::StagedRollout { user } => {
+            federation_cli::staged_rollout(api, out, &user).await
         }
     }
 }
@@ -839,7 +854,7 @@ async fn sign_ins(api: &Api, out: OutputFormat, a: SignInsArgs) -> Result<()> {
         out,
         resp,
         &[
-            "TIME", "USER", "APP", "ROUTE", "METHODS", "RESULT", "REASON",
+            "TIME", "USER", "APP", "ROUTE", "WHY", "METHODS", "RESULT", "REASON",
         ],
         sign_in_row,
     )
@@ -960,14 +975,6 @@ async fn sync_servers(api: &Api, out: OutputFormat, cmd: SyncAdminCommand) -> Re
 // ---------------------------------------------------------------------------------------------
 // Request bodies (pure, so they can be tested)
 // ---------------------------------------------------------------------------------------------
-
-fn create_domain_body(name: &str, federated: bool) -> Result<Value> {
-    Ok(without_nulls(serde_json::to_value(CreateDomain {
-        id: name.to_owned(),
-        authentication_type: Some(if federated { "federated" } else { "managed" }.into()),
-        identity_provider_id: None,
-    })?))
-}
 
 fn create_user_body(a: &CreateUserArgs, password: Option<String>) -> Result<Value> {
     Ok(without_nulls(serde_json::to_value(CreateUser {
@@ -1890,6 +1897,7 @@ fn sign_in_row(r: &Value) -> Vec<String> {
         "userPrincipalName",
         "clientId",
         "route",
+        "routeReason",
         "authenticationMethods",
         "result",
         "failureReason",
@@ -1921,6 +1929,11 @@ fn domain_fields(d: &DomainView) -> Vec<(&'static str, String)> {
         ("id", d.id.clone()),
         ("authenticationType", d.authentication_type.clone()),
         ("identityProviderId", opt(&d.identity_provider_id)),
+        ("passwordValidation", opt(&d.password_validation)),
+        (
+            "previousIdentityProviderId",
+            opt(&d.previous_identity_provider_id),
+        ),
         ("createdDateTime", d.created_date_time.clone()),
     ]
 }
@@ -2198,6 +2211,7 @@ mod tests {
             "userPrincipalName": "user1@contoso.example",
             "clientId": "app1",
             "route": "managed",
+            "routeReason": "stagedRolloutPasswordHashSync",
             "authenticationMethods": ["password", "session"],
             "result": "failure",
             "failureReason": "invalidPassword",
@@ -2209,6 +2223,7 @@ mod tests {
                 "user1@contoso.example",
                 "app1",
                 "managed",
+                "stagedRolloutPasswordHashSync",
                 "password,session",
                 "failure",
                 "invalidPassword"
@@ -2216,7 +2231,7 @@ mod tests {
         );
         let r =
             json!({"createdDateTime": "t", "userPrincipalName": null, "authenticationMethods": []});
-        assert_eq!(sign_in_row(&r)[1..], ["-", "-", "-", "-", "-", "-"]);
+        assert_eq!(sign_in_row(&r)[1..], ["-", "-", "-", "-", "-", "-", "-"]);
         let a = json!({"createdDateTime": "t", "actor": "admin", "action": "createUser",
                        "targetType": "user", "targetId": "42", "targetName": null});
         assert_eq!(audit_row(&a), vec!["t", "admin", "createUser", "user 42"]);
@@ -2390,10 +2405,6 @@ mod tests {
 
     #[test]
     fn other_bodies() {
-        assert_eq!(
-            create_domain_body("contoso.example", true).unwrap(),
-            json!({"id": "contoso.example", "authenticationType": "federated"})
-        );
         let a = parse(&[
             "apps",
             "create",

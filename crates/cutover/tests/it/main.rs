@@ -5,6 +5,8 @@
 mod admin_api;
 mod browser;
 mod conformance;
+mod federation;
+mod federation_cli;
 mod harness;
 mod ldap_connector;
 mod multinode;
@@ -13,3 +15,4 @@ mod resilience;
 mod sync;
 mod time_steps;
 mod tls;
+mod upstream;

@@ -8,26 +8,26 @@ use serde_json::{Value, json};
 use crate::harness::{Admin, ServerProcess, attempt_sign_in, auth_url, pkce, redeem, scratch_dir};
 use crate::ldap_connector::Slapd;
 
-const USERS_FILTER: &str = "(&(objectClass=inetOrgPerson)(!(uid=svc-sync)))";
+pub(crate) const USERS_FILTER: &str = "(&(objectClass=inetOrgPerson)(!(uid=svc-sync)))";
 const PBKDF2_VALUE: &str =
     "{PBKDF2-SHA256}10000$EBESExQVFhcYGRobHB0eHw$emOHkewv1RqkDAo3NLUTwNJKu1ifHGaVgETo03gmtnw";
 const PBKDF2_PASSWORD: &str = "Corr3ct horse";
 /// The NT hash of "password".
 const NT_HASH: &str = "8846F7EAEE8FB117AD06BDD830B7586C";
-const REDIRECT: &str = "http://127.0.0.1:9/cb";
+pub(crate) const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
-struct SyncEnv {
-    slapd: Slapd,
-    server: ServerProcess,
-    admin: Admin,
-    dir: PathBuf,
+pub(crate) struct SyncEnv {
+    pub(crate) slapd: Slapd,
+    pub(crate) server: ServerProcess,
+    pub(crate) admin: Admin,
+    pub(crate) dir: PathBuf,
     client_id: String,
     secret_file: PathBuf,
-    rp_client_id: String,
-    rp_secret: String,
+    pub(crate) rp_client_id: String,
+    pub(crate) rp_secret: String,
 }
 
-fn slappasswd(args: &[&str]) -> String {
+pub(crate) fn slappasswd(args: &[&str]) -> String {
     let out = std::process::Command::new("slappasswd")
         .args(["-o", "module-path=/usr/lib/ldap"])
         .args(args)
@@ -42,7 +42,7 @@ fn slappasswd(args: &[&str]) -> String {
 }
 
 /// An access token for an application (client credentials).
-async fn app_token(base: &str, client_id: &str, secret: &str) -> String {
+pub(crate) async fn app_token(base: &str, client_id: &str, secret: &str) -> String {
     Admin::login(
         base,
         &json!({"clientId": client_id, "clientSecret": secret}),
@@ -61,14 +61,14 @@ fn first_json(out: &str) -> Value {
         .unwrap_or_else(|| panic!("invalid JSON in: {out}"))
 }
 
-fn user_ldif(base: &str, uid: &str, extra: &str) -> String {
+pub(crate) fn user_ldif(base: &str, uid: &str, extra: &str) -> String {
     format!(
         "dn: uid={uid},ou=people,{base}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: User {uid}\nsn: {uid}\nmail: {uid}@example.test\n{extra}"
     )
 }
 
 impl SyncEnv {
-    async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self::start_with(Slapd::start()).await
     }
 
@@ -117,7 +117,7 @@ impl SyncEnv {
 
     /// Write a sync.toml for server `name`: `top` goes among the top-level keys, `tables` at
     /// the end.
-    fn config(&self, name: &str, staging: bool, top: &str, tables: &str) -> PathBuf {
+    pub(crate) fn config(&self, name: &str, staging: bool, top: &str, tables: &str) -> PathBuf {
         let pw = self.slapd.password_file("sync-pw");
         let base = &self.slapd.base;
         let text = format!(
@@ -176,13 +176,13 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
         (out.status.code().unwrap_or(-1), text)
     }
 
-    async fn run_ok(&self, cfg: &Path, args: &[&str]) -> String {
+    pub(crate) async fn run_ok(&self, cfg: &Path, args: &[&str]) -> String {
         let (code, out) = self.sync(cfg, args).await;
         assert_eq!(code, 0, "cutover sync {args:?} failed:\n{out}");
         out
     }
 
-    async fn users(&self) -> Vec<Value> {
+    pub(crate) async fn users(&self) -> Vec<Value> {
         let mut all = Vec::new();
         let mut path = "/users?$top=500".to_owned();
         loop {
@@ -196,7 +196,7 @@ filter = "(|(objectClass=groupOfNames)(objectClass=posixGroup))"
         all
     }
 
-    async fn user(&self, upn: &str) -> Option<Value> {
+    pub(crate) async fn user(&self, upn: &str) -> Option<Value> {
         let (status, v) = self
             .admin
             .call(reqwest::Method::GET, &format!("/users/{upn}"), None)

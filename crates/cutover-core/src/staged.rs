@@ -1,0 +1,892 @@
+//! Staged rollout of managed authentication (SPEC §4): feature rollout policies, the rules
+//! that refuse a policy change, the *desired* features of a user (from group membership) and
+//! the *effective* features that route their sign-ins, which follow the desired ones only at
+//! the end of a completed interactive sign-in.
+//!
+//! Everything here is pure. The shell reads the policies, the user's direct groups and the
+//! stored effective state, asks these functions, and writes back what they return.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::{Domain, MembershipKind, Source, Timestamp, User};
+
+/// At most this many groups per feature (SPEC §4.2, ref).
+pub const MAX_GROUPS_PER_FEATURE: usize = 10;
+/// A group may hold at most this many members when it is first added (ref: avoids a time-out;
+/// members can be added to it afterwards).
+pub const MAX_MEMBERS_ON_FIRST_ADD: u64 = 200;
+
+/// A staged-rollout feature (the Graph `stagedFeatureName` vocabulary).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RolloutFeature {
+    PasswordHashSync,
+    PassthroughAuthentication,
+    SeamlessSso,
+    CertificateBasedAuthentication,
+    MultiFactorAuthentication,
+}
+
+impl RolloutFeature {
+    pub const ALL: [RolloutFeature; 5] = [
+        RolloutFeature::PasswordHashSync,
+        RolloutFeature::PassthroughAuthentication,
+        RolloutFeature::SeamlessSso,
+        RolloutFeature::CertificateBasedAuthentication,
+        RolloutFeature::MultiFactorAuthentication,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PasswordHashSync => "passwordHashSync",
+            Self::PassthroughAuthentication => "passthroughAuthentication",
+            Self::SeamlessSso => "seamlessSso",
+            Self::CertificateBasedAuthentication => "certificateBasedAuthentication",
+            Self::MultiFactorAuthentication => "multiFactorAuthentication",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+
+    /// Features that move a user's password sign-in from federation to Cutover.
+    pub fn is_password_route(self) -> bool {
+        matches!(
+            self,
+            Self::PasswordHashSync | Self::PassthroughAuthentication
+        )
+    }
+}
+
+impl fmt::Display for RolloutFeature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A set of features (a bit set: cheap to copy and compare on every sign-in). Serialised as a
+/// list of feature names in [`RolloutFeature::ALL`] order.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct FeatureSet(u8);
+
+impl FeatureSet {
+    pub const EMPTY: FeatureSet = FeatureSet(0);
+
+    pub fn of(features: &[RolloutFeature]) -> Self {
+        features.iter().fold(Self::EMPTY, |s, f| s.with(*f))
+    }
+    pub fn contains(self, f: RolloutFeature) -> bool {
+        self.0 & f.bit() != 0
+    }
+    #[must_use]
+    pub fn with(self, f: RolloutFeature) -> Self {
+        Self(self.0 | f.bit())
+    }
+    #[must_use]
+    pub fn without(self, f: RolloutFeature) -> Self {
+        Self(self.0 & !f.bit())
+    }
+    #[must_use]
+    pub fn union(self, other: Self) -> Self {
+        Self(self.0 | other.0)
+    }
+    /// Features in `self` that are not in `other`.
+    #[must_use]
+    pub fn minus(self, other: Self) -> Self {
+        Self(self.0 & !other.0)
+    }
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+    pub fn iter(self) -> impl Iterator<Item = RolloutFeature> {
+        RolloutFeature::ALL
+            .into_iter()
+            .filter(move |f| self.contains(*f))
+    }
+    pub fn names(self) -> Vec<String> {
+        self.iter().map(|f| f.as_str().to_owned()).collect()
+    }
+    /// The password feature routing honours: password hash sync wins if (against the rules)
+    /// both are present.
+    pub fn password_route(self) -> Option<RolloutFeature> {
+        [
+            RolloutFeature::PasswordHashSync,
+            RolloutFeature::PassthroughAuthentication,
+        ]
+        .into_iter()
+        .find(|f| self.contains(*f))
+    }
+}
+
+impl fmt::Debug for FeatureSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for FeatureSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for FeatureSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let list = Vec::<RolloutFeature>::deserialize(d)?;
+        Ok(Self::of(&list))
+    }
+}
+
+/// A feature rollout policy (the Graph `featureRolloutPolicy` shape).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureRolloutPolicy {
+    pub id: Uuid,
+    pub display_name: String,
+    pub description: Option<String>,
+    pub feature: RolloutFeature,
+    pub is_enabled: bool,
+    /// Kept for shape compatibility; always `false` (staged rollout is per group — converting
+    /// a whole domain is the domain cut-over).
+    pub is_applied_to_organization: bool,
+    /// Group ids, in the order they were added.
+    pub applies_to: Vec<Uuid>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A rule of SPEC §4.2 that refused a change: a stable code and a message that names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleViolation {
+    pub rule: RolloutRule,
+    pub message: String,
+}
+
+impl fmt::Display for RuleViolation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.message, self.rule.code())
+    }
+}
+
+/// The staged-rollout rules, each with a code an admin's script can match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RolloutRule {
+    MaxGroupsPerFeature,
+    NestedGroupNotSupported,
+    DynamicGroupNotSupported,
+    GroupContainsContact,
+    TooManyMembersOnFirstAdd,
+    PasswordHashSyncAndPassthroughExclusive,
+    SeamlessSsoNeedsPasswordFeature,
+    OnePolicyPerFeature,
+    AppliedToOrganizationNotSupported,
+    FeatureCannotChange,
+    GroupAlreadyAdded,
+    GroupNotInPolicy,
+}
+
+impl RolloutRule {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::MaxGroupsPerFeature => "maxGroupsPerFeature",
+            Self::NestedGroupNotSupported => "nestedGroupNotSupported",
+            Self::DynamicGroupNotSupported => "dynamicGroupNotSupported",
+            Self::GroupContainsContact => "groupContainsContact",
+            Self::TooManyMembersOnFirstAdd => "tooManyMembersOnFirstAdd",
+            Self::PasswordHashSyncAndPassthroughExclusive => {
+                "passwordHashSyncAndPassthroughExclusive"
+            }
+            Self::SeamlessSsoNeedsPasswordFeature => "seamlessSsoNeedsPasswordFeature",
+            Self::OnePolicyPerFeature => "onePolicyPerFeature",
+            Self::AppliedToOrganizationNotSupported => "appliedToOrganizationNotSupported",
+            Self::FeatureCannotChange => "featureCannotChange",
+            Self::GroupAlreadyAdded => "groupAlreadyAdded",
+            Self::GroupNotInPolicy => "groupNotInPolicy",
+        }
+    }
+}
+
+fn violation(rule: RolloutRule, message: impl Into<String>) -> RuleViolation {
+    RuleViolation {
+        rule,
+        message: message.into(),
+    }
+}
+
+/// Check a policy as it would be after a create or update, against every *other* policy.
+/// `before` is the stored policy for an update, `None` for a create.
+pub fn check_policy(
+    after: &FeatureRolloutPolicy,
+    before: Option<&FeatureRolloutPolicy>,
+    others: &[FeatureRolloutPolicy],
+) -> Result<(), RuleViolation> {
+    let others = || others.iter().filter(move |p| p.id != after.id);
+    if let Some(b) = before
+        && b.feature != after.feature
+    {
+        return Err(violation(
+            RolloutRule::FeatureCannotChange,
+            format!(
+                "a policy's feature cannot change ({} → {}); create a policy for {} instead",
+                b.feature, after.feature, after.feature
+            ),
+        ));
+    }
+    if after.is_applied_to_organization {
+        return Err(violation(
+            RolloutRule::AppliedToOrganizationNotSupported,
+            "isAppliedToOrganization must be false: staged rollout targets groups; to move a whole domain use the domain cut-over (cutover admin domains convert)",
+        ));
+    }
+    if let Some(dup) = others().find(|p| p.feature == after.feature) {
+        return Err(violation(
+            RolloutRule::OnePolicyPerFeature,
+            format!(
+                "there is already a policy for {} ('{}', {}); add groups to it instead",
+                after.feature, dup.display_name, dup.id
+            ),
+        ));
+    }
+    if after.is_enabled {
+        if after.feature.is_password_route() {
+            let rival = match after.feature {
+                RolloutFeature::PasswordHashSync => RolloutFeature::PassthroughAuthentication,
+                _ => RolloutFeature::PasswordHashSync,
+            };
+            if let Some(p) = others().find(|p| p.is_enabled && p.feature == rival) {
+                return Err(violation(
+                    RolloutRule::PasswordHashSyncAndPassthroughExclusive,
+                    format!(
+                        "passwordHashSync and passthroughAuthentication cannot both be enabled; disable '{}' ({}) first",
+                        p.display_name, p.feature
+                    ),
+                ));
+            }
+        }
+        if after.feature == RolloutFeature::SeamlessSso
+            && !others().any(|p| p.is_enabled && p.feature.is_password_route())
+        {
+            return Err(violation(
+                RolloutRule::SeamlessSsoNeedsPasswordFeature,
+                "seamlessSso applies only to users also staged for passwordHashSync or passthroughAuthentication; enable one of those policies first",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What the rules need to know about a group being added to a policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupFacts {
+    pub id: Uuid,
+    pub display_name: String,
+    pub membership_kind: MembershipKind,
+    pub user_members: u64,
+    pub group_members: u64,
+    pub contact_members: u64,
+}
+
+/// Check adding `group` to `policy` (SPEC §4.2).
+pub fn check_add_group(
+    policy: &FeatureRolloutPolicy,
+    group: &GroupFacts,
+) -> Result<(), RuleViolation> {
+    let name = &group.display_name;
+    if policy.applies_to.contains(&group.id) {
+        return Err(violation(
+            RolloutRule::GroupAlreadyAdded,
+            format!("group '{name}' is already in this policy"),
+        ));
+    }
+    if policy.applies_to.len() >= MAX_GROUPS_PER_FEATURE {
+        return Err(violation(
+            RolloutRule::MaxGroupsPerFeature,
+            format!(
+                "{} already has {MAX_GROUPS_PER_FEATURE} groups, the most a feature can have; remove one, or put the users into one of its groups",
+                policy.feature
+            ),
+        ));
+    }
+    if group.membership_kind == MembershipKind::Dynamic {
+        return Err(violation(
+            RolloutRule::DynamicGroupNotSupported,
+            format!(
+                "group '{name}' has dynamic membership; staged rollout takes assigned groups only"
+            ),
+        ));
+    }
+    if group.group_members > 0 {
+        return Err(violation(
+            RolloutRule::NestedGroupNotSupported,
+            format!(
+                "group '{name}' contains {} group(s); nested groups are not supported — add the users directly, or add the inner group itself",
+                group.group_members
+            ),
+        ));
+    }
+    if group.contact_members > 0 {
+        return Err(violation(
+            RolloutRule::GroupContainsContact,
+            format!(
+                "group '{name}' contains {} contact(s); contacts block a group from staged rollout — remove them first",
+                group.contact_members
+            ),
+        ));
+    }
+    if group.user_members > MAX_MEMBERS_ON_FIRST_ADD {
+        return Err(violation(
+            RolloutRule::TooManyMembersOnFirstAdd,
+            format!(
+                "group '{name}' has {} members; a group may have at most {MAX_MEMBERS_ON_FIRST_ADD} when first added (add more members to it afterwards)",
+                group.user_members
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Check removing `group_id` from `policy`.
+pub fn check_remove_group(
+    policy: &FeatureRolloutPolicy,
+    group_id: Uuid,
+) -> Result<(), RuleViolation> {
+    if policy.applies_to.contains(&group_id) {
+        Ok(())
+    } else {
+        Err(violation(
+            RolloutRule::GroupNotInPolicy,
+            format!("group {group_id} is not in this policy"),
+        ))
+    }
+}
+
+/// Why staged rollout does or does not apply to a user (the admin's per-user view).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Eligibility {
+    /// A synced user of a federated domain: staged rollout applies.
+    Eligible,
+    CloudOnlyUser,
+    ManagedDomain,
+    BreakGlassAccount,
+    UnknownDomain,
+}
+
+impl Eligibility {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Eligible => "eligible",
+            Self::CloudOnlyUser => "cloudOnlyUser",
+            Self::ManagedDomain => "managedDomain",
+            Self::BreakGlassAccount => "breakGlassAccount",
+            Self::UnknownDomain => "unknownDomain",
+        }
+    }
+}
+
+/// Staged rollout applies only to synced users of federated domains, never to break-glass
+/// accounts (SPEC §4.2).
+pub fn eligibility(user: &User, domain: Option<&Domain>) -> Eligibility {
+    match domain {
+        None => Eligibility::UnknownDomain,
+        Some(_) if user.break_glass => Eligibility::BreakGlassAccount,
+        Some(d) if !d.is_federated() => Eligibility::ManagedDomain,
+        Some(_) if user.source != Source::Synced => Eligibility::CloudOnlyUser,
+        Some(_) => Eligibility::Eligible,
+    }
+}
+
+/// The enabled policies compiled for lookups: group id → features it grants.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutIndex {
+    by_group: HashMap<Uuid, FeatureSet>,
+}
+
+impl RolloutIndex {
+    pub fn new(policies: &[FeatureRolloutPolicy]) -> Self {
+        let mut by_group: HashMap<Uuid, FeatureSet> = HashMap::new();
+        for p in policies.iter().filter(|p| p.is_enabled) {
+            for g in &p.applies_to {
+                let e = by_group.entry(*g).or_default();
+                *e = e.with(p.feature);
+            }
+        }
+        Self { by_group }
+    }
+
+    /// Whether any enabled policy targets any group (staged rollout is active at all).
+    pub fn is_active(&self) -> bool {
+        !self.by_group.is_empty()
+    }
+
+    /// The features a user should have, from their direct groups (nested groups are not
+    /// followed: SPEC §4.2). Empty for users staged rollout does not apply to; `seamlessSso`
+    /// only together with a password feature.
+    pub fn desired(&self, user: &User, domain: Option<&Domain>, groups: &[Uuid]) -> FeatureSet {
+        if eligibility(user, domain) != Eligibility::Eligible {
+            return FeatureSet::EMPTY;
+        }
+        let set = groups
+            .iter()
+            .filter_map(|g| self.by_group.get(g))
+            .fold(FeatureSet::EMPTY, |a, b| a.union(*b));
+        if set.password_route().is_none() {
+            set.without(RolloutFeature::SeamlessSso)
+        } else {
+            set
+        }
+    }
+}
+
+/// A user's stored staged state: the features that route their sign-ins now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedState {
+    pub effective: FeatureSet,
+    /// When `effective` last changed (`None`: never).
+    pub changed_at: Option<Timestamp>,
+}
+
+/// How a sign-in ended, as far as the staged state is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignInEnd {
+    /// The user completed an interactive sign-in (a credential was checked by Cutover or the
+    /// upstream IdP) and is about to get a code.
+    InteractiveCompleted,
+    /// A managed password attempt that could not check the credential at all (no synced hash,
+    /// no pass-through agent). Switches only a *pending return to federation* (the desired
+    /// state has no password feature left): the administrator already moved the user back,
+    /// and waiting for a completed managed sign-in would lock them out.
+    ManagedCredentialUnavailable,
+    /// A refresh, an SSO-session reuse or a client-credentials grant: never switches.
+    NonInteractive,
+    /// The attempt failed or was interrupted: never switches.
+    Failed,
+}
+
+/// The effective state changed: which features the user was enabled for or removed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transition {
+    pub before: FeatureSet,
+    pub after: FeatureSet,
+    pub enabled: FeatureSet,
+    pub removed: FeatureSet,
+}
+
+/// SPEC §4.3: the effective state becomes the desired state only at the end of a completed
+/// interactive sign-in — or, for a pending removal only, when the managed credential could
+/// not be checked at all ([`SignInEnd::ManagedCredentialUnavailable`]), so a rollback never
+/// strands a user on a route that cannot sign them in. Returns the new state and, when it
+/// changed, the transition to audit.
+pub fn transition(
+    state: StagedState,
+    desired: FeatureSet,
+    end: SignInEnd,
+    now: Timestamp,
+) -> (StagedState, Option<Transition>) {
+    let switches = match end {
+        SignInEnd::InteractiveCompleted => true,
+        SignInEnd::ManagedCredentialUnavailable => {
+            state.effective.password_route().is_some() && desired.password_route().is_none()
+        }
+        SignInEnd::NonInteractive | SignInEnd::Failed => false,
+    };
+    if !switches || state.effective == desired {
+        return (state, None);
+    }
+    let t = Transition {
+        before: state.effective,
+        after: desired,
+        enabled: desired.minus(state.effective),
+        removed: state.effective.minus(desired),
+    };
+    (
+        StagedState {
+            effective: desired,
+            changed_at: Some(now),
+        },
+        Some(t),
+    )
+}
+
+/// What a sign-in record and the per-user view show about staged rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StagedTrace {
+    /// Effective features that routed this sign-in.
+    pub effective: FeatureSet,
+    /// Features the user's groups call for now.
+    pub desired: FeatureSet,
+    /// Effective features after this sign-in (differs from `effective` when it switched).
+    pub effective_after: FeatureSet,
+    /// When the effective state last changed.
+    pub changed_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        DomainAuthentication, DomainName, FederationConfig, ManagedConfig, UserPrincipalName,
+    };
+    use proptest::prelude::*;
+
+    fn policy(feature: RolloutFeature, enabled: bool, groups: &[Uuid]) -> FeatureRolloutPolicy {
+        FeatureRolloutPolicy {
+            id: Uuid::new_v4(),
+            display_name: format!("{feature} rollout"),
+            description: None,
+            feature,
+            is_enabled: enabled,
+            is_applied_to_organization: false,
+            applies_to: groups.to_vec(),
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    fn facts(users: u64, groups: u64, contacts: u64, kind: MembershipKind) -> GroupFacts {
+        GroupFacts {
+            id: Uuid::new_v4(),
+            display_name: "Pilot".into(),
+            membership_kind: kind,
+            user_members: users,
+            group_members: groups,
+            contact_members: contacts,
+        }
+    }
+
+    pub(crate) fn user(source: Source, break_glass: bool) -> User {
+        User {
+            id: Uuid::new_v4(),
+            upn: UserPrincipalName::parse("u@corp.example").unwrap(),
+            source,
+            immutable_id: (source == Source::Synced).then(|| "anchor".into()),
+            display_name: "U".into(),
+            mail: None,
+            department: None,
+            manager_id: None,
+            account_enabled: true,
+            break_glass,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        }
+    }
+
+    pub(crate) fn domain(federated: bool) -> Domain {
+        Domain {
+            name: DomainName::parse("corp.example").unwrap(),
+            authentication: if federated {
+                DomainAuthentication::Federated(FederationConfig::default())
+            } else {
+                DomainAuthentication::Managed(ManagedConfig::default())
+            },
+            created_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn feature_names_roundtrip_and_sets_serialise_as_lists() {
+        for f in RolloutFeature::ALL {
+            assert_eq!(RolloutFeature::parse(f.as_str()), Some(f));
+        }
+        assert_eq!(RolloutFeature::parse("PasswordHashSync"), None);
+        let s = FeatureSet::of(&[
+            RolloutFeature::SeamlessSso,
+            RolloutFeature::PasswordHashSync,
+        ]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(json, r#"["passwordHashSync","seamlessSso"]"#);
+        assert_eq!(serde_json::from_str::<FeatureSet>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<FeatureSet>(r#"["bogus"]"#).is_err());
+    }
+
+    #[test]
+    fn group_rules_each_name_their_rule() {
+        let full: Vec<Uuid> = (0..MAX_GROUPS_PER_FEATURE)
+            .map(|_| Uuid::new_v4())
+            .collect();
+        let almost: Vec<Uuid> = full[1..].to_vec();
+        let ok = facts(MAX_MEMBERS_ON_FIRST_ADD, 0, 0, MembershipKind::Assigned);
+        let table: Vec<(FeatureRolloutPolicy, GroupFacts, Option<RolloutRule>)> = vec![
+            (
+                policy(RolloutFeature::PasswordHashSync, true, &[]),
+                ok.clone(),
+                None,
+            ),
+            // The tenth group is accepted, the eleventh refused.
+            (
+                policy(RolloutFeature::PasswordHashSync, true, &almost),
+                ok.clone(),
+                None,
+            ),
+            (
+                policy(RolloutFeature::PasswordHashSync, true, &full),
+                ok.clone(),
+                Some(RolloutRule::MaxGroupsPerFeature),
+            ),
+            (
+                policy(RolloutFeature::SeamlessSso, true, &[]),
+                facts(1, 0, 0, MembershipKind::Dynamic),
+                Some(RolloutRule::DynamicGroupNotSupported),
+            ),
+            (
+                policy(RolloutFeature::SeamlessSso, true, &[]),
+                facts(1, 1, 0, MembershipKind::Assigned),
+                Some(RolloutRule::NestedGroupNotSupported),
+            ),
+            (
+                policy(RolloutFeature::SeamlessSso, true, &[]),
+                facts(1, 0, 1, MembershipKind::Assigned),
+                Some(RolloutRule::GroupContainsContact),
+            ),
+            // 200 members on first add is fine, 201 is not.
+            (
+                policy(RolloutFeature::PassthroughAuthentication, false, &[]),
+                facts(MAX_MEMBERS_ON_FIRST_ADD + 1, 0, 0, MembershipKind::Assigned),
+                Some(RolloutRule::TooManyMembersOnFirstAdd),
+            ),
+        ];
+        for (p, g, want) in table {
+            let got = check_add_group(&p, &g);
+            assert_eq!(got.as_ref().err().map(|v| v.rule), want, "{got:?}");
+            if let Err(v) = got {
+                assert!(v.to_string().contains(v.rule.code()), "{v}");
+            }
+        }
+        let p = policy(RolloutFeature::PasswordHashSync, true, &[ok.id]);
+        assert_eq!(
+            check_add_group(&p, &ok).unwrap_err().rule,
+            RolloutRule::GroupAlreadyAdded
+        );
+        assert!(check_remove_group(&p, ok.id).is_ok());
+        assert_eq!(
+            check_remove_group(&p, Uuid::new_v4()).unwrap_err().rule,
+            RolloutRule::GroupNotInPolicy
+        );
+    }
+
+    #[test]
+    fn policy_rules_each_name_their_rule() {
+        use RolloutFeature::*;
+        let phs_on = policy(PasswordHashSync, true, &[]);
+        let phs_off = policy(PasswordHashSync, false, &[]);
+        let pta_on = policy(PassthroughAuthentication, true, &[]);
+        let sso_on = policy(SeamlessSso, true, &[]);
+        let mut org = policy(MultiFactorAuthentication, false, &[]);
+        org.is_applied_to_organization = true;
+        let rule = |after: &FeatureRolloutPolicy,
+                    before: Option<&FeatureRolloutPolicy>,
+                    others: &[FeatureRolloutPolicy]| {
+            check_policy(after, before, others).err().map(|v| v.rule)
+        };
+        assert_eq!(rule(&phs_on, None, &[]), None);
+        assert_eq!(
+            rule(&pta_on, None, std::slice::from_ref(&phs_on)),
+            Some(RolloutRule::PasswordHashSyncAndPassthroughExclusive)
+        );
+        // PTA may be enabled when the PHS policy exists but is off.
+        assert_eq!(rule(&pta_on, None, std::slice::from_ref(&phs_off)), None);
+        assert_eq!(
+            rule(&sso_on, None, &[]),
+            Some(RolloutRule::SeamlessSsoNeedsPasswordFeature)
+        );
+        assert_eq!(
+            rule(&sso_on, None, std::slice::from_ref(&phs_off)),
+            Some(RolloutRule::SeamlessSsoNeedsPasswordFeature)
+        );
+        assert_eq!(rule(&sso_on, None, std::slice::from_ref(&pta_on)), None);
+        // A disabled SSO policy may wait for its password policy.
+        assert_eq!(rule(&policy(SeamlessSso, false, &[]), None, &[]), None);
+        assert_eq!(
+            rule(
+                &policy(PasswordHashSync, false, &[]),
+                None,
+                std::slice::from_ref(&phs_on)
+            ),
+            Some(RolloutRule::OnePolicyPerFeature)
+        );
+        assert_eq!(
+            rule(&org, None, &[]),
+            Some(RolloutRule::AppliedToOrganizationNotSupported)
+        );
+        let mut changed = phs_on.clone();
+        changed.feature = PassthroughAuthentication;
+        assert_eq!(
+            rule(&changed, Some(&phs_on), &[]),
+            Some(RolloutRule::FeatureCannotChange)
+        );
+        // An update is checked against the others, not against its own stored copy.
+        let mut enabled_again = phs_off.clone();
+        enabled_again.is_enabled = true;
+        assert_eq!(
+            rule(
+                &enabled_again,
+                Some(&phs_off),
+                std::slice::from_ref(&phs_off)
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn desired_features_follow_direct_groups_for_eligible_users_only() {
+        use RolloutFeature::*;
+        let pilot = Uuid::new_v4();
+        let sso_group = Uuid::new_v4();
+        let off_group = Uuid::new_v4();
+        let policies = vec![
+            policy(PasswordHashSync, true, &[pilot]),
+            policy(SeamlessSso, true, &[sso_group, pilot]),
+            policy(MultiFactorAuthentication, false, &[off_group]),
+        ];
+        let idx = RolloutIndex::new(&policies);
+        let fed = domain(true);
+        let synced = user(Source::Synced, false);
+        assert_eq!(
+            idx.desired(&synced, Some(&fed), &[pilot]),
+            FeatureSet::of(&[PasswordHashSync, SeamlessSso])
+        );
+        // SSO alone does not apply.
+        assert_eq!(
+            idx.desired(&synced, Some(&fed), &[sso_group]),
+            FeatureSet::EMPTY
+        );
+        // A disabled policy grants nothing.
+        assert_eq!(
+            idx.desired(&synced, Some(&fed), &[off_group]),
+            FeatureSet::EMPTY
+        );
+        // Cloud-only users, break-glass accounts, managed and unknown domains: never.
+        for (u, d, why) in [
+            (
+                user(Source::Cloud, false),
+                Some(fed.clone()),
+                Eligibility::CloudOnlyUser,
+            ),
+            (
+                user(Source::Cloud, true),
+                Some(fed.clone()),
+                Eligibility::BreakGlassAccount,
+            ),
+            (
+                synced.clone(),
+                Some(domain(false)),
+                Eligibility::ManagedDomain,
+            ),
+            (synced.clone(), None, Eligibility::UnknownDomain),
+        ] {
+            assert_eq!(eligibility(&u, d.as_ref()), why);
+            assert_eq!(idx.desired(&u, d.as_ref(), &[pilot]), FeatureSet::EMPTY);
+        }
+        assert!(idx.is_active());
+        assert!(!RolloutIndex::new(&policies[2..]).is_active());
+    }
+
+    #[test]
+    fn transition_only_on_completed_interactive_sign_in() {
+        let phs = FeatureSet::of(&[RolloutFeature::PasswordHashSync]);
+        let s0 = StagedState::default();
+        for end in [
+            SignInEnd::NonInteractive,
+            SignInEnd::Failed,
+            // Not a removal: an unavailable credential never moves anyone *to* managed.
+            SignInEnd::ManagedCredentialUnavailable,
+        ] {
+            assert_eq!(transition(s0, phs, end, Timestamp(5)), (s0, None));
+        }
+        let (s1, t) = transition(s0, phs, SignInEnd::InteractiveCompleted, Timestamp(5));
+        assert_eq!(s1.effective, phs);
+        assert_eq!(s1.changed_at, Some(Timestamp(5)));
+        let t = t.unwrap();
+        assert_eq!((t.enabled, t.removed), (phs, FeatureSet::EMPTY));
+        // Nothing to do when effective already equals desired: no new change time.
+        assert_eq!(
+            transition(s1, phs, SignInEnd::InteractiveCompleted, Timestamp(9)),
+            (s1, None)
+        );
+        let (s2, t) = transition(
+            s1,
+            FeatureSet::EMPTY,
+            SignInEnd::InteractiveCompleted,
+            Timestamp(9),
+        );
+        assert_eq!(s2.effective, FeatureSet::EMPTY);
+        assert_eq!(t.unwrap().removed, phs);
+        // A pending removal is honoured when the managed credential cannot be checked ...
+        let (s3, t) = transition(
+            s1,
+            FeatureSet::EMPTY,
+            SignInEnd::ManagedCredentialUnavailable,
+            Timestamp(9),
+        );
+        assert_eq!((s3.effective, t.unwrap().removed), (FeatureSet::EMPTY, phs));
+        // ... but not a change that keeps the password feature.
+        let more = phs.with(RolloutFeature::SeamlessSso);
+        assert_eq!(
+            transition(
+                s1,
+                more,
+                SignInEnd::ManagedCredentialUnavailable,
+                Timestamp(9)
+            ),
+            (s1, None)
+        );
+    }
+
+    fn feature_set() -> impl Strategy<Value = FeatureSet> {
+        (0u8..32).prop_map(FeatureSet)
+    }
+
+    fn end() -> impl Strategy<Value = SignInEnd> {
+        prop_oneof![
+            Just(SignInEnd::InteractiveCompleted),
+            Just(SignInEnd::ManagedCredentialUnavailable),
+            Just(SignInEnd::NonInteractive),
+            Just(SignInEnd::Failed),
+        ]
+    }
+
+    proptest! {
+        /// Over any sequence of sign-ins and desired states, the effective state changes only
+        /// at a completed interactive sign-in, and then equals what was desired.
+        #[test]
+        fn effective_changes_only_at_interactive_completion(
+            steps in proptest::collection::vec((feature_set(), end()), 1..40)
+        ) {
+            let mut s = StagedState::default();
+            for (i, (desired, end)) in steps.into_iter().enumerate() {
+                let (next, t) = transition(s, desired, end, Timestamp(i as i64));
+                let removal_pending =
+                    s.effective.password_route().is_some() && desired.password_route().is_none();
+                match end {
+                    SignInEnd::InteractiveCompleted => prop_assert_eq!(next.effective, desired),
+                    SignInEnd::ManagedCredentialUnavailable if removal_pending => {
+                        prop_assert_eq!(next.effective, desired)
+                    }
+                    _ => prop_assert_eq!(next, s),
+                }
+                prop_assert_eq!(t.is_some(), next.effective != s.effective);
+                if let Some(t) = t {
+                    prop_assert_eq!(t.before.union(t.enabled).minus(t.removed), t.after);
+                }
+                s = next;
+            }
+        }
+
+        /// The features are a set: serialisation round-trips any of them.
+        #[test]
+        fn feature_sets_roundtrip(s in feature_set()) {
+            let json = serde_json::to_string(&s).unwrap();
+            prop_assert_eq!(serde_json::from_str::<FeatureSet>(&json).unwrap(), s);
+        }
+    }
+}
