@@ -83,6 +83,17 @@ pub(crate) async fn desired_features(
     Ok(index.desired(user, domain, &groups))
 }
 
+/// While a user's domain is managed (or unknown), their staged-rollout state is frozen: it is
+/// neither used nor changed, so converting the domain back to federated (the rollback) finds
+/// everyone where the cut-over left them.
+pub(crate) fn staged_state_frozen(user: &User, domain: Option<&Domain>) -> bool {
+    matches!(
+        eligibility(user, domain),
+        cutover_core::staged::Eligibility::ManagedDomain
+            | cutover_core::staged::Eligibility::UnknownDomain
+    )
+}
+
 fn rule_error(v: RuleViolation) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, v.rule.code(), v.to_string())
 }

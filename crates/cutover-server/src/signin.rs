@@ -170,6 +170,9 @@ async fn escape_rollback(
     domain: Option<&cutover_core::Domain>,
     record: &mut SignInRecord,
 ) -> Result<Option<Response>, PageError> {
+    if crate::rollout::staged_state_frozen(user, domain) {
+        return Ok(None);
+    }
     let desired = crate::rollout::desired_features(state, user, domain).await?;
     let (before, after) = state
         .store
@@ -221,16 +224,21 @@ pub(crate) async fn complete_sign_in(
     let now = state.now();
     let desired = crate::rollout::desired_features(state, user, domain).await?;
     // One read when nothing switches; the locked write only for a change.
-    let (before, after) = state
-        .store
-        .finish_staged_sign_in(
-            user,
-            desired,
-            SignInEnd::InteractiveCompleted,
-            now,
-            txn.correlation_id,
-        )
-        .await?;
+    let (before, after) = if crate::rollout::staged_state_frozen(user, domain) {
+        let stored = state.store.get_staged_state(user.id).await?;
+        (stored, stored)
+    } else {
+        state
+            .store
+            .finish_staged_sign_in(
+                user,
+                desired,
+                SignInEnd::InteractiveCompleted,
+                now,
+                txn.correlation_id,
+            )
+            .await?
+    };
     if before.effective != after.effective {
         tracing::info!(user = %user.upn, before = ?before.effective, after = ?after.effective, "staged rollout: the user's effective features changed at the end of this sign-in");
     }

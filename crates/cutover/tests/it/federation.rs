@@ -8,10 +8,10 @@ use crate::harness::*;
 use crate::sync::{REDIRECT, SyncEnv, slappasswd, user_ldif};
 use crate::upstream::{Upstream, UpstreamClient, upstream_login};
 
-const CALLBACK: &str = "/federation/callback";
+pub(crate) const CALLBACK: &str = "/federation/callback";
 
 /// The URL of a `<meta http-equiv="refresh">` page (the hop to the upstream IdP).
-fn meta_refresh(html: &str) -> String {
+pub(crate) fn meta_refresh(html: &str) -> String {
     let marker = "content=\"0;url=";
     let start = html
         .find(marker)
@@ -199,7 +199,7 @@ async fn audits(admin: &Admin, action: &str) -> Vec<Value> {
         .clone()
 }
 
-async fn group_id(admin: &Admin, name: &str) -> String {
+pub(crate) async fn group_id(admin: &Admin, name: &str) -> String {
     let groups = admin.get("/groups?$top=500").await;
     groups["value"]
         .as_array()
@@ -212,7 +212,7 @@ async fn group_id(admin: &Admin, name: &str) -> String {
         .to_owned()
 }
 
-fn features(v: &Value) -> Vec<String> {
+pub(crate) fn features(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
         .iter()
@@ -552,6 +552,23 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
     let fx = FedEnv::start(true).await;
     let admin = &fx.env.admin;
     let rp = &fx.rp;
+    // pilot1 is staged (one federated sign-in switches them) before the cut-over.
+    let policy = admin
+        .post(
+            "/policies/featureRolloutPolicies",
+            json!({"displayName": "PHS pilot", "feature": "passwordHashSync", "isEnabled": true}),
+        )
+        .await;
+    let pilot_group = group_id(admin, "Pilot").await;
+    admin
+        .post(
+            &format!(
+                "/policies/featureRolloutPolicies/{}/appliesTo",
+                policy["id"].as_str().unwrap()
+            ),
+            json!({"id": pilot_group}),
+        )
+        .await;
     rp.sign_in("pilot1@example.test", "", "pilot1", &[], "federated")
         .await;
 
@@ -695,6 +712,14 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
         .await;
     let rec = last_sign_in(admin, "nohash1@example.test").await;
     assert_eq!(rec["routeReason"], "managedDomain", "{rec}");
+    rp.sign_in("pilot1@example.test", "pilot-pw", "-", &[], "managed")
+        .await;
+    let view = admin.get("/users/pilot1@example.test/stagedRollout").await;
+    assert_eq!(
+        (&view["eligibility"], features(&view["effective"])),
+        (&json!("managedDomain"), vec!["passwordHashSync".to_owned()]),
+        "a managed domain freezes the staged state: {view}"
+    );
     // The IdP cannot be deleted while a rollback may need it? It can: only federated domains
     // hold it. But converting back is always allowed and returns to it by default.
     let back = admin
@@ -705,7 +730,14 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
         admin.get("/domains/example.test").await["identityProviderId"],
         json!(fx.idp_id)
     );
-    rp.sign_in("pilot1@example.test", "", "pilot1", &[], "federated")
+    // The rollback restores the state before the cut-over: pilot1 staged, nohash1 federated.
+    rp.sign_in("pilot1@example.test", "pilot-pw", "-", &[], "managed")
+        .await;
+    assert_eq!(
+        last_sign_in(admin, "pilot1@example.test").await["routeReason"],
+        "stagedRolloutPasswordHashSync"
+    );
+    rp.sign_in("nohash1@example.test", "", "nohash1", &[], "federated")
         .await;
     assert_eq!(audits(admin, "convertDomainToManaged").await.len(), 1);
     assert_eq!(audits(admin, "convertDomainToFederated").await.len(), 2);

@@ -166,3 +166,125 @@ async fn two_nodes_share_users_sessions_and_codes() {
             .starts_with("aesgcm1:")
     );
 }
+
+/// A federated sign-in may leave for the upstream IdP from one node and come back to another:
+/// its secrets (state, nonce, PKCE verifier) are in the shared sign-in transaction, and each
+/// node fetches the upstream's discovery and keys for itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_federated_sign_in_returns_to_another_node() {
+    use crate::federation::{CALLBACK, meta_refresh};
+    use crate::upstream::{Upstream, UpstreamClient, upstream_login};
+
+    let db = fresh_postgres().await;
+    let dir_a = scratch_dir("fed-node-a");
+    let a = ServerProcess::start(&dir_a, &["--database", &db]);
+    let dir_b = scratch_dir("fed-node-b");
+    let kek = dir_a.join("key-encryption-key");
+    let b = ServerProcess::start(
+        &dir_b,
+        &[
+            "--database",
+            &db,
+            "--issuer",
+            &a.base,
+            "--key-encryption-key-file",
+            kek.to_str().unwrap(),
+        ],
+    );
+    let upstream = Upstream::start(
+        &[UpstreamClient {
+            client_id: "cutover".into(),
+            client_secret: "upstream-secret".into(),
+            redirect_uris: vec![format!("{}{CALLBACK}", a.base)],
+            mode: "normal",
+        }],
+        json!({"fed1": {"immutable_id": "anchor-fed1"}}),
+    )
+    .await;
+    let admin = Admin::login(&b.base, &a.credentials()).await;
+    let idp = admin
+        .post(
+            "/identityProviders",
+            json!({"displayName": "Corp IdP", "issuer": upstream.issuer, "clientId": "cutover",
+                   "clientSecret": "upstream-secret", "immutableIdClaim": "immutable_id"}),
+        )
+        .await;
+    admin
+        .post(
+            "/domains",
+            json!({"id": "fed.example", "authenticationType": "federated", "identityProviderId": idp["id"]}),
+        )
+        .await;
+    admin
+        .post(
+            "/users",
+            json!({"userPrincipalName": "fed1@fed.example", "displayName": "Fed One", "accountEnabled": true,
+                   "source": "synced", "immutableId": "anchor-fed1"}),
+        )
+        .await;
+    let app = admin
+        .post(
+            "/applications",
+            json!({"displayName": "Payroll", "redirectUris": [REDIRECT], "clientType": "confidential"}),
+        )
+        .await;
+    let f = Fixture {
+        user_id: String::new(),
+        upn: "fed1@fed.example".into(),
+        password: String::new(),
+        client_id: app["clientId"].as_str().unwrap().into(),
+        client_secret: app["clientSecret"].as_str().unwrap().into(),
+        redirect_uri: REDIRECT.into(),
+    };
+
+    // Authorize and the identifier page on A ...
+    let http = browser();
+    let (verifier, challenge) = pkce();
+    let login = redirect_of(
+        &http,
+        auth_url(&a.base, &f.client_id, REDIRECT, &challenge, &[]),
+    )
+    .await;
+    let page = http
+        .get(format!("{}{login}", a.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hop = http
+        .post(format!("{}/login/identifier", a.base))
+        .form(&[
+            ("t", hidden(&page, "t").as_str()),
+            ("csrf", &hidden(&page, "csrf")),
+            ("username", "fed1@fed.example"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let callback = upstream_login(
+        &http,
+        &meta_refresh(&hop),
+        "fed1",
+        &format!("{}{CALLBACK}", a.base),
+    )
+    .await;
+    // ... the callback on B (as a load balancer may send it) ...
+    let on_b = callback.replacen(&a.base, &b.base, 1);
+    let res = http.get(&on_b).send().await.unwrap();
+    assert_eq!(res.status(), 303, "{}", res.text().await.unwrap());
+    let back = location(&res);
+    let code = query_param(&back, "code").expect("code");
+    // ... and the code redeemed on A.
+    let (status, tokens) = redeem(&a.base, &f, &code, &verifier).await;
+    assert_eq!(status, 200, "{tokens}");
+    let log = admin
+        .get("/auditLogs/signIns?userPrincipalName=fed1@fed.example")
+        .await;
+    assert_eq!(log["value"][0]["route"], "federated", "{log}");
+    assert_eq!(log["value"][0]["result"], "success", "{log}");
+}
