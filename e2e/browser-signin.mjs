@@ -23,83 +23,23 @@
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
 import path from 'node:path';
+import { CHROMIUM_ARGS, scriptHarness, within } from './script-harness.mjs';
 
 const TOTAL_MS = 60_000;
 const STEP_MS = 15_000;
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 const CALLBACK_HTML = '<!doctype html><html><head><title>callback</title></head><body><p>redirect captured</p></body></html>';
 
 const env = process.env;
-const log = (...a) => console.error('[browser-signin]', ...a);
-
 let browser = null;
 let page = null;
-let finished = false;
-
-function emit(obj, code) {
-  if (finished) return;
-  finished = true;
-  // stdout to a pipe or file is synchronous on Linux, so the line is out before exit.
-  process.stdout.write(JSON.stringify(obj) + '\n');
-  process.exitCode = code;
-}
-
-// Resolve to `fallback` if `promise` takes longer than `ms` (or fails).
-function within(ms, promise, fallback) {
-  return Promise.race([
-    Promise.resolve(promise).catch(() => fallback),
-    new Promise((r) => setTimeout(r, ms, fallback).unref()),
-  ]);
-}
-
-async function closeBrowser() {
-  if (browser) await within(5_000, browser.close(), undefined);
-}
-
-let failing = false;
-
-// Report a failure and exit 1. `quick` (the global timer) skips the screenshot and the
-// orderly browser close; playwright kills Chromium when node exits anyway.
-async function fail(error, quick = false) {
-  if (finished || (failing && !quick)) return;
-  failing = true;
-  // playwright's messages carry terminal colour codes; drop them.
-  // eslint-disable-next-line no-control-regex
-  const msg = (error instanceof Error ? error.message : String(error)).replace(/\u001b\[[0-9;]*m/g, '').trim();
-  log('FAILED:', msg);
-  let pageUrl = '';
-  let html = '';
-  if (page) {
-    try { pageUrl = page.url(); } catch { /* page gone */ }
-    html = String(await within(quick ? 1_500 : 3_000, page.content(), '')).slice(0, 2000);
-    if (!quick) await shot('failure');
-  }
-  emit({ ok: false, error: msg, pageUrl, html }, 1);
-  if (!quick) await closeBrowser();
-  process.exit(1);
-}
-
-// Global bound: whatever hangs, the process is gone within TOTAL_MS. The report starts
-// 3 s early so that it (at most ~1.5 s) fits inside; a hard exit follows regardless.
-setTimeout(() => {
-  setTimeout(() => process.exit(1), 2_500).unref();
-  fail(`timed out: the sign-in did not finish within ${(TOTAL_MS - 3_000) / 1000} s`, true);
-}, TOTAL_MS - 3_000);
-
-process.on('unhandledRejection', (e) => { fail(e); });
-
-async function shot(name) {
-  if (!env.SCREENSHOT_DIR || !page) return;
-  try {
-    fs.mkdirSync(env.SCREENSHOT_DIR, { recursive: true });
-    await within(5_000, page.screenshot({ path: path.join(env.SCREENSHOT_DIR, `${name}.png`), fullPage: true }), undefined);
-  } catch (e) {
-    log(`screenshot ${name} failed: ${e.message}`);
-  }
-}
+const { log, emit, fail, shot, open, closeBrowser } = scriptHarness({
+  tag: 'browser-signin',
+  totalMs: TOTAL_MS,
+  stepMs: STEP_MS,
+  getBrowser: () => browser,
+  getPage: () => page,
+  extra: () => ({}),
+});
 
 // --- captured redirects -------------------------------------------------------------------
 const captured = []; // URLs starting with REDIRECT_PREFIX, one per request, in order
@@ -150,19 +90,6 @@ async function signIn(round) {
   return url;
 }
 
-// Navigate; returns page.goto's error message, or null. It rejects e.g. when a redirect hop to
-// the unlistened callback is refused by Chromium, or when another navigation interrupts it:
-// what counts is the capture, so the error is only reported, not thrown.
-async function open(url) {
-  try {
-    await page.goto(url, { waitUntil: 'domcontentloaded', timeout: STEP_MS });
-    return null;
-  } catch (e) {
-    const msg = e.message.split('\n')[0];
-    log(`goto ${url}: ${msg}`);
-    return msg;
-  }
-}
 
 async function main() {
   for (const name of ['AUTH_URL', 'USERNAME', 'PASSWORD', 'REDIRECT_PREFIX']) {

@@ -77,12 +77,10 @@ pub struct UpstreamPending {
 // ---- the sign-in side ----------------------------------------------------------------------
 
 fn settings<'a>(
-    state: &'a AppState,
     idp: &'a IdentityProvider,
     secret: &'a str,
     redirect_uri: &'a str,
 ) -> UpstreamSettings<'a> {
-    let _ = state;
     UpstreamSettings {
         id: idp.id,
         version: idp.updated_at.millis(),
@@ -114,7 +112,9 @@ fn callback_uri(state: &AppState) -> String {
 /// starts from the identifier page.
 fn upstream_failure_page(txn_id: &str, reason: FailureReason) -> Response {
     let status = match reason {
-        FailureReason::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+        FailureReason::UpstreamUnavailable | FailureReason::FederationNotConfigured => {
+            StatusCode::BAD_GATEWAY
+        }
         _ => StatusCode::FORBIDDEN,
     };
     (
@@ -181,7 +181,7 @@ pub(crate) async fn redirect_upstream(
     let url = state
         .federation
         .authorization_url(
-            &settings(state, &idp, &secret, &redirect_uri),
+            &settings(&idp, &secret, &redirect_uri),
             &PendingAuth {
                 state: &upstream_state,
                 nonce: &pending.nonce,
@@ -211,7 +211,13 @@ pub(crate) async fn redirect_upstream(
         .update_sign_in_transaction(txn_id, &data)
         .await?;
     Ok(if as_page {
-        pages::upstream_redirect_page(&idp.display_name, &url).into_response()
+        pages::upstream_redirect_page(
+            &idp.display_name,
+            &url,
+            login_hint.unwrap_or_default(),
+            txn_id,
+        )
+        .into_response()
     } else {
         let mut res = axum::response::Redirect::to(&url).into_response();
         res.headers_mut().insert(
@@ -337,7 +343,7 @@ async fn callback(
     let verified = state
         .federation
         .redeem(
-            &settings(&state, &idp, &secret, &redirect_uri),
+            &settings(&idp, &secret, &redirect_uri),
             &PendingAuth {
                 state: "",
                 nonce: &pending.nonce,

@@ -174,17 +174,22 @@ pub fn error_page_with_action(title: &str, message: &str, href: &str, label: &st
 /// "Taking you to your organisation's sign-in page": a navigation by meta refresh, with a link
 /// for browsers that do not follow it. (A redirect answering the identifier form would be
 /// checked against the page's CSP `form-action`, which cannot name every upstream IdP.)
-pub fn upstream_redirect_page(idp_name: &str, url: &str) -> Page {
+/// `username` and `txn` offer a way back when the name was mistyped.
+pub fn upstream_redirect_page(idp_name: &str, url: &str, username: &str, txn: &str) -> Page {
     let u = esc(url);
     Page(
         format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
              <meta http-equiv=\"refresh\" content=\"0;url={u}\"><meta name=\"referrer\" content=\"no-referrer\">\
-             <title>Redirecting – Cutover</title><style>{STYLE}</style></head><body><main>\
+             <title>Going to your organisation's sign-in page – Cutover</title><style>{STYLE}</style></head><body><main>\
              <h1>Taking you to your organisation's sign-in page</h1>\
+             <p class=\"who\" id=\"who\">{who}</p>\
              <p>Your organisation signs you in with <strong>{name}</strong>.</p>\
-             <p><a id=\"continue\" href=\"{u}\">Continue to {name}</a></p></main></body></html>",
-            name = esc(idp_name)
+             <p><a id=\"continue\" href=\"{u}\">Continue to {name}</a></p>\
+             <p class=\"small\"><a id=\"other\" href=\"/login?t={t}\">Sign in with a different account</a></p></main></body></html>",
+            name = esc(idp_name),
+            who = esc(username),
+            t = esc(txn),
         ),
         None,
     )
@@ -212,7 +217,7 @@ mod tests {
         assert!(!html.contains("<script>"));
         let Page(html, _) = error_page_with_action(evil, evil, evil, evil);
         assert!(!html.contains("<script>"), "{html}");
-        let Page(html, _) = upstream_redirect_page(evil, evil);
+        let Page(html, _) = upstream_redirect_page(evil, evil, evil, evil);
         assert!(!html.contains("<script>"), "{html}");
     }
 

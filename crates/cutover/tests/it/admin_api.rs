@@ -656,6 +656,12 @@ fn bench_command_runs_and_reports_ratios() {
             "20",
             "--concurrency",
             "1",
+            "--routing-users",
+            "200",
+            "--routing-groups",
+            "20",
+            "--routing-decisions",
+            "1000",
         ])
         .output()
         .unwrap();
@@ -669,6 +675,10 @@ fn bench_command_runs_and_reports_ratios() {
         "raw argon2id verifications/s",
         "full password sign-ins",
         "÷ argon2id/s",
+        "decisions, index prebuilt",
+        "decisions, index per call",
+        "staged-rollout sign-ins",
+        "÷ plain sign-ins/s",
         "client_credentials grants",
         "refresh_token grants",
         "÷ ES256/s",

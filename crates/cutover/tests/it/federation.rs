@@ -164,16 +164,21 @@ impl Rp {
         );
         let back = a.back.unwrap();
         assert!(back.starts_with(REDIRECT), "{back}");
-        let code = query_param(&back, "code").expect("code");
+        self.redeem(&back, &a.verifier).await
+    }
+
+    /// Redeem the code in `back` (the redirect to the client); the tokens must come out.
+    pub async fn redeem(&self, back: &str, verifier: &str) -> Value {
+        let code = query_param(back, "code").expect("code");
         let f = Fixture {
             user_id: String::new(),
-            upn: upn.into(),
-            password: password.into(),
+            upn: String::new(),
+            password: String::new(),
             client_id: self.client_id.clone(),
             client_secret: self.secret.clone(),
             redirect_uri: REDIRECT.into(),
         };
-        let (status, tokens) = redeem(&self.base, &f, &code, &a.verifier).await;
+        let (status, tokens) = redeem(&self.base, &f, &code, verifier).await;
         assert_eq!(status, 200, "{tokens}");
         assert!(tokens["id_token"].is_string(), "{tokens}");
         tokens
@@ -210,6 +215,33 @@ pub(crate) async fn group_id(admin: &Admin, name: &str) -> String {
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// The admin puts group `Pilot` into an enabled passwordHashSync rollout policy (created here).
+/// Returns (policy id, group id) and checks the policy now names the group.
+pub(crate) async fn stage_pilot_group(admin: &Admin) -> (String, String) {
+    let policy = admin
+        .post(
+            "/policies/featureRolloutPolicies",
+            json!({"displayName": "PHS pilot", "feature": "passwordHashSync", "isEnabled": true}),
+        )
+        .await;
+    let pid = policy["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{policy}"))
+        .to_owned();
+    let pilot_group = group_id(admin, "Pilot").await;
+    let after_add = admin
+        .post(
+            &format!("/policies/featureRolloutPolicies/{pid}/appliesTo"),
+            json!({"id": pilot_group}),
+        )
+        .await;
+    assert_eq!(
+        after_add["appliesTo"][0]["displayName"], "Pilot",
+        "{after_add}"
+    );
+    (pid, pilot_group)
 }
 
 pub(crate) fn features(v: &Value) -> Vec<String> {
@@ -331,24 +363,7 @@ async fn staged_rollout_moves_a_group_after_one_more_sign_in_and_back() {
     );
 
     // The admin stages group Pilot for password hash sync.
-    let policy = admin
-        .post(
-            "/policies/featureRolloutPolicies",
-            json!({"displayName": "PHS pilot", "feature": "passwordHashSync", "isEnabled": true}),
-        )
-        .await;
-    let pid = policy["id"].as_str().unwrap().to_owned();
-    let pilot_group = group_id(admin, "Pilot").await;
-    let after_add = admin
-        .post(
-            &format!("/policies/featureRolloutPolicies/{pid}/appliesTo"),
-            json!({"id": pilot_group}),
-        )
-        .await;
-    assert_eq!(
-        after_add["appliesTo"][0]["displayName"], "Pilot",
-        "{after_add}"
-    );
+    let (pid, pilot_group) = stage_pilot_group(admin).await;
     let view = admin.get(&format!("/users/{PILOT}/stagedRollout")).await;
     assert_eq!(
         features(&view["desired"]),
@@ -553,22 +568,7 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
     let admin = &fx.env.admin;
     let rp = &fx.rp;
     // pilot1 is staged (one federated sign-in switches them) before the cut-over.
-    let policy = admin
-        .post(
-            "/policies/featureRolloutPolicies",
-            json!({"displayName": "PHS pilot", "feature": "passwordHashSync", "isEnabled": true}),
-        )
-        .await;
-    let pilot_group = group_id(admin, "Pilot").await;
-    admin
-        .post(
-            &format!(
-                "/policies/featureRolloutPolicies/{}/appliesTo",
-                policy["id"].as_str().unwrap()
-            ),
-            json!({"id": pilot_group}),
-        )
-        .await;
+    stage_pilot_group(admin).await;
     rp.sign_in("pilot1@example.test", "", "pilot1", &[], "federated")
         .await;
 

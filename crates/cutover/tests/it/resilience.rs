@@ -195,7 +195,7 @@ async fn junk_input_never_breaks_the_server() {
         ..Config::default()
     });
     let junk = proptest::collection::vec(any::<u8>(), 0..400);
-    let outcome = runner.run(&(junk, 0usize..11), |(bytes, which)| {
+    let outcome = runner.run(&(junk, 0usize..15), |(bytes, which)| {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let enc: String = url::form_urlencoded::byte_serialize(&bytes).collect();
         let (base, http, admin, sync, client_id, shown) = (base.clone(), http.clone(), &admin, &sync, f.client_id.clone(), text.clone());
@@ -212,6 +212,10 @@ async fn junk_input_never_breaks_the_server() {
                     7 => admin.http.get(format!("{base}/api/v1/auditLogs/signIns?{text}")).bearer_auth(&admin.token),
                     8 => sync.http.post(format!("{base}/sync/v1/servers/junk/exports")).bearer_auth(&sync.token).header("content-type", "application/json").body(bytes.clone()),
                     9 => sync.http.get(format!("{base}/sync/v1/snapshot/users?{text}")).bearer_auth(&sync.token),
+                    11 => http.get(format!("{base}/federation/callback?{text}")),
+                    12 => http.get(format!("{base}/federation/callback?state={enc}.{enc}&code={enc}&error_description={enc}")),
+                    13 => admin.http.post(format!("{base}/api/v1/policies/featureRolloutPolicies")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
+                    14 => admin.http.post(format!("{base}/api/v1/identityProviders")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
                     _ => http.get(format!("{base}/oauth2/logout?id_token_hint={enc}&post_logout_redirect_uri={enc}")),
                 };
                 match req.send().await {
