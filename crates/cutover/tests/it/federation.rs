@@ -948,6 +948,37 @@ async fn upstream_failures_are_refused_clearly_and_change_nothing() {
         );
     }
 
+    // An ID token that expired by Cutover's clock is refused (the upstream mints it for 10
+    // minutes; the sign-in transaction lives 15, so only the token is stale).
+    let http = browser();
+    let (_, challenge) = pkce();
+    let url = auth_url(
+        &fx.rp.base,
+        &fx.rp.client_id,
+        REDIRECT,
+        &challenge,
+        &[("domain_hint", "good.example")],
+    );
+    let to_upstream = location(&http.get(&url).send().await.unwrap());
+    let callback = upstream_login(
+        &http,
+        &to_upstream,
+        "good",
+        &format!("{}{CALLBACK}", fx.rp.base),
+    )
+    .await;
+    fx.server.clock.advance_secs(11 * 60);
+    let late = http.get(&callback).send().await.unwrap();
+    fx.server.clock.advance_secs(-11 * 60);
+    assert_eq!(late.status(), 403);
+    // Nobody was identified yet (domain_hint skipped the identifier page): the newest record.
+    let rec = admin.get("/auditLogs/signIns?$top=1").await["value"][0].clone();
+    assert_eq!(
+        (&rec["failureReason"], &rec["route"]),
+        (&json!("upstreamTokenInvalid"), &json!("federated")),
+        "{rec}"
+    );
+
     // Matching by UPN when the immutable id is unknown (the fallback is on for good.example).
     fx.rp
         .sign_in("good@good.example", "", "byname", &[], "federated")
