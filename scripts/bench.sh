@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # Cutover's benchmark: a release build, a throwaway PostgreSQL, then `cutover bench` on SQLite
-# and PostgreSQL. Prints ratios against raw argon2id and ES256 measured in the same run
-# (see docs/PERFORMANCE.md). Everything listens on 127.0.0.1 and every loop is bounded.
+# and PostgreSQL. Prints ratios against raw argon2id and ES256 measured in the same run, the
+# staged-rollout routing decisions per second of the pure core, and staged-rollout sign-ins
+# against plain ones (see docs/PERFORMANCE.md). Everything listens on 127.0.0.1 and every loop
+# is bounded.
 #
 #   usage: scripts/bench.sh [cutover bench options...]    e.g. scripts/bench.sh --signins 200
+#          scripts/bench.sh --json /tmp/bench.json        # the results as JSON too
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"

@@ -2,8 +2,10 @@
 //! physical limits measured in the same run — full password sign-ins per second against raw
 //! argon2id verifications per second, token grants per second against raw ES256 signatures
 //! per second — plus latency percentiles, idle memory and startup time of a real
-//! `cutover serve` process. Every loop is bounded in count and in time; servers listen on
-//! 127.0.0.1 only.
+//! `cutover serve` process. Staged rollout adds two measures: routing decisions per second in
+//! the pure core ([`routing`]), and managed sign-ins of staged users against the same
+//! sign-ins without staged rollout. Every loop is bounded in count and in time; servers listen
+//! on 127.0.0.1 only.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,9 +15,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use cutover_core::staged::{FeatureSet, RolloutFeature, SignInEnd};
 use cutover_server::crypto::{Argon2Params, Es256Key};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
+
+#[path = "bench_routing.rs"]
+mod routing;
 
 /// No phase runs longer than this, whatever the counts say.
 pub const PHASE_TIME_LIMIT: Duration = Duration::from_secs(60);
@@ -48,6 +54,15 @@ pub struct BenchArgs {
     /// Raw ES256 signatures for the baseline.
     #[arg(long, default_value_t = 20000)]
     pub signatures: usize,
+    /// Users in the in-memory directory of the core routing phase.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub routing_users: usize,
+    /// Groups in the in-memory directory of the core routing phase (ten policies target ten each).
+    #[arg(long, default_value_t = 10_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(routing::GROUPS_PER_POLICY as u64..))]
+    pub routing_groups: usize,
+    /// Routing decisions in the core, for each of the two variants (index prebuilt, index built per decision).
+    #[arg(long, default_value_t = 2_000_000)]
+    pub routing_decisions: usize,
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -137,6 +152,24 @@ where
     F: Fn(usize) -> Fut + Send + Sync + 'static,
     Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
 {
+    let (lat, elapsed) =
+        parallel_http_samples(count, concurrency, what, PHASE_TIME_LIMIT, op).await?;
+    Ok(summarize(lat, elapsed))
+}
+
+/// [`parallel_http`] bounded by `limit`, returning the latencies (ms) and the wall time, so
+/// that several runs can be summarised together.
+async fn parallel_http_samples<F, Fut>(
+    count: usize,
+    concurrency: usize,
+    what: &str,
+    limit: Duration,
+    op: F,
+) -> anyhow::Result<(Vec<f64>, Duration)>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
     let next = Arc::new(AtomicUsize::new(0));
     let op = Arc::new(op);
     let pb = bar(count, what);
@@ -148,7 +181,7 @@ where
             let mut lat = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count || start.elapsed() >= PHASE_TIME_LIMIT {
+                if i >= count || start.elapsed() >= limit {
                     break;
                 }
                 let t = Instant::now();
@@ -165,7 +198,7 @@ where
     }
     let elapsed = start.elapsed();
     pb.finish_and_clear();
-    Ok(summarize(lat, elapsed))
+    Ok((lat, elapsed))
 }
 
 /// A `cutover serve` child on loopback; killed on drop.
@@ -288,40 +321,72 @@ async fn admin_token(base: &str, creds: &Value) -> anyhow::Result<String> {
         .context("no admin token")
 }
 
-async fn seed(server: &Server, users: usize) -> anyhow::Result<Target> {
-    let token = admin_token(&server.base, &server.creds).await?;
-    let http = reqwest::Client::new();
-    let post = |path: &str, body: Value| {
-        let req = http
-            .post(format!("{}/api/v1{path}", server.base))
-            .bearer_auth(&token)
-            .json(&body);
-        async move {
-            let res = req.send().await?;
-            if !res.status().is_success() {
-                bail!(
-                    "seeding {}: {}",
-                    res.status(),
-                    res.text().await.unwrap_or_default()
-                );
-            }
-            Ok::<Value, anyhow::Error>(res.json().await?)
+/// The benchmark server's admin API, with a token of its admin application.
+struct AdminApi {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl AdminApi {
+    async fn login(server: &Server) -> anyhow::Result<Self> {
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: server.base.clone(),
+            token: admin_token(&server.base, &server.creds).await?,
+        })
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder, what: &str) -> anyhow::Result<Value> {
+        let res = req.bearer_auth(&self.token).send().await?;
+        if !res.status().is_success() {
+            bail!(
+                "seeding ({what}) {}: {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
         }
-    };
-    post("/domains", json!({"id": "bench.example"})).await?;
+        Ok(res.json().await?)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let req = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .json(&body);
+        self.send(req, &format!("POST {path}")).await
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        let req = self.http.get(format!("{}/api/v1{path}", self.base));
+        self.send(req, &format!("GET {path}")).await
+    }
+}
+
+fn id_of(v: &Value) -> anyhow::Result<String> {
+    v["id"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no id in {v}"))
+}
+
+async fn seed(server: &Server, users: usize) -> anyhow::Result<Target> {
+    let api = AdminApi::login(server).await?;
+    api.post("/domains", json!({"id": "bench.example"})).await?;
     let password = "Bench-Password-123".to_string();
     let mut names = Vec::new();
     for i in 0..users {
         let upn = format!("user{i}@bench.example");
-        post("/users", json!({"userPrincipalName": upn, "displayName": format!("User {i}"), "passwordProfile": {"password": password}})).await?;
+        api.post("/users", json!({"userPrincipalName": upn, "displayName": format!("User {i}"), "passwordProfile": {"password": password}})).await?;
         names.push(upn);
     }
     let redirect = "http://127.0.0.1:9/cb".to_string();
-    let app = post(
-        "/applications",
-        json!({"displayName": "Bench", "redirectUris": [redirect]}),
-    )
-    .await?;
+    let app = api
+        .post(
+            "/applications",
+            json!({"displayName": "Bench", "redirectUris": [redirect]}),
+        )
+        .await?;
     Ok(Target {
         base: server.base.clone(),
         client_id: app["clientId"].as_str().context("clientId")?.to_owned(),
@@ -332,6 +397,160 @@ async fn seed(server: &Server, users: usize) -> anyhow::Result<Target> {
         redirect,
         users: names,
         password,
+    })
+}
+
+/// The federated domain of the staged-rollout phase.
+const STAGED_DOMAIN: &str = "staged.example";
+const POLICIES: &str = "/policies/featureRolloutPolicies";
+
+/// The features a staged user's groups call for: every enabled policy of the staged phase
+/// targets the same groups.
+fn staged_features() -> FeatureSet {
+    FeatureSet::of(&[
+        RolloutFeature::PasswordHashSync,
+        RolloutFeature::SeamlessSso,
+        RolloutFeature::MultiFactorAuthentication,
+        RolloutFeature::CertificateBasedAuthentication,
+    ])
+}
+
+/// Seed the staged-rollout phase through the admin API: an upstream IdP (never contacted), a
+/// federated domain, ten groups, policies for every feature (passwordHashSync, seamlessSso,
+/// multiFactorAuthentication and certificateBasedAuthentication enabled with the ten groups;
+/// passthroughAuthentication created disabled, since it cannot be enabled with
+/// passwordHashSync), and `users` synced users with the plain phase's password, each in one
+/// group. The benchmark has no upstream to complete the one federated sign-in that would switch
+/// them, so their effective state is set in the database directly, as that sign-in would.
+/// Returns a target for the same application as `plain`.
+async fn seed_staged(
+    server: &Server,
+    database: &str,
+    plain: &Target,
+    users: usize,
+) -> anyhow::Result<Target> {
+    let api = AdminApi::login(server).await?;
+    let idp = api
+        .post(
+            "/identityProviders",
+            json!({"displayName": "Legacy IdP (bench, never contacted)", "issuer": "https://idp.bench.example", "clientId": "cutover-bench", "clientSecret": "bench-upstream-secret"}),
+        )
+        .await?;
+    api.post(
+        "/domains",
+        json!({"id": STAGED_DOMAIN, "authenticationType": "federated", "identityProviderId": id_of(&idp)?}),
+    )
+    .await?;
+    let mut groups = Vec::new();
+    for n in 0..routing::GROUPS_PER_POLICY {
+        let g = api
+            .post(
+                "/groups",
+                json!({"displayName": format!("Staged pilot {n}")}),
+            )
+            .await?;
+        groups.push(id_of(&g)?);
+    }
+    // passwordHashSync first: seamlessSso may only be enabled next to a password feature.
+    for (feature, enabled) in [
+        (RolloutFeature::PasswordHashSync, true),
+        (RolloutFeature::SeamlessSso, true),
+        (RolloutFeature::MultiFactorAuthentication, true),
+        (RolloutFeature::CertificateBasedAuthentication, true),
+        (RolloutFeature::PassthroughAuthentication, false),
+    ] {
+        let p = api
+            .post(
+                POLICIES,
+                json!({"displayName": format!("Bench {feature}"), "feature": feature.as_str(), "isEnabled": enabled}),
+            )
+            .await?;
+        if enabled {
+            // The groups go in while they are empty (a group may have at most 200 members
+            // when first added).
+            let path = format!("{POLICIES}/{}/appliesTo", id_of(&p)?);
+            for g in &groups {
+                api.post(&path, json!({"id": g})).await?;
+            }
+        }
+    }
+    let mut names = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..users {
+        let upn = format!("staged{i}@{STAGED_DOMAIN}");
+        let u = api
+            .post(
+                "/users",
+                json!({"userPrincipalName": upn, "displayName": format!("Staged {i}"), "source": "synced", "immutableId": format!("bench-anchor-{i}"), "passwordProfile": {"password": plain.password}}),
+            )
+            .await?;
+        let id = id_of(&u)?;
+        api.post(
+            &format!("/groups/{}/members", groups[i % groups.len()]),
+            json!({"id": id, "memberType": "user"}),
+        )
+        .await?;
+        names.push(upn);
+        ids.push(id);
+    }
+
+    // What the users' first (federated) sign-in would have stored: effective = desired.
+    let store = cutover_store::connect(database)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the benchmark database: {e}"))?;
+    let now = cutover_core::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+    );
+    for upn in &names {
+        let user = store
+            .get_user_by_upn(&upn.to_ascii_lowercase())
+            .await
+            .map_err(|e| anyhow::anyhow!("reading {upn}: {e}"))?
+            .with_context(|| format!("{upn} was created but cannot be read back"))?
+            .user;
+        let (_, after) = store
+            .finish_staged_sign_in(
+                &user,
+                staged_features(),
+                SignInEnd::InteractiveCompleted,
+                now,
+                uuid::Uuid::new_v4(),
+            )
+            .await
+            .map_err(|e| anyhow::anyhow!("setting the effective state of {upn}: {e}"))?;
+        if after.effective != staged_features() {
+            bail!(
+                "the effective state of {upn} is {:?} after the switch, not {:?}",
+                after.effective,
+                staged_features()
+            );
+        }
+    }
+    drop(store);
+
+    // The server must agree: staged, routed to password hash sync, nothing pending (so that
+    // the measured sign-ins switch nothing and write no audit rows).
+    for (upn, id) in names.iter().zip(&ids) {
+        let view = api.get(&format!("/users/{id}/stagedRollout")).await?;
+        if view["route"]["reason"] != "stagedRolloutPasswordHashSync"
+            || view["pendingChange"] != false
+        {
+            bail!(
+                "staged rollout is not in effect for {upn}: the server routes it as {} (pending change: {}); expected stagedRolloutPasswordHashSync with nothing pending\n{view:#}",
+                view["route"]["reason"],
+                view["pendingChange"]
+            );
+        }
+    }
+    Ok(Target {
+        base: plain.base.clone(),
+        client_id: plain.client_id.clone(),
+        client_secret: plain.client_secret.clone(),
+        redirect: plain.redirect.clone(),
+        users: names,
+        password: plain.password.clone(),
     })
 }
 
@@ -376,8 +595,12 @@ async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
         ])
         .send()
         .await?;
+    let next = location(&res)?;
+    if !next.starts_with("/login/password") {
+        bail!("the identifier step for {upn} went to {next}, not to Cutover's password page");
+    }
     let html = http
-        .get(format!("{}{}", t.base, location(&res)?))
+        .get(format!("{}{next}", t.base))
         .send()
         .await?
         .text()
@@ -416,12 +639,84 @@ async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
     Ok(tokens)
 }
 
+/// One round of full sign-ins of `t`'s users.
+async fn sign_in_round(
+    t: &Arc<Target>,
+    count: usize,
+    concurrency: usize,
+    what: &str,
+    limit: Duration,
+) -> anyhow::Result<(Vec<f64>, Duration)> {
+    let t = t.clone();
+    parallel_http_samples(count, concurrency, what, limit, move |i| {
+        let t = t.clone();
+        async move {
+            full_sign_in(&t, &t.users[i % t.users.len()]).await?;
+            Ok(())
+        }
+    })
+    .await
+}
+
+/// Full password sign-ins without staged rollout (cloud users of a managed domain) and with it
+/// (staged synced users of a federated domain), `args.signins` of each. After one untimed
+/// sign-in per client of each kind, the two alternate plain, staged, staged, plain, so that
+/// warm-up and drifts of the machine's load fall on both alike. Each kind is bounded by
+/// [`PHASE_TIME_LIMIT`] in all.
+async fn plain_and_staged_sign_ins(
+    args: &BenchArgs,
+    backend: &str,
+    plain: &Arc<Target>,
+    staged: &Arc<Target>,
+) -> anyhow::Result<(Phase, Phase)> {
+    let conc = args.concurrency.max(1);
+    for (t, what) in [(plain, "plain"), (staged, "staged")] {
+        sign_in_round(
+            t,
+            conc,
+            conc,
+            &format!("[{backend}] warm-up, {what}"),
+            PHASE_TIME_LIMIT,
+        )
+        .await?;
+    }
+    let halves = [args.signins / 2, args.signins - args.signins / 2];
+    let rounds = [(0, 0), (1, 0), (1, 1), (0, 1)];
+    let mut samples = [(Vec::new(), Duration::ZERO), (Vec::new(), Duration::ZERO)];
+    for (kind, half) in rounds {
+        let (t, name) = if kind == 0 {
+            (plain, "full password sign-ins")
+        } else {
+            (staged, "staged-rollout sign-ins")
+        };
+        let (lat, elapsed) = sign_in_round(
+            t,
+            halves[half],
+            args.concurrency,
+            &format!("[{backend}] {name} ({}/2)", half + 1),
+            PHASE_TIME_LIMIT / 2,
+        )
+        .await?;
+        samples[kind].0.extend(lat);
+        samples[kind].1 += elapsed;
+    }
+    let [(plain_lat, plain_time), (staged_lat, staged_time)] = samples;
+    Ok((
+        summarize(plain_lat, plain_time),
+        summarize(staged_lat, staged_time),
+    ))
+}
+
 #[derive(Debug, serde::Serialize)]
 struct BackendResult {
     backend: String,
     startup_ms: f64,
     idle_rss_mib: f64,
     signins: Phase,
+    /// The same sign-ins by synced users whom staged rollout routes to the password page.
+    staged_signins: Phase,
+    /// Staged sign-ins per second ÷ plain sign-ins per second.
+    staged_over_plain: f64,
     client_credentials: Phase,
     refresh: Phase,
 }
@@ -442,20 +737,20 @@ async fn bench_backend(
     );
     let target = Arc::new(seed(&server, args.concurrency.max(1)).await?);
 
-    let t = target.clone();
-    let signins = parallel_http(
-        args.signins,
-        args.concurrency,
-        &format!("[{backend}] full password sign-ins"),
-        move |i| {
-            let t = t.clone();
-            async move {
-                full_sign_in(&t, &t.users[i % t.users.len()]).await?;
-                Ok(())
-            }
-        },
-    )
-    .await?;
+    // Staged rollout: synced users of a federated domain whom their effective
+    // passwordHashSync routes to the password page. One sign-in first checks that it does.
+    let staged_target =
+        Arc::new(seed_staged(&server, database, &target, args.concurrency.max(1)).await?);
+    full_sign_in(&staged_target, &staged_target.users[0])
+        .await
+        .with_context(|| {
+            format!(
+                "[{backend}] staged rollout check: {} is in the passwordHashSync rollout and effectively enabled, so its sign-in must land on Cutover's password page and succeed",
+                staged_target.users[0]
+            )
+        })?;
+    let (signins, staged_signins) =
+        plain_and_staged_sign_ins(args, backend, &target, &staged_target).await?;
 
     let t = target.clone();
     let http = reqwest::Client::new();
@@ -529,7 +824,9 @@ async fn bench_backend(
         backend: backend.into(),
         startup_ms: server.startup.as_secs_f64() * 1000.0,
         idle_rss_mib: rss,
+        staged_over_plain: staged_signins.per_sec / signins.per_sec.max(1e-9),
         signins,
+        staged_signins,
         client_credentials,
         refresh,
     })
@@ -569,6 +866,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let _ = k.sign_jwt("at+jwt", &claims);
         },
     );
+    let routing = routing::run(
+        args.routing_users,
+        args.routing_groups,
+        args.routing_decisions,
+        argon.per_sec,
+    );
 
     let scratch = std::env::temp_dir().join(format!("cutover-bench-{}", uuid::Uuid::new_v4()));
     let mut results = Vec::new();
@@ -605,6 +908,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         es256.per_sec, es256.p50_ms
     );
     println!();
+    routing::print(&routing);
+    println!();
     println!(
         "{:<9} {:<28} {:>8} {:>10} {:>9} {:>9} {:>11}",
         "backend", "measure", "done", "per sec", "p50 ms", "p99 ms", "ratio"
@@ -616,6 +921,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &r.signins,
                 r.signins.per_sec / argon.per_sec,
                 "÷ argon2id/s",
+            ),
+            (
+                "staged-rollout sign-ins",
+                &r.staged_signins,
+                r.staged_over_plain,
+                "÷ plain sign-ins/s",
             ),
             (
                 "client_credentials grants",
@@ -642,7 +953,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256}, "backends": results});
+        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256}, "routing": routing, "backends": results});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

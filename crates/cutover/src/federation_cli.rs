@@ -91,8 +91,9 @@ after their next completed interactive sign-in — or already at their next atte
 cannot check their password at all (no synced hash, no agent), so nobody is stranded.
 
 Where to look: `cutover admin users staged-rollout UPN` (desired and effective features, a \
-pending switch, the next sign-in's route and why), and the sign-in log's ROUTE and WHY columns \
-(`cutover admin sign-ins --user UPN`; `--output json` adds the staged state of each sign-in).
+pending switch, the next sign-in's route and why), and the sign-in log's route and routeReason \
+(the ROUTE and WHY columns of `cutover admin sign-ins --user UPN`; `--output json` adds the \
+staged state of each sign-in).
 
 POLICY is a policy's id or its feature (passwordHashSync, …); GROUP is a group's id or its exact \
 display name.";
