@@ -517,6 +517,45 @@ pub fn transition(
     )
 }
 
+/// What Cutover knows about a user's credentials when it is about to switch them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdmissionFacts {
+    /// The user has a synced password hash (password hash sync can check them).
+    pub has_synced_password: bool,
+}
+
+/// Why a desired feature is held back from the effective state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum HoldReason {
+    /// `passwordHashSync` is desired but no synced password hash exists: moving the user
+    /// would lock them out, so they stay federated until the hash arrives.
+    NoSyncedPasswordHash,
+}
+
+impl HoldReason {
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::NoSyncedPasswordHash => "noSyncedPasswordHash",
+        }
+    }
+}
+
+/// The desired features a switch may actually apply: a password feature whose credential
+/// cannot be checked is held back (with `seamlessSso`, which needs it), so no switch ever
+/// moves a user onto a route that cannot sign them in. Pass the result to [`transition`].
+pub fn admissible(desired: FeatureSet, facts: AdmissionFacts) -> (FeatureSet, Option<HoldReason>) {
+    if desired.password_route() == Some(RolloutFeature::PasswordHashSync)
+        && !facts.has_synced_password
+    {
+        let held = desired
+            .without(RolloutFeature::PasswordHashSync)
+            .without(RolloutFeature::SeamlessSso);
+        return (held, Some(HoldReason::NoSyncedPasswordHash));
+    }
+    (desired, None)
+}
+
 /// What a sign-in record and the per-user view show about staged rollout.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -529,6 +568,9 @@ pub struct StagedTrace {
     pub effective_after: FeatureSet,
     /// When the effective state last changed.
     pub changed_at: Option<Timestamp>,
+    /// A desired feature held back from the switch, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<HoldReason>,
 }
 
 #[cfg(test)]
@@ -840,6 +882,48 @@ mod tests {
             ),
             (s1, None)
         );
+    }
+
+    #[test]
+    fn a_switch_to_password_hash_sync_waits_for_the_hash() {
+        use RolloutFeature::*;
+        let with = AdmissionFacts {
+            has_synced_password: true,
+        };
+        let without = AdmissionFacts {
+            has_synced_password: false,
+        };
+        let phs_sso_mfa =
+            FeatureSet::of(&[PasswordHashSync, SeamlessSso, MultiFactorAuthentication]);
+        assert_eq!(admissible(phs_sso_mfa, with), (phs_sso_mfa, None));
+        assert_eq!(
+            admissible(phs_sso_mfa, without),
+            (
+                FeatureSet::of(&[MultiFactorAuthentication]),
+                Some(HoldReason::NoSyncedPasswordHash)
+            )
+        );
+        // Pass-through and removals do not depend on a synced hash.
+        let pta = FeatureSet::of(&[PassthroughAuthentication]);
+        assert_eq!(admissible(pta, without), (pta, None));
+        assert_eq!(
+            admissible(FeatureSet::EMPTY, without),
+            (FeatureSet::EMPTY, None)
+        );
+        // A staged user whose hash disappeared cannot complete a managed sign-in: the held
+        // desired state lets the credential-unavailable escape take them back to federation.
+        let staged = StagedState {
+            effective: FeatureSet::of(&[PasswordHashSync]),
+            changed_at: Some(Timestamp(1)),
+        };
+        let (held, _) = admissible(FeatureSet::of(&[PasswordHashSync]), without);
+        let (after, t) = transition(
+            staged,
+            held,
+            SignInEnd::ManagedCredentialUnavailable,
+            Timestamp(2),
+        );
+        assert_eq!((after.effective, t.is_some()), (FeatureSet::EMPTY, true));
     }
 
     fn feature_set() -> impl Strategy<Value = FeatureSet> {

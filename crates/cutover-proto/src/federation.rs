@@ -196,8 +196,12 @@ pub struct StagedRolloutView {
     /// When the effective features last changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_since: Option<String>,
-    /// Desired and effective differ: the next completed interactive sign-in switches them.
+    /// The next completed interactive sign-in switches the effective features.
     pub pending_change: bool,
+    /// A desired feature held back from the switch, and why (`noSyncedPasswordHash`: moving
+    /// the user to password hash sync would lock them out until their hash is synced).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held: Option<String>,
     /// The route of the next browser sign-in, and why.
     pub route: RouteView,
     /// The user's groups that are in a rollout policy, with the features they grant.

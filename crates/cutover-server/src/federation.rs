@@ -412,7 +412,7 @@ async fn callback(
             FailureReason::UpstreamSubjectNotFound,
         ));
     };
-    let user: User = user_record.user;
+    let user: User = user_record.user.clone();
     record.user_id = Some(user.id);
     record.user_principal_name = Some(user.upn.to_string());
     let domain = state.store.get_domain(user.upn.domain().as_str()).await?;
@@ -441,7 +441,7 @@ async fn callback(
         &state,
         &txn_id,
         &txn,
-        &user,
+        &user_record,
         domain.as_ref(),
         record,
         vec!["fed".into()],

@@ -18,7 +18,8 @@ use cutover_core::domain_cutover::{
 use cutover_core::limits::{MAX_ATTRIBUTE_LEN, MAX_DISPLAY_NAME_LEN};
 use cutover_core::routing::{Route, RoutingInput, route_sign_in};
 use cutover_core::staged::{
-    FeatureRolloutPolicy, FeatureSet, RolloutFeature, RolloutIndex, RuleViolation, eligibility,
+    AdmissionFacts, FeatureRolloutPolicy, FeatureSet, HoldReason, RolloutFeature, RolloutIndex,
+    RuleViolation, admissible, eligibility,
 };
 use cutover_core::{
     ClientAppType, Domain, DomainAuthentication, DomainName, FederationConfig, ManagedConfig,
@@ -26,7 +27,7 @@ use cutover_core::{
 };
 use cutover_proto::ListResponse;
 use cutover_proto::federation as proto;
-use cutover_store::StoreError;
+use cutover_store::{StoreError, UserRecord};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -81,6 +82,36 @@ pub(crate) async fn desired_features(
     }
     let groups = state.store.groups_of_member(user.id).await?;
     Ok(index.desired(user, domain, &groups))
+}
+
+/// What a switch of the user's staged state would aim for now.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StagedTarget {
+    /// What the user's groups call for.
+    pub desired: FeatureSet,
+    /// What a switch may apply (a password feature whose credential cannot be checked is held).
+    pub admitted: FeatureSet,
+    pub held: Option<HoldReason>,
+}
+
+/// [`desired_features`] and what of it may be applied (`staged::admissible`).
+pub(crate) async fn staged_target(
+    state: &AppState,
+    user: &UserRecord,
+    domain: Option<&Domain>,
+) -> Result<StagedTarget, StoreError> {
+    let desired = desired_features(state, &user.user, domain).await?;
+    let (admitted, held) = admissible(
+        desired,
+        AdmissionFacts {
+            has_synced_password: user.synced_password.is_some(),
+        },
+    );
+    Ok(StagedTarget {
+        desired,
+        admitted,
+        held,
+    })
 }
 
 /// While a user's domain is managed (or unknown), their staged-rollout state is frozen: it is
@@ -410,10 +441,13 @@ async fn staged_view(
     _admin: Admin,
     Path(id): Path<String>,
 ) -> Result<Json<proto::StagedRolloutView>, ApiError> {
-    let user = find_user(&state, &id).await?.user;
+    let record = find_user(&state, &id).await?;
+    let user = record.user.clone();
     let domain = state.store.get_domain(user.upn.domain().as_str()).await?;
     let staged = state.store.get_staged_state(user.id).await?;
-    let desired = desired_features(&state, &user, domain.as_ref()).await?;
+    let target = staged_target(&state, &record, domain.as_ref()).await?;
+    let desired = target.desired;
+    let frozen = staged_state_frozen(&user, domain.as_ref());
     let decision = route_sign_in(RoutingInput {
         domain: domain.as_ref(),
         user: Some(&user),
@@ -458,7 +492,8 @@ async fn staged_view(
         desired: desired.names(),
         effective: staged.effective.names(),
         effective_since: staged.changed_at.map(rfc3339),
-        pending_change: desired != staged.effective,
+        pending_change: !frozen && target.admitted != staged.effective,
+        held: target.held.map(|h| h.code().into()),
         route: proto::RouteView {
             route: decision.route.as_str().into(),
             credential: match decision.route {

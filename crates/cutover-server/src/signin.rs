@@ -23,7 +23,7 @@ use cutover_core::signin_log::{
 };
 use cutover_core::staged::{SignInEnd, StagedTrace};
 use cutover_core::{Application, ClientAppType, Secret, Timestamp, User, UserPrincipalName};
-use cutover_store::{AuthCode, Grant, SignInTransaction, SsoSession};
+use cutover_store::{AuthCode, Grant, SignInTransaction, SsoSession, UserRecord};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -166,19 +166,20 @@ async fn escape_rollback(
     state: &Arc<AppState>,
     txn_id: &str,
     txn: &TxnData,
-    user: &User,
+    user_record: &UserRecord,
     domain: Option<&cutover_core::Domain>,
     record: &mut SignInRecord,
 ) -> Result<Option<Response>, PageError> {
+    let user = &user_record.user;
     if crate::rollout::staged_state_frozen(user, domain) {
         return Ok(None);
     }
-    let desired = crate::rollout::desired_features(state, user, domain).await?;
+    let target = crate::rollout::staged_target(state, user_record, domain).await?;
     let (before, after) = state
         .store
         .finish_staged_sign_in(
             user,
-            desired,
+            target.admitted,
             SignInEnd::ManagedCredentialUnavailable,
             state.now(),
             txn.correlation_id,
@@ -190,9 +191,10 @@ async fn escape_rollback(
     tracing::info!(user = %user.upn, "staged rollout: the managed credential cannot be checked and the user was already moved back; returning them to federation now");
     record.staged_rollout = Some(StagedTrace {
         effective: before.effective,
-        desired,
+        desired: target.desired,
         effective_after: after.effective,
         changed_at: after.changed_at,
+        held: target.held,
     });
     Ok(Some(
         pages::error_page_with_action(
@@ -213,7 +215,7 @@ pub(crate) async fn complete_sign_in(
     state: &Arc<AppState>,
     txn_id: &str,
     txn: &TxnData,
-    user: &User,
+    user_record: &UserRecord,
     domain: Option<&cutover_core::Domain>,
     mut record: SignInRecord,
     amr: Vec<String>,
@@ -221,8 +223,10 @@ pub(crate) async fn complete_sign_in(
     if !state.store.delete_sign_in_transaction(txn_id).await? {
         return Err(PageError::expired());
     }
+    let user = &user_record.user;
     let now = state.now();
-    let desired = crate::rollout::desired_features(state, user, domain).await?;
+    // A password feature whose credential is missing is held back: no switch strands anyone.
+    let target = crate::rollout::staged_target(state, user_record, domain).await?;
     // One read when nothing switches; the locked write only for a change.
     let (before, after) = if crate::rollout::staged_state_frozen(user, domain) {
         let stored = state.store.get_staged_state(user.id).await?;
@@ -232,7 +236,7 @@ pub(crate) async fn complete_sign_in(
             .store
             .finish_staged_sign_in(
                 user,
-                desired,
+                target.admitted,
                 SignInEnd::InteractiveCompleted,
                 now,
                 txn.correlation_id,
@@ -244,11 +248,15 @@ pub(crate) async fn complete_sign_in(
     }
     record.user_id = Some(user.id);
     record.user_principal_name = Some(user.upn.to_string());
+    if let Some(held) = target.held {
+        tracing::info!(user = %user.upn, held = held.code(), "staged rollout: a desired feature is held back from this user's switch");
+    }
     record.staged_rollout = Some(StagedTrace {
         effective: before.effective,
-        desired,
+        desired: target.desired,
         effective_after: after.effective,
         changed_at: after.changed_at,
+        held: target.held,
     });
     record.result = SignInResult::Success;
     record.failure_reason = None;
@@ -638,14 +646,14 @@ async fn identifier_post(
         }
     };
     let domain = state.store.get_domain(upn.domain().as_str()).await?;
-    let user = state.store.get_user_by_upn(&upn.normalized()).await?;
-    let user = user.map(|r| r.user);
-    let (staged, desired) = match &user {
-        Some(u) => (
-            state.store.get_staged_state(u.id).await?,
-            crate::rollout::desired_features(&state, u, domain.as_ref()).await?,
+    let user_record = state.store.get_user_by_upn(&upn.normalized()).await?;
+    let user = user_record.as_ref().map(|r| r.user.clone());
+    let (staged, target) = match &user_record {
+        Some(r) => (
+            state.store.get_staged_state(r.user.id).await?,
+            Some(crate::rollout::staged_target(&state, r, domain.as_ref()).await?),
         ),
-        None => Default::default(),
+        None => (Default::default(), None),
     };
     let decision = route_sign_in(RoutingInput {
         domain: domain.as_ref(),
@@ -660,11 +668,12 @@ async fn identifier_post(
     txn.route = Some(decision.route.as_str().to_owned());
     txn.route_reason = Some(decision.reason.code().to_owned());
     txn.staged_feature = decision.staged_feature.map(|f| f.as_str().to_owned());
-    txn.staged = user.as_ref().map(|_| StagedTrace {
+    txn.staged = target.map(|t| StagedTrace {
         effective: staged.effective,
-        desired,
+        desired: t.desired,
         effective_after: staged.effective,
         changed_at: staged.changed_at,
+        held: t.held,
     });
     match decision.route {
         Route::Managed { credential } => {
@@ -753,8 +762,7 @@ async fn password_post(
         if let Some(u) = &user {
             let domain = state.store.get_domain(upn.domain().as_str()).await?;
             if let Some(page) =
-                escape_rollback(&state, &txn_id, &txn, &u.user, domain.as_ref(), &mut record)
-                    .await?
+                escape_rollback(&state, &txn_id, &txn, u, domain.as_ref(), &mut record).await?
             {
                 state.record_sign_in(&record).await?;
                 return Ok(page);
@@ -828,8 +836,8 @@ async fn password_post(
             // A staged user without a synced hash cannot finish a managed sign-in: if the
             // admin already moved them back, let them go back now.
             if reason == FailureReason::NoPasswordSet
-                && let Some(u) = user
-                && u.source == cutover_core::Source::Synced
+                && let Some(u) = record_user.as_ref()
+                && u.user.source == cutover_core::Source::Synced
                 && let Some(page) =
                     escape_rollback(&state, &txn_id, &txn, u, domain.as_ref(), &mut record).await?
             {
@@ -845,7 +853,7 @@ async fn password_post(
             )
         }
         PasswordOutcome::Success => {
-            let Some(user) = user else {
+            let Some(user) = record_user.as_ref() else {
                 return Err(PageError::internal("a password success without a user"));
             };
             complete_sign_in(

@@ -1376,6 +1376,12 @@ fn staged_rollout_text(v: &StagedRolloutView) -> String {
     } else {
         "no".to_owned()
     };
+    let held = v.held.as_deref().map(|h| match h {
+        "noSyncedPasswordHash" => format!(
+            "{h}: passwordHashSync waits until the user's password hash is synced (moving them now would lock them out)"
+        ),
+        other => other.to_owned(),
+    });
     let mut fields = vec![
         ("user", format!("{} ({})", v.user_principal_name, v.user_id)),
         ("eligibility", eligibility_text(&v.eligibility)),
@@ -1383,10 +1389,15 @@ fn staged_rollout_text(v: &StagedRolloutView) -> String {
         ("effective", features_text(&v.effective)),
         ("effectiveSince", opt(&v.effective_since)),
         ("pendingChange", pending),
+    ];
+    if let Some(h) = held {
+        fields.push(("held", h));
+    }
+    fields.extend([
         ("route", route),
         ("routeReason", v.route.reason.clone()),
         ("why", v.route.why.clone()),
-    ];
+    ]);
     if let Some(f) = &v.route.staged_feature {
         fields.push(("stagedFeature", f.clone()));
     }
@@ -2124,6 +2135,7 @@ mod tests {
             effective: vec![],
             effective_since: None,
             pending_change: true,
+            held: Some("noSyncedPasswordHash".into()),
             route: RouteView {
                 route: "federated".into(),
                 credential: None,
@@ -2145,6 +2157,7 @@ mod tests {
             "effective:       (none)\n",
             "effectiveSince:  -\n",
             "pendingChange:   yes: the next completed interactive sign-in",
+            "held:            noSyncedPasswordHash: passwordHashSync waits",
             "route:           federated\n",
             "routeReason:     federatedDomain\n",
             "why:             the user's domain is federated\n",

@@ -568,7 +568,52 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
     let admin = &fx.env.admin;
     let rp = &fx.rp;
     // pilot1 is staged (one federated sign-in switches them) before the cut-over.
-    stage_pilot_group(admin).await;
+    let (pid, _) = stage_pilot_group(admin).await;
+    // A staged user without a synced hash is held back: switching them would lock them out.
+    let wave = admin
+        .post(
+            "/groups",
+            json!({"displayName": "No-hash wave", "membershipKind": "assigned"}),
+        )
+        .await;
+    let nohash = admin.get("/users/nohash1@example.test").await;
+    admin
+        .post(
+            &format!("/groups/{}/members", wave["id"].as_str().unwrap()),
+            json!({"id": nohash["id"]}),
+        )
+        .await;
+    admin
+        .post(
+            &format!("/policies/featureRolloutPolicies/{pid}/appliesTo"),
+            json!({"id": wave["id"]}),
+        )
+        .await;
+    rp.sign_in("nohash1@example.test", "", "nohash1", &[], "federated")
+        .await;
+    let rec = last_sign_in(admin, "nohash1@example.test").await;
+    assert_eq!(
+        rec["stagedRollout"]["held"], "noSyncedPasswordHash",
+        "{rec}"
+    );
+    assert!(
+        features(&rec["stagedRollout"]["effectiveAfter"]).is_empty(),
+        "{rec}"
+    );
+    let view = admin.get("/users/nohash1@example.test/stagedRollout").await;
+    assert_eq!(
+        (
+            &view["held"],
+            &view["pendingChange"],
+            &view["route"]["route"]
+        ),
+        (
+            &json!("noSyncedPasswordHash"),
+            &json!(false),
+            &json!("federated")
+        ),
+        "{view}"
+    );
     rp.sign_in("pilot1@example.test", "", "pilot1", &[], "federated")
         .await;
 
@@ -680,7 +725,7 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
     assert_eq!(review["status"], "warning", "{review}");
     assert_eq!(
         review["users"],
-        json!(["pilot1@example.test (1×)"]),
+        json!(["pilot1@example.test (1×)", "nohash1@example.test (1×)"]),
         "{review}"
     );
     assert_eq!(
