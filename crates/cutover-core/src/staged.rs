@@ -573,6 +573,160 @@ pub struct StagedTrace {
     pub held: Option<HoldReason>,
 }
 
+// ---- rollout progress (the admin's per-policy report) ----------------------------------------
+
+/// At most this many users are listed per category of a progress report (a sample, by UPN).
+pub const MAX_PROGRESS_SAMPLE: usize = 20;
+
+/// Where one direct member of a policy's group stands with the policy's feature (the admin's
+/// progress report). Each value says what the member's *next completed interactive sign-in*
+/// does to the feature, by the same rules as [`admissible`] and [`transition`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemberProgress {
+    /// The feature is effective, and their groups still call for it: done.
+    Switched,
+    /// The policy applies the feature to them and it is not effective yet: their next
+    /// completed interactive sign-in switches it on.
+    Pending,
+    /// Like pending, but the switch is held back ([`admissible`]): the feature (or the password
+    /// feature it needs) is `passwordHashSync` and they have no synced password hash yet. They
+    /// stay federated until sync brings the hash.
+    Held,
+    /// The feature is effective but no longer applies (the policy is disabled, or — enabled —
+    /// their hash is gone or their password feature was removed): their next sign-in takes it
+    /// away.
+    Returning,
+    /// The policy is disabled and the feature is not effective: nothing to do.
+    NotEnabled,
+    /// `seamlessSso` applies only together with a password feature (SPEC §4.2); the member is in
+    /// no group of an enabled password policy, so nothing switches.
+    NeedsPasswordFeature,
+    /// Staged rollout does not apply: a cloud-only user, a break-glass account, a user of a
+    /// managed or unknown domain ([`eligibility`]).
+    NotEligible,
+}
+
+impl MemberProgress {
+    pub const ALL: [MemberProgress; 7] = [
+        MemberProgress::Switched,
+        MemberProgress::Pending,
+        MemberProgress::Held,
+        MemberProgress::Returning,
+        MemberProgress::NotEnabled,
+        MemberProgress::NeedsPasswordFeature,
+        MemberProgress::NotEligible,
+    ];
+
+    /// The wire name (`switched`, `pending`, …).
+    pub fn code(self) -> &'static str {
+        match self {
+            Self::Switched => "switched",
+            Self::Pending => "pending",
+            Self::Held => "held",
+            Self::Returning => "returning",
+            Self::NotEnabled => "notEnabled",
+            Self::NeedsPasswordFeature => "needsPasswordFeature",
+            Self::NotEligible => "notEligible",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// What the progress report knows about one member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberFacts {
+    pub eligibility: Eligibility,
+    /// The stored effective features (what routes their sign-ins now).
+    pub effective: FeatureSet,
+    /// What their direct groups call for now ([`RolloutIndex::desired`], every policy).
+    pub desired: FeatureSet,
+    /// They have a synced password hash.
+    pub has_synced_password: bool,
+}
+
+/// Where a member of a group of the policy for `feature` (enabled or not) stands: the
+/// categories of the progress report, decided by what their next completed interactive
+/// sign-in would do (`transition(effective, admissible(desired))`).
+pub fn member_progress(
+    feature: RolloutFeature,
+    policy_enabled: bool,
+    m: MemberFacts,
+) -> MemberProgress {
+    if m.eligibility != Eligibility::Eligible {
+        return MemberProgress::NotEligible;
+    }
+    let effective = m.effective.contains(feature);
+    if !policy_enabled {
+        return if effective {
+            MemberProgress::Returning
+        } else {
+            MemberProgress::NotEnabled
+        };
+    }
+    let (admitted, _) = admissible(
+        m.desired,
+        AdmissionFacts {
+            has_synced_password: m.has_synced_password,
+        },
+    );
+    match (effective, admitted.contains(feature)) {
+        (true, true) => MemberProgress::Switched,
+        (true, false) => MemberProgress::Returning,
+        (false, true) => MemberProgress::Pending,
+        (false, false) if m.desired.contains(feature) => MemberProgress::Held,
+        (false, false) => MemberProgress::NeedsPasswordFeature,
+    }
+}
+
+/// Counts per [`MemberProgress`] and, for every category but `Switched`, a sample of at most
+/// [`MAX_PROGRESS_SAMPLE`] members: the first by normalised user principal name, whatever the
+/// order they are added in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProgressTally {
+    counts: [u64; 7],
+    /// Per category: (normalised UPN, UPN as shown), sorted, at most `MAX_PROGRESS_SAMPLE`.
+    samples: [Vec<(String, String)>; 7],
+}
+
+impl ProgressTally {
+    pub fn add(&mut self, progress: MemberProgress, upn: &crate::UserPrincipalName) {
+        let i = progress.index();
+        self.counts[i] += 1;
+        if progress == MemberProgress::Switched {
+            return;
+        }
+        let sample = &mut self.samples[i];
+        let key = upn.normalized();
+        if sample.len() == MAX_PROGRESS_SAMPLE && sample.last().is_some_and(|(k, _)| *k <= key) {
+            return;
+        }
+        if let Err(at) = sample.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            sample.insert(at, (key, upn.as_str().to_owned()));
+            sample.truncate(MAX_PROGRESS_SAMPLE);
+        }
+    }
+
+    pub fn count(&self, progress: MemberProgress) -> u64 {
+        self.counts[progress.index()]
+    }
+
+    /// Every member counted.
+    pub fn members(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// The sampled members of a category, by normalised UPN (empty for `Switched`).
+    pub fn sample(&self, progress: MemberProgress) -> Vec<String> {
+        self.samples[progress.index()]
+            .iter()
+            .map(|(_, shown)| shown.clone())
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -924,6 +1078,214 @@ mod tests {
             Timestamp(2),
         );
         assert_eq!((after.effective, t.is_some()), (FeatureSet::EMPTY, true));
+    }
+
+    #[test]
+    fn member_progress_table() {
+        use Eligibility::*;
+        use MemberProgress::*;
+        use RolloutFeature::*;
+        let none = FeatureSet::EMPTY;
+        let phs = FeatureSet::of(&[PasswordHashSync]);
+        let pta = FeatureSet::of(&[PassthroughAuthentication]);
+        let sso = FeatureSet::of(&[SeamlessSso]);
+        let phs_sso = FeatureSet::of(&[PasswordHashSync, SeamlessSso]);
+        let pta_sso = FeatureSet::of(&[PassthroughAuthentication, SeamlessSso]);
+        let mfa = FeatureSet::of(&[MultiFactorAuthentication]);
+        // (feature, policy enabled, eligibility, effective, desired, has hash) → progress
+        #[rustfmt::skip]
+        let table: Vec<(RolloutFeature, bool, Eligibility, FeatureSet, FeatureSet, bool, MemberProgress)> = vec![
+            // passwordHashSync, enabled: pending until the sign-in, held without a hash.
+            (PasswordHashSync, true, Eligible, none, phs, true, Pending),
+            (PasswordHashSync, true, Eligible, none, phs, false, Held),
+            (PasswordHashSync, true, Eligible, phs, phs, true, Switched),
+            // Switched, then the hash went away: the next attempt returns them.
+            (PasswordHashSync, true, Eligible, phs, phs, false, Returning),
+            // Disabled: whoever still has it returns; the others have nothing to do.
+            (PasswordHashSync, false, Eligible, phs, none, true, Returning),
+            (PasswordHashSync, false, Eligible, phs, none, false, Returning),
+            (PasswordHashSync, false, Eligible, none, none, true, NotEnabled),
+            (PasswordHashSync, false, Eligible, none, none, false, NotEnabled),
+            // Staged rollout does not apply, whatever is stored.
+            (PasswordHashSync, true, CloudOnlyUser, none, none, true, NotEligible),
+            (PasswordHashSync, true, BreakGlassAccount, none, none, true, NotEligible),
+            (PasswordHashSync, true, UnknownDomain, none, none, false, NotEligible),
+            // A managed domain freezes the state: not eligible even with the feature stored.
+            (PasswordHashSync, true, ManagedDomain, phs, none, true, NotEligible),
+            (PasswordHashSync, false, ManagedDomain, phs, none, true, NotEligible),
+            // Pass-through does not wait for a hash.
+            (PassthroughAuthentication, true, Eligible, none, pta, false, Pending),
+            (PassthroughAuthentication, true, Eligible, pta, pta, false, Switched),
+            (PassthroughAuthentication, false, Eligible, pta, none, false, Returning),
+            // seamlessSso: only with a password feature, and held with it.
+            (SeamlessSso, true, Eligible, none, phs_sso, true, Pending),
+            (SeamlessSso, true, Eligible, none, pta_sso, false, Pending),
+            (SeamlessSso, true, Eligible, none, phs_sso, false, Held),
+            (SeamlessSso, true, Eligible, none, none, true, NeedsPasswordFeature),
+            (SeamlessSso, true, Eligible, phs_sso, phs_sso, true, Switched),
+            // Out of the password group: SSO goes with the password feature.
+            (SeamlessSso, true, Eligible, phs_sso, none, true, Returning),
+            (SeamlessSso, false, Eligible, sso, none, true, Returning),
+            (SeamlessSso, false, Eligible, none, phs, true, NotEnabled),
+            // Other features only follow the policy.
+            (MultiFactorAuthentication, true, Eligible, none, mfa, false, Pending),
+            (MultiFactorAuthentication, true, Eligible, mfa, mfa, false, Switched),
+            (MultiFactorAuthentication, false, Eligible, mfa, none, false, Returning),
+            (MultiFactorAuthentication, false, Eligible, none, none, false, NotEnabled),
+            (CertificateBasedAuthentication, true, Eligible, phs, phs.with(CertificateBasedAuthentication), false, Pending),
+        ];
+        for (feature, enabled, eligibility, effective, desired, hash, want) in table {
+            let m = MemberFacts {
+                eligibility,
+                effective,
+                desired,
+                has_synced_password: hash,
+            };
+            assert_eq!(
+                member_progress(feature, enabled, m),
+                want,
+                "{feature} enabled={enabled} {m:?}"
+            );
+        }
+    }
+
+    /// Every combination of feature, policy state, eligibility, stored and desired features
+    /// (as the rules can produce them) and hash: the category says exactly what the next
+    /// completed interactive sign-in does to the feature.
+    #[test]
+    fn member_progress_predicts_the_next_sign_in_for_every_combination() {
+        use MemberProgress::*;
+        let eligibilities = [
+            Eligibility::Eligible,
+            Eligibility::CloudOnlyUser,
+            Eligibility::ManagedDomain,
+            Eligibility::BreakGlassAccount,
+            Eligibility::UnknownDomain,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for feature in RolloutFeature::ALL {
+            for enabled in [false, true] {
+                for eligibility in eligibilities {
+                    for effective in (0u8..32).map(FeatureSet) {
+                        for desired in (0u8..32).map(FeatureSet) {
+                            // Desired as RolloutIndex::desired makes it for a member of one of
+                            // the policy's groups (one policy per feature).
+                            let eligible = eligibility == Eligibility::Eligible;
+                            let consistent = if !eligible {
+                                desired.is_empty()
+                            } else if feature == RolloutFeature::SeamlessSso && enabled {
+                                desired.contains(feature) == desired.password_route().is_some()
+                            } else {
+                                desired.contains(feature) == enabled
+                            } && (!desired.contains(RolloutFeature::SeamlessSso)
+                                || desired.password_route().is_some());
+                            if !consistent {
+                                continue;
+                            }
+                            for hash in [false, true] {
+                                let m = MemberFacts {
+                                    eligibility,
+                                    effective,
+                                    desired,
+                                    has_synced_password: hash,
+                                };
+                                let got = member_progress(feature, enabled, m);
+                                seen.insert(got);
+                                let (admitted, held) = admissible(
+                                    desired,
+                                    AdmissionFacts {
+                                        has_synced_password: hash,
+                                    },
+                                );
+                                let state = StagedState {
+                                    effective,
+                                    changed_at: None,
+                                };
+                                let (after, _) = transition(
+                                    state,
+                                    admitted,
+                                    SignInEnd::InteractiveCompleted,
+                                    Timestamp(1),
+                                );
+                                let now = effective.contains(feature);
+                                let next = after.effective.contains(feature);
+                                let ctx = format!("{feature} enabled={enabled} {m:?} → {got:?}");
+                                match got {
+                                    NotEligible => assert!(!eligible, "{ctx}"),
+                                    Switched => {
+                                        assert!(eligible && enabled && now && next, "{ctx}")
+                                    }
+                                    Pending => {
+                                        assert!(eligible && enabled && !now && next, "{ctx}")
+                                    }
+                                    Held => assert!(
+                                        eligible && enabled && !now && !next && held.is_some(),
+                                        "{ctx}"
+                                    ),
+                                    Returning => assert!(eligible && now && !next, "{ctx}"),
+                                    NotEnabled => assert!(eligible && !enabled && !now, "{ctx}"),
+                                    NeedsPasswordFeature => assert!(
+                                        eligible
+                                            && enabled
+                                            && feature == RolloutFeature::SeamlessSso
+                                            && !now
+                                            && !next
+                                            && held.is_none(),
+                                        "{ctx}"
+                                    ),
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            seen.len(),
+            MemberProgress::ALL.len(),
+            "every category occurs"
+        );
+    }
+
+    #[test]
+    fn progress_tally_counts_everyone_and_samples_the_first_by_upn() {
+        let upn = |s: &str| UserPrincipalName::parse(s).unwrap();
+        for (i, p) in MemberProgress::ALL.into_iter().enumerate() {
+            assert_eq!(p.index(), i);
+        }
+        let mut t = ProgressTally::default();
+        // Added in reverse order, mixed case: the sample is the first 20 by normalised UPN.
+        for n in (0..30).rev() {
+            let name = if n % 2 == 0 {
+                format!("User{n:02}@corp.example")
+            } else {
+                format!("user{n:02}@corp.example")
+            };
+            t.add(MemberProgress::Held, &upn(&name));
+        }
+        for n in 0..3 {
+            t.add(
+                MemberProgress::Switched,
+                &upn(&format!("s{n}@corp.example")),
+            );
+        }
+        t.add(MemberProgress::Pending, &upn("p@corp.example"));
+        assert_eq!(t.count(MemberProgress::Held), 30);
+        assert_eq!(t.count(MemberProgress::Switched), 3);
+        assert_eq!(t.count(MemberProgress::Pending), 1);
+        assert_eq!(t.count(MemberProgress::NotEligible), 0);
+        assert_eq!(t.members(), 34);
+        let held = t.sample(MemberProgress::Held);
+        assert_eq!(held.len(), MAX_PROGRESS_SAMPLE);
+        assert_eq!(held[0], "User00@corp.example", "shown as created");
+        assert_eq!(held[1], "user01@corp.example");
+        assert_eq!(held[19], "user19@corp.example");
+        assert!(
+            t.sample(MemberProgress::Switched).is_empty(),
+            "never listed"
+        );
+        assert_eq!(t.sample(MemberProgress::Pending), vec!["p@corp.example"]);
+        assert!(t.sample(MemberProgress::Returning).is_empty());
     }
 
     fn feature_set() -> impl Strategy<Value = FeatureSet> {

@@ -1,7 +1,8 @@
 //! Wire types for federation and staged rollout: upstream identity providers
 //! (`/api/v1/identityProviders`), feature rollout policies
-//! (`/api/v1/policies/featureRolloutPolicies`, the Graph shape), a user's staged-rollout state
-//! (`/api/v1/users/{id}/stagedRollout`) and the domain cut-over (`/api/v1/domains/{id}/convert`).
+//! (`/api/v1/policies/featureRolloutPolicies`, the Graph shape) and their progress
+//! (`…/{id}/progress`), a user's staged-rollout state (`/api/v1/users/{id}/stagedRollout`) and
+//! the domain cut-over (`/api/v1/domains/{id}/convert`).
 
 use cutover_core::domain_cutover::Preflight;
 use serde::{Deserialize, Serialize};
@@ -243,4 +244,77 @@ pub struct ConvertDomainResult {
     /// The conversion was made (false on a dry run or a refused preflight).
     pub converted: bool,
     pub preflight: Preflight,
+}
+
+/// `GET /api/v1/policies/featureRolloutPolicies/{id}/progress`: where the direct user members
+/// of the policy's groups stand with its feature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutProgressView {
+    pub policy_id: Uuid,
+    pub feature: String,
+    pub is_enabled: bool,
+    /// Every group together; a user in several of the groups counts once.
+    pub totals: RolloutProgressTotals,
+    /// In the policy's order.
+    pub groups: Vec<RolloutGroupProgress>,
+    /// Some group had more members than the server counts per group.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutGroupProgress {
+    pub id: Uuid,
+    pub display_name: String,
+    pub totals: RolloutProgressTotals,
+    /// Up to 20 user principal names per non-empty category (switched members are not
+    /// listed), the first by name.
+    #[serde(default)]
+    pub samples: RolloutProgressSamples,
+    /// The group has more members than the server counts per group: only the first (by user
+    /// id) are in `totals`.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// How many members are in each category; the categories add up to `members`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutProgressTotals {
+    pub members: u64,
+    /// The feature is effective.
+    pub switched: u64,
+    /// The next completed interactive sign-in switches the feature on.
+    pub pending: u64,
+    /// Pending, but held back until the user's password hash is synced.
+    pub held: u64,
+    /// The feature is effective but no longer applies: the next sign-in removes it.
+    pub returning: u64,
+    /// The policy is disabled and the feature is not effective.
+    pub not_enabled: u64,
+    /// `seamlessSso` for a user in no group of an enabled password policy.
+    #[serde(default)]
+    pub needs_password_feature: u64,
+    /// Cloud-only users, break-glass accounts, users of managed or unknown domains.
+    pub not_eligible: u64,
+}
+
+/// Sampled user principal names per category (absent when none).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutProgressSamples {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub held: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub returning: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_enabled: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub needs_password_feature: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_eligible: Vec<String>,
 }

@@ -183,6 +183,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "get",
+        "/policies/featureRolloutPolicies/{id}/progress",
+        "Progress of a policy per group and in total: how many direct user members are switched, pending (switch at their next sign-in), held (no synced password hash yet), returning, notEnabled, needsPasswordFeature or notEligible, with up to 20 names per category; truncated when a group has more than 100000 members",
+    ),
+    (
+        "get",
         "/users/{id}/stagedRollout",
         "A user's staged-rollout state: desired and effective features, and the route of their next sign-in with the reason",
     ),

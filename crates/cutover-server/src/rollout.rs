@@ -1,9 +1,11 @@
 //! Staged rollout over HTTP (SPEC §4): feature rollout policies in the Graph shape
-//! (`/api/v1/policies/featureRolloutPolicies`, `…/{id}/appliesTo`), a user's desired and
+//! (`/api/v1/policies/featureRolloutPolicies`, `…/{id}/appliesTo`), their progress
+//! (`…/{id}/progress`: where the groups' members stand), a user's desired and
 //! effective state (`/api/v1/users/{id}/stagedRollout`), and the domain cut-over with its
 //! preflight (`/api/v1/domains/{id}/convert`). The rules and decisions are in
 //! `cutover_core::{staged, routing, domain_cutover}`; this module loads facts and writes results.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -15,11 +17,12 @@ use cutover_core::domain_cutover::{
     CutoverFacts, MAX_LISTED, Preflight, RECENT_FEDERATED_WINDOW_DAYS, preflight_to_managed,
     rollback_identity_provider,
 };
-use cutover_core::limits::{MAX_ATTRIBUTE_LEN, MAX_DISPLAY_NAME_LEN};
+use cutover_core::limits::{MAX_ATTRIBUTE_LEN, MAX_DISPLAY_NAME_LEN, MAX_PAGE_SIZE};
 use cutover_core::routing::{Route, RoutingInput, route_sign_in};
 use cutover_core::staged::{
-    AdmissionFacts, FeatureRolloutPolicy, FeatureSet, HoldReason, RolloutFeature, RolloutIndex,
-    RuleViolation, admissible, eligibility,
+    AdmissionFacts, FeatureRolloutPolicy, FeatureSet, HoldReason, MemberFacts, MemberProgress,
+    ProgressTally, RolloutFeature, RolloutIndex, RuleViolation, admissible, eligibility,
+    member_progress,
 };
 use cutover_core::{
     ClientAppType, Domain, DomainAuthentication, DomainName, FederationConfig, ManagedConfig,
@@ -38,6 +41,10 @@ use crate::{AppState, RequestCtx};
 
 const POLICIES: &str = "/policies/featureRolloutPolicies";
 
+/// A progress report counts at most this many members per group of a policy; a bigger group is
+/// reported as `truncated` (its first members by id are counted).
+pub const MAX_PROGRESS_MEMBERS_PER_GROUP: u64 = 100_000;
+
 pub fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route(POLICIES, get(list_policies).post(create_policy))
@@ -53,6 +60,7 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
             &format!("{POLICIES}/{{id}}/appliesTo/$ref"),
             post(add_applies_to),
         )
+        .route(&format!("{POLICIES}/{{id}}/progress"), get(policy_progress))
         .route(
             &format!("{POLICIES}/{{id}}/appliesTo/{{group}}"),
             delete(remove_applies_to),
@@ -104,7 +112,8 @@ pub(crate) async fn staged_target(
     let (admitted, held) = admissible(
         desired,
         AdmissionFacts {
-            has_synced_password: user.synced_password.is_some(),
+            // A synced user with a password set in Cutover can sign in on the password page too.
+            has_synced_password: user.synced_password.is_some() || user.password_hash.is_some(),
         },
     );
     Ok(StagedTarget {
@@ -434,6 +443,108 @@ async fn remove_applies_to(
         .map_err(rule_error)?;
     tracing::info!(policy = %before.id, feature = %before.feature, %group_id, "group removed from staged rollout; its members return at their next interactive sign-in");
     Ok(Json(policy_view(&state, &after).await?))
+}
+
+fn progress_totals(t: &ProgressTally) -> proto::RolloutProgressTotals {
+    use MemberProgress::*;
+    proto::RolloutProgressTotals {
+        members: t.members(),
+        switched: t.count(Switched),
+        pending: t.count(Pending),
+        held: t.count(Held),
+        returning: t.count(Returning),
+        not_enabled: t.count(NotEnabled),
+        needs_password_feature: t.count(NeedsPasswordFeature),
+        not_eligible: t.count(NotEligible),
+    }
+}
+
+fn progress_samples(t: &ProgressTally) -> proto::RolloutProgressSamples {
+    use MemberProgress::*;
+    proto::RolloutProgressSamples {
+        pending: t.sample(Pending),
+        held: t.sample(Held),
+        returning: t.sample(Returning),
+        not_enabled: t.sample(NotEnabled),
+        needs_password_feature: t.sample(NeedsPasswordFeature),
+        not_eligible: t.sample(NotEligible),
+    }
+}
+
+/// Where the direct user members of each group of a policy stand with its feature
+/// (`staged::member_progress`), per group and in total (each user once), with a sample of
+/// names per category. Reads each group page by page, up to
+/// [`MAX_PROGRESS_MEMBERS_PER_GROUP`] members.
+async fn policy_progress(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<proto::RolloutProgressView>, ApiError> {
+    let policy = find_policy(&state, &id).await?;
+    let index = RolloutIndex::new(&state.store.list_rollout_policies().await?);
+    let domains: HashMap<String, Domain> = state
+        .store
+        .list_domains()
+        .await?
+        .into_iter()
+        .map(|d| (d.name.as_str().to_owned(), d))
+        .collect();
+    let mut total = ProgressTally::default();
+    let mut counted: HashSet<Uuid> = HashSet::new();
+    let mut groups = Vec::with_capacity(policy.applies_to.len());
+    for group_id in &policy.applies_to {
+        // Removed meanwhile: nothing to report.
+        let Some(group) = state.store.get_group(*group_id).await? else {
+            continue;
+        };
+        let mut tally = ProgressTally::default();
+        let mut truncated = false;
+        let mut after = None;
+        'pages: loop {
+            let page = state
+                .store
+                .rollout_group_members(group.id, after, MAX_PAGE_SIZE)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.user.id);
+            for row in &page {
+                if tally.members() >= MAX_PROGRESS_MEMBERS_PER_GROUP {
+                    truncated = true;
+                    break 'pages;
+                }
+                let domain = domains.get(row.user.upn.domain().as_str());
+                let progress = member_progress(
+                    policy.feature,
+                    policy.is_enabled,
+                    MemberFacts {
+                        eligibility: eligibility(&row.user, domain),
+                        effective: row.staged.effective,
+                        desired: index.desired(&row.user, domain, &row.rollout_groups),
+                        has_synced_password: row.has_synced_password,
+                    },
+                );
+                tally.add(progress, &row.user.upn);
+                if counted.insert(row.user.id) {
+                    total.add(progress, &row.user.upn);
+                }
+            }
+        }
+        groups.push(proto::RolloutGroupProgress {
+            id: group.id,
+            display_name: group.display_name,
+            totals: progress_totals(&tally),
+            samples: progress_samples(&tally),
+            truncated,
+        });
+    }
+    Ok(Json(proto::RolloutProgressView {
+        policy_id: policy.id,
+        feature: policy.feature.as_str().into(),
+        is_enabled: policy.is_enabled,
+        totals: progress_totals(&total),
+        truncated: groups.iter().any(|g| g.truncated),
+        groups,
+    }))
 }
 
 async fn staged_view(

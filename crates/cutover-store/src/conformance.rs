@@ -124,6 +124,7 @@ pub async fn run(store: Arc<dyn Store>) {
     rollout_policies(store.clone()).await;
     staged_state(store.clone()).await;
     cutover_facts(&*store).await;
+    rollout_members(&*store).await;
 }
 
 fn batch(
@@ -2478,5 +2479,216 @@ async fn cutover_facts(s: &dyn Store) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// What the rollout progress report reads: a group's direct user members (existing users only),
+/// paged by id, with their staged state, synced-hash flag and rollout groups.
+async fn rollout_members(s: &dyn Store) {
+    use cutover_core::sync::{SyncOp, WrappedHash};
+    s.create_domain(
+        &domain_with(
+            "progress.example",
+            DomainAuthentication::Managed(Default::default()),
+        ),
+        &audit("createDomain", "progress"),
+    )
+    .await
+    .unwrap();
+    let new_group = |name: &str| Group {
+        id: Uuid::new_v4(),
+        display_name: name.into(),
+        description: None,
+        source: Source::Cloud,
+        immutable_id: None,
+        membership_kind: MembershipKind::Assigned,
+        created_at: T0,
+    };
+    let (wave, second, plain) = (
+        new_group("Progress wave"),
+        new_group("Progress second wave"),
+        new_group("Progress bystanders"),
+    );
+    for g in [&wave, &second, &plain] {
+        s.create_group(g, &audit("createGroup", "progress"))
+            .await
+            .unwrap();
+    }
+    // The policies left by `rollout_policies`: the enabled CBA one has room for groups.
+    let cba = s
+        .list_rollout_policies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.feature == RolloutFeature::CertificateBasedAuthentication)
+        .expect("rollout_policies leaves a CBA policy");
+    for g in [wave.id, second.id] {
+        s.add_rollout_group(cba.id, g, T0, &audit("addRolloutGroup", "progress"))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        s.rollout_group_members(wave.id, None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an empty group has no members"
+    );
+
+    let mut members = vec![];
+    for n in 0..7 {
+        let mut r = user(&format!("Member{n}@progress.example"));
+        r.user.source = Source::Synced;
+        r.user.immutable_id = Some(format!("progress-{n}"));
+        r.password_hash = None;
+        r.password_changed_at = None;
+        s.create_user(&r, &audit("createUser", "progress"))
+            .await
+            .unwrap();
+        members.push(r.user);
+    }
+    let outsider = user("outsider@progress.example");
+    s.create_user(&outsider, &audit("createUser", "progress"))
+        .await
+        .unwrap();
+    let add = |g: Uuid, kind: MemberKind, id: Uuid| async move {
+        s.add_group_member(
+            g,
+            MemberRef { kind, id },
+            T0,
+            &audit("addGroupMember", "progress"),
+        )
+        .await
+        .unwrap();
+    };
+    for m in &members {
+        add(wave.id, MemberKind::User, m.id).await;
+    }
+    // Not listed: a member id without a user, a contact (even one whose id is a user's), a
+    // group, and users of other groups.
+    add(wave.id, MemberKind::User, Uuid::new_v4()).await;
+    add(wave.id, MemberKind::Contact, outsider.user.id).await;
+    add(wave.id, MemberKind::Group, plain.id).await;
+    add(second.id, MemberKind::User, outsider.user.id).await;
+    // Member0 is in a second rollout group and in a group no policy applies to.
+    add(second.id, MemberKind::User, members[0].id).await;
+    add(plain.id, MemberKind::User, members[0].id).await;
+    add(plain.id, MemberKind::User, members[1].id).await;
+
+    // Member1 has a synced hash (sync writes it), Member2 a stored staged state.
+    let hash: WrappedHash = serde_json::from_value(serde_json::json!({
+        "scheme": "ssha",
+        "params": {"outputLen": 20},
+        "salt": "AAAAAAAAAAAAAA==",
+        "iterations": 1,
+        "wrap": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+    }))
+    .expect("a wrapped hash");
+    let lease = s.sync_lease().await.unwrap();
+    let holder = lease
+        .holder
+        .clone()
+        .expect("directory_sync leaves a holder");
+    let ops = vec![SyncOp::SetPasswordHash {
+        anchor: "progress-1".into(),
+        hash,
+    }];
+    let SyncBatchOutcome::Applied(r) = s
+        .apply_sync_batch(&batch(&holder, lease.epoch, "progress-hash", ops))
+        .await
+        .unwrap()
+    else {
+        panic!("the holder's batch applies");
+    };
+    assert_eq!((r.passwords, r.rejected.len()), (1, 0), "{r:?}");
+    let cba_set = FeatureSet::of(&[RolloutFeature::CertificateBasedAuthentication]);
+    s.finish_staged_sign_in(
+        &members[2],
+        cba_set,
+        SignInEnd::InteractiveCompleted,
+        T0.plus_secs(3),
+        Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+
+    // Every page together: each member once, by id, with its facts.
+    let mut by_id = members.clone();
+    by_id.sort_by_key(|u| u.id.to_string());
+    let mut got: Vec<StagedMemberRow> = vec![];
+    let mut after = None;
+    loop {
+        let page = s.rollout_group_members(wave.id, after, 3).await.unwrap();
+        assert!(page.len() <= 3, "at most limit rows: {}", page.len());
+        let Some(last) = page.last() else { break };
+        after = Some(last.user.id);
+        got.extend(page);
+    }
+    assert_eq!(
+        got.iter().map(|r| r.user.id).collect::<Vec<_>>(),
+        by_id.iter().map(|u| u.id).collect::<Vec<_>>(),
+        "existing user members only, by id, none skipped or repeated"
+    );
+    let mut wanted_groups = vec![wave.id, second.id];
+    wanted_groups.sort_by_key(Uuid::to_string);
+    for r in &got {
+        let n = members.iter().position(|m| m.id == r.user.id).unwrap();
+        assert_eq!(r.user, members[n], "the user as stored");
+        assert_eq!(r.has_synced_password, n == 1, "Member{n}'s hash");
+        let staged = if n == 2 {
+            StagedState {
+                effective: cba_set,
+                changed_at: Some(T0.plus_secs(3)),
+            }
+        } else {
+            StagedState::default()
+        };
+        assert_eq!(r.staged, staged, "Member{n}'s staged state");
+        let mut groups = r.rollout_groups.clone();
+        groups.sort_by_key(Uuid::to_string);
+        let want = if n == 0 {
+            wanted_groups.clone()
+        } else {
+            vec![wave.id]
+        };
+        assert_eq!(groups, want, "Member{n}'s rollout groups");
+    }
+    // One page with everyone; after the last member nothing; other groups on their own.
+    assert_eq!(
+        s.rollout_group_members(wave.id, None, 100).await.unwrap(),
+        got
+    );
+    assert!(
+        s.rollout_group_members(wave.id, Some(by_id[6].id), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second_members: Vec<Uuid> = s
+        .rollout_group_members(second.id, None, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.user.id)
+        .collect();
+    let mut want = vec![members[0].id, outsider.user.id];
+    want.sort_by_key(Uuid::to_string);
+    assert_eq!(second_members, want);
+    // A group no policy applies to still lists its members (their rollout groups are those
+    // of the policies).
+    let bystanders = s.rollout_group_members(plain.id, None, 100).await.unwrap();
+    assert_eq!(bystanders.len(), 2);
+    let m1 = bystanders
+        .iter()
+        .find(|r| r.user.id == members[1].id)
+        .unwrap();
+    assert_eq!(m1.rollout_groups, vec![wave.id]);
+    assert!(
+        s.rollout_group_members(Uuid::new_v4(), None, 100)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an unknown group has no members"
     );
 }

@@ -520,6 +520,17 @@ pub trait Store: Send + Sync + 'static {
         correlation_id: Uuid,
     ) -> StoreResult<(StagedState, StagedState)>;
 
+    /// The direct user members of `group_id` that exist, by user id after `after`, at most
+    /// `limit` (clamped to `MAX_PAGE_SIZE`), each with their stored staged state, whether they
+    /// have a synced password hash, and their direct groups that a rollout policy (enabled or
+    /// not) applies to: what the rollout progress report needs, one page at a time.
+    async fn rollout_group_members(
+        &self,
+        group_id: Uuid,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<StagedMemberRow>>;
+
     // Domain cut-over preflight facts (SPEC §4.5).
     /// Synced users of the domain, and those of them without a synced password hash (their
     /// count and up to `sample` of their UPNs, by UPN).
@@ -538,6 +549,18 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<FederatedSignIns>>;
+}
+
+/// One direct user member of a group, as the rollout progress report reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedMemberRow {
+    pub user: User,
+    /// The user has a synced password hash (the sealed wrap itself is not returned).
+    pub has_synced_password: bool,
+    /// The stored staged state (the default when none is stored).
+    pub staged: StagedState,
+    /// The user's direct groups that some rollout policy applies to, by id.
+    pub rollout_groups: Vec<Uuid>,
 }
 
 /// How many synced users of a domain have a synced password hash.

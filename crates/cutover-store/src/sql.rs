@@ -1921,6 +1921,75 @@ macro_rules! sql_store {
                 Ok((before, after))
             }
 
+            async fn rollout_group_members(&self, group_id: Uuid, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<StagedMemberRow>> {
+                let group_s = group_id.to_string();
+                let rows = sqlx::query(
+                    "SELECT u.*, s.effective AS staged_effective, s.changed_at AS staged_changed_at
+                     FROM group_members gm
+                     JOIN users u ON u.id = gm.member_id
+                     LEFT JOIN user_staged_state s ON s.user_id = u.id
+                     WHERE gm.group_id = $1 AND gm.member_kind = 'user'
+                       AND (CAST($2 AS TEXT) IS NULL OR gm.member_id > CAST($2 AS TEXT))
+                     ORDER BY gm.member_id LIMIT $3",
+                )
+                .bind(&group_s)
+                .bind(after.map(|a| a.to_string()))
+                .bind(clamp_top(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let mut members = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let record = Self::user_from(r)?;
+                    let effective: Option<String> = r.try_get("staged_effective").map_err(map_err)?;
+                    let staged = match effective {
+                        Some(e) => staged_from(e, r.try_get("staged_changed_at").map_err(map_err)?)?,
+                        None => StagedState::default(),
+                    };
+                    members.push(StagedMemberRow {
+                        has_synced_password: record.synced_password.is_some(),
+                        user: record.user,
+                        staged,
+                        rollout_groups: vec![],
+                    });
+                }
+                let (Some(first), Some(last)) = (members.first(), members.last()) else {
+                    return Ok(members);
+                };
+                // The page's members' groups that a policy applies to: one query over the
+                // page's id range, restricted to this group's members.
+                let (first_s, last_s) = (first.user.id.to_string(), last.user.id.to_string());
+                let rows = sqlx::query(
+                    "SELECT gm.member_id, gm.group_id FROM group_members gm
+                     WHERE gm.member_kind = 'user' AND gm.member_id >= $1 AND gm.member_id <= $2
+                       AND gm.group_id IN (SELECT fg.group_id FROM feature_rollout_groups fg)
+                       AND gm.member_id IN (
+                           SELECT m.member_id FROM group_members m
+                           WHERE m.group_id = $3 AND m.member_kind = 'user'
+                             AND m.member_id >= $1 AND m.member_id <= $2)
+                     ORDER BY gm.member_id, gm.group_id",
+                )
+                .bind(&first_s)
+                .bind(&last_s)
+                .bind(&group_s)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let mut groups: std::collections::HashMap<Uuid, Vec<Uuid>> = std::collections::HashMap::new();
+                for r in &rows {
+                    let member: String = r.try_get("member_id").map_err(map_err)?;
+                    let group: String = r.try_get("group_id").map_err(map_err)?;
+                    groups
+                        .entry(uuid_of(&member, "member id")?)
+                        .or_default()
+                        .push(uuid_of(&group, "group id")?);
+                }
+                for m in &mut members {
+                    m.rollout_groups = groups.remove(&m.user.id).unwrap_or_default();
+                }
+                Ok(members)
+            }
+
             async fn domain_password_coverage(&self, domain: &str, sample: u32) -> StoreResult<PasswordCoverage> {
                 let domain = domain.to_ascii_lowercase();
                 let counts = sqlx::query(

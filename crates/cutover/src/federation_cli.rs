@@ -16,8 +16,8 @@ use cutover_core::PasswordValidation;
 use cutover_core::staged::RolloutFeature;
 use cutover_proto::federation::{
     AddAppliesTo, CreateFeatureRolloutPolicy, CreateIdentityProvider, DirectoryObjectRef,
-    FeatureRolloutPolicyView, IdentityProviderView, StagedRolloutView, UpdateFeatureRolloutPolicy,
-    UpdateIdentityProvider,
+    FeatureRolloutPolicyView, IdentityProviderView, RolloutProgressTotals, RolloutProgressView,
+    StagedRolloutView, UpdateFeatureRolloutPolicy, UpdateIdentityProvider,
 };
 use cutover_proto::{CreateDomain, GroupView, ListResponse};
 use reqwest::{Method, StatusCode, header};
@@ -28,7 +28,7 @@ use uuid::Uuid;
 use super::{
     Api, ApiError, OutputFormat, clean, domain_fields, done, emit, endpoint_url, first_line,
     from_response, header_text, opt, path_segment, print_json, render_fields, render_table, show,
-    show_list, transport_error, without_nulls, yes_no,
+    show_list, transport_error, truncate, without_nulls, yes_no,
 };
 
 /// The policies' path under `/api/v1`.
@@ -90,7 +90,8 @@ policy (`cutover admin rollout update FEATURE --disable`); the users return to t
 after their next completed interactive sign-in — or already at their next attempt when Cutover \
 cannot check their password at all (no synced hash, no agent), so nobody is stranded.
 
-Where to look: `cutover admin users staged-rollout UPN` (desired and effective features, a \
+Where to look: `cutover admin rollout progress POLICY` (per group: who switched, who is \
+pending or held), `cutover admin users staged-rollout UPN` (desired and effective features, a \
 pending switch, the next sign-in's route and why), and the sign-in log's route and routeReason \
 (the ROUTE and WHY columns of `cutover admin sign-ins --user UPN`; `--output json` adds the \
 staged state of each sign-in).
@@ -118,6 +119,27 @@ Run with --dry-run first: it runs the preflight and changes nothing.
 
 Exit status: 0 when converted, or when a dry run would be allowed; 2 when the preflight refused \
 the conversion (also for a dry run that would be refused); 1 for any other error.";
+
+/// `cutover admin rollout progress --help`.
+const PROGRESS_LONG_ABOUT: &str = "\
+Show how far a rollout policy has come, per group and in total (a user in two of its groups \
+counts once in the total).
+
+Each direct user member of the policy's groups is in one category:
+  █ switched       the feature is effective: done;
+  ░ pending        the next completed interactive sign-in switches them;
+  ! held           pending, but passwordHashSync waits for their synced password hash (they \
+stay federated until then: cutover sync run --once --passwords);
+  < returning      the feature is effective but no longer applies (policy disabled, hash gone): \
+the next sign-in takes it away;
+  - not enabled    the policy is disabled and the feature is not effective;
+  ? needs password feature   seamlessSso applies only together with an enabled password policy;
+  x not eligible   cloud-only users, break-glass accounts, users of managed or unknown domains.
+
+The bar of each group is 40 characters wide, split in proportion to the categories; a \
+category with any member gets at least one character. The held and pending users are listed \
+(up to 20 of each per group, by name); --output json prints the server's answer with every \
+category's sample.";
 
 const IDP_CREATE_LONG_ABOUT: &str = "\
 Register an upstream OpenID Connect identity provider (the legacy IdP that federated domains \
@@ -307,6 +329,16 @@ pub enum RolloutCommand {
         /// The group's id or exact display name.
         #[arg(value_name = "GROUP", value_parser = path_segment)]
         group: String,
+    },
+    /// Show how far a policy has come: per group and in total, how many direct members have
+    /// switched, will switch at their next sign-in (pending), are held (no synced password
+    /// hash yet), return, or are not eligible; a bar chart, a table, and who is held or
+    /// pending.
+    #[command(long_about = PROGRESS_LONG_ABOUT)]
+    Progress {
+        /// The policy's id or feature (passwordHashSync, …).
+        #[arg(value_name = "POLICY", value_parser = path_segment)]
+        policy: String,
     },
     /// Take a group out of a policy (the rollback for its members).
     RemoveGroup {
@@ -609,6 +641,7 @@ pub(super) async fn rollout(api: &Api, out: OutputFormat, cmd: RolloutCommand) -
                 )
             })
         }
+        RolloutCommand::Progress { policy } => progress(api, out, &policy).await,
         RolloutCommand::RemoveGroup { policy, group } => {
             let id = resolve_policy(api, &policy).await?.to_string();
             let group_id = match Uuid::parse_str(&group) {
@@ -646,6 +679,21 @@ pub(super) async fn rollout(api: &Api, out: OutputFormat, cmd: RolloutCommand) -
             })
         }
     }
+}
+
+/// `cutover admin rollout progress POLICY`: the API's JSON, or the chart, table and samples.
+async fn progress(api: &Api, out: OutputFormat, policy: &str) -> Result<()> {
+    let id = resolve_policy(api, policy).await?.to_string();
+    let resp = api
+        .send(Method::GET, &policy_path(&[&id, "progress"]), &[], None)
+        .await?;
+    if out != OutputFormat::Table {
+        return print_json(out, resp.as_ref());
+    }
+    let view: RolloutProgressView = from_response(
+        resp.ok_or_else(|| anyhow!("the server returned no progress for {policy}"))?,
+    )?;
+    emit(&progress_text(&view))
 }
 
 pub(super) async fn staged_rollout(api: &Api, out: OutputFormat, user: &str) -> Result<()> {
@@ -1364,6 +1412,234 @@ fn features_text(features: &[String]) -> String {
     } else {
         features.join(", ")
     }
+}
+
+/// Characters between the brackets of a progress bar.
+const PROGRESS_BAR_WIDTH: usize = 40;
+/// Group names are cut to this many characters in the chart.
+const PROGRESS_LABEL_MAX: usize = 32;
+
+/// The progress categories in chart order: the words after the bar, and the bar character
+/// (the legend of `rollout progress`).
+const PROGRESS_CATEGORIES: [(&str, char); 7] = [
+    ("switched", '█'),
+    ("pending", '░'),
+    ("held", '!'),
+    ("returning", '<'),
+    ("not enabled", '-'),
+    ("needs password feature", '?'),
+    ("not eligible", 'x'),
+];
+
+/// The counts of `t` in [`PROGRESS_CATEGORIES`] order.
+fn progress_counts(t: &RolloutProgressTotals) -> [u64; 7] {
+    [
+        t.switched,
+        t.pending,
+        t.held,
+        t.returning,
+        t.not_enabled,
+        t.needs_password_feature,
+        t.not_eligible,
+    ]
+}
+
+/// How many of `width` characters each category gets: in proportion (largest remainder), every
+/// non-empty category at least one, together exactly `width` (none when there is no one).
+fn bar_cells(counts: &[u64; 7], width: usize) -> [usize; 7] {
+    let total: u128 = counts.iter().map(|&c| u128::from(c)).sum();
+    let mut cells = [0usize; 7];
+    if total == 0 || width == 0 {
+        return cells;
+    }
+    let w = width as u128;
+    let mut remainders = [0u128; 7];
+    for (i, &c) in counts.iter().enumerate() {
+        let share = u128::from(c) * w;
+        cells[i] = (share / total) as usize;
+        remainders[i] = share % total;
+    }
+    // Every category with members is visible.
+    for (i, &c) in counts.iter().enumerate() {
+        if c > 0 && cells[i] == 0 {
+            cells[i] = 1;
+            remainders[i] = 0;
+        }
+    }
+    let mut sum: usize = cells.iter().sum();
+    // Hand out what is left by largest remainder (ties: chart order) ...
+    let mut order: Vec<usize> = (0..7).filter(|&i| counts[i] > 0).collect();
+    order.sort_by(|&a, &b| remainders[b].cmp(&remainders[a]).then(a.cmp(&b)));
+    for &i in order.iter().cycle().take(width.saturating_sub(sum)) {
+        cells[i] += 1;
+    }
+    sum = cells.iter().sum();
+    // ... or take back what the minimum of one added, from the widest.
+    while sum > width {
+        let widest = (0..7)
+            .max_by_key(|&i| (cells[i], usize::MAX - i))
+            .unwrap_or(0);
+        if cells[widest] <= 1 {
+            break;
+        }
+        cells[widest] -= 1;
+        sum -= 1;
+    }
+    cells
+}
+
+/// `[██████░░!]`: the categories' characters in proportion, always `PROGRESS_BAR_WIDTH` wide.
+fn progress_bar(t: &RolloutProgressTotals) -> String {
+    let cells = bar_cells(&progress_counts(t), PROGRESS_BAR_WIDTH);
+    let mut bar: String = PROGRESS_CATEGORIES
+        .iter()
+        .zip(cells)
+        .flat_map(|((_, ch), n)| std::iter::repeat_n(*ch, n))
+        .collect();
+    let drawn = cells.iter().sum::<usize>();
+    bar.extend(std::iter::repeat_n(
+        ' ',
+        PROGRESS_BAR_WIDTH.saturating_sub(drawn),
+    ));
+    format!("[{bar}]")
+}
+
+/// `switched 150 · pending 25 · held 5`: the non-empty categories.
+fn progress_summary(t: &RolloutProgressTotals) -> String {
+    let parts: Vec<String> = PROGRESS_CATEGORIES
+        .iter()
+        .zip(progress_counts(t))
+        .filter(|(_, n)| *n > 0)
+        .map(|((name, _), n)| format!("{name} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "no members".to_owned()
+    } else {
+        parts.join(" · ")
+    }
+}
+
+fn members_label(name: &str, members: u64) -> String {
+    let name = truncate(&clean(name), PROGRESS_LABEL_MAX);
+    let plural = if members == 1 { "member" } else { "members" };
+    format!("{name} ({members} {plural})")
+}
+
+/// The whole table output of `rollout progress`: headline, a bar per group and the total,
+/// the legend, the table, and the held and pending users with what to do.
+fn progress_text(v: &RolloutProgressView) -> String {
+    let feature = clean(&v.feature);
+    let state = if v.is_enabled { "enabled" } else { "disabled" };
+    let mut text = format!("Progress of the {feature} rollout policy ({state})\n\n");
+    if v.groups.is_empty() {
+        text.push_str(&format!(
+            "The policy applies to no group yet: cutover admin rollout add-group {feature} GROUP\n"
+        ));
+        return text;
+    }
+    let mut lines: Vec<(String, &RolloutProgressTotals)> = v
+        .groups
+        .iter()
+        .map(|g| (members_label(&g.display_name, g.totals.members), &g.totals))
+        .collect();
+    lines.push((members_label("Total", v.totals.members), &v.totals));
+    let label_w = lines
+        .iter()
+        .map(|(l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    for (label, totals) in &lines {
+        let pad = label_w - label.chars().count();
+        text.push_str(&format!(
+            "{label}{}  {}  {}\n",
+            " ".repeat(pad),
+            progress_bar(totals),
+            progress_summary(totals)
+        ));
+    }
+    let legend: Vec<String> = PROGRESS_CATEGORIES
+        .iter()
+        .map(|(name, ch)| format!("{ch} {name}"))
+        .collect();
+    text.push_str(&format!("\nLegend: {}\n", legend.join("  ")));
+    for g in v.groups.iter().filter(|g| g.truncated) {
+        text.push_str(&format!(
+            "Note: {} has more members than the server counts per group; the figures cover its \
+             first {}.\n",
+            clean(&g.display_name),
+            g.totals.members
+        ));
+    }
+
+    let show_needs = v.totals.needs_password_feature > 0 || v.feature == "seamlessSso";
+    let mut headers = vec![
+        "GROUP",
+        "MEMBERS",
+        "SWITCHED",
+        "PENDING",
+        "HELD",
+        "RETURNING",
+        "NOT ENABLED",
+    ];
+    if show_needs {
+        headers.push("NEEDS PASSWORD FEATURE");
+    }
+    headers.push("NOT ELIGIBLE");
+    let row = |name: &str, t: &RolloutProgressTotals| {
+        let mut r = vec![
+            name.to_owned(),
+            t.members.to_string(),
+            t.switched.to_string(),
+            t.pending.to_string(),
+            t.held.to_string(),
+            t.returning.to_string(),
+            t.not_enabled.to_string(),
+        ];
+        if show_needs {
+            r.push(t.needs_password_feature.to_string());
+        }
+        r.push(t.not_eligible.to_string());
+        r
+    };
+    let mut rows: Vec<Vec<String>> = v
+        .groups
+        .iter()
+        .map(|g| row(&g.display_name, &g.totals))
+        .collect();
+    rows.push(row("Total", &v.totals));
+    text.push('\n');
+    text.push_str(&render_table(&headers, &rows));
+
+    let lists = [
+        (
+            "Held",
+            "sync their password hash: cutover sync run --once --passwords",
+        ),
+        ("Pending", "they switch at their next sign-in"),
+    ];
+    for (what, hint) in lists {
+        for g in &v.groups {
+            let (count, sample) = match what {
+                "Held" => (g.totals.held, &g.samples.held),
+                _ => (g.totals.pending, &g.samples.pending),
+            };
+            if count == 0 {
+                continue;
+            }
+            text.push_str(&format!(
+                "\n{what} in {} ({count}): {hint}\n",
+                clean(&g.display_name)
+            ));
+            for upn in sample {
+                text.push_str(&format!("  {}\n", clean(upn)));
+            }
+            let more = count.saturating_sub(sample.len() as u64);
+            if more > 0 {
+                text.push_str(&format!("  … and {more} more\n"));
+            }
+        }
+    }
+    text
 }
 
 fn staged_rollout_text(v: &StagedRolloutView) -> String {
@@ -2171,6 +2447,191 @@ mod tests {
             "cloudOnlyUser (not synced: staged rollout does not apply)"
         );
         assert_eq!(eligibility_text("somethingNew"), "somethingNew");
+    }
+
+    #[test]
+    fn rollout_progress_parses() {
+        let AdminCommand::Rollout(RolloutCommand::Progress { policy }) =
+            parse(&["rollout", "progress", "passwordHashSync"]).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(policy, "passwordHashSync");
+        let e = parse(&["rollout", "progress"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn progress_bars_are_proportional_bounded_and_show_every_category() {
+        // (counts in chart order) → cells
+        let table: [([u64; 7], [usize; 7]); 7] = [
+            ([150, 25, 5, 0, 0, 0, 0], [33, 6, 1, 0, 0, 0, 0]),
+            ([1, 0, 0, 0, 0, 0, 0], [40, 0, 0, 0, 0, 0, 0]),
+            ([1, 1, 0, 0, 0, 0, 0], [20, 20, 0, 0, 0, 0, 0]),
+            ([0; 7], [0; 7]),
+            // One held user among a hundred thousand still shows.
+            ([99_999, 0, 1, 0, 0, 0, 0], [39, 0, 1, 0, 0, 0, 0]),
+            ([1; 7], [6, 6, 6, 6, 6, 5, 5]),
+            ([1000, 1, 1, 1, 1, 1, 1], [34, 1, 1, 1, 1, 1, 1]),
+        ];
+        for (counts, want) in table {
+            assert_eq!(bar_cells(&counts, PROGRESS_BAR_WIDTH), want, "{counts:?}");
+        }
+        // Any counts: exactly the width, every non-empty category visible, empty ones absent,
+        // and within one cell of the exact share when no category needed its minimum.
+        let samples = [0u64, 1, 2, 3, 7, 40, 99, 1000, 123_457];
+        for a in samples {
+            for b in samples {
+                for c in samples {
+                    for d in [0u64, 5] {
+                        let counts = [a, b, c, d, 0, d, 1];
+                        let cells = bar_cells(&counts, PROGRESS_BAR_WIDTH);
+                        let total: u64 = counts.iter().sum();
+                        assert_eq!(
+                            cells.iter().sum::<usize>(),
+                            PROGRESS_BAR_WIDTH,
+                            "{counts:?}"
+                        );
+                        let no_minimum = counts
+                            .iter()
+                            .all(|&n| n == 0 || n * PROGRESS_BAR_WIDTH as u64 >= total);
+                        for (n, cell) in counts.iter().zip(cells) {
+                            assert_eq!(*n > 0, cell > 0, "{counts:?} → {cells:?}");
+                            let exact = *n as f64 * PROGRESS_BAR_WIDTH as f64 / total as f64;
+                            if no_minimum {
+                                assert!(
+                                    (cell as f64 - exact).abs() < 1.0,
+                                    "{counts:?} → {cells:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    fn progress_view(v: Value) -> RolloutProgressView {
+        serde_json::from_value(v).expect("the server's progress shape")
+    }
+
+    #[test]
+    fn progress_reads_as_bars_a_table_and_who_to_act_on() {
+        let totals = |members: u64, switched: u64, pending: u64, held: u64, not_eligible: u64| {
+            json!({"members": members, "switched": switched, "pending": pending, "held": held,
+                   "returning": 0, "notEnabled": 0, "notEligible": not_eligible})
+        };
+        let v = progress_view(json!({
+            "policyId": id(1).to_string(),
+            "feature": "passwordHashSync",
+            "isEnabled": true,
+            "totals": totals(205, 150, 47, 5, 3),
+            "groups": [
+                {"id": id(2).to_string(), "displayName": "Pilot", "totals": totals(180, 150, 25, 5, 0),
+                 "samples": {"pending": ["p1@corp.example", "p2@corp.example"],
+                             "held": ["h1@corp.example"]}},
+                {"id": id(3).to_string(), "displayName": "Wave\u{1b}[2J 2", "totals": totals(25, 0, 22, 0, 3),
+                 "samples": {"pending": ["w1@corp.example"], "notEligible": ["cloud@corp.example"]},
+                 "truncated": true}
+            ],
+            "truncated": true
+        }));
+        let text = progress_text(&v);
+        let bar = |parts: &[(char, usize)]| -> String {
+            parts
+                .iter()
+                .flat_map(|(c, n)| std::iter::repeat_n(*c, *n))
+                .collect()
+        };
+        for want in [
+            "Progress of the passwordHashSync rollout policy (enabled)\n".to_owned(),
+            format!(
+                "Pilot (180 members)           [{}]  switched 150 · pending 25 · held 5\n",
+                bar(&[('█', 33), ('░', 6), ('!', 1)])
+            ),
+            // Control characters are shown, not obeyed.
+            format!(
+                "Wave\\u{{1b}}[2J 2 (25 members)  [{}]  pending 22 · not eligible 3\n",
+                bar(&[('░', 35), ('x', 5)])
+            ),
+            format!(
+                "Total (205 members)           [{}]  switched 150 · pending 47 · held 5 · not eligible 3\n",
+                bar(&[('█', 29), ('░', 9), ('!', 1), ('x', 1)])
+            ),
+            "Legend: █ switched  ░ pending  ! held  < returning  - not enabled  ? needs password feature  x not eligible\n".to_owned(),
+            "Note: Wave\\u{1b}[2J 2 has more members than the server counts per group; the figures cover its first 25.\n".to_owned(),
+            "GROUP            MEMBERS  SWITCHED  PENDING  HELD  RETURNING  NOT ENABLED  NOT ELIGIBLE\n".to_owned(),
+            "Pilot            180      150       25       5     0          0            0\n".to_owned(),
+            "Total            205      150       47       5     0          0            3\n".to_owned(),
+            "\nHeld in Pilot (5): sync their password hash: cutover sync run --once --passwords\n  h1@corp.example\n  … and 4 more\n".to_owned(),
+            "\nPending in Pilot (25): they switch at their next sign-in\n  p1@corp.example\n  p2@corp.example\n  … and 23 more\n".to_owned(),
+            "\nPending in Wave\\u{1b}[2J 2 (22): they switch at their next sign-in\n  w1@corp.example\n  … and 21 more\n".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want:?} in\n{text}");
+        }
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(
+            !text.contains("NEEDS PASSWORD FEATURE"),
+            "only for seamlessSso"
+        );
+        assert!(!text.contains("Held in Wave"), "no empty lists:\n{text}");
+        // Held comes first: who to act on.
+        assert!(text.find("Held in Pilot").unwrap() < text.find("Pending in Pilot").unwrap());
+        for line in text
+            .lines()
+            .filter(|l| l.contains(" members)") || l.contains(" member)"))
+        {
+            let open = line.find("  [").unwrap() + 2;
+            let close = line.rfind(']').unwrap();
+            assert_eq!(
+                line[open + 1..close].chars().count(),
+                PROGRESS_BAR_WIDTH,
+                "{line}"
+            );
+        }
+
+        // A disabled seamlessSso policy: returning users, the extra column, an empty group.
+        let v = progress_view(json!({
+            "policyId": id(1).to_string(), "feature": "seamlessSso", "isEnabled": false,
+            "totals": {"members": 3, "switched": 0, "pending": 0, "held": 0, "returning": 2,
+                       "notEnabled": 1, "notEligible": 0},
+            "groups": [
+                {"id": id(2).to_string(), "displayName": "SSO", "totals": {"members": 3, "switched": 0,
+                 "pending": 0, "held": 0, "returning": 2, "notEnabled": 1, "notEligible": 0}},
+                {"id": id(3).to_string(), "displayName": "Empty", "totals": {"members": 0, "switched": 0,
+                 "pending": 0, "held": 0, "returning": 0, "notEnabled": 0, "notEligible": 0}}
+            ]
+        }));
+        let text = progress_text(&v);
+        for want in [
+            "Progress of the seamlessSso rollout policy (disabled)\n".to_owned(),
+            format!(
+                "SSO (3 members)    [{}]  returning 2 · not enabled 1\n",
+                bar(&[('<', 27), ('-', 13)])
+            ),
+            format!("Empty (0 members)  [{}]  no members\n", " ".repeat(40)),
+            "NEEDS PASSWORD FEATURE".to_owned(),
+        ] {
+            assert!(text.contains(&want), "{want:?} in\n{text}");
+        }
+        assert!(
+            !text.contains("Held in") && !text.contains("Pending in"),
+            "{text}"
+        );
+
+        let none = progress_view(json!({
+            "policyId": id(1).to_string(), "feature": "passwordHashSync", "isEnabled": true,
+            "totals": {"members": 0, "switched": 0, "pending": 0, "held": 0, "returning": 0,
+                       "notEnabled": 0, "notEligible": 0},
+            "groups": []
+        }));
+        assert!(
+            progress_text(&none).contains(
+                "applies to no group yet: cutover admin rollout add-group passwordHashSync GROUP"
+            ),
+            "{}",
+            progress_text(&none)
+        );
     }
 
     /// `s` with every run of whitespace as one space (help text is wrapped to the terminal).

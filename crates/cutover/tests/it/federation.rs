@@ -244,6 +244,41 @@ pub(crate) async fn stage_pilot_group(admin: &Admin) -> (String, String) {
     (pid, pilot_group)
 }
 
+/// The group named `name` in a rollout progress answer.
+fn progress_group(progress: &Value, name: &str) -> Value {
+    progress["groups"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no groups: {progress}"))
+        .iter()
+        .find(|g| g["displayName"] == name)
+        .unwrap_or_else(|| panic!("no group {name}: {progress}"))
+        .clone()
+}
+
+/// Progress totals with every category named (absent ones are 0), checking that the
+/// categories add up to the members.
+fn progress_totals(totals: &Value, switched: u64, pending: u64, held: u64, not_eligible: u64) {
+    let want = json!({
+        "members": switched + pending + held + not_eligible,
+        "switched": switched, "pending": pending, "held": held, "returning": 0,
+        "notEnabled": 0, "needsPasswordFeature": 0, "notEligible": not_eligible,
+    });
+    assert_eq!(totals, &want, "{totals}");
+    let sum: u64 = [
+        "switched",
+        "pending",
+        "held",
+        "returning",
+        "notEnabled",
+        "needsPasswordFeature",
+        "notEligible",
+    ]
+    .iter()
+    .map(|k| totals[*k].as_u64().unwrap())
+    .sum();
+    assert_eq!(Some(sum), totals["members"].as_u64(), "{totals}");
+}
+
 pub(crate) fn features(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not a list: {v}"))
@@ -614,8 +649,102 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
         ),
         "{view}"
     );
+    // The policy's progress: pilot1 switches at their next sign-in, nohash1 is held.
+    let progress_path = format!("/policies/featureRolloutPolicies/{pid}/progress");
+    let progress = admin.get(&progress_path).await;
+    assert_eq!(
+        (
+            &progress["policyId"],
+            &progress["feature"],
+            &progress["isEnabled"],
+            &progress["truncated"]
+        ),
+        (
+            &json!(pid),
+            &json!("passwordHashSync"),
+            &json!(true),
+            &json!(false)
+        ),
+        "{progress}"
+    );
+    let pilot = progress_group(&progress, "Pilot");
+    progress_totals(&pilot["totals"], 0, 1, 0, 0);
+    assert_eq!(
+        pilot["samples"],
+        json!({"pending": ["pilot1@example.test"]}),
+        "{pilot}"
+    );
+    let held = progress_group(&progress, "No-hash wave");
+    assert_eq!(held["id"], wave["id"]);
+    progress_totals(&held["totals"], 0, 0, 1, 0);
+    assert_eq!(
+        held["samples"],
+        json!({"held": ["nohash1@example.test"]}),
+        "{held}"
+    );
+    progress_totals(&progress["totals"], 0, 1, 1, 0);
     rp.sign_in("pilot1@example.test", "", "pilot1", &[], "federated")
         .await;
+    let progress = admin.get(&progress_path).await;
+    let pilot = progress_group(&progress, "Pilot");
+    progress_totals(&pilot["totals"], 1, 0, 0, 0);
+    assert_eq!(pilot["samples"], json!({}), "switched users are not listed");
+    progress_totals(
+        &progress_group(&progress, "No-hash wave")["totals"],
+        0,
+        0,
+        1,
+        0,
+    );
+    progress_totals(&progress["totals"], 1, 0, 1, 0);
+    // The CLI draws it: a 40-character bar per group (█ switched, ! held) and who to act on.
+    let data_dir = &fx.env.server.data_dir;
+    let r = crate::federation_cli::cli(data_dir, &["rollout", "progress", "passwordHashSync"], "");
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    let line = |label: &str| -> String {
+        r.out
+            .lines()
+            .find(|l| l.starts_with(label))
+            .unwrap_or_else(|| panic!("no line {label:?} in\n{}", r.out))
+            .to_owned()
+    };
+    let bar = |parts: &[(&str, usize)]| -> String {
+        let inner: String = parts.iter().map(|(c, n)| c.repeat(*n)).collect();
+        format!("[{inner}]")
+    };
+    for (label, tail) in [
+        (
+            "Pilot (1 member) ",
+            format!("{}  switched 1", bar(&[("█", 40)])),
+        ),
+        (
+            "No-hash wave (1 member) ",
+            format!("{}  held 1", bar(&[("!", 40)])),
+        ),
+        (
+            "Total (2 members) ",
+            format!("{}  switched 1 · held 1", bar(&[("█", 20), ("!", 20)])),
+        ),
+    ] {
+        let l = line(label);
+        assert!(l.ends_with(&tail), "{l:?} should end with {tail:?}");
+    }
+    assert!(
+        r.out.contains(
+            "Held in No-hash wave (1): sync their password hash: cutover sync run --once --passwords\n  nohash1@example.test\n"
+        ),
+        "{}",
+        r.out
+    );
+    assert!(!r.out.contains("Pending in"), "{}", r.out);
+    let r = crate::federation_cli::cli(
+        data_dir,
+        &["--output", "json", "rollout", "progress", &pid],
+        "",
+    );
+    assert_eq!(r.code, 0, "{}\n{}", r.out, r.err);
+    let raw: Value = serde_json::from_str(&r.out).unwrap_or_else(|e| panic!("{e}: {}", r.out));
+    assert_eq!(raw, progress, "--output json prints the server's answer");
 
     // Not ready: a synced user without a hash, no break-glass accounts.
     let (status, dry) = admin
@@ -684,6 +813,15 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
     ));
     let cfg = fx.env.config("sync-a", false, "", "");
     fx.env.run_ok(&cfg, &["run", "--once", "--passwords"]).await;
+    // With the hash synced, nohash1 is no longer held: their next sign-in switches them.
+    let progress = admin.get(&progress_path).await;
+    let wave_progress = progress_group(&progress, "No-hash wave");
+    progress_totals(&wave_progress["totals"], 0, 1, 0, 0);
+    assert_eq!(
+        wave_progress["samples"],
+        json!({"pending": ["nohash1@example.test"]}),
+        "{wave_progress}"
+    );
     admin
         .post(
             "/domains",
@@ -739,6 +877,8 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
         .post("/domains/example.test/convert", json!({"to": "managed"}))
         .await;
     assert_eq!(done["converted"], true, "{done}");
+    // A managed domain is out of staged rollout's reach (its state frozen).
+    progress_totals(&admin.get(&progress_path).await["totals"], 0, 0, 0, 2);
     let d = admin.get("/domains/example.test").await;
     assert_eq!(
         (

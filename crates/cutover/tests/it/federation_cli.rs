@@ -9,13 +9,14 @@ use serde_json::Value;
 
 use crate::harness::*;
 
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
+pub(crate) struct Run {
+    pub(crate) code: i32,
+    pub(crate) out: String,
+    pub(crate) err: String,
 }
 
-fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> Run {
+/// `cutover admin --data-dir DIR ARGS…` with `stdin`, run to its end.
+pub(crate) fn cli(dir: &std::path::Path, args: &[&str], stdin: &str) -> Run {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cutover"))
         .arg("admin")
         .arg("--data-dir")
