@@ -520,8 +520,9 @@ pub fn transition(
 /// What Cutover knows about a user's credentials when it is about to switch them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AdmissionFacts {
-    /// The user has a synced password hash (password hash sync can check them).
-    pub has_synced_password: bool,
+    /// The password page can check the user: a synced password hash, or a password set in
+    /// Cutover (a synced user's password page falls back to it).
+    pub has_password: bool,
 }
 
 /// Why a desired feature is held back from the effective state.
@@ -545,9 +546,7 @@ impl HoldReason {
 /// cannot be checked is held back (with `seamlessSso`, which needs it), so no switch ever
 /// moves a user onto a route that cannot sign them in. Pass the result to [`transition`].
 pub fn admissible(desired: FeatureSet, facts: AdmissionFacts) -> (FeatureSet, Option<HoldReason>) {
-    if desired.password_route() == Some(RolloutFeature::PasswordHashSync)
-        && !facts.has_synced_password
-    {
+    if desired.password_route() == Some(RolloutFeature::PasswordHashSync) && !facts.has_password {
         let held = desired
             .without(RolloutFeature::PasswordHashSync)
             .without(RolloutFeature::SeamlessSso);
@@ -643,8 +642,8 @@ pub struct MemberFacts {
     pub effective: FeatureSet,
     /// What their direct groups call for now ([`RolloutIndex::desired`], every policy).
     pub desired: FeatureSet,
-    /// They have a synced password hash.
-    pub has_synced_password: bool,
+    /// The password page can check them (see [`AdmissionFacts::has_password`]).
+    pub has_password: bool,
 }
 
 /// Where a member of a group of the policy for `feature` (enabled or not) stands: the
@@ -669,7 +668,7 @@ pub fn member_progress(
     let (admitted, _) = admissible(
         m.desired,
         AdmissionFacts {
-            has_synced_password: m.has_synced_password,
+            has_password: m.has_password,
         },
     );
     match (effective, admitted.contains(feature)) {
@@ -1041,11 +1040,9 @@ mod tests {
     #[test]
     fn a_switch_to_password_hash_sync_waits_for_the_hash() {
         use RolloutFeature::*;
-        let with = AdmissionFacts {
-            has_synced_password: true,
-        };
+        let with = AdmissionFacts { has_password: true };
         let without = AdmissionFacts {
-            has_synced_password: false,
+            has_password: false,
         };
         let phs_sso_mfa =
             FeatureSet::of(&[PasswordHashSync, SeamlessSso, MultiFactorAuthentication]);
@@ -1139,7 +1136,7 @@ mod tests {
                 eligibility,
                 effective,
                 desired,
-                has_synced_password: hash,
+                has_password: hash,
             };
             assert_eq!(
                 member_progress(feature, enabled, m),
@@ -1187,16 +1184,12 @@ mod tests {
                                     eligibility,
                                     effective,
                                     desired,
-                                    has_synced_password: hash,
+                                    has_password: hash,
                                 };
                                 let got = member_progress(feature, enabled, m);
                                 seen.insert(got);
-                                let (admitted, held) = admissible(
-                                    desired,
-                                    AdmissionFacts {
-                                        has_synced_password: hash,
-                                    },
-                                );
+                                let (admitted, held) =
+                                    admissible(desired, AdmissionFacts { has_password: hash });
                                 let state = StagedState {
                                     effective,
                                     changed_at: None,

@@ -112,7 +112,7 @@ pub struct PendingAuth<'a> {
     pub pkce_verifier: &'a str,
 }
 
-/// The verified ID token's subject and claims.
+/// The verified ID token's subject and claims (every claim, standard ones included, by name).
 #[derive(Debug, Clone)]
 pub struct VerifiedIdentity {
     pub subject: String,
@@ -314,12 +314,22 @@ impl Federation {
                     chrono::DateTime::<chrono::Utc>::from_timestamp_millis(now.millis())
                         .unwrap_or_default()
                 });
-            id_token
-                .claims(&verifier, &nonce)
-                .map(|c| VerifiedIdentity {
+            id_token.claims(&verifier, &nonce).map(|c| {
+                // The standard claims a registration may name (`upnClaim`) are parsed
+                // into their own fields: put them back beside the others.
+                let mut claims = c.additional_claims().claims.clone();
+                claims.insert("sub".into(), Value::String(c.subject().to_string()));
+                if let Some(v) = c.preferred_username() {
+                    claims.insert("preferred_username".into(), Value::String(v.to_string()));
+                }
+                if let Some(v) = c.email() {
+                    claims.insert("email".into(), Value::String(v.to_string()));
+                }
+                VerifiedIdentity {
                     subject: c.subject().as_str().to_owned(),
-                    claims: c.additional_claims().claims.clone(),
-                })
+                    claims,
+                }
+            })
         };
         match verify(&client) {
             Ok(v) => Ok(v),

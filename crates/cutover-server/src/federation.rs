@@ -369,10 +369,8 @@ async fn callback(
     };
 
     // Who is it? By immutable id, then (when configured) by UPN; never create a user.
-    let mut claims = identity.claims.clone();
-    claims.insert("sub".into(), json!(identity.subject));
     let keys = subject_keys(
-        &claims,
+        &identity.claims,
         &idp.immutable_id_claim,
         idp.upn_fallback_claim.as_deref(),
     );

@@ -112,8 +112,7 @@ pub(crate) async fn staged_target(
     let (admitted, held) = admissible(
         desired,
         AdmissionFacts {
-            // A synced user with a password set in Cutover can sign in on the password page too.
-            has_synced_password: user.synced_password.is_some() || user.password_hash.is_some(),
+            has_password: user.synced_password.is_some() || user.password_hash.is_some(),
         },
     );
     Ok(StagedTarget {
@@ -520,7 +519,7 @@ async fn policy_progress(
                         eligibility: eligibility(&row.user, domain),
                         effective: row.staged.effective,
                         desired: index.desired(&row.user, domain, &row.rollout_groups),
-                        has_synced_password: row.has_synced_password,
+                        has_password: row.has_password,
                     },
                 );
                 tally.add(progress, &row.user.upn);

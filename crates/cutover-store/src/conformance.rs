@@ -2635,7 +2635,7 @@ async fn rollout_members(s: &dyn Store) {
     for r in &got {
         let n = members.iter().position(|m| m.id == r.user.id).unwrap();
         assert_eq!(r.user, members[n], "the user as stored");
-        assert_eq!(r.has_synced_password, n == 1, "Member{n}'s hash");
+        assert_eq!(r.has_password, n == 1, "Member{n}'s hash");
         let staged = if n == 2 {
             StagedState {
                 effective: cba_set,

@@ -555,8 +555,9 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StagedMemberRow {
     pub user: User,
-    /// The user has a synced password hash (the sealed wrap itself is not returned).
-    pub has_synced_password: bool,
+    /// The password page can check this user: a synced password hash or a password set in
+    /// Cutover (neither is returned).
+    pub has_password: bool,
     /// The stored staged state (the default when none is stored).
     pub staged: StagedState,
     /// The user's direct groups that some rollout policy applies to, by id.

@@ -1947,7 +1947,7 @@ macro_rules! sql_store {
                         None => StagedState::default(),
                     };
                     members.push(StagedMemberRow {
-                        has_synced_password: record.synced_password.is_some(),
+                        has_password: record.synced_password.is_some() || record.password_hash.is_some(),
                         user: record.user,
                         staged,
                         rollout_groups: vec![],

@@ -1176,6 +1176,39 @@ async fn upstream_failures_are_refused_clearly_and_change_nothing() {
             .contains(&json!("userPrincipalName")),
         "{rec}"
     );
+    // A standard claim works as the UPN claim too: the upstream sends the login as
+    // `preferred_username`, and a login nobody has an immutable id for falls back to it.
+    let idps = admin.get("/identityProviders").await;
+    let good_idp = idps["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["clientId"] == "cutover-normal")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, v) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/identityProviders/{good_idp}"),
+            Some(json!({"upnClaim": "preferred_username"})),
+        )
+        .await;
+    assert_eq!(
+        (status, &v["upnClaim"]),
+        (200, &json!("preferred_username")),
+        "{v}"
+    );
+    fx.rp
+        .sign_in(
+            "good@good.example",
+            "",
+            "good@good.example",
+            &[],
+            "federated",
+        )
+        .await;
 
     // The upstream is down: a clear page, the sign-in can be retried, nothing is written.
     let http = browser();
