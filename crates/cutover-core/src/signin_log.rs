@@ -61,6 +61,21 @@ pub enum FailureReason {
     UpstreamUserNotAllowed,
     /// A pass-through route with no agent to answer (SPEC §5.3).
     NoAgentAvailable,
+    /// Agents took the request (twice at most) and none answered within the deadline.
+    AgentTimeout,
+    /// The agent could not reach the on-prem directory.
+    DirectoryUnavailable,
+    /// The agent failed in a way that says nothing about the password.
+    AgentError,
+    /// The on-prem directory reports the account locked (its own lockout, not Cutover's).
+    OnPremAccountLocked,
+    /// The on-prem directory reports the account disabled.
+    OnPremAccountDisabled,
+    /// The password is right but must be changed first (reset by an administrator).
+    PasswordMustChange,
+    /// Smart lockout refused the attempt before any password check (SPEC §7). The user sees
+    /// the same message as for a wrong password.
+    AccountLockedSmartLockout,
 }
 
 impl FailureReason {
@@ -81,6 +96,13 @@ impl FailureReason {
             Self::UpstreamSubjectNotFound => "upstreamSubjectNotFound",
             Self::UpstreamUserNotAllowed => "upstreamUserNotAllowed",
             Self::NoAgentAvailable => "noAgentAvailable",
+            Self::AgentTimeout => "agentTimeout",
+            Self::DirectoryUnavailable => "directoryUnavailable",
+            Self::AgentError => "agentError",
+            Self::OnPremAccountLocked => "onPremAccountLocked",
+            Self::OnPremAccountDisabled => "onPremAccountDisabled",
+            Self::PasswordMustChange => "passwordMustChange",
+            Self::AccountLockedSmartLockout => "accountLockedSmartLockout",
         }
     }
 
@@ -92,7 +114,13 @@ impl FailureReason {
             Self::UnknownDomain
             | Self::UnknownUser
             | Self::InvalidPassword
-            | Self::NoPasswordSet => {
+            | Self::NoPasswordSet
+            // A lock (Cutover's or the directory's) and an on-prem disabled account are
+            // reported whether or not the password was right: telling them apart would tell
+            // a guesser the account exists.
+            | Self::AccountLockedSmartLockout
+            | Self::OnPremAccountLocked
+            | Self::OnPremAccountDisabled => {
                 "Your account or password is incorrect. Check both and try again; if you have forgotten your password, contact your helpdesk."
             }
             // Only reached after the correct password: it reveals nothing to someone without it.
@@ -120,8 +148,15 @@ impl FailureReason {
             Self::UpstreamUserNotAllowed => {
                 "The account your organisation's sign-in service confirmed cannot sign in this way. Contact your helpdesk."
             }
-            Self::NoAgentAvailable => {
+            Self::NoAgentAvailable
+            | Self::AgentTimeout
+            | Self::DirectoryUnavailable
+            | Self::AgentError => {
                 "Your password cannot be checked right now because the service that checks it is unavailable. Try again in a few minutes, or contact your helpdesk."
+            }
+            // Only reached after the correct password.
+            Self::PasswordMustChange => {
+                "Your password was reset and must be changed before you can sign in. Change it the way you do at work, then sign in with the new one."
             }
             // Only reached after the correct password.
             Self::PasswordExpired => {
@@ -131,14 +166,16 @@ impl FailureReason {
     }
 }
 
-/// Lockout gate outcome (SPEC §7). Smart lockout arrives with a later release; the field exists
-/// so records written now already have the shape later records use.
+/// Smart lockout's gate for this attempt (SPEC §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum LockoutDecision {
+    /// No password was checked (federation, a session, a client secret).
     NotEvaluated,
     Allowed,
     Locked,
+    /// Report-only mode: enforcement would have refused, the check went ahead.
+    ReportOnlyLocked,
 }
 
 impl LockoutDecision {
@@ -147,6 +184,7 @@ impl LockoutDecision {
             Self::NotEvaluated => "notEvaluated",
             Self::Allowed => "allowed",
             Self::Locked => "locked",
+            Self::ReportOnlyLocked => "reportOnlyLocked",
         }
     }
 }
