@@ -29,6 +29,37 @@
 #                          PEM server certificate (chain) and key: enables StartTLS on PORT
 #                          (copied into DIR)
 #   SLAPD_LDAPS_PORT       with the two above: also listen for ldaps:// on 127.0.0.1:this port
+#   SLAPD_PPOLICY=1        load the password policy overlay (ppolicy module; its schema is
+#                          built into slapd 2.5) with the default policy
+#                          cn=default,ou=policies,BASE: pwdAttribute userPassword, pwdLockout
+#                          TRUE, pwdMaxFailure 5, pwdLockoutDuration 300, pwdMustChange TRUE,
+#                          pwdMaxAge 31536000, pwdGraceAuthNLimit 0, pwdFailureCountInterval 0;
+#                          ppolicy_use_lockout (cn=config: olcPPolicyUseLockout TRUE), so a bind
+#                          to a locked account answers the accountLocked error in the response
+#                          control. svc-sync reads the policy entry and the pwd* operational
+#                          attributes (pwdAccountLockedTime, ...) like everything else.
+#                          Default: no ppolicy (binds answer plain invalidCredentials).
+#
+# Putting a user into each password-policy state (SLAPD_PPOLICY=1; ldapmodify -x as the rootdn;
+# tried against slapd 2.5.13, used by crates/cutover/tests/it/pta_ldap.rs):
+#   locked       5 binds with a wrong password (pwdMaxFailure), or directly
+#                  replace: pwdAccountLockedTime / pwdAccountLockedTime: <now, YYYYmmddHHMMSSZ>
+#                (the rootdn may set it without the relax control). Binds then answer 49 +
+#                ppolicy error accountLocked, even with the right password, until
+#                pwdLockoutDuration (300 s) has passed.
+#   disabled     replace: pwdAccountLockedTime / pwdAccountLockedTime: 000001010000Z: OpenLDAP's
+#                permanent administrative lock: 49 + accountLocked, never expires.
+#   expired      replace: pwdChangedTime / pwdChangedTime: 20000101000000Z (needs ldapmodify
+#                -e relax, else 19 "no user modification allowed"; older than pwdMaxAge): the
+#                right password answers 49 + ppolicy error passwordExpired (no grace binds).
+#   must change  replace: pwdReset / pwdReset: TRUE (no relax needed): the bind succeeds (0)
+#                with ppolicy error changeAfterReset; the session may only change the password.
+#                Any userPassword the rootdn replaces is such a reset too (slapd sets pwdReset
+#                itself): give test users their password when adding them.
+#   unlock       delete: pwdAccountLockedTime (no relax needed); clearing the failure count,
+#                delete: pwdFailureTime, needs -e relax.
+# An empty password is never checked: slapd answers 53 "unauthenticated bind (DN with no
+# password) disallowed" (RFC 4513 5.1.2).
 #
 # stdout, and nothing else there:
 #   export SLAPD_DIR=... LDAP_URI=ldap://127.0.0.1:PORT LDAP_BASE=... LDAP_ADMIN_DN=... LDAP_ADMIN_PW=...
@@ -151,6 +182,20 @@ fi
 ADMIN_HASH="$("$SLAPPASSWD" -h '{SSHA}' -s "$ADMIN_PW")"
 SYNC_HASH="$("$SLAPPASSWD" -h '{SSHA}' -s "$SYNC_PW")"
 
+# --- password policy (SLAPD_PPOLICY=1) ---------------------------------------------------------
+PPOLICY_DN="cn=default,ou=policies,${BASE}"
+if [ "${SLAPD_PPOLICY:-0}" = 1 ]; then
+  [ -e "$MODULE_DIR/ppolicy.so" ] || [ -e "$MODULE_DIR/ppolicy.la" ] || die "slapd module ppolicy not found in $MODULE_DIR (SLAPD_PPOLICY=1)"
+  PPOLICY_MODULE="moduleload ppolicy"
+  # The last overlay configured runs first; ppolicy sees every bind before the others.
+  PPOLICY_CONF="overlay ppolicy
+ppolicy_default \"$PPOLICY_DN\"
+ppolicy_use_lockout"
+else
+  PPOLICY_MODULE="# (no password policy: SLAPD_PPOLICY is not 1)"
+  PPOLICY_CONF=""
+fi
+
 # --- slapd.conf ---------------------------------------------------------------------------
 # RFC 4533 content synchronisation (what cutover sync's delta imports use when a directory
 # offers it); SLAPD_NO_SYNCPROV=1 leaves it out, for a directory that does not.
@@ -175,6 +220,7 @@ moduleload refint
 moduleload pw-sha2
 moduleload argon2
 moduleload syncprov
+$PPOLICY_MODULE
 
 pidfile  $DIR/slapd.pid
 argsfile $DIR/slapd.args
@@ -213,6 +259,8 @@ refint_attributes member manager
 
 $SYNCPROV_CONF
 
+$PPOLICY_CONF
+
 # The rootdn always has full access. svc-sync reads everything, password hashes included;
 # users bind with their password and read the directory.
 access to attrs=userPassword,sambaNTPassword
@@ -250,6 +298,28 @@ cn: Cutover sync service
 sn: Service
 userPassword: $SYNC_HASH
 EOF
+if [ "${SLAPD_PPOLICY:-0}" = 1 ]; then
+  cat >>"$DIR/seed.ldif" <<EOF
+
+dn: ou=policies,$BASE
+objectClass: organizationalUnit
+ou: policies
+
+dn: $PPOLICY_DN
+objectClass: device
+objectClass: pwdPolicy
+cn: default
+description: Default password policy (scripts/slapd-start.sh, SLAPD_PPOLICY=1)
+pwdAttribute: userPassword
+pwdLockout: TRUE
+pwdMaxFailure: 5
+pwdLockoutDuration: 300
+pwdMustChange: TRUE
+pwdMaxAge: 31536000
+pwdGraceAuthNLimit: 0
+pwdFailureCountInterval: 0
+EOF
+fi
 
 slapadd_() {
   local what="$1"

@@ -6,6 +6,10 @@
 //! a watermark), and lists the anchors in scope to detect deletions. Entries come back as DN +
 //! anchor + raw attribute values; mapping them to Cutover's model happens elsewhere.
 //!
+//! [`PasswordChecker`] is the pass-through side: it checks a user's password with a bind
+//! against the directory (password policy control, Active Directory's reasons) and maps the
+//! answer to a [`BindOutcome`].
+//!
 //! ```no_run
 //! # async fn demo(cfg: cutover_ldap::LdapConfig) -> Result<(), cutover_ldap::LdapError> {
 //! use std::ops::ControlFlow;
@@ -32,6 +36,7 @@ mod entry;
 mod error;
 mod filter;
 mod paging;
+mod password;
 mod time;
 
 pub use config::{
@@ -43,4 +48,11 @@ pub use directory::{Directory, SearchStats};
 pub use entry::{LdapEntry, SkippedEntry};
 pub use error::{LdapError, ResultCode};
 pub use filter::escape_filter_value;
+pub use password::{
+    BindOutcome, CONNECT_RETRY_BACKOFF, CheckReport, DEFAULT_CHECK_TIMEOUT_SECS, DEFAULT_POOL_SIZE,
+    DN_CACHE_MAX_ENTRIES, DN_CACHE_TTL, DirectoryLockoutPolicy, MAX_CHECK_TIMEOUT_SECS,
+    MAX_DIAGNOSTIC_CHARS, MAX_PASSWORD_BYTES, MAX_POLICY_ENTRIES, MAX_POOL_SIZE, MAX_UPN_BYTES,
+    PERMANENT_LOCK_TIME, POOL_WAIT_TIMEOUTS, PPOLICY_OID, PasswordCheckConfig, PasswordChecker,
+    PpolicyError, PpolicyResponse, PpolicyWarning, UPN_PLACEHOLDER, parse_ppolicy_response,
+};
 pub use time::{GeneralizedTime, InvalidGeneralizedTime};

@@ -106,6 +106,7 @@ fn code(hash: &str, grant_id: Uuid) -> AuthCode {
 /// Run every check against `store`, which must be empty and migrated.
 pub async fn run(store: Arc<dyn Store>) {
     settings(&*store).await;
+    settings_upsert(&*store).await;
     domains_and_users(&*store).await;
     groups(&*store).await;
     applications(&*store).await;
@@ -125,6 +126,10 @@ pub async fn run(store: Arc<dyn Store>) {
     staged_state(store.clone()).await;
     cutover_facts(&*store).await;
     rollout_members(&*store).await;
+    agents(store.clone()).await;
+    pta_queue(store.clone()).await;
+    lockout(store.clone()).await;
+    pta_purge(&*store).await;
 }
 
 fn batch(
@@ -2691,4 +2696,1059 @@ async fn rollout_members(s: &dyn Store) {
             .is_empty(),
         "an unknown group has no members"
     );
+}
+
+// Pass-through agents, the pass-through queue, smart lockout and settings (SPEC §5.3, §7).
+
+/// `put_setting` replaces a value and audits it.
+async fn settings_upsert(s: &dyn Store) {
+    s.put_setting("put-k", "one", &audit("putSetting", "setting-put-k"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_setting("put-k").await.unwrap().as_deref(),
+        Some("one")
+    );
+    s.put_setting("put-k", "two", &audit("putSetting", "setting-put-k"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_setting("put-k").await.unwrap().as_deref(),
+        Some("two"),
+        "put_setting overwrites"
+    );
+    assert_eq!(
+        s.init_setting("put-k", "three").await.unwrap(),
+        "two",
+        "init_setting still never overwrites"
+    );
+    s.put_setting("k", "replaced", &audit("putSetting", "setting-k"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_setting("k").await.unwrap().as_deref(),
+        Some("replaced")
+    );
+    assert_eq!(audits_for(s, "setting-put-k").await.len(), 2);
+}
+
+fn agent(n: usize) -> AgentRecord {
+    AgentRecord {
+        id: Uuid::new_v4(),
+        host: format!("agent-{n}.corp.example"),
+        version: "1.0.0".into(),
+        signing_key: format!("sig-{n}"),
+        encryption_key: format!("enc-{n}"),
+        key_generation: 1,
+        enabled: true,
+        created_at: T0.plus_secs(n as i64),
+        keys_rotated_at: None,
+        last_heartbeat: None,
+        heartbeat: None,
+    }
+}
+
+const TOKEN_EXPIRY: Timestamp = Timestamp(T0.0 + 3_600_000);
+
+async fn agent_token(s: &dyn Store, hash: &str) {
+    s.create_agent_token(hash, TOKEN_EXPIRY, T0, &audit("createAgentToken", hash))
+        .await
+        .unwrap();
+}
+
+/// Register agent number `n` with a fresh token.
+async fn registered(s: &dyn Store, n: usize) -> AgentRecord {
+    let a = agent(n);
+    let tok = format!("tok-{}", a.id);
+    agent_token(s, &tok).await;
+    s.register_agent(&tok, &a, T0, &audit("registerAgent", &a.id.to_string()))
+        .await
+        .unwrap()
+        .unwrap();
+    a
+}
+
+/// Registration tokens, the 40-agent limit under races, and the agent records.
+async fn agents(store: Arc<dyn Store>) {
+    use cutover_core::pta::{MAX_AGENTS, RegistrationRefusal as R};
+    let s = &*store;
+    let now = T0.plus_secs(10);
+    assert!(s.list_agents().await.unwrap().is_empty());
+    assert_eq!(
+        s.register_agent(
+            "no-such-token",
+            &agent(0),
+            now,
+            &audit("registerAgent", "unknown")
+        )
+        .await
+        .unwrap(),
+        Err(R::TokenUnknown)
+    );
+    agent_token(s, "tok-dup").await;
+    assert!(matches!(
+        s.create_agent_token(
+            "tok-dup",
+            TOKEN_EXPIRY,
+            T0,
+            &audit("createAgentToken", "dup2")
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(audits_for(s, "dup2").await.is_empty());
+    s.create_agent_token("tok-expired", now, T0, &audit("createAgentToken", "exp"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.register_agent(
+            "tok-expired",
+            &agent(0),
+            now,
+            &audit("registerAgent", "expired")
+        )
+        .await
+        .unwrap(),
+        Err(R::TokenExpired),
+        "a token is expired at its expiry time"
+    );
+
+    let mut fleet = Vec::new();
+    for i in 1..MAX_AGENTS {
+        let tok = format!("tok-{i}");
+        agent_token(s, &tok).await;
+        let a = agent(i);
+        assert_eq!(
+            s.register_agent(&tok, &a, now, &audit("registerAgent", &a.id.to_string()))
+                .await
+                .unwrap(),
+            Ok(())
+        );
+        fleet.push(a);
+    }
+    assert_eq!(
+        s.register_agent("tok-1", &agent(0), now, &audit("registerAgent", "reused"))
+            .await
+            .unwrap(),
+        Err(R::TokenAlreadyUsed),
+        "a token registers one agent"
+    );
+    assert_eq!(s.list_agents().await.unwrap().len(), MAX_AGENTS - 1);
+
+    // Eight registrations race for the last slot: exactly one wins.
+    for i in 0..8 {
+        agent_token(s, &format!("tok-race-{i}")).await;
+    }
+    let tasks: Vec<_> = (0..8)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let a = agent(100 + i);
+                let r = store
+                    .register_agent(
+                        &format!("tok-race-{i}"),
+                        &a,
+                        now,
+                        &audit("registerAgent", &format!("race-{i}")),
+                    )
+                    .await
+                    .unwrap();
+                (i, a, r)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    let mut losers = Vec::new();
+    for t in tasks {
+        let (i, a, r) = t.await.expect("task");
+        match r {
+            Ok(()) => winners.push((i, a)),
+            Err(R::TooManyAgents { registered }) => {
+                assert_eq!(registered, MAX_AGENTS);
+                losers.push(i);
+            }
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one racer gets the 40th slot");
+    for i in &losers {
+        assert!(
+            audits_for(s, &format!("race-{i}")).await.is_empty(),
+            "a refusal writes no audit row"
+        );
+    }
+    fleet.push(winners[0].1.clone());
+    assert_eq!(s.list_agents().await.unwrap().len(), MAX_AGENTS);
+
+    agent_token(s, "tok-41").await;
+    let forty_first = agent(41);
+    let refused = s
+        .register_agent(
+            "tok-41",
+            &forty_first,
+            now,
+            &audit("registerAgent", "forty-first"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        refused,
+        Err(R::TooManyAgents {
+            registered: MAX_AGENTS
+        })
+    );
+    assert!(audits_for(s, "forty-first").await.is_empty());
+    assert_eq!(s.get_agent(forty_first.id).await.unwrap(), None);
+
+    // Listed by creation time, then id; read back whole.
+    let listed = s.list_agents().await.unwrap();
+    let mut sorted = listed.clone();
+    sorted.sort_by_key(|a| (a.created_at, a.id));
+    assert_eq!(listed, sorted);
+    assert_eq!(
+        s.get_agent(fleet[0].id).await.unwrap().as_ref(),
+        Some(&fleet[0])
+    );
+    assert_eq!(s.get_agent(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        audits_for(s, &fleet[0].id.to_string()).await.len(),
+        1,
+        "a registration is audited"
+    );
+
+    // Deleting one frees a slot: the refused tokens were left unused.
+    let gone = fleet.remove(0);
+    s.delete_agent(gone.id, &audit("deleteAgent", "gone"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_agent(gone.id).await.unwrap(), None);
+    assert!(matches!(
+        s.delete_agent(gone.id, &audit("deleteAgent", "gone-again"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "gone-again").await.is_empty());
+    assert_eq!(
+        s.register_agent(
+            "tok-41",
+            &forty_first,
+            now,
+            &audit("registerAgent", "forty-first")
+        )
+        .await
+        .unwrap(),
+        Ok(()),
+        "the token refused for the limit stayed unused"
+    );
+    fleet.push(forty_first.clone());
+    let second = fleet.remove(0);
+    s.delete_agent(second.id, &audit("deleteAgent", "second"))
+        .await
+        .unwrap();
+    let loser = agent(200);
+    assert_eq!(
+        s.register_agent(
+            &format!("tok-race-{}", losers[0]),
+            &loser,
+            now,
+            &audit("registerAgent", "loser")
+        )
+        .await
+        .unwrap(),
+        Ok(()),
+        "a racer's refused token stayed unused"
+    );
+    fleet.push(loser);
+
+    // The same token raced by four registrations: one agent.
+    let third = fleet.remove(0);
+    s.delete_agent(third.id, &audit("deleteAgent", "third"))
+        .await
+        .unwrap();
+    agent_token(s, "tok-same").await;
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let a = agent(300 + i);
+                let r = store
+                    .register_agent("tok-same", &a, now, &audit("registerAgent", "same"))
+                    .await
+                    .unwrap();
+                (a, r)
+            })
+        })
+        .collect();
+    let mut same_winner = None;
+    for t in tasks {
+        let (a, r) = t.await.expect("task");
+        match r {
+            Ok(()) => {
+                assert!(same_winner.is_none(), "one token registered two agents");
+                same_winner = Some(a);
+            }
+            Err(refusal) => assert_eq!(refusal, R::TokenAlreadyUsed),
+        }
+    }
+    fleet.push(same_winner.expect("one registration with the token wins"));
+    assert_eq!(s.list_agents().await.unwrap().len(), MAX_AGENTS);
+
+    // Enable / disable.
+    let a = fleet[0].clone();
+    s.set_agent_enabled(a.id, false, &audit("disableAgent", "disable"))
+        .await
+        .unwrap();
+    assert!(!s.get_agent(a.id).await.unwrap().unwrap().enabled);
+    s.set_agent_enabled(a.id, true, &audit("enableAgent", "enable"))
+        .await
+        .unwrap();
+    assert!(s.get_agent(a.id).await.unwrap().unwrap().enabled);
+    assert_eq!(audits_for(s, "disable").await.len(), 1);
+    assert!(matches!(
+        s.set_agent_enabled(Uuid::new_v4(), false, &audit("disableAgent", "nobody"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "nobody").await.is_empty());
+
+    // Key rotation is a compare-and-set on the generation.
+    let at = T0.plus_secs(20);
+    assert_eq!(
+        s.rotate_agent_keys(
+            a.id,
+            "sig-new",
+            "enc-new",
+            1,
+            at,
+            &audit("rotateAgentKeys", "rot")
+        )
+        .await
+        .unwrap(),
+        2
+    );
+    let rotated = s.get_agent(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            rotated.signing_key.as_str(),
+            rotated.encryption_key.as_str(),
+            rotated.key_generation,
+            rotated.keys_rotated_at
+        ),
+        ("sig-new", "enc-new", 2, Some(at))
+    );
+    assert!(matches!(
+        s.rotate_agent_keys(
+            a.id,
+            "sig-stale",
+            "enc-stale",
+            1,
+            at,
+            &audit("rotateAgentKeys", "stale")
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        s.get_agent(a.id).await.unwrap().unwrap(),
+        rotated,
+        "a stale rotation writes nothing"
+    );
+    assert!(audits_for(s, "stale").await.is_empty());
+    assert!(matches!(
+        s.rotate_agent_keys(
+            Uuid::new_v4(),
+            "x",
+            "y",
+            1,
+            at,
+            &audit("rotateAgentKeys", "ghost")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    // Concurrent rotations from the same generation: one wins.
+    let aid = a.id;
+    let tasks: Vec<_> = (0..6)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .rotate_agent_keys(
+                        aid,
+                        &format!("sig-{i}"),
+                        &format!("enc-{i}"),
+                        2,
+                        at,
+                        &audit("rotateAgentKeys", "rot-race"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(g) => {
+                assert_eq!(g, 3);
+                won += 1;
+            }
+            Err(StoreError::Conflict(_)) => {}
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(won, 1, "exactly one concurrent rotation wins");
+    assert_eq!(s.get_agent(a.id).await.unwrap().unwrap().key_generation, 3);
+
+    // Heartbeats.
+    let hb = serde_json::json!({"stats": {"validations": 3}, "directory": {"reachable": true}});
+    s.record_agent_heartbeat(a.id, T0.plus_secs(30), &hb)
+        .await
+        .unwrap();
+    let seen = s.get_agent(a.id).await.unwrap().unwrap();
+    assert_eq!(
+        (seen.last_heartbeat, seen.heartbeat),
+        (Some(T0.plus_secs(30)), Some(hb.clone()))
+    );
+    s.delete_agent(a.id, &audit("deleteAgent", "hb"))
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            s.record_agent_heartbeat(a.id, T0.plus_secs(40), &hb).await,
+            Err(StoreError::NotFound)
+        ),
+        "a deleted agent's heartbeat is refused"
+    );
+
+    // Leave no agent behind for the queue checks.
+    for a in s.list_agents().await.unwrap() {
+        s.delete_agent(a.id, &audit("deleteAgent", "cleanup"))
+            .await
+            .unwrap();
+    }
+    assert!(s.list_agents().await.unwrap().is_empty());
+}
+
+fn pta_request(
+    n: u32,
+    agents: &[Uuid],
+    created_at: Timestamp,
+    deadline: Timestamp,
+) -> PtaRequestRow {
+    let id = Uuid::new_v4();
+    PtaRequestRow {
+        id,
+        correlation_id: Uuid::new_v4(),
+        user_principal_name: format!("user{n}@pta.example"),
+        immutable_id: n.is_multiple_of(2).then(|| format!("anchor-{n}")),
+        created_at,
+        deadline,
+        attempt: 1,
+        envelopes: agents
+            .iter()
+            .map(|a| (*a, format!("sealed-{id}-{a}")))
+            .collect(),
+    }
+}
+
+async fn state_of(s: &dyn Store, id: Uuid) -> Option<PtaRequestState> {
+    s.pta_request_states(&[id])
+        .await
+        .unwrap()
+        .pop()
+        .map(|(_, st)| st)
+}
+
+/// The request queue: claims (atomic, filtered, batched), answers, abandonment, states.
+async fn pta_queue(store: Arc<dyn Store>) {
+    use cutover_core::pta::{MAX_POLL_BATCH, PtaResult};
+    let s = &*store;
+    let a = registered(s, 1).await;
+    let b = registered(s, 2).await;
+    let c = registered(s, 3).await;
+    let d = registered(s, 4).await;
+    s.set_agent_enabled(d.id, false, &audit("disableAgent", "d"))
+        .await
+        .unwrap();
+    let now = T0.plus_secs(100);
+    assert!(
+        s.claim_pta_requests(a.id, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an empty queue"
+    );
+
+    let r1 = pta_request(1, &[a.id, b.id], now.minus_secs(3), now.plus_secs(5));
+    let r2 = pta_request(2, &[a.id], now.minus_secs(4), now.minus_secs(1));
+    let r3 = pta_request(3, &[b.id], now.minus_secs(2), now.plus_secs(5));
+    let r4 = pta_request(
+        4,
+        &[a.id, b.id, c.id, d.id],
+        now.minus_secs(1),
+        now.plus_secs(5),
+    );
+    let r5 = pta_request(5, &[a.id], now, now);
+    for r in [&r1, &r2, &r3, &r4, &r5] {
+        s.enqueue_pta_request(r).await.unwrap();
+    }
+    assert!(matches!(
+        s.enqueue_pta_request(&r1).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let orphan = pta_request(6, &[a.id, Uuid::new_v4()], now, now.plus_secs(5));
+    assert!(
+        matches!(
+            s.enqueue_pta_request(&orphan).await,
+            Err(StoreError::Conflict(_))
+        ),
+        "an envelope for an unknown agent is refused"
+    );
+    assert_eq!(
+        state_of(s, orphan.id).await,
+        None,
+        "nothing of a refused request is stored"
+    );
+    assert_eq!(state_of(s, r1.id).await, Some(PtaRequestState::Pending));
+
+    assert!(
+        s.claim_pta_requests(d.id, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "a disabled agent gets nothing"
+    );
+    assert!(s.claim_pta_requests(a.id, now, 0).await.unwrap().is_empty());
+    let got = s.claim_pta_requests(a.id, now, 10).await.unwrap();
+    let want: Vec<ClaimedPtaRequest> = [&r1, &r4]
+        .iter()
+        .map(|r| ClaimedPtaRequest {
+            id: r.id,
+            correlation_id: r.correlation_id,
+            user_principal_name: r.user_principal_name.clone(),
+            immutable_id: r.immutable_id.clone(),
+            deadline: r.deadline,
+            envelope: format!("sealed-{}-{}", r.id, a.id),
+        })
+        .collect();
+    assert_eq!(
+        got, want,
+        "oldest first; past the deadline (r2, r5) and without an envelope for the agent (r3) are left"
+    );
+    assert!(
+        !format!("{got:?}").contains("sealed-"),
+        "Debug hides envelopes"
+    );
+    assert_eq!(
+        s.pta_request_states(&[r1.id, r2.id, r3.id, r4.id, r5.id])
+            .await
+            .unwrap(),
+        vec![
+            (
+                r1.id,
+                PtaRequestState::Claimed {
+                    agent_id: a.id,
+                    at: now
+                }
+            ),
+            (r2.id, PtaRequestState::Pending),
+            (r3.id, PtaRequestState::Pending),
+            (
+                r4.id,
+                PtaRequestState::Claimed {
+                    agent_id: a.id,
+                    at: now
+                }
+            ),
+            (r5.id, PtaRequestState::Pending),
+        ]
+    );
+    assert!(
+        s.claim_pta_requests(a.id, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "claimed once"
+    );
+    let for_b = s.claim_pta_requests(b.id, now, 10).await.unwrap();
+    assert_eq!(for_b.iter().map(|r| r.id).collect::<Vec<_>>(), vec![r3.id]);
+    assert_eq!(for_b[0].envelope, format!("sealed-{}-{}", r3.id, b.id));
+    assert!(
+        s.claim_pta_requests(c.id, now, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Answers.
+    let later = now.plus_secs(1);
+    assert_eq!(
+        s.complete_pta_request(r1.id, b.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::NotYours,
+        "only the claiming agent answers"
+    );
+    assert_eq!(
+        state_of(s, r1.id).await,
+        Some(PtaRequestState::Claimed {
+            agent_id: a.id,
+            at: now
+        })
+    );
+    assert_eq!(
+        s.complete_pta_request(
+            r1.id,
+            a.id,
+            PtaResult::InvalidCredentials,
+            Some("49\nbad"),
+            later
+        )
+        .await
+        .unwrap(),
+        CompleteOutcome::Accepted
+    );
+    let done = PtaRequestState::Done {
+        agent_id: a.id,
+        result: PtaResult::InvalidCredentials,
+        detail: Some("49 bad".into()),
+        at: later,
+    };
+    assert_eq!(state_of(s, r1.id).await, Some(done.clone()));
+    assert_eq!(
+        s.complete_pta_request(r1.id, a.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::Late,
+        "the first answer stands"
+    );
+    assert_eq!(state_of(s, r1.id).await, Some(done.clone()));
+    assert_eq!(
+        s.complete_pta_request(Uuid::new_v4(), a.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::Unknown
+    );
+    assert_eq!(
+        s.complete_pta_request(r5.id, a.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::NotYours,
+        "an unclaimed request is nobody's"
+    );
+    assert_eq!(state_of(s, r5.id).await, Some(PtaRequestState::Pending));
+
+    // Abandonment.
+    assert_eq!(
+        s.abandon_pta_request(r1.id).await.unwrap(),
+        Some(done.clone()),
+        "abandon after done returns done"
+    );
+    assert_eq!(
+        state_of(s, r1.id).await,
+        Some(done.clone()),
+        "and leaves it done"
+    );
+    assert_eq!(
+        s.abandon_pta_request(r4.id).await.unwrap(),
+        Some(PtaRequestState::Claimed {
+            agent_id: a.id,
+            at: now
+        })
+    );
+    assert_eq!(
+        state_of(s, r4.id).await,
+        Some(PtaRequestState::Abandoned {
+            claimed_by: Some(a.id)
+        })
+    );
+    assert_eq!(
+        s.complete_pta_request(r4.id, a.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::Late,
+        "an answer after abandonment is late"
+    );
+    assert_eq!(
+        s.complete_pta_request(r4.id, c.id, PtaResult::Success, None, later)
+            .await
+            .unwrap(),
+        CompleteOutcome::NotYours
+    );
+    assert_eq!(
+        state_of(s, r4.id).await,
+        Some(PtaRequestState::Abandoned {
+            claimed_by: Some(a.id)
+        })
+    );
+    assert_eq!(
+        s.abandon_pta_request(r2.id).await.unwrap(),
+        Some(PtaRequestState::Pending)
+    );
+    assert_eq!(
+        s.abandon_pta_request(r2.id).await.unwrap(),
+        Some(PtaRequestState::Abandoned { claimed_by: None }),
+        "abandoning twice reports the abandoned state"
+    );
+    assert_eq!(s.abandon_pta_request(Uuid::new_v4()).await.unwrap(), None);
+    let r7 = pta_request(7, &[a.id], now, now.plus_secs(5));
+    s.enqueue_pta_request(&r7).await.unwrap();
+    s.abandon_pta_request(r7.id).await.unwrap();
+    assert!(
+        s.claim_pta_requests(a.id, now, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an abandoned request is not claimed"
+    );
+
+    // States in the order asked, missing ids left out, duplicates once.
+    let missing = Uuid::new_v4();
+    assert_eq!(
+        s.pta_request_states(&[r5.id, missing, r1.id, r5.id])
+            .await
+            .unwrap(),
+        vec![(r5.id, PtaRequestState::Pending), (r1.id, done.clone())]
+    );
+    assert!(s.pta_request_states(&[]).await.unwrap().is_empty());
+    s.delete_pta_request(r5.id).await.unwrap();
+    assert_eq!(state_of(s, r5.id).await, None);
+    s.delete_pta_request(r5.id).await.unwrap();
+
+    // A poll takes at most MAX_POLL_BATCH.
+    let batch_at = now.plus_secs(10);
+    let mut many = Vec::new();
+    for i in 0..(MAX_POLL_BATCH + 6) {
+        let r = pta_request(
+            100 + i,
+            &[c.id],
+            batch_at.plus_secs(i64::from(i)),
+            batch_at.plus_secs(1_000),
+        );
+        s.enqueue_pta_request(&r).await.unwrap();
+        many.push(r.id);
+    }
+    let first = s.claim_pta_requests(c.id, batch_at, 1_000).await.unwrap();
+    assert_eq!(first.len(), MAX_POLL_BATCH as usize, "the limit is clamped");
+    assert_eq!(
+        first.iter().map(|r| r.id).collect::<Vec<_>>(),
+        many[..MAX_POLL_BATCH as usize]
+    );
+    let rest = s.claim_pta_requests(c.id, batch_at, 1_000).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.id).collect::<Vec<_>>(),
+        many[MAX_POLL_BATCH as usize..]
+    );
+    // 1000 ids in one call.
+    let mut ids: Vec<Uuid> = many.clone();
+    ids.extend((0..(1_000 - many.len())).map(|_| Uuid::new_v4()));
+    assert_eq!(s.pta_request_states(&ids).await.unwrap().len(), many.len());
+
+    // Three agents claim 100 requests concurrently: each is claimed exactly once.
+    let race_at = now.plus_secs(20);
+    let mut queued = std::collections::BTreeSet::new();
+    for i in 0..100 {
+        let r = pta_request(
+            1_000 + i,
+            &[a.id, b.id, c.id],
+            race_at.plus_secs(i64::from(i)),
+            race_at.plus_secs(1_000),
+        );
+        s.enqueue_pta_request(&r).await.unwrap();
+        queued.insert(r.id);
+    }
+    let tasks: Vec<_> = [a.id, b.id, c.id]
+        .into_iter()
+        .map(|agent| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut mine = Vec::new();
+                loop {
+                    let got = store.claim_pta_requests(agent, race_at, 7).await.unwrap();
+                    if got.is_empty() {
+                        return (agent, mine);
+                    }
+                    for r in got {
+                        assert_eq!(r.envelope, format!("sealed-{}-{}", r.id, agent));
+                        mine.push(r.id);
+                    }
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    let mut claimed = std::collections::BTreeMap::new();
+    for t in tasks {
+        let (agent, mine) = t.await.expect("task");
+        for id in mine {
+            assert!(
+                claimed.insert(id, agent).is_none(),
+                "request {id} claimed twice"
+            );
+        }
+    }
+    assert_eq!(
+        claimed
+            .keys()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        queued,
+        "every request claimed"
+    );
+    let ids: Vec<Uuid> = queued.iter().copied().collect();
+    for (id, st) in s.pta_request_states(&ids).await.unwrap() {
+        assert_eq!(
+            st,
+            PtaRequestState::Claimed {
+                agent_id: claimed[&id],
+                at: race_at
+            }
+        );
+    }
+
+    for agent in [a, b, c, d] {
+        s.delete_agent(agent.id, &audit("deleteAgent", "queue-cleanup"))
+            .await
+            .unwrap();
+    }
+}
+
+/// Smart lockout state: read, locked read-modify-write, no lost update, unlock.
+async fn lockout(store: Arc<dyn Store>) {
+    use cutover_core::lockout::{FamiliarNetwork, LockoutState};
+    let s = &*store;
+    s.create_domain(
+        &domain_with(
+            "lockout.example",
+            DomainAuthentication::Managed(Default::default()),
+        ),
+        &audit("createDomain", "lockout.example"),
+    )
+    .await
+    .unwrap();
+    let u = user("locked@lockout.example");
+    s.create_user(&u, &audit("createUser", "locked"))
+        .await
+        .unwrap();
+    let id = u.user.id;
+    let none = LockoutState::default();
+    assert_eq!(s.get_lockout_state(id).await.unwrap(), none);
+
+    let bump = |mut st: LockoutState| {
+        st.familiar.failures += 1;
+        st
+    };
+    let (before, after) = s.update_lockout_state(id, &bump).await.unwrap();
+    assert_eq!((before, after.familiar.failures), (none.clone(), 1));
+    assert_eq!(s.get_lockout_state(id).await.unwrap(), after);
+    assert_eq!(
+        s.update_lockout_state(id, &|st| st).await.unwrap(),
+        (after.clone(), after.clone()),
+        "an unchanged state"
+    );
+    let stranger = Uuid::new_v4();
+    assert!(matches!(
+        s.update_lockout_state(stranger, &bump).await,
+        Err(StoreError::NotFound)
+    ));
+    assert_eq!(s.get_lockout_state(stranger).await.unwrap(), none);
+
+    // 50 concurrent increments: none lost, each saw the one before it.
+    let racer = user("racer@lockout.example");
+    s.create_user(&racer, &audit("createUser", "lockout-racer"))
+        .await
+        .unwrap();
+    let rid = racer.user.id;
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let bump = |mut st: LockoutState| {
+                    st.unfamiliar.failures += 1;
+                    st
+                };
+                store.update_lockout_state(rid, &bump).await.unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for t in tasks {
+        let (before, after) = t.await.expect("task");
+        assert_eq!(after.unfamiliar.failures, before.unfamiliar.failures + 1);
+        seen.push(before.unfamiliar.failures);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..50).collect::<Vec<_>>(), "no update was lost");
+    assert_eq!(
+        s.get_lockout_state(rid).await.unwrap().unfamiliar.failures,
+        50
+    );
+
+    // Unlock: counters start over, familiar networks stay; audited with the change.
+    let net = FamiliarNetwork {
+        network: "192.0.2.0/24".into(),
+        last_success: T0,
+    };
+    let with_net = {
+        let net = net.clone();
+        move |mut st: LockoutState| {
+            st.networks = vec![net.clone()];
+            st.unfamiliar.locked_until = Some(T0.plus_secs(60));
+            st.recent_bad = vec!["h1".into()];
+            st
+        }
+    };
+    let (_, locked) = s.update_lockout_state(id, &with_net).await.unwrap();
+    let (before, after) = s
+        .unlock_user(id, &audit("unlockUser", "unlock-locked"))
+        .await
+        .unwrap();
+    assert_eq!(before, locked);
+    assert_eq!(after, cutover_core::lockout::unlock(locked.clone()));
+    assert_eq!(after.networks, vec![net]);
+    assert_eq!(
+        (after.familiar.failures, after.unfamiliar.locked_until),
+        (0, None)
+    );
+    assert_eq!(s.get_lockout_state(id).await.unwrap(), after);
+    assert_eq!(audits_for(s, "unlock-locked").await.len(), 1);
+    assert!(matches!(
+        s.unlock_user(stranger, &audit("unlockUser", "unlock-stranger"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "unlock-stranger").await.is_empty());
+
+    // Deleting the user deletes the state.
+    s.delete_user(rid, &audit("deleteUser", "lockout-racer"))
+        .await
+        .unwrap();
+    s.create_user(&racer, &audit("createUser", "lockout-racer-again"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_lockout_state(rid).await.unwrap(), none);
+}
+
+/// `purge_expired` drops old pass-through requests and spent or expired registration tokens.
+async fn pta_purge(s: &dyn Store) {
+    use cutover_core::pta::RegistrationRefusal as R;
+    let a = registered(s, 500).await;
+    let now = T0.plus_secs(864_000);
+    let old = pta_request(9_000, &[a.id], now, now);
+    let recent = pta_request(9_001, &[a.id], now, now.plus_secs(1));
+    s.enqueue_pta_request(&old).await.unwrap();
+    s.enqueue_pta_request(&recent).await.unwrap();
+    s.create_agent_token("purge-expired", now, T0, &audit("createAgentToken", "pe"))
+        .await
+        .unwrap();
+    s.create_agent_token(
+        "purge-fresh",
+        now.plus_secs(200_000),
+        T0,
+        &audit("createAgentToken", "pf"),
+    )
+    .await
+    .unwrap();
+    let used = format!("tok-{}", a.id);
+    assert_eq!(
+        s.register_agent(&used, &agent(501), now, &audit("registerAgent", "pu"))
+            .await
+            .unwrap(),
+        Err(R::TokenAlreadyUsed)
+    );
+    // Just over an hour past `old`'s deadline, not for `recent`.
+    s.purge_expired(Timestamp(now.plus_secs(3_600).0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        state_of(s, old.id).await,
+        None,
+        "an hour past its deadline: purged"
+    );
+    assert_eq!(state_of(s, recent.id).await, Some(PtaRequestState::Pending));
+    assert_eq!(
+        s.register_agent(
+            "purge-expired",
+            &agent(502),
+            now,
+            &audit("registerAgent", "pe2")
+        )
+        .await
+        .unwrap(),
+        Err(R::TokenExpired),
+        "a token expired less than a day ago is kept"
+    );
+    s.purge_expired(Timestamp(now.plus_secs(86_400).0 + 1))
+        .await
+        .unwrap();
+    for tok in ["purge-expired", used.as_str()] {
+        assert_eq!(
+            s.register_agent(tok, &agent(503), now, &audit("registerAgent", "purged"))
+                .await
+                .unwrap(),
+            Err(R::TokenUnknown),
+            "a token used or expired over a day ago is purged"
+        );
+    }
+    assert_eq!(state_of(s, recent.id).await, None);
+    assert_eq!(
+        s.register_agent(
+            "purge-fresh",
+            &agent(504),
+            now,
+            &audit("registerAgent", "pf2")
+        )
+        .await
+        .unwrap(),
+        Ok(()),
+        "an unused, unexpired token survives"
+    );
+}
+
+/// No ciphertext lingers: a request's envelopes go when it is claimed (all of them, not just
+/// the claiming agent's), abandoned or deleted, and an agent's go with it. `count` reads the
+/// number of stored envelopes from the table itself, which the `Store` trait does not show.
+/// Run on an empty, migrated database.
+#[cfg(test)]
+pub(crate) async fn envelopes_do_not_linger(s: &dyn Store, count: impl AsyncFn() -> i64) {
+    use cutover_core::pta::PtaResult;
+    let a = registered(s, 1).await;
+    let b = registered(s, 2).await;
+    let now = T0.plus_secs(100);
+    let r1 = pta_request(1, &[a.id, b.id], now, now.plus_secs(5));
+    let r2 = pta_request(2, &[a.id, b.id], now.plus_secs(1), now.plus_secs(5));
+    let r3 = pta_request(3, &[b.id], now.plus_secs(2), now.plus_secs(5));
+    for r in [&r1, &r2, &r3] {
+        s.enqueue_pta_request(r).await.unwrap();
+    }
+    assert_eq!(count().await, 5);
+    assert_eq!(s.claim_pta_requests(a.id, now, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        count().await,
+        1,
+        "a claim deletes every envelope of the claimed requests"
+    );
+    assert_eq!(
+        s.complete_pta_request(r1.id, a.id, PtaResult::Success, None, now)
+            .await
+            .unwrap(),
+        CompleteOutcome::Accepted
+    );
+    s.abandon_pta_request(r3.id).await.unwrap();
+    assert_eq!(count().await, 0, "abandoning deletes the envelopes");
+    let r4 = pta_request(4, &[a.id, b.id], now, now.plus_secs(5));
+    s.enqueue_pta_request(&r4).await.unwrap();
+    s.delete_agent(b.id, &audit("deleteAgent", "b"))
+        .await
+        .unwrap();
+    assert_eq!(count().await, 1, "a deleted agent's envelopes go with it");
+    s.delete_pta_request(r4.id).await.unwrap();
+    assert_eq!(count().await, 0);
+    let r5 = pta_request(5, &[a.id], now, now);
+    s.enqueue_pta_request(&r5).await.unwrap();
+    assert_eq!(count().await, 1);
+    s.purge_expired(Timestamp(now.plus_secs(3_600).0 + 1))
+        .await
+        .unwrap();
+    assert_eq!(count().await, 0, "a purged request's envelopes go with it");
 }

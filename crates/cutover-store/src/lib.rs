@@ -7,6 +7,8 @@
 
 use async_trait::async_trait;
 use cutover_core::domain_cutover::{BreakGlassFacts, FederatedSignIns};
+use cutover_core::lockout::LockoutState;
+use cutover_core::pta::{PtaResult, RegistrationRefusal};
 use cutover_core::signin_log::SignInRecord;
 use cutover_core::staged::{
     FeatureRolloutPolicy, FeatureSet, RuleViolation, SignInEnd, StagedState,
@@ -258,6 +260,9 @@ pub trait Store: Send + Sync + 'static {
     async fn get_setting(&self, key: &str) -> StoreResult<Option<String>>;
     /// Store `value` under `key` unless a value is there; return the value that is stored.
     async fn init_setting(&self, key: &str, value: &str) -> StoreResult<String>;
+    /// Store `value` under `key`, replacing any value there, with the audit row, in one
+    /// transaction.
+    async fn put_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()>;
 
     // Token signing keys.
     async fn insert_signing_key(&self, key: &SigningKey) -> StoreResult<()>;
@@ -389,7 +394,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_sign_ins(&self, filter: &SignInFilter) -> StoreResult<Vec<SignInRecord>>;
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
 
-    /// Delete expired transactions, sessions, codes and refresh tokens; returns rows removed.
+    /// Delete expired transactions, sessions, codes and refresh tokens, pass-through requests
+    /// whose deadline passed more than an hour ago (with any envelopes left), and agent
+    /// registration tokens used or expired more than a day ago; returns rows removed.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 
     // Directory sync (SPEC §5.1).
@@ -549,6 +556,237 @@ pub trait Store: Send + Sync + 'static {
         since: Timestamp,
         limit: u32,
     ) -> StoreResult<Vec<FederatedSignIns>>;
+
+    // Pass-through agents (SPEC §5.3).
+    /// Store a single-use registration token (its hash only) valid until `expires_at`, with
+    /// the audit row, in one transaction. `Conflict` when the hash is already stored.
+    async fn create_agent_token(
+        &self,
+        token_hash: &str,
+        expires_at: Timestamp,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Register `agent` with the token, in one transaction under the registration lock (so two
+    /// registrations cannot both be the 40th): read the token and count the registered agents
+    /// (enabled or not), ask `cutover_core::pta::check_registration`, and when it allows, mark
+    /// the token used by this agent at `now` and store the agent and the audit row. A refusal
+    /// writes nothing (the token stays unused unless that was the refusal).
+    async fn register_agent(
+        &self,
+        token_hash: &str,
+        agent: &AgentRecord,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<Result<(), RegistrationRefusal>>;
+    /// The agent with this id; `None` when missing.
+    async fn get_agent(&self, id: Uuid) -> StoreResult<Option<AgentRecord>>;
+    /// Every registered agent (at most `cutover_core::pta::MAX_AGENTS`), by creation time, then
+    /// id.
+    async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>>;
+    /// Enable or disable an agent, with the audit row; `NotFound` when missing.
+    async fn set_agent_enabled(
+        &self,
+        id: Uuid,
+        enabled: bool,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Delete an agent and every envelope sealed to it, with the audit row; `NotFound` when
+    /// missing. Requests it claimed keep its id (they time out or were answered).
+    async fn delete_agent(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// Replace an agent's public keys if its stored key generation is `expected_generation`
+    /// (compare-and-set; `Conflict` otherwise, `NotFound` when missing), with the audit row.
+    /// Returns the new generation (the old one plus one).
+    async fn rotate_agent_keys(
+        &self,
+        id: Uuid,
+        signing_key: &str,
+        encryption_key: &str,
+        expected_generation: u32,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<u32>;
+    /// Store the agent's heartbeat time and body; `NotFound` when the agent was deleted.
+    async fn record_agent_heartbeat(
+        &self,
+        id: Uuid,
+        now: Timestamp,
+        heartbeat: &Value,
+    ) -> StoreResult<()>;
+
+    // The pass-through request queue (SPEC §5.3).
+    /// Queue a pending request with its envelopes, in one transaction. `Conflict` when the id
+    /// is taken or an envelope names an agent that does not exist (deleted meanwhile).
+    async fn enqueue_pta_request(&self, request: &PtaRequestRow) -> StoreResult<()>;
+    /// Take up to `limit` (clamped to `cutover_core::pta::MAX_POLL_BATCH`) pending requests
+    /// for `agent_id`, oldest first: those whose deadline is after `now` and that have an
+    /// envelope for this agent, when the agent exists and is enabled. They are marked claimed
+    /// by it at `now` and every envelope of theirs is deleted (this agent gets its copy here),
+    /// atomically: two agents (or two polls) never get the same request. When nothing is
+    /// pending for the agent the answer comes from one read, with no write.
+    async fn claim_pta_requests(
+        &self,
+        agent_id: Uuid,
+        now: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<ClaimedPtaRequest>>;
+    /// Record an agent's answer. `Accepted` (now done, `detail` cleaned by
+    /// `cutover_core::pta::clean_detail`) only when the request is claimed by `agent_id`;
+    /// `Late` when this agent had claimed it but it was abandoned (or already answered: the
+    /// first answer stands); `NotYours` when it is not claimed by this agent; `Unknown` when
+    /// missing. Only `Accepted` writes.
+    async fn complete_pta_request(
+        &self,
+        id: Uuid,
+        agent_id: Uuid,
+        result: PtaResult,
+        detail: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<CompleteOutcome>;
+    /// The state of each request of `ids` that exists, in the order of `ids` (duplicates once);
+    /// missing ids are left out. Meant for up to 1000 ids per call (read 1000 per statement).
+    async fn pta_request_states(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, PtaRequestState)>>;
+    /// Stop waiting for a request, atomically on its locked row: a done request is returned
+    /// unchanged (its answer stands); a pending or claimed one becomes abandoned, its envelopes
+    /// are deleted, and the state it had is returned; an abandoned one is returned as it is.
+    /// `None` when missing.
+    async fn abandon_pta_request(&self, id: Uuid) -> StoreResult<Option<PtaRequestState>>;
+    /// Delete a request and its envelopes; nothing happens when it is missing.
+    async fn delete_pta_request(&self, id: Uuid) -> StoreResult<()>;
+
+    // Smart lockout (SPEC §7).
+    /// The user's stored lockout state; the default (nothing counted) when none is stored.
+    async fn get_lockout_state(&self, user_id: Uuid) -> StoreResult<LockoutState>;
+    /// In one transaction with the user's lockout row locked (created if missing), apply
+    /// `step` to the stored state and store the result when it differs. Returns the state
+    /// before and after. Concurrent calls for one user (on any node) run one after the other,
+    /// so no update is lost. `NotFound` when the user does not exist.
+    async fn update_lockout_state(
+        &self,
+        user_id: Uuid,
+        step: &(dyn Fn(LockoutState) -> LockoutState + Send + Sync),
+    ) -> StoreResult<(LockoutState, LockoutState)>;
+    /// An administrator's unlock: `update_lockout_state` with `cutover_core::lockout::unlock`,
+    /// and the audit row (always written) in the same transaction. `NotFound` when the user
+    /// does not exist.
+    async fn unlock_user(
+        &self,
+        user_id: Uuid,
+        audit: &AuditEvent,
+    ) -> StoreResult<(LockoutState, LockoutState)>;
+}
+
+/// A registered pass-through agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentRecord {
+    pub id: Uuid,
+    pub host: String,
+    pub version: String,
+    /// The agent's public signing key (as the agent protocol encodes it).
+    pub signing_key: String,
+    /// The agent's public encryption key, which passwords are sealed to.
+    pub encryption_key: String,
+    /// 1 at registration, one more at each key rotation.
+    pub key_generation: u32,
+    pub enabled: bool,
+    pub created_at: Timestamp,
+    pub keys_rotated_at: Option<Timestamp>,
+    pub last_heartbeat: Option<Timestamp>,
+    /// The agent's last heartbeat body as sent (stats + directory status), JSON.
+    pub heartbeat: Option<Value>,
+}
+
+/// A pass-through request to queue.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PtaRequestRow {
+    pub id: Uuid,
+    pub correlation_id: Uuid,
+    pub user_principal_name: String,
+    pub immutable_id: Option<String>,
+    pub created_at: Timestamp,
+    pub deadline: Timestamp,
+    /// 1 for the first sending, 2 for the retry.
+    pub attempt: u32,
+    /// (agent id, sealed password as opaque text) — one per agent the password was sealed to.
+    pub envelopes: Vec<(Uuid, String)>,
+}
+
+impl std::fmt::Debug for PtaRequestRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PtaRequestRow")
+            .field("id", &self.id)
+            .field("correlation_id", &self.correlation_id)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("immutable_id", &self.immutable_id)
+            .field("created_at", &self.created_at)
+            .field("deadline", &self.deadline)
+            .field("attempt", &self.attempt)
+            .field(
+                "envelopes",
+                &self
+                    .envelopes
+                    .iter()
+                    .map(|(agent, _)| (agent, "***"))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// A request as the agent that claimed it receives it, with its own envelope.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClaimedPtaRequest {
+    pub id: Uuid,
+    pub correlation_id: Uuid,
+    pub user_principal_name: String,
+    pub immutable_id: Option<String>,
+    pub deadline: Timestamp,
+    /// The password sealed to this agent.
+    pub envelope: String,
+}
+
+impl std::fmt::Debug for ClaimedPtaRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClaimedPtaRequest")
+            .field("id", &self.id)
+            .field("correlation_id", &self.correlation_id)
+            .field("user_principal_name", &self.user_principal_name)
+            .field("immutable_id", &self.immutable_id)
+            .field("deadline", &self.deadline)
+            .field("envelope", &"***")
+            .finish()
+    }
+}
+
+/// Where a pass-through request stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PtaRequestState {
+    /// Waiting for an agent.
+    Pending,
+    /// Taken by an agent, not answered yet.
+    Claimed { agent_id: Uuid, at: Timestamp },
+    /// Answered by the agent that claimed it.
+    Done {
+        agent_id: Uuid,
+        result: PtaResult,
+        detail: Option<String>,
+        at: Timestamp,
+    },
+    /// The server stopped waiting (the agent that had claimed it, if any).
+    Abandoned { claimed_by: Option<Uuid> },
+}
+
+/// What became of an agent's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompleteOutcome {
+    /// Stored: the request is done.
+    Accepted,
+    /// This agent's request, but the server stopped waiting (or it was already answered).
+    Late,
+    /// Not claimed by this agent.
+    NotYours,
+    /// No such request.
+    Unknown,
 }
 
 /// One direct user member of a group, as the rollout progress report reads it.
@@ -657,5 +895,35 @@ mod tests {
         let store = crate::connect(&url).await.expect("open sqlite");
         crate::conformance::run(store).await;
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The PostgreSQL cluster to test against: `CUTOVER_TEST_DATABASE_URL`, else
+    /// `CUTOVER_TEST_POSTGRES_URL` (what `scripts/pg-start.sh` prints). `None`: skip.
+    pub(crate) fn postgres_url() -> Option<String> {
+        ["CUTOVER_TEST_DATABASE_URL", "CUTOVER_TEST_POSTGRES_URL"]
+            .into_iter()
+            .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+    }
+
+    /// A fresh database on that cluster (the role needs CREATEDB).
+    pub(crate) async fn fresh_postgres(base: &str) -> String {
+        let name = format!("store_{}", uuid::Uuid::new_v4().simple());
+        crate::create_postgres_database(base, &name)
+            .await
+            .expect("create a test database")
+    }
+
+    /// The conformance suite on PostgreSQL, when a test cluster is configured.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_conformance() {
+        let Some(base) = postgres_url() else {
+            eprintln!("postgres_conformance skipped: CUTOVER_TEST_DATABASE_URL is not set");
+            return;
+        };
+        let store = crate::connect(&fresh_postgres(&base).await)
+            .await
+            .expect("open postgres");
+        assert_eq!(store.backend(), "postgres");
+        crate::conformance::run(store).await;
     }
 }

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use cutover_core::domain_cutover::{BreakGlassFacts, FederatedSignIns};
+use cutover_core::lockout::LockoutState;
+use cutover_core::pta::{PtaResult, RegistrationRefusal};
 use cutover_core::signin_log::SignInRecord;
 use cutover_core::staged::{
     FeatureRolloutPolicy, FeatureSet, GroupFacts, RolloutFeature, RuleViolation, SignInEnd,
@@ -35,6 +37,10 @@ pub struct SqlStore<DB: sqlx::Database> {
     pool: sqlx::Pool<DB>,
 }
 
+/// Pass-through requests are purged this long after their deadline.
+pub const PTA_REQUEST_KEEP_SECS: i64 = 3_600;
+/// Agent registration tokens are purged this long after they were used or expired.
+pub const AGENT_TOKEN_KEEP_SECS: i64 = 24 * 3_600;
 /// How long a request waits for a free connection before the database counts as unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per node to PostgreSQL.
@@ -214,7 +220,7 @@ fn audit_json(v: &Option<Value>) -> Option<String> {
 }
 
 macro_rules! sql_store {
-    ($db:ty, $backend:literal) => {
+    ($db:ty, $backend:literal, $skip_locked:literal) => {
         impl SqlStore<$db> {
             async fn write_audit<'c>(
                 tx: &mut sqlx::Transaction<'c, $db>,
@@ -1283,6 +1289,20 @@ macro_rules! sql_store {
                 .await
                 .map_err(map_err)?
                 .rows_affected();
+                // Pass-through requests an hour after their deadline (their envelopes cascade),
+                // and registration tokens a day after they were used or expired.
+                removed += sqlx::query("DELETE FROM pta_requests WHERE deadline < $1")
+                    .bind(now.minus_secs(PTA_REQUEST_KEEP_SECS).millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                removed += sqlx::query("DELETE FROM pta_registration_tokens WHERE expires_at < $1 OR used_at < $1")
+                    .bind(now.minus_secs(AGENT_TOKEN_KEEP_SECS).millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
                 // Spent codes are kept until they expire so a replay is still recognised.
                 removed += sqlx::query("DELETE FROM auth_codes WHERE expires_at <= $1")
                     .bind(now.minus_secs(cutover_core::limits::AUTH_CODE_TTL_SECS).millis())
@@ -2070,9 +2090,569 @@ macro_rules! sql_store {
                     })
                     .collect()
             }
+
+            async fn put_setting(&self, key: &str, value: &str, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO settings (key, value) VALUES ($1, $2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                )
+                .bind(key)
+                .bind(value)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_agent_token(&self, token_hash: &str, expires_at: Timestamp, now: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO pta_registration_tokens (token_hash, created_at, expires_at, used_at, agent_id)
+                     VALUES ($1, $2, $3, NULL, NULL)",
+                )
+                .bind(token_hash)
+                .bind(now.millis())
+                .bind(expires_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn register_agent(&self, token_hash: &str, a: &AgentRecord, now: Timestamp, audit: &AuditEvent) -> StoreResult<Result<(), RegistrationRefusal>> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // The registration lock first (PostgreSQL locks the row, SQLite takes the write
+                // lock): the token and the count below are read with no registration between.
+                sqlx::query("UPDATE pta_registration_lock SET changed_at = changed_at WHERE id = 1 RETURNING changed_at")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let token = sqlx::query("SELECT expires_at, used_at FROM pta_registration_tokens WHERE token_hash = $1")
+                    .bind(token_hash)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let token = match token {
+                    Some(r) => Some((
+                        Timestamp(r.try_get("expires_at").map_err(map_err)?),
+                        r.try_get::<Option<i64>, _>("used_at").map_err(map_err)?.map(Timestamp),
+                    )),
+                    None => None,
+                };
+                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM pta_agents")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_get("n")
+                    .map_err(map_err)?;
+                let registered = usize::try_from(n).map_err(|_| corrupt("agent count", n))?;
+                if let Err(refusal) = cutover_core::pta::check_registration(token, registered, now) {
+                    // Dropping the transaction rolls it back: nothing is written.
+                    return Ok(Err(refusal));
+                }
+                sqlx::query("UPDATE pta_registration_tokens SET used_at = $1, agent_id = $2 WHERE token_hash = $3")
+                    .bind(now.millis())
+                    .bind(a.id.to_string())
+                    .bind(token_hash)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query("UPDATE pta_registration_lock SET changed_at = $1 WHERE id = 1")
+                    .bind(now.millis())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO pta_agents (id, host, version, signing_key, encryption_key, key_generation, enabled,
+                        created_at, keys_rotated_at, last_heartbeat, heartbeat)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                )
+                .bind(a.id.to_string())
+                .bind(&a.host)
+                .bind(&a.version)
+                .bind(&a.signing_key)
+                .bind(&a.encryption_key)
+                .bind(i64::from(a.key_generation))
+                .bind(a.enabled)
+                .bind(a.created_at.millis())
+                .bind(a.keys_rotated_at.map(Timestamp::millis))
+                .bind(a.last_heartbeat.map(Timestamp::millis))
+                .bind(a.heartbeat.as_ref().map(Value::to_string))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(Ok(()))
+            }
+
+            async fn get_agent(&self, id: Uuid) -> StoreResult<Option<AgentRecord>> {
+                let row = sqlx::query("SELECT * FROM pta_agents WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::agent_from).transpose()
+            }
+
+            async fn list_agents(&self) -> StoreResult<Vec<AgentRecord>> {
+                let rows = sqlx::query("SELECT * FROM pta_agents ORDER BY created_at, id")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::agent_from).collect()
+            }
+
+            async fn set_agent_enabled(&self, id: Uuid, enabled: bool, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("UPDATE pta_agents SET enabled = $1 WHERE id = $2")
+                    .bind(enabled)
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_agent(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Its envelopes go with it (ON DELETE CASCADE).
+                let done = sqlx::query("DELETE FROM pta_agents WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn rotate_agent_keys(
+                &self,
+                id: Uuid,
+                signing_key: &str,
+                encryption_key: &str,
+                expected_generation: u32,
+                now: Timestamp,
+                audit: &AuditEvent,
+            ) -> StoreResult<u32> {
+                let id_s = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Compare-and-set in one statement: PostgreSQL re-checks the generation on the
+                // latest row version after waiting for a concurrent rotation.
+                let row = sqlx::query(
+                    "UPDATE pta_agents SET signing_key = $1, encryption_key = $2, key_generation = key_generation + 1,
+                        keys_rotated_at = $3
+                     WHERE id = $4 AND key_generation = $5
+                     RETURNING key_generation",
+                )
+                .bind(signing_key)
+                .bind(encryption_key)
+                .bind(now.millis())
+                .bind(&id_s)
+                .bind(i64::from(expected_generation))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let Some(row) = row else {
+                    let current = sqlx::query("SELECT key_generation FROM pta_agents WHERE id = $1")
+                        .bind(&id_s)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    return Err(match current {
+                        None => StoreError::NotFound,
+                        Some(r) => {
+                            let g: i64 = r.try_get("key_generation").map_err(map_err)?;
+                            StoreError::Conflict(format!(
+                                "the agent's key generation is {g}, not {expected_generation} (rotated meanwhile)"
+                            ))
+                        }
+                    });
+                };
+                let g: i64 = row.try_get("key_generation").map_err(map_err)?;
+                let g = u32::try_from(g).map_err(|_| corrupt("agent key generation", g))?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(g)
+            }
+
+            async fn record_agent_heartbeat(&self, id: Uuid, now: Timestamp, heartbeat: &Value) -> StoreResult<()> {
+                let done = sqlx::query("UPDATE pta_agents SET last_heartbeat = $1, heartbeat = $2 WHERE id = $3")
+                    .bind(now.millis())
+                    .bind(heartbeat.to_string())
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Ok(())
+            }
+
+            async fn enqueue_pta_request(&self, r: &PtaRequestRow) -> StoreResult<()> {
+                let id_s = r.id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO pta_requests (id, correlation_id, user_principal_name, immutable_id, created_at, deadline,
+                        attempt, state)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
+                )
+                .bind(&id_s)
+                .bind(r.correlation_id.to_string())
+                .bind(&r.user_principal_name)
+                .bind(&r.immutable_id)
+                .bind(r.created_at.millis())
+                .bind(r.deadline.millis())
+                .bind(i64::from(r.attempt))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                for (agent, envelope) in &r.envelopes {
+                    sqlx::query("INSERT INTO pta_envelopes (request_id, agent_id, envelope) VALUES ($1, $2, $3)")
+                        .bind(&id_s)
+                        .bind(agent.to_string())
+                        .bind(envelope)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| match map_err(e) {
+                            StoreError::Conflict(msg) if !msg.starts_with("already") => {
+                                StoreError::Conflict(format!("agent {agent} does not exist"))
+                            }
+                            other => other,
+                        })?;
+                }
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn claim_pta_requests(&self, agent_id: Uuid, now: Timestamp, limit: u32) -> StoreResult<Vec<ClaimedPtaRequest>> {
+                let limit = limit.min(cutover_core::pta::MAX_POLL_BATCH);
+                if limit == 0 {
+                    return Ok(Vec::new());
+                }
+                let agent_s = agent_id.to_string();
+                // Agents poll this constantly: the usual "nothing for me" is one indexed read
+                // (an agent's envelopes are those of pending requests), no write transaction.
+                let any = sqlx::query(
+                    "SELECT 1 AS x FROM pta_envelopes e
+                     JOIN pta_requests r ON r.id = e.request_id
+                     WHERE e.agent_id = $1 AND r.state = 'pending' AND r.deadline > $2
+                       AND EXISTS (SELECT 1 FROM pta_agents a WHERE a.id = $1 AND a.enabled)
+                     LIMIT 1",
+                )
+                .bind(&agent_s)
+                .bind(now.millis())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+                if any.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // One statement picks and marks them (SQLite: under the write lock; PostgreSQL:
+                // rows another claimer holds are skipped, not waited for). The pick is a
+                // materialised CTE so that it runs once: as a plain `IN (subquery)` PostgreSQL
+                // may rescan it, and a rescan's FOR UPDATE skips the rows this statement just
+                // updated and takes the next ones, claiming more than `limit`.
+                let claimed = sqlx::query(concat!(
+                    "WITH picked AS MATERIALIZED (
+                        SELECT r.id FROM pta_requests r
+                        JOIN pta_envelopes e ON e.request_id = r.id AND e.agent_id = $1
+                        WHERE r.state = 'pending' AND r.deadline > $2
+                          AND EXISTS (SELECT 1 FROM pta_agents a WHERE a.id = $1 AND a.enabled)
+                        ORDER BY r.created_at, r.id
+                        LIMIT $3 ",
+                    $skip_locked,
+                    "
+                     )
+                     UPDATE pta_requests SET state = 'claimed', claimed_by = $1, claimed_at = $2
+                     WHERE state = 'pending' AND id IN (SELECT id FROM picked)"
+                ))
+                .bind(&agent_s)
+                .bind(now.millis())
+                .bind(i64::from(limit))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if claimed.rows_affected() == 0 {
+                    // Another agent took them between the read and the claim.
+                    return Ok(Vec::new());
+                }
+                // This agent's claimed requests that still have envelopes are exactly those
+                // claimed just now: a claim deletes the envelopes in the same transaction.
+                let rows = sqlx::query(
+                    "SELECT r.id, r.correlation_id, r.user_principal_name, r.immutable_id, r.deadline, e.envelope
+                     FROM pta_requests r
+                     JOIN pta_envelopes e ON e.request_id = r.id AND e.agent_id = $1
+                     WHERE r.state = 'claimed' AND r.claimed_by = $1
+                     ORDER BY r.created_at, r.id",
+                )
+                .bind(&agent_s)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                sqlx::query(
+                    "DELETE FROM pta_envelopes
+                     WHERE request_id IN (SELECT id FROM pta_requests WHERE state = 'claimed' AND claimed_by = $1)",
+                )
+                .bind(&agent_s)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let out = rows
+                    .iter()
+                    .map(|row| {
+                        let id: String = row.try_get("id").map_err(map_err)?;
+                        let corr: String = row.try_get("correlation_id").map_err(map_err)?;
+                        Ok(ClaimedPtaRequest {
+                            id: uuid_of(&id, "pta request id")?,
+                            correlation_id: uuid_of(&corr, "pta request correlation id")?,
+                            user_principal_name: row.try_get("user_principal_name").map_err(map_err)?,
+                            immutable_id: row.try_get("immutable_id").map_err(map_err)?,
+                            deadline: Timestamp(row.try_get("deadline").map_err(map_err)?),
+                            envelope: row.try_get("envelope").map_err(map_err)?,
+                        })
+                    })
+                    .collect::<StoreResult<Vec<_>>>()?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(out)
+            }
+
+            async fn complete_pta_request(
+                &self,
+                id: Uuid,
+                agent_id: Uuid,
+                result: PtaResult,
+                detail: Option<&str>,
+                now: Timestamp,
+            ) -> StoreResult<CompleteOutcome> {
+                let id_s = id.to_string();
+                let agent_s = agent_id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let Some(row) = Self::lock_pta_request(&mut tx, &id_s).await? else {
+                    return Ok(CompleteOutcome::Unknown);
+                };
+                let state: String = row.try_get("state").map_err(map_err)?;
+                let claimed_by: Option<String> = row.try_get("claimed_by").map_err(map_err)?;
+                if claimed_by.as_deref() != Some(agent_s.as_str()) {
+                    return Ok(CompleteOutcome::NotYours);
+                }
+                match state.as_str() {
+                    "claimed" => {}
+                    "abandoned" | "done" => return Ok(CompleteOutcome::Late),
+                    other => return Err(corrupt("pta request state", format!("{other} with claimed_by set"))),
+                }
+                sqlx::query("UPDATE pta_requests SET state = 'done', result = $1, detail = $2, completed_at = $3 WHERE id = $4")
+                    .bind(result.as_str())
+                    .bind(detail.map(cutover_core::pta::clean_detail))
+                    .bind(now.millis())
+                    .bind(&id_s)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(CompleteOutcome::Accepted)
+            }
+
+            async fn pta_request_states(&self, ids: &[Uuid]) -> StoreResult<Vec<(Uuid, PtaRequestState)>> {
+                let mut found = std::collections::HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(PTA_STATES_PER_STATEMENT) {
+                    let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    // Only numbered placeholders are spliced in; every value is bound.
+                    let sql = format!(
+                        "SELECT id, state, claimed_by, claimed_at, result, detail, completed_at
+                         FROM pta_requests WHERE id IN ({placeholders})"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id.to_string());
+                    }
+                    for row in q.fetch_all(&self.pool).await.map_err(map_err)? {
+                        let id: String = row.try_get("id").map_err(map_err)?;
+                        found.insert(uuid_of(&id, "pta request id")?, Self::pta_state_from(&row)?);
+                    }
+                }
+                Ok(ids.iter().filter_map(|id| found.remove(id).map(|s| (*id, s))).collect())
+            }
+
+            async fn abandon_pta_request(&self, id: Uuid) -> StoreResult<Option<PtaRequestState>> {
+                let id_s = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let Some(row) = Self::lock_pta_request(&mut tx, &id_s).await? else {
+                    return Ok(None);
+                };
+                let was = Self::pta_state_from(&row)?;
+                if matches!(was, PtaRequestState::Pending | PtaRequestState::Claimed { .. }) {
+                    sqlx::query("UPDATE pta_requests SET state = 'abandoned' WHERE id = $1")
+                        .bind(&id_s)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    sqlx::query("DELETE FROM pta_envelopes WHERE request_id = $1")
+                        .bind(&id_s)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    tx.commit().await.map_err(map_err)?;
+                }
+                Ok(Some(was))
+            }
+
+            async fn delete_pta_request(&self, id: Uuid) -> StoreResult<()> {
+                // Its envelopes go with it (ON DELETE CASCADE).
+                sqlx::query("DELETE FROM pta_requests WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            async fn get_lockout_state(&self, user_id: Uuid) -> StoreResult<LockoutState> {
+                let row = sqlx::query("SELECT state FROM user_lockout_state WHERE user_id = $1")
+                    .bind(user_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                match row {
+                    Some(r) => lockout_from(&r.try_get::<String, _>("state").map_err(map_err)?),
+                    None => Ok(LockoutState::default()),
+                }
+            }
+
+            async fn update_lockout_state(
+                &self,
+                user_id: Uuid,
+                step: &(dyn Fn(LockoutState) -> LockoutState + Send + Sync),
+            ) -> StoreResult<(LockoutState, LockoutState)> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let out = Self::lockout_in(&mut tx, &user_id.to_string(), step).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(out)
+            }
+
+            async fn unlock_user(&self, user_id: Uuid, audit: &AuditEvent) -> StoreResult<(LockoutState, LockoutState)> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let out = Self::lockout_in(&mut tx, &user_id.to_string(), &cutover_core::lockout::unlock).await?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(out)
+            }
         }
 
         impl SqlStore<$db> {
+            fn agent_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<AgentRecord> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let generation: i64 = row.try_get("key_generation").map_err(map_err)?;
+                let heartbeat: Option<String> = row.try_get("heartbeat").map_err(map_err)?;
+                Ok(AgentRecord {
+                    id: uuid_of(&id, "agent id")?,
+                    host: row.try_get("host").map_err(map_err)?,
+                    version: row.try_get("version").map_err(map_err)?,
+                    signing_key: row.try_get("signing_key").map_err(map_err)?,
+                    encryption_key: row.try_get("encryption_key").map_err(map_err)?,
+                    key_generation: u32::try_from(generation).map_err(|_| corrupt("agent key generation", generation))?,
+                    enabled: row.try_get("enabled").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    keys_rotated_at: row.try_get::<Option<i64>, _>("keys_rotated_at").map_err(map_err)?.map(Timestamp),
+                    last_heartbeat: row.try_get::<Option<i64>, _>("last_heartbeat").map_err(map_err)?.map(Timestamp),
+                    heartbeat: heartbeat
+                        .map(|h| serde_json::from_str(&h).map_err(|e| corrupt("agent heartbeat", e)))
+                        .transpose()?,
+                })
+            }
+
+            /// A request's state columns with its row locked for the rest of the transaction (a
+            /// no-op UPDATE: PostgreSQL locks the row, SQLite takes the write lock); `None` when
+            /// missing.
+            async fn lock_pta_request<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                id: &str,
+            ) -> StoreResult<Option<<$db as sqlx::Database>::Row>> {
+                sqlx::query(
+                    "UPDATE pta_requests SET state = state WHERE id = $1
+                     RETURNING state, claimed_by, claimed_at, result, detail, completed_at",
+                )
+                .bind(id)
+                .fetch_optional(&mut **tx)
+                .await
+                .map_err(map_err)
+            }
+
+            fn pta_state_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<PtaRequestState> {
+                let state: String = row.try_get("state").map_err(map_err)?;
+                let claimed_by: Option<String> = row.try_get("claimed_by").map_err(map_err)?;
+                let claimed_by = claimed_by.as_deref().map(|c| uuid_of(c, "pta request claimed_by")).transpose()?;
+                let missing = |col: &str| corrupt("pta request", format!("{state} without {col}"));
+                let time = |col: &str| -> StoreResult<Timestamp> {
+                    row.try_get::<Option<i64>, _>(col).map_err(map_err)?.map(Timestamp).ok_or_else(|| missing(col))
+                };
+                Ok(match state.as_str() {
+                    "pending" => PtaRequestState::Pending,
+                    "claimed" => PtaRequestState::Claimed {
+                        agent_id: claimed_by.ok_or_else(|| missing("claimed_by"))?,
+                        at: time("claimed_at")?,
+                    },
+                    "done" => {
+                        let result: Option<String> = row.try_get("result").map_err(map_err)?;
+                        let result = result.ok_or_else(|| missing("result"))?;
+                        PtaRequestState::Done {
+                            agent_id: claimed_by.ok_or_else(|| missing("claimed_by"))?,
+                            result: PtaResult::parse(&result).ok_or_else(|| corrupt("pta request result", &result))?,
+                            detail: row.try_get("detail").map_err(map_err)?,
+                            at: time("completed_at")?,
+                        }
+                    }
+                    "abandoned" => PtaRequestState::Abandoned { claimed_by },
+                    other => return Err(corrupt("pta request state", other)),
+                })
+            }
+
+            /// Apply `step` to the user's lockout state with its row locked (created if missing,
+            /// then a no-op UPDATE, as `finish_staged_sign_in` does); store it when it changed.
+            async fn lockout_in<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                user_id: &str,
+                step: &(dyn Fn(LockoutState) -> LockoutState + Send + Sync),
+            ) -> StoreResult<(LockoutState, LockoutState)> {
+                sqlx::query("INSERT INTO user_lockout_state (user_id, state) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING")
+                    .bind(user_id)
+                    .bind(lockout_json(&LockoutState::default())?)
+                    .execute(&mut **tx)
+                    .await
+                    .map_err(|e| match map_err(e) {
+                        // The user does not exist (the state row references it).
+                        StoreError::Conflict(_) => StoreError::NotFound,
+                        other => other,
+                    })?;
+                let row = sqlx::query("UPDATE user_lockout_state SET state = state WHERE user_id = $1 RETURNING state")
+                    .bind(user_id)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                let before = lockout_from(&row.try_get::<String, _>("state").map_err(map_err)?)?;
+                let after = step(before.clone());
+                if after != before {
+                    sqlx::query("UPDATE user_lockout_state SET state = $1 WHERE user_id = $2")
+                        .bind(lockout_json(&after)?)
+                        .bind(user_id)
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(map_err)?;
+                }
+                Ok((before, after))
+            }
+
             fn idp_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<IdentityProvider> {
                 let id: String = row.try_get("id").map_err(map_err)?;
                 let scopes: String = row.try_get("scopes").map_err(map_err)?;
@@ -2552,8 +3132,10 @@ macro_rules! sql_store {
     };
 }
 
-sql_store!(sqlx::Sqlite, "sqlite");
-sql_store!(sqlx::Postgres, "postgres");
+// The claim's row-locking clause: PostgreSQL skips requests another claimer holds; SQLite has
+// one writer at a time and no such clause.
+sql_store!(sqlx::Sqlite, "sqlite", "");
+sql_store!(sqlx::Postgres, "postgres", "FOR UPDATE OF r SKIP LOCKED");
 
 /// A stored staged state: the effective features (JSON list of names) and when they changed.
 fn staged_from(effective: String, changed_at: Option<i64>) -> StoreResult<StagedState> {
@@ -2562,6 +3144,17 @@ fn staged_from(effective: String, changed_at: Option<i64>) -> StoreResult<Staged
             .map_err(|e| corrupt("staged state effective", e))?,
         changed_at: changed_at.map(Timestamp),
     })
+}
+
+/// Ids per statement in `pta_request_states` (well under both backends' bind limits).
+const PTA_STATES_PER_STATEMENT: usize = 1000;
+
+fn lockout_from(state: &str) -> StoreResult<LockoutState> {
+    serde_json::from_str(state).map_err(|e| corrupt("lockout state", e))
+}
+
+fn lockout_json(state: &LockoutState) -> StoreResult<String> {
+    serde_json::to_string(state).map_err(|e| corrupt("lockout state", e))
 }
 
 fn lease_from(epoch: i64, holder: Option<String>) -> StoreResult<Lease> {
@@ -2595,6 +3188,50 @@ mod tests {
             i64::from(MAX_PAGE_SIZE)
         );
         assert_eq!(super::clamp_top(1), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn envelopes_do_not_linger_sqlite() {
+        let dir = std::env::temp_dir().join(format!("cutover-store-env-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite:{}", dir.join("e.db").display());
+        let store = crate::connect(&url).await.expect("open sqlite");
+        let pool = sqlx::SqlitePool::connect(&url).await.expect("second pool");
+        crate::conformance::envelopes_do_not_linger(&*store, async || count_envelopes(&pool).await)
+            .await;
+        pool.close().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn envelopes_do_not_linger_postgres() {
+        let Some(base) = crate::tests::postgres_url() else {
+            eprintln!(
+                "envelopes_do_not_linger_postgres skipped: CUTOVER_TEST_DATABASE_URL is not set"
+            );
+            return;
+        };
+        let url = crate::tests::fresh_postgres(&base).await;
+        let store = crate::connect(&url).await.expect("open postgres");
+        let pool = sqlx::PgPool::connect(&url).await.expect("second pool");
+        crate::conformance::envelopes_do_not_linger(&*store, async || count_envelopes(&pool).await)
+            .await;
+        pool.close().await;
+    }
+
+    async fn count_envelopes<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> i64
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        for<'q> DB::Arguments: sqlx::IntoArguments<DB>,
+        i64: sqlx::Type<DB> + for<'r> sqlx::Decode<'r, DB>,
+        usize: sqlx::ColumnIndex<DB::Row>,
+    {
+        use sqlx::Row;
+        sqlx::query("SELECT COUNT(*) FROM pta_envelopes")
+            .fetch_one(pool)
+            .await
+            .expect("count envelopes")
+            .get::<i64, _>(0)
     }
 
     #[test]

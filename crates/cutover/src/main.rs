@@ -1,6 +1,7 @@
 //! The `cutover` binary: one executable for every role (serve, admin, bench; later agent, sync).
 
 mod admin_cli;
+mod agent_cli;
 mod bench;
 mod serve;
 mod sync_cli;
@@ -35,6 +36,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Run a directory sync server: LDAP → Cutover (users, groups, managers, password hashes).
     Sync(sync_cli::SyncArgs),
+    /// Run a pass-through authentication agent: check passwords against the on-prem directory.
+    Agent(agent_cli::AgentArgs),
 }
 
 fn init_logging() {
@@ -59,6 +62,7 @@ async fn main() -> ExitCode {
         Command::Admin(args) => admin_cli::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::Sync(args) => sync_cli::run(args).await,
+        Command::Agent(args) => agent_cli::run(args).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -160,6 +160,12 @@ impl Slapd {
         self.ldap_tool("ldapdelete", &[dn], "");
     }
 
+    /// ldapmodify as the rootdn with the relax control (`-e relax`): sets operational
+    /// attributes the directory otherwise refuses (e.g. ppolicy's pwdChangedTime).
+    pub(crate) fn modify_relax(&self, ldif: &str) {
+        self.ldap_tool("ldapmodify", &["-e", "relax"], ldif);
+    }
+
     fn user_dn(&self, uid: &str) -> String {
         format!("uid={uid},ou=people,{}", self.base)
     }

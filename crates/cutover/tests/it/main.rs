@@ -11,6 +11,7 @@ mod harness;
 mod ldap_connector;
 mod multinode;
 mod oidc_rp;
+mod pta_ldap;
 mod resilience;
 mod sync;
 mod time_steps;
