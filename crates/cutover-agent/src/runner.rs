@@ -175,6 +175,12 @@ impl AgentHandle {
         let _ = self.stop.send(true);
     }
 
+    /// Stop the agent at once, as if its process died: no drain, nothing in flight is
+    /// answered, no last heartbeat (tests of the server's failover).
+    pub fn kill(&self) {
+        self.task.abort();
+    }
+
     /// Whether the agent's task has ended.
     pub fn is_finished(&self) -> bool {
         self.task.is_finished()
@@ -284,6 +290,14 @@ async fn supervise<D: DirectoryCheck>(
     let heartbeat = tokio::spawn(heartbeat_loop(shared.clone(), dir_rx.clone(), stop.clone()));
     let (res_tx, res_rx) = mpsc::channel::<Ready>(concurrency.max(1) * 2);
     let poster = tokio::spawn(results_loop(shared.clone(), res_rx));
+    // Spawned tasks outlive a dropped handle: when this task is aborted (`AgentHandle::kill`),
+    // these end with it, as they would with the process (no more heartbeats or results).
+    let _end_with_me = [
+        probe.abort_handle(),
+        heartbeat.abort_handle(),
+        poster.abort_handle(),
+    ]
+    .map(AbortOnDrop);
     let sem = Arc::new(Semaphore::new(concurrency));
     let mut tasks = JoinSet::new();
     poll_loop(&shared, &sem, &res_tx, &mut tasks, stop.clone()).await;
@@ -335,6 +349,15 @@ async fn supervise<D: DirectoryCheck>(
         Err(_) => tracing::warn!("agent stopped; the last heartbeat timed out"),
     }
     Ok(())
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A result waiting to be posted, and until when it is worth posting.

@@ -689,3 +689,33 @@ async fn unfinished_rotations_are_settled() {
     agent.shutdown();
     agent.wait().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_killed_agent_sends_nothing_more() {
+    let tmp = TempDir(std::env::temp_dir().join(format!("cutover-agent-it-{}", Uuid::new_v4())));
+    std::fs::create_dir_all(&tmp.0).unwrap();
+    let state = tmp.0.join("state");
+    let (fake, addr) = start_fake("t").await;
+    let server = format!("http://127.0.0.1:{}", addr.port());
+    let mut opts = RegisterOptions::new(&server, "t", &state, directory_file(&tmp.0));
+    opts.skip_directory_check = true;
+    cutover_agent::register_with(opts, Dir::default())
+        .await
+        .unwrap();
+    let agent =
+        cutover_agent::start_with(&state, Dir::default(), Arc::new(SystemMonoClock::default()))
+            .await
+            .unwrap();
+    // The fake asks for a heartbeat every second.
+    wait_until("two heartbeats", || {
+        fake.0.lock().unwrap().heartbeats.len() >= 2
+    })
+    .await;
+    agent.kill();
+    wait_until("the agent ending", || agent.is_finished()).await;
+    let seen = fake.0.lock().unwrap().heartbeats.len();
+    // Three heartbeat intervals of silence: a dead process sends nothing (its heartbeat task
+    // used to outlive the killed agent).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(fake.0.lock().unwrap().heartbeats.len(), seen);
+}

@@ -30,6 +30,9 @@ pub const MAX_REQUEST_DEADLINE_MS: i64 = 30_000;
 /// the maximum.
 pub const DEFAULT_REGISTRATION_TOKEN_SECS: i64 = 3_600;
 pub const MAX_REGISTRATION_TOKEN_SECS: i64 = 24 * 3_600;
+/// The shortest lifetime a token may be given: time to copy it to the agent host and run
+/// `cutover agent register`.
+pub const MIN_REGISTRATION_TOKEN_SECS: i64 = 60;
 /// An agent session token (after a signed challenge) lives this long.
 pub const AGENT_SESSION_SECS: i64 = 900;
 /// A challenge must be signed and returned within this many seconds.

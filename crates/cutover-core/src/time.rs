@@ -24,6 +24,9 @@ impl Timestamp {
     pub const fn plus_secs(self, s: i64) -> Self {
         Self(self.0.saturating_add(s.saturating_mul(1000)))
     }
+    pub const fn plus_millis(self, ms: i64) -> Self {
+        Self(self.0.saturating_add(ms))
+    }
     pub const fn minus_secs(self, s: i64) -> Self {
         Self(self.0.saturating_sub(s.saturating_mul(1000)))
     }

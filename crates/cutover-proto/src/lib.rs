@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub mod agents;
 pub mod federation;
 
 /// A list response: `{"value": [...]}`, with `@odata.nextLink` (a path and query on the same

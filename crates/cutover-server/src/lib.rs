@@ -19,16 +19,19 @@ use tokio::sync::Semaphore;
 use uuid::Uuid;
 
 pub mod admin;
+pub mod agents_admin;
 pub mod bootstrap;
 pub mod clock;
 pub mod crypto;
 pub mod error;
 pub mod federation;
 pub mod keys;
+pub mod lockout;
 pub mod metrics;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod pta;
 pub mod rollout;
 pub mod signin;
 pub mod sync;
@@ -40,6 +43,10 @@ use keys::KeyRing;
 
 /// The setting that records the fingerprint of the database's key-encryption key.
 pub const KEK_FINGERPRINT_SETTING: &str = "keyEncryptionKeyFingerprint";
+
+/// While fewer than three pass-through agents are healthy, the maintenance loop repeats its
+/// warning this often.
+pub const FLEET_WARNING_REPEAT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Password hashes computed at once per node; argon2id holds `memory_kib` each, so this bounds memory.
 pub const MAX_CONCURRENT_HASHES: usize = 16;
@@ -57,6 +64,9 @@ pub struct ServerConfig {
     pub key_encryption_key: crypto::KeyEncryptionKey,
     /// Cloud expiry of synced passwords in days (SPEC §5.2); `None`: off.
     pub synced_password_expiry_days: Option<u32>,
+    /// How long one pass-through attempt waits for an agent's answer (SPEC §5.3), within
+    /// `cutover_core::pta::{MIN,MAX}_REQUEST_DEADLINE_MS`; one retry may follow.
+    pub pass_through_deadline_ms: i64,
 }
 
 /// Refuse an issuer URL that would be unsafe or invalid (OpenID Connect Discovery §3).
@@ -101,6 +111,15 @@ impl ServerConfig {
     /// Refuse configurations that would be unsafe to run.
     pub fn validate(&self) -> Result<(), String> {
         validate_issuer(&self.issuer)?;
+        use cutover_core::pta::{MAX_REQUEST_DEADLINE_MS, MIN_REQUEST_DEADLINE_MS};
+        if !(MIN_REQUEST_DEADLINE_MS..=MAX_REQUEST_DEADLINE_MS)
+            .contains(&self.pass_through_deadline_ms)
+        {
+            return Err(format!(
+                "pass_through_deadline_ms must be between {MIN_REQUEST_DEADLINE_MS} and {MAX_REQUEST_DEADLINE_MS}, got {}",
+                self.pass_through_deadline_ms
+            ));
+        }
         self.argon2.validate()
     }
 
@@ -124,6 +143,8 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The relying party of upstream identity providers (metadata cache shared by sign-ins).
     pub federation: cutover_federation::Federation,
+    /// Pass-through agents: cache, work signal, waiting sign-ins.
+    pub pta: pta::PtaHub,
 }
 
 impl AppState {
@@ -179,6 +200,7 @@ impl AppState {
             hash_slots: Semaphore::new(MAX_CONCURRENT_HASHES),
             metrics: metrics::Metrics::default(),
             federation: cutover_federation::Federation::new().map_err(anyhow::Error::msg)?,
+            pta: pta::PtaHub::default(),
         }))
     }
 
@@ -339,7 +361,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             admin::routes()
                 .merge(sync::admin_routes())
                 .merge(federation::admin_routes())
-                .merge(rollout::admin_routes()),
+                .merge(rollout::admin_routes())
+                .merge(agents_admin::admin_routes()),
+        )
+        .nest(
+            "/agent/v1",
+            pta::routes().layer(tower_http::limit::RequestBodyLimitLayer::new(
+                pta::MAX_AGENT_BODY_BYTES,
+            )),
         )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
@@ -389,11 +418,13 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let maintenance = tokio::spawn(maintenance(state.clone()));
+    let watcher = tokio::spawn(pta::result_watcher(state.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await;
     maintenance.abort();
+    watcher.abort();
     result
 }
 
@@ -402,9 +433,36 @@ pub(crate) async fn maintenance(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(
         keys::KEY_REFRESH_SECS as u64,
     ));
+    let mut last_fleet_warning: Option<(std::time::Instant, String)> = None;
     loop {
         tick.tick().await;
         let now = state.now();
+        // Fewer than three healthy pass-through agents: say so in the log when it starts or
+        // changes, and again every FLEET_WARNING_REPEAT while it lasts.
+        if let Ok(agents) = state.store.list_agents().await
+            && !agents.is_empty()
+        {
+            let (_, warning) = pta::fleet_of(&agents, now);
+            match warning {
+                Some(w) => {
+                    let due = last_fleet_warning.as_ref().is_none_or(|(at, said)| {
+                        *said != w || at.elapsed() >= FLEET_WARNING_REPEAT
+                    });
+                    if due {
+                        tracing::warn!("{w}");
+                        last_fleet_warning = Some((std::time::Instant::now(), w));
+                    }
+                }
+                None => {
+                    if last_fleet_warning.take().is_some() {
+                        tracing::info!(
+                            "pass-through agents: at least {} are healthy again",
+                            cutover_core::pta::MIN_HEALTHY_AGENTS
+                        );
+                    }
+                }
+            }
+        }
         if let Err(e) = state.keys.refresh(now).await {
             tracing::warn!(error = %e, "could not refresh signing keys; keeping the ones loaded");
         }
@@ -429,6 +487,7 @@ mod tests {
             trust_forwarded_for: false,
             key_encryption_key: crypto::KeyEncryptionKey::generate(),
             synced_password_expiry_days: None,
+            pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
         }
     }
 

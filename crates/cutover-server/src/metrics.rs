@@ -36,6 +36,19 @@ pub fn endpoint_label(path: &str) -> &'static str {
     if let Some(e) = EXACT.iter().find(|e| **e == path) {
         return e;
     }
+    if let Some(rest) = path.strip_prefix("/agent/v1/") {
+        return match rest {
+            "register" => "/agent/v1/register",
+            "challenge" => "/agent/v1/challenge",
+            "session" => "/agent/v1/session",
+            "poll" => "/agent/v1/poll",
+            "results" => "/agent/v1/results",
+            "heartbeat" => "/agent/v1/heartbeat",
+            "keys" => "/agent/v1/keys",
+            "self" => "/agent/v1/self",
+            _ => "other",
+        };
+    }
     match path
         .strip_prefix("/api/v1/")
         .and_then(|rest| rest.split('/').next())
@@ -47,6 +60,8 @@ pub fn endpoint_label(path: &str) -> &'static str {
         Some("auditLogs") => "/api/v1/auditLogs",
         Some("signingKeys") => "/api/v1/signingKeys",
         Some("openapi.json") => "/api/v1/openapi.json",
+        Some("agents") => "/api/v1/agents",
+        Some("policies") => "/api/v1/policies",
         _ => "other",
     }
 }
@@ -90,6 +105,8 @@ type HttpKey = (&'static str, &'static str, u16);
 pub struct Metrics {
     sign_ins: Mutex<BTreeMap<SignInKey, u64>>,
     http: Mutex<BTreeMap<HttpKey, Histogram>>,
+    lockouts: Mutex<BTreeMap<&'static str, u64>>,
+    pass_through: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Metrics {
@@ -102,6 +119,22 @@ impl Metrics {
         if let Ok(mut m) = self.sign_ins.lock() {
             *m.entry((r.result.as_str(), route, r.is_interactive))
                 .or_default() += 1;
+        }
+    }
+
+    /// A smart-lockout event: `locked` (an attempt refused), `lockedNow` (a lock started),
+    /// `reportOnlyLocked` (report-only mode would have refused).
+    pub fn count_lockout(&self, event: &'static str) {
+        if let Ok(mut m) = self.lockouts.lock() {
+            *m.entry(event).or_default() += 1;
+        }
+    }
+
+    /// A pass-through validation's end on this node, by result code (or `noAgentAvailable`,
+    /// `agentTimeout`).
+    pub fn count_pass_through(&self, result: &'static str) {
+        if let Ok(mut m) = self.pass_through.lock() {
+            *m.entry(result).or_default() += 1;
         }
     }
 
@@ -122,6 +155,23 @@ impl Metrics {
                 let _ = writeln!(
                     out,
                     "cutover_sign_ins_total{{result=\"{result}\",route=\"{route}\",interactive=\"{interactive}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP cutover_lockout_events_total Smart-lockout events on this node: attempts refused (locked), locks started (lockedNow), report-only refusals.\n");
+        out.push_str("# TYPE cutover_lockout_events_total counter\n");
+        if let Ok(m) = self.lockouts.lock() {
+            for (event, n) in m.iter() {
+                let _ = writeln!(out, "cutover_lockout_events_total{{event=\"{event}\"}} {n}");
+            }
+        }
+        out.push_str("# HELP cutover_pass_through_validations_total Pass-through password validations finished on this node, by result.\n");
+        out.push_str("# TYPE cutover_pass_through_validations_total counter\n");
+        if let Ok(m) = self.pass_through.lock() {
+            for (result, n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "cutover_pass_through_validations_total{{result=\"{result}\"}} {n}"
                 );
             }
         }

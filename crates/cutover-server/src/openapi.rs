@@ -191,6 +191,47 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/users/{id}/stagedRollout",
         "A user's staged-rollout state: desired and effective features, and the route of their next sign-in with the reason",
     ),
+    (
+        "post",
+        "/agents/registrationTokens",
+        "Issue a one-time pass-through agent registration token (lifetimeSecs 60-86400, default 3600); the token is returned once and stored only hashed",
+    ),
+    (
+        "get",
+        "/agents",
+        "List pass-through agents with health, last heartbeat, counters and directory status; warns below 3 healthy agents",
+    ),
+    ("get", "/agents/{id}", "Get a pass-through agent"),
+    (
+        "patch",
+        "/agents/{id}",
+        "Enable or disable a pass-through agent: {\"enabled\": false} stops sending it passwords at once",
+    ),
+    (
+        "delete",
+        "/agents/{id}",
+        "Delete a pass-through agent and the passwords sealed to it",
+    ),
+    (
+        "get",
+        "/policies/smartLockout",
+        "The smart-lockout policy, the lockout policies the agents read from their directories, and warnings where Cutover's does not lock first and longer",
+    ),
+    (
+        "put",
+        "/policies/smartLockout",
+        "Replace the smart-lockout policy (threshold 1-100, durationSecs, maxDurationSecs, resetAfterSecs, mode enforced or reportOnly); answers with the warnings",
+    ),
+    (
+        "get",
+        "/users/{id}/lockout",
+        "A user's smart-lockout state: locked, failures and locks per counter (familiar and unfamiliar networks), familiar networks",
+    ),
+    (
+        "post",
+        "/users/{id}/lockout/unlock",
+        "Unlock a user: both counters start over; familiar networks stay",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -211,6 +252,9 @@ fn body_schema(method: &str, path: &str) -> Option<&'static str> {
         ("patch", "/policies/featureRolloutPolicies/{id}") => Some("UpdateFeatureRolloutPolicy"),
         ("post", "/policies/featureRolloutPolicies/{id}/appliesTo") => Some("AddAppliesTo"),
         ("post", "/policies/featureRolloutPolicies/{id}/appliesTo/$ref") => Some("AddAppliesTo"),
+        ("post", "/agents/registrationTokens") => Some("CreateRegistrationToken"),
+        ("patch", "/agents/{id}") => Some("UpdateAgent"),
+        ("put", "/policies/smartLockout") => Some("SmartLockoutPolicy"),
         _ => None,
     }
 }
@@ -277,6 +321,12 @@ pub fn build() -> Value {
                 "UpdateFeatureRolloutPolicy": s(json!({
                     "displayName": {"type": "string"}, "description": {"type": "string"}, "isEnabled": {"type": "boolean"}, "isAppliedToOrganization": {"const": false}
                 }), json!([])),
+                "CreateRegistrationToken": s(json!({"lifetimeSecs": {"type": "integer", "minimum": 60, "maximum": 86_400, "default": 3_600}}), json!([])),
+                "UpdateAgent": s(json!({"enabled": {"type": "boolean"}}), json!([])),
+                "SmartLockoutPolicy": s(json!({
+                    "threshold": {"type": "integer", "minimum": 1, "maximum": 100}, "durationSecs": {"type": "integer", "minimum": 5},
+                    "maxDurationSecs": {"type": "integer"}, "resetAfterSecs": {"type": "integer"}, "mode": {"enum": ["enforced", "reportOnly"]}
+                }), json!(["threshold", "durationSecs", "maxDurationSecs", "resetAfterSecs", "mode"])),
                 "AddAppliesTo": s(json!({"id": {"type": "string", "format": "uuid"}, "@odata.id": {"type": "string"}}), json!([])),
                 "CreateUser": s(json!({
                     "userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "accountEnabled": {"type": "boolean"},

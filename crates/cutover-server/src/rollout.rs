@@ -642,8 +642,10 @@ async fn preflight(
         synced_users: coverage.synced_users,
         without_hash_sample: coverage.without_hash_sample,
         without_hash_total: coverage.without_hash_total,
-        // Pass-through agents arrive with their own release; until then there are none.
-        healthy_agents: 0,
+        healthy_agents: {
+            let agents = state.store.list_agents().await?;
+            crate::pta::fleet_of(&agents, now).0 as u32
+        },
         break_glass: state.store.break_glass_accounts().await?,
         recent_federated: recent,
     };

@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use cutover_core::authorize::{AuthorizeRequest, Prompt};
+use cutover_core::lockout::CheckOutcome;
 use cutover_core::limits::{
     AUTH_CODE_TTL_SECS, MAX_PASSWORD_LEN, SIGN_IN_TXN_TTL_SECS, SSO_SESSION_TTL_SECS,
 };
@@ -749,93 +750,154 @@ async fn password_post(
         return Err(PageError::expired());
     }
     let csrf = csrf_token(&state, &txn_id, &bb);
-    if txn.credential.as_deref() == Some(Credential::PassthroughAuthentication.as_str()) {
-        // Pass-through verification needs an agent near the directory; until agents are
-        // connected, no password is checked and the attempt says exactly why.
-        let mut record = record_for_txn(&state, &ctx, &txn);
-        let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
-        let user = state.store.get_user_by_upn(&upn.normalized()).await?;
-        record.user_id = user.as_ref().map(|u| u.user.id);
-        record.authentication_methods = vec!["passthroughAuthentication".into()];
-        record.failure_reason = Some(FailureReason::NoAgentAvailable.code().into());
-        tracing::warn!("a pass-through sign-in found no agent to check the password");
-        if let Some(u) = &user {
-            let domain = state.store.get_domain(upn.domain().as_str()).await?;
-            if let Some(page) =
-                escape_rollback(&state, &txn_id, &txn, u, domain.as_ref(), &mut record).await?
-            {
-                state.record_sign_in(&record).await?;
-                return Ok(page);
-            }
-        }
-        state.record_sign_in(&record).await?;
-        return Ok((
-            StatusCode::SERVICE_UNAVAILABLE,
-            pages::password_page(
-                &txn_id,
-                &csrf,
-                &username,
-                Some(FailureReason::NoAgentAvailable.user_message()),
-            )
-            .with_form_target(&txn.redirect_uri),
-        )
-            .into_response());
-    }
     let password = Secret::new(form.password.unwrap_or_default());
     let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
     let domain = state.store.get_domain(upn.domain().as_str()).await?;
     let record_user = state.store.get_user_by_upn(&upn.normalized()).await?;
     let user = record_user.as_ref().map(|r| &r.user);
+    // Pass-through checks the password on-prem (SPEC §5.3): for users that exist there. A
+    // cloud-only user of the domain keeps the password set in Cutover.
+    let pass_through = txn.credential.as_deref()
+        == Some(Credential::PassthroughAuthentication.as_str())
+        && user.is_none_or(|u| u.source == cutover_core::Source::Synced);
     // A synced user signs in with the password hash sync brought (SPEC §5.2); a cloud user
     // with the argon2 hash set in Cutover.
     let synced_wrap = record_user
         .as_ref()
-        .filter(|r| r.user.source == cutover_core::Source::Synced)
+        .filter(|r| !pass_through && r.user.source == cutover_core::Source::Synced)
         .and_then(|r| {
             r.synced_password.as_deref().and_then(|s| {
                 crate::sync::open_wrap(&state, r.user.immutable_id.as_deref().unwrap_or(""), s)
             })
         });
     let hash = record_user.as_ref().and_then(|r| r.password_hash.clone());
-    let has_password = synced_wrap.is_some() || hash.is_some();
-
-    // Always spend one hash verification, so timing does not tell whether the account exists.
-    let usable = !password.is_empty() && password.len() <= MAX_PASSWORD_LEN;
     let synced_credential = synced_wrap.is_some();
-    let matches = match synced_wrap {
-        Some(wrap) if usable => state.verify_synced_password(password, wrap).await,
-        _ if usable => state.verify_password(password, hash).await,
-        _ => false,
-    };
-
-    let expired = synced_credential
-        && signin_log::synced_password_expired(
-            record_user.as_ref().and_then(|r| r.password_changed_at),
-            state.now(),
-            state.config.synced_password_expiry_days,
-        );
-    let outcome = signin_log::with_password_expiry(
-        signin_log::judge_password(domain.is_some(), user, has_password, Some(matches)),
-        expired,
-    );
+    let has_password = pass_through || synced_credential || hash.is_some();
+    let usable = !password.is_empty() && password.len() <= MAX_PASSWORD_LEN;
 
     let mut record = record_for_txn(&state, &ctx, &txn);
     record.user_id = user.map(|u| u.id);
-    // The sign-in log names the credential: a synced password or one set in Cutover.
+    // The sign-in log names the credential: checked on-prem, a synced password, or one set
+    // in Cutover.
     record.authentication_methods = vec![
-        if synced_credential {
+        if pass_through {
+            "passthroughAuthentication"
+        } else if synced_credential {
             "passwordHashSync"
         } else {
             "password"
         }
         .into(),
     ];
+
+    // Smart lockout (SPEC §7) decides before any hash or agent work: a locked account costs
+    // neither CPU nor a bind against the directory, and looks like a wrong password.
+    let admitted = match user {
+        Some(u) if usable && has_password => {
+            match crate::lockout::gate(&state, u.id, ctx.ip.as_deref()).await? {
+                crate::lockout::Gate::Locked {
+                    location,
+                    until,
+                    in_flight,
+                } => {
+                    record.lockout_decision = LockoutDecision::Locked;
+                    record.failure_reason =
+                        Some(FailureReason::AccountLockedSmartLockout.code().into());
+                    state.record_sign_in(&record).await?;
+                    tracing::info!(
+                        location = location.as_str(),
+                        until = until.map(crate::clock::rfc3339).unwrap_or_default(),
+                        in_flight,
+                        "password sign-in refused by smart lockout; the password was not checked"
+                    );
+                    return Ok(pages::password_page(
+                        &txn_id,
+                        &csrf,
+                        &username,
+                        Some(FailureReason::AccountLockedSmartLockout.user_message()),
+                    )
+                    .with_form_target(&txn.redirect_uri)
+                    .into_response());
+                }
+                crate::lockout::Gate::Proceed(a) => {
+                    record.lockout_decision = a.decision;
+                    Some(a)
+                }
+            }
+        }
+        _ => None,
+    };
+
+    let (outcome, lockout_outcome) = if pass_through {
+        let checked = match (record_user.as_ref(), domain.is_some() && usable) {
+            (Some(r), true) => Some(
+                crate::pta::validate(
+                    &state,
+                    &r.user.upn.to_string(),
+                    r.user.immutable_id.as_deref(),
+                    password.expose().as_bytes(),
+                    txn.correlation_id,
+                )
+                .await?,
+            ),
+            _ => None,
+        };
+        pass_through_outcome(&state, domain.is_some(), user, checked, &mut record)
+    } else {
+        // Always spend one hash verification, so timing does not tell whether the account
+        // exists.
+        let matches = match synced_wrap {
+            Some(wrap) if usable => state.verify_synced_password(password.clone(), wrap).await,
+            _ if usable => state.verify_password(password.clone(), hash).await,
+            _ => false,
+        };
+        let expired = synced_credential
+            && signin_log::synced_password_expired(
+                record_user.as_ref().and_then(|r| r.password_changed_at),
+                state.now(),
+                state.config.synced_password_expiry_days,
+            );
+        let outcome = signin_log::with_password_expiry(
+            signin_log::judge_password(domain.is_some(), user, has_password, Some(matches)),
+            expired,
+        );
+        let lockout_outcome = if matches {
+            LockoutCheck::Right
+        } else if usable && has_password {
+            LockoutCheck::Wrong
+        } else {
+            LockoutCheck::NotCounted
+        };
+        (outcome, lockout_outcome)
+    };
+    if let Some(a) = &admitted {
+        let check = match lockout_outcome {
+            LockoutCheck::Right => CheckOutcome::Success {
+                network: a.network.clone(),
+            },
+            LockoutCheck::Wrong => CheckOutcome::BadPassword {
+                key: crate::lockout::bad_password_key(&state, a.user_id, password.expose()),
+            },
+            LockoutCheck::NotCounted => CheckOutcome::NotCounted,
+        };
+        crate::lockout::finish(&state, a, check).await;
+    }
+
     match outcome {
         PasswordOutcome::Failure(reason) => {
             record.failure_reason = Some(reason.code().into());
-            // A staged user without a synced hash cannot finish a managed sign-in: if the
-            // admin already moved them back, let them go back now.
-            if reason == FailureReason::NoPasswordSet
+            // A user whose credential cannot be checked at all (no synced hash, no agent, the
+            // directory down) cannot finish a managed sign-in: if the admin already moved
+            // them back, let them go back now.
+            let cannot_check = matches!(
+                reason,
+                FailureReason::NoPasswordSet
+                    | FailureReason::NoAgentAvailable
+                    | FailureReason::AgentTimeout
+                    | FailureReason::DirectoryUnavailable
+                    | FailureReason::AgentError
+            );
+            if cannot_check
                 && let Some(u) = record_user.as_ref()
                 && u.user.source == cutover_core::Source::Synced
                 && let Some(page) =
@@ -845,12 +907,22 @@ async fn password_post(
                 return Ok(page);
             }
             state.record_sign_in(&record).await?;
-            tracing::info!(reason = reason.code(), "password sign-in failed");
-            Ok(
+            let status = if cannot_check && reason != FailureReason::NoPasswordSet {
+                tracing::warn!(
+                    reason = reason.code(),
+                    "a pass-through sign-in could not check the password"
+                );
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                tracing::info!(reason = reason.code(), "password sign-in failed");
+                StatusCode::OK
+            };
+            Ok((
+                status,
                 pages::password_page(&txn_id, &csrf, &username, Some(reason.user_message()))
-                    .with_form_target(&txn.redirect_uri)
-                    .into_response(),
+                    .with_form_target(&txn.redirect_uri),
             )
+                .into_response())
         }
         PasswordOutcome::Success => {
             let Some(user) = record_user.as_ref() else {
@@ -866,6 +938,81 @@ async fn password_post(
                 vec!["pwd".to_owned()],
             )
             .await
+        }
+    }
+}
+
+/// What a password check taught smart lockout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LockoutCheck {
+    Right,
+    Wrong,
+    NotCounted,
+}
+
+/// The password step of a pass-through sign-in from the agent's answer (`None`: no agent was
+/// asked — unknown user, unknown domain, an empty password). Names the agent on the record.
+fn pass_through_outcome(
+    state: &AppState,
+    domain_known: bool,
+    user: Option<&cutover_core::User>,
+    checked: Option<crate::pta::PtaOutcome>,
+    record: &mut SignInRecord,
+) -> (PasswordOutcome, LockoutCheck) {
+    use crate::pta::PtaOutcome;
+    let Some(checked) = checked else {
+        return (
+            signin_log::judge_password(domain_known, user, true, Some(false)),
+            LockoutCheck::NotCounted,
+        );
+    };
+    match checked {
+        PtaOutcome::NoAgent => {
+            state.metrics.count_pass_through("noAgentAvailable");
+            (
+                PasswordOutcome::Failure(FailureReason::NoAgentAvailable),
+                LockoutCheck::NotCounted,
+            )
+        }
+        PtaOutcome::Timeout { agent_id } => {
+            state.metrics.count_pass_through("agentTimeout");
+            record.agent_id = agent_id;
+            (
+                PasswordOutcome::Failure(FailureReason::AgentTimeout),
+                LockoutCheck::NotCounted,
+            )
+        }
+        PtaOutcome::Answered {
+            agent_id,
+            result,
+            detail,
+        } => {
+            state.metrics.count_pass_through(result.as_str());
+            record.agent_id = Some(agent_id);
+            if let Some(d) = detail.as_deref().filter(|_| {
+                !matches!(
+                    result,
+                    cutover_core::pta::PtaResult::Success
+                        | cutover_core::pta::PtaResult::InvalidCredentials
+                )
+            }) {
+                tracing::info!(agent_id = %agent_id, result = result.as_str(), detail = d, "pass-through agent's answer");
+            }
+            match cutover_core::pta::sign_in_failure(result) {
+                // The password is right on-prem; the account may still be disabled here.
+                None => (
+                    signin_log::judge_password(domain_known, user, true, Some(true)),
+                    LockoutCheck::Right,
+                ),
+                Some(reason) => (
+                    PasswordOutcome::Failure(reason),
+                    if result.is_bad_password() {
+                        LockoutCheck::Wrong
+                    } else {
+                        LockoutCheck::NotCounted
+                    },
+                ),
+            }
         }
     }
 }

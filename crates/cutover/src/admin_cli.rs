@@ -30,6 +30,8 @@ use url::Url;
 use uuid::Uuid;
 
 // A child module (so it shares the signed-in `Api` and the output helpers), in its own file.
+#[path = "agents_admin_cli.rs"]
+mod agents_admin_cli;
 #[path = "federation_cli.rs"]
 mod federation_cli;
 
@@ -156,6 +158,13 @@ pub enum AdminCommand {
     /// Staged rollout: move groups of users off the legacy IdP before their domain's cut-over.
     #[command(subcommand, long_about = federation_cli::ROLLOUT_LONG_ABOUT)]
     Rollout(federation_cli::RolloutCommand),
+    /// Pass-through authentication agents: issue registration tokens, see their health, enable,
+    /// disable and delete them.
+    #[command(subcommand, long_about = agents_admin_cli::AGENTS_LONG_ABOUT)]
+    Agents(agents_admin_cli::AgentsCommand),
+    /// Smart lockout: show and change the policy that locks accounts after wrong passwords.
+    #[command(subcommand, long_about = agents_admin_cli::LOCKOUT_LONG_ABOUT)]
+    Lockout(agents_admin_cli::LockoutCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -223,6 +232,20 @@ pub enum UsersCommand {
     /// Show a user's staged-rollout state: eligibility, desired and effective features, and
     /// how their next sign-in is routed and why.
     StagedRollout {
+        /// The user's principal name (user1@contoso.example) or id.
+        #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
+        user: String,
+    },
+    /// Show a user's smart-lockout state: whether they are locked and until when, wrong
+    /// passwords counted from known and other networks, and their known networks.
+    Lockout {
+        /// The user's principal name (user1@contoso.example) or id.
+        #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
+        user: String,
+    },
+    /// Unlock a user locked by smart lockout (both counters start over; known networks stay).
+    /// Use it once you know the wrong passwords were the user's own, not a spray.
+    Unlock {
         /// The user's principal name (user1@contoso.example) or id.
         #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
         user: String,
@@ -546,6 +569,8 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Sync(cmd) => sync_servers(&api, out, cmd).await,
         AdminCommand::Idp(cmd) => federation_cli::idp(&api, out, cmd).await,
         AdminCommand::Rollout(cmd) => federation_cli::rollout(&api, out, cmd).await,
+        AdminCommand::Agents(cmd) => agents_admin_cli::agents(&api, out, cmd).await,
+        AdminCommand::Lockout(cmd) => agents_admin_cli::lockout(&api, out, cmd).await,
     }
 }
 
@@ -640,6 +665,8 @@ async fn users(api: &Api, out: OutputFormat, cmd: UsersCommand) -> Result<()> {
         UsersCommand::StagedRollout { user } => {
             federation_cli::staged_rollout(api, out, &user).await
         }
+        UsersCommand::Lockout { user } => agents_admin_cli::user_lockout(api, out, &user).await,
+        UsersCommand::Unlock { user } => agents_admin_cli::unlock_user(api, out, &user).await,
     }
 }
 

@@ -70,14 +70,14 @@ pub struct BenchArgs {
 
 /// Throughput and latency of one phase.
 #[derive(Debug, Clone, serde::Serialize)]
-struct Phase {
-    done: usize,
-    per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+pub(crate) struct Phase {
+    pub(crate) done: usize,
+    pub(crate) per_sec: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
 }
 
-fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     if sorted_ms.is_empty() {
         return 0.0;
     }
@@ -85,7 +85,7 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
     sorted_ms[rank.min(sorted_ms.len() - 1)]
 }
 
-fn summarize(mut latencies_ms: Vec<f64>, elapsed: Duration) -> Phase {
+pub(crate) fn summarize(mut latencies_ms: Vec<f64>, elapsed: Duration) -> Phase {
     latencies_ms.sort_by(f64::total_cmp);
     Phase {
         done: latencies_ms.len(),
@@ -95,7 +95,7 @@ fn summarize(mut latencies_ms: Vec<f64>, elapsed: Duration) -> Phase {
     }
 }
 
-fn bar(len: usize, what: &str) -> ProgressBar {
+pub(crate) fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64);
     pb.set_style(
         ProgressStyle::with_template("{msg:<34} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")

@@ -3,6 +3,7 @@
 mod admin_cli;
 mod agent_cli;
 mod bench;
+mod bench_pta;
 mod serve;
 mod sync_cli;
 
@@ -34,6 +35,9 @@ enum Command {
     Admin(admin_cli::AdminArgs),
     /// Measure sign-in and token throughput against raw hashing and signing on this machine.
     Bench(bench::BenchArgs),
+    /// Measure pass-through authentication through 1 and 3 agents against direct checks
+    /// against the same directory (see scripts/bench-pta.sh).
+    BenchPta(bench_pta::BenchPtaArgs),
     /// Run a directory sync server: LDAP → Cutover (users, groups, managers, password hashes).
     Sync(sync_cli::SyncArgs),
     /// Run a pass-through authentication agent: check passwords against the on-prem directory.
@@ -61,6 +65,7 @@ async fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args).await,
         Command::Admin(args) => admin_cli::run(args).await,
         Command::Bench(args) => bench::run(args).await,
+        Command::BenchPta(args) => bench_pta::run(args).await,
         Command::Sync(args) => sync_cli::run(args).await,
         Command::Agent(args) => agent_cli::run(args).await,
     };

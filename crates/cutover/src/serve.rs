@@ -62,6 +62,11 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_SYNCED_PASSWORD_EXPIRY_DAYS", value_name = "DAYS",
           value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub synced_password_expiry_days: Option<u32>,
+    /// How long a pass-through sign-in waits for an agent's answer before it retries once on
+    /// another agent (then fails with agentTimeout). Milliseconds, 200-30000; default 5000.
+    #[arg(long, env = "CUTOVER_PASS_THROUGH_DEADLINE_MS", value_name = "MS",
+          value_parser = clap::value_parser!(u32).range(200..=30000))]
+    pub pass_through_deadline_ms: Option<u32>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -78,6 +83,7 @@ pub struct FileConfig {
     pub tls_key: Option<PathBuf>,
     pub key_encryption_key_file: Option<PathBuf>,
     pub synced_password_expiry_days: Option<u32>,
+    pub pass_through_deadline_ms: Option<u32>,
 }
 
 /// The configuration in force.
@@ -94,6 +100,7 @@ pub struct Resolved {
     pub tls: Option<(PathBuf, PathBuf)>,
     pub key_encryption_key_file: PathBuf,
     pub synced_password_expiry_days: Option<u32>,
+    pub pass_through_deadline_ms: i64,
 }
 
 fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
@@ -167,7 +174,22 @@ pub fn resolve(
     if synced_password_expiry_days.is_some_and(|d| d == 0 || d > 3650) {
         anyhow::bail!("synced_password_expiry_days must be 1-3650");
     }
+    let pass_through_deadline_ms = i64::from(
+        args.pass_through_deadline_ms
+            .or(file.pass_through_deadline_ms)
+            .unwrap_or(cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS as u32),
+    );
+    if !(cutover_core::pta::MIN_REQUEST_DEADLINE_MS..=cutover_core::pta::MAX_REQUEST_DEADLINE_MS)
+        .contains(&pass_through_deadline_ms)
+    {
+        anyhow::bail!(
+            "pass_through_deadline_ms must be {}-{} (milliseconds), got {pass_through_deadline_ms}",
+            cutover_core::pta::MIN_REQUEST_DEADLINE_MS,
+            cutover_core::pta::MAX_REQUEST_DEADLINE_MS
+        );
+    }
     Ok(Resolved {
+        pass_through_deadline_ms,
         synced_password_expiry_days,
         key_encryption_key_file,
         listen,
@@ -354,6 +376,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         trust_forwarded_for: cfg.trust_forwarded_for,
         key_encryption_key,
         synced_password_expiry_days: cfg.synced_password_expiry_days,
+        pass_through_deadline_ms: cfg.pass_through_deadline_ms,
     };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 

@@ -691,6 +691,77 @@ fn bench_command_runs_and_reports_ratios() {
     }
 }
 
+/// The pass-through benchmark keeps working: a real directory with its five users, three
+/// real agent processes, tiny counts; nothing about speed is asserted.
+#[test]
+fn bench_pta_command_runs_and_reports_ratios() {
+    let slapd = crate::pta_ldap::start();
+    let users: Vec<String> = (0..5).map(|i| format!("bench{i}")).collect();
+    let ldif: Vec<String> = users
+        .iter()
+        .map(|u| {
+            format!(
+                "dn: uid={u},ou=people,{}\nobjectClass: inetOrgPerson\nuid: {u}\ncn: {u}\nsn: {u}\nmail: {u}@bench.example\nuserPassword: pw-{u}\n",
+                slapd.base
+            )
+        })
+        .collect();
+    slapd.add(&ldif.join("\n"));
+    let config = slapd.dir.join("bench-directory.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "url = \"{}\"\nbind_dn = \"uid=svc-sync,ou=people,{}\"\nbind_password_file = \"{}\"\nbase_dn = \"ou=people,{}\"\nuser_filter = \"(&(objectClass=inetOrgPerson)(mail={{upn}}))\"\n",
+            slapd.uri,
+            slapd.base,
+            slapd.password_file(crate::pta_ldap::SYNC_PW).display(),
+            slapd.base
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["bench-pta", "--directory-config"])
+        .arg(&config)
+        .args(["--users", "5", "--validations", "20", "--concurrency", "2"])
+        .env("CUTOVER_LOG", "warn")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "direct checks (baseline)",
+        "pass-through, 1 agent",
+        "pass-through, 3 agents",
+        "ratio, 1 agent ÷ direct checks",
+        "ratio, 3 agents ÷ direct checks",
+        "per core",
+        "ms CPU per validation",
+        "agent 3 during '3 agents'",
+    ] {
+        assert!(
+            stdout.contains(want),
+            "bench-pta output lacks {want:?}:\n{stdout}"
+        );
+    }
+    // A directory without the benchmark's users is a clear error, not a number.
+    let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
+        .args(["bench-pta", "--directory-config"])
+        .arg(&config)
+        .args(["--users", "5", "--upn-domain", "nowhere.example", "--validations", "5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not hold the benchmark users"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_for_a_scraper_application_only() {
     let srv = InProcess::start().await;

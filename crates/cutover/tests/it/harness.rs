@@ -152,9 +152,21 @@ impl InProcess {
     /// Start with the configuration adjusted by `tune`.
     pub async fn start_with(tune: impl FnOnce(&mut ServerConfig)) -> Self {
         let dir = scratch_dir("inproc");
-        let store = cutover_store::connect(&format!("sqlite:{}", dir.join("c.db").display()))
-            .await
-            .expect("sqlite");
+        let db = format!("sqlite:{}", dir.join("c.db").display());
+        let kek = cutover_server::crypto::KeyEncryptionKey::generate();
+        Self::start_node(&db, kek, None, tune).await
+    }
+
+    /// One node of several on the database `db` (they share `kek` and the admin
+    /// credentials: `creds` is `None` for the first node, which creates them). Each node
+    /// has its own clock, started at the system time.
+    pub async fn start_node(
+        db: &str,
+        kek: cutover_server::crypto::KeyEncryptionKey,
+        creds: Option<Value>,
+        tune: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
+        let store = cutover_store::connect(db).await.expect("database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let clock = ManualClock::new(cutover_server::clock::SystemClock.now());
@@ -162,19 +174,25 @@ impl InProcess {
             issuer: base.clone(),
             argon2: TEST_ARGON2,
             trust_forwarded_for: false,
-            key_encryption_key: cutover_server::crypto::KeyEncryptionKey::generate(),
+            key_encryption_key: kek,
             synced_password_expiry_days: None,
+            pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
         };
         let mut config = config;
         tune(&mut config);
         let state = AppState::new(store, Arc::new(clock.clone()), config)
             .await
             .expect("state");
-        let creds = cutover_server::bootstrap::ensure_admin_application(&state)
-            .await
-            .unwrap()
-            .expect("fresh admin app");
-        let creds = serde_json::to_value(&creds).unwrap();
+        let creds = match creds {
+            Some(c) => c,
+            None => {
+                let creds = cutover_server::bootstrap::ensure_admin_application(&state)
+                    .await
+                    .unwrap()
+                    .expect("fresh admin app");
+                serde_json::to_value(&creds).unwrap()
+            }
+        };
         let task = tokio::spawn(async move {
             let _ = cutover_server::serve(state, listener, std::future::pending()).await;
         });

@@ -3,15 +3,20 @@
 //! `scripts/test.sh`; a test whose component is missing fails and says how to get it.
 
 mod admin_api;
+mod agents_admin;
 mod browser;
 mod conformance;
 mod federation;
 mod federation_cli;
 mod harness;
 mod ldap_connector;
+mod lockout_e2e;
 mod multinode;
 mod oidc_rp;
+mod pta_cli;
+mod pta_e2e;
 mod pta_ldap;
+mod pta_resilience;
 mod resilience;
 mod sync;
 mod time_steps;

@@ -21,27 +21,27 @@ use cutover_ldap::{
 
 use crate::ldap_connector::Slapd;
 
-const SYNC_PW: &str = "sync-pw";
-const FILTER: &str = "(&(objectClass=inetOrgPerson)(mail={upn}))";
+pub(crate) const SYNC_PW: &str = "sync-pw";
+pub(crate) const FILTER: &str = "(&(objectClass=inetOrgPerson)(mail={upn}))";
 
-fn start() -> Slapd {
+pub(crate) fn start() -> Slapd {
     Slapd::start_with(&[("SLAPD_PPOLICY", Path::new("1"))], false)
 }
 
-fn user_dn(slapd: &Slapd, uid: &str) -> String {
+pub(crate) fn user_dn(slapd: &Slapd, uid: &str) -> String {
     format!("uid={uid},ou=people,{}", slapd.base)
 }
 
-fn upn(uid: &str) -> String {
+pub(crate) fn upn(uid: &str) -> String {
     format!("{uid}@example.test")
 }
 
-fn password(uid: &str) -> String {
+pub(crate) fn password(uid: &str) -> String {
     format!("pw-{uid}")
 }
 
 /// inetOrgPerson users with mail uid@example.test and password pw-uid (stored as given).
-fn add_users(slapd: &Slapd, uids: &[&str]) {
+pub(crate) fn add_users(slapd: &Slapd, uids: &[&str]) {
     let ldif: Vec<String> = uids
         .iter()
         .map(|uid| {
@@ -56,7 +56,7 @@ fn add_users(slapd: &Slapd, uids: &[&str]) {
     slapd.add(&ldif.join("\n"));
 }
 
-fn config(slapd: &Slapd) -> PasswordCheckConfig {
+pub(crate) fn config(slapd: &Slapd) -> PasswordCheckConfig {
     let mut cfg = PasswordCheckConfig::new(
         &slapd.uri,
         format!("uid=svc-sync,ou=people,{}", slapd.base),
@@ -100,12 +100,12 @@ fn read_attr(slapd: &Slapd, dn: &str, attr: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(&prefix).map(str::to_owned))
 }
 
-fn slapd_log(slapd: &Slapd) -> String {
+pub(crate) fn slapd_log(slapd: &Slapd) -> String {
     std::fs::read_to_string(slapd.dir.join("slapd.log")).expect("read slapd.log")
 }
 
 /// How many simple binds as `dn` slapd has logged.
-fn binds_as(slapd: &Slapd, dn: &str) -> usize {
+pub(crate) fn binds_as(slapd: &Slapd, dn: &str) -> usize {
     slapd_log(slapd)
         .matches(&format!("BIND dn=\"{dn}\" method=128"))
         .count()
@@ -295,7 +295,7 @@ async fn pta_locked_by_failed_binds_and_by_the_administrator() {
 }
 
 /// The current UTC time as a GeneralizedTime (YYYYmmddHHMMSSZ), from `date`.
-fn chrono_like_now() -> String {
+pub(crate) fn chrono_like_now() -> String {
     let out = Command::new("date")
         .args(["-u", "+%Y%m%d%H%M%SZ"])
         .output()
