@@ -10,8 +10,8 @@ pub const BACKOFF_INITIAL: Duration = Duration::from_millis(500);
 /// Longest delay between two attempts while the server is unreachable.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
 /// Delay between attempts while the server refuses this agent (disabled or deleted by an
-/// administrator): long, but the agent keeps trying because the admin may re-enable it.
-pub const REFUSED_BACKOFF: Duration = Duration::from_secs(60);
+/// administrator): the agent keeps asking, so that enabling it again takes effect soon.
+pub const REFUSED_BACKOFF: Duration = Duration::from_secs(15);
 
 /// Exponential backoff: the base delay doubles from [`BACKOFF_INITIAL`] up to
 /// [`BACKOFF_MAX`]; each delay is drawn from `[base / 2, base]` ("equal jitter").

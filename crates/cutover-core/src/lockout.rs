@@ -365,8 +365,13 @@ pub enum CheckOutcome {
     Success { network: String },
     /// A wrong password, as a keyed hash the shell computed for this user.
     BadPassword { key: String },
-    /// Nothing was learnt about the password (directory down, agent error, on-prem lock,
-    /// a denial that is not about the credential): released, never counted.
+    /// The directory refused because its own lockout is on: nothing was learnt about the
+    /// password (so nothing is remembered of it), but the attempt counts like a wrong one —
+    /// otherwise, once the directory has locked first, every further guess would reach it
+    /// and prolong its lock while Cutover never locks.
+    DirectoryLocked,
+    /// Nothing was learnt about the password (directory down, agent error, a disabled
+    /// account on-prem, a denial that is not about the credential): released, never counted.
     NotCounted,
 }
 
@@ -424,29 +429,40 @@ pub fn record(
                 let extra = state.recent_bad.len() - RECENT_BAD_PASSWORDS;
                 state.recent_bad.drain(..extra);
             }
-            let c = state.counter_mut(location);
-            if c.locked_at(now).is_some() {
-                // Checked while a lock started by a parallel attempt ran (report-only, or
-                // admitted just before it): counted in the lock already.
-                c.last_failure = Some(now);
-                let failures = c.failures;
-                return (state, Recorded::Counted { failures });
-            }
-            c.failures = c.failures.saturating_add(1);
-            c.last_failure = Some(now);
-            if c.failures >= s.threshold {
-                c.locks = c.locks.saturating_add(1);
-                let until = now.plus_secs(s.lock_length_secs(c.locks));
-                c.locked_until = Some(until);
-                // One short: after this lock the next counted failure locks again.
-                c.failures = s.threshold.saturating_sub(1);
-                let lock_number = c.locks;
-                (state, Recorded::LockedNow { until, lock_number })
-            } else {
-                let failures = c.failures;
-                (state, Recorded::Counted { failures })
-            }
+            count_failure(state, s, location, now)
         }
+        CheckOutcome::DirectoryLocked => count_failure(state, s, location, now),
+    }
+}
+
+/// One counted failure on `location`'s counter: a lock when it reaches the threshold.
+fn count_failure(
+    mut state: LockoutState,
+    s: &LockoutSettings,
+    location: Location,
+    now: Timestamp,
+) -> (LockoutState, Recorded) {
+    let c = state.counter_mut(location);
+    if c.locked_at(now).is_some() {
+        // Checked while a lock started by a parallel attempt ran (report-only, or
+        // admitted just before it): counted in the lock already.
+        c.last_failure = Some(now);
+        let failures = c.failures;
+        return (state, Recorded::Counted { failures });
+    }
+    c.failures = c.failures.saturating_add(1);
+    c.last_failure = Some(now);
+    if c.failures >= s.threshold {
+        c.locks = c.locks.saturating_add(1);
+        let until = now.plus_secs(s.lock_length_secs(c.locks));
+        c.locked_until = Some(until);
+        // One short: after this lock the next counted failure locks again.
+        c.failures = s.threshold.saturating_sub(1);
+        let lock_number = c.locks;
+        (state, Recorded::LockedNow { until, lock_number })
+    } else {
+        let failures = c.failures;
+        (state, Recorded::Counted { failures })
     }
 }
 
@@ -626,6 +642,46 @@ mod tests {
         assert_eq!(st.recent_bad, vec!["k2", "k3", "k4"]);
         let (_, _, r) = attempt(st, 300, Location::Familiar, &bad(1), t);
         assert_eq!(r, Some(Recorded::Counted { failures: 5 }));
+    }
+
+    #[test]
+    fn directory_lock_answers_count_but_remember_no_password() {
+        // The directory locked first (its threshold is below Cutover's): every further
+        // attempt answers "locked on-prem". They count, so Cutover locks at its threshold
+        // and the guesses stop reaching the directory.
+        let mut st = LockoutState::default();
+        let t = Timestamp::from_secs(7);
+        for i in 1..=4 {
+            st = attempt(st, i, Location::Unfamiliar, &bad(i as u32), t).0;
+        }
+        for i in 5..=9 {
+            let (n, _, r) = attempt(
+                st,
+                i,
+                Location::Unfamiliar,
+                &CheckOutcome::DirectoryLocked,
+                t,
+            );
+            assert_eq!(r, Some(Recorded::Counted { failures: i as u32 }));
+            st = n;
+        }
+        assert_eq!(st.recent_bad, vec!["k2", "k3", "k4"], "nothing remembered");
+        let (n, _, r) = attempt(
+            st,
+            10,
+            Location::Unfamiliar,
+            &CheckOutcome::DirectoryLocked,
+            t,
+        );
+        assert_eq!(
+            r,
+            Some(Recorded::LockedNow {
+                until: t.plus_secs(60),
+                lock_number: 1
+            })
+        );
+        let (_, a, _) = attempt(n, 11, Location::Unfamiliar, &bad(11), t);
+        assert!(matches!(a, Admission::Locked { .. }));
     }
 
     #[test]

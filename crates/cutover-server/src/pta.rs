@@ -36,8 +36,8 @@ use cutover_agent_proto::{
 use cutover_core::Timestamp;
 use cutover_core::pta::{
     AGENT_CHALLENGE_SECS, AGENT_SESSION_SECS, AgentHealth, AgentLiveness, AtDeadline,
-    DeadlineAction, HEARTBEAT_INTERVAL_SECS, MAX_AGENT_LABEL_LEN, MAX_POLL_BATCH,
-    MAX_POLL_WAIT_MS, PtaResult, agent_health, at_deadline, fleet_warning,
+    DeadlineAction, HEARTBEAT_INTERVAL_SECS, MAX_AGENT_LABEL_LEN, MAX_POLL_BATCH, MAX_POLL_WAIT_MS,
+    PtaResult, agent_health, at_deadline, fleet_warning,
 };
 use cutover_store::{
     AgentRecord, AuditEvent, CompleteOutcome, PtaRequestRow, PtaRequestState, StoreError,
@@ -289,7 +289,8 @@ pub async fn validate(
                 match seal_password(&a.encryption_key, password, &aad) {
                     Ok(s) => envelopes.push((
                         a.id,
-                        serde_json::to_string(&s).map_err(|e| StoreError::Database(e.to_string()))?,
+                        serde_json::to_string(&s)
+                            .map_err(|e| StoreError::Database(e.to_string()))?,
                     )),
                     Err(e) => {
                         tracing::error!(agent_id = %a.id, error = %e, "cannot seal a password to this agent's key; the agent is skipped (rotate its keys or register it again)")
@@ -332,7 +333,10 @@ pub async fn validate(
         if let Ok(mut w) = state.pta.waiters.lock() {
             w.insert(id, tx);
         }
-        let _guard = WaiterGuard { hub: &state.pta, id };
+        let _guard = WaiterGuard {
+            hub: &state.pta,
+            id,
+        };
         state.pta.work.notify_waiters();
         let wait = Duration::from_millis(u64::try_from(deadline_ms).unwrap_or(0));
         let woken = matches!(tokio::time::timeout(wait, rx).await, Ok(Ok(())));
@@ -474,9 +478,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for Agen
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| AgentError::bad_request(format!("cannot read the body: {e}")))?;
-        serde_json::from_slice(&bytes).map(AgentJson).map_err(|e| {
-            AgentError::bad_request(format!("the body is not a valid request: {e}"))
-        })
+        serde_json::from_slice(&bytes)
+            .map(AgentJson)
+            .map_err(|e| AgentError::bad_request(format!("the body is not a valid request: {e}")))
     }
 }
 
@@ -575,8 +579,8 @@ impl FromRequestParts<Arc<AppState>> for AgentSession {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(|| AgentError::unauthorized("a session token is required (Authorization: Bearer …); open one with /agent/v1/challenge and /agent/v1/session"))?;
-        let (agent_id, generation) = check_session(state, token.trim(), state.now())
-            .ok_or_else(|| {
+        let (agent_id, generation) =
+            check_session(state, token.trim(), state.now()).ok_or_else(|| {
                 AgentError::unauthorized(
                     "the session token is invalid or expired: open a new session",
                 )
@@ -639,8 +643,9 @@ async fn register(
             req.protocol
         )));
     }
-    check_public_keys(&req.keys)
-        .map_err(|e| AgentError::bad_request(format!("the agent's public keys are invalid: {e}")))?;
+    check_public_keys(&req.keys).map_err(|e| {
+        AgentError::bad_request(format!("the agent's public keys are invalid: {e}"))
+    })?;
     if !verify_signature(
         &req.keys.signing_key,
         &register_proof(&req.token, &req.keys),
@@ -672,7 +677,11 @@ async fn register(
         Some(serde_json::json!({"host": agent.host, "version": agent.version})),
     );
     let hash = registration_token_hash(&state, req.token.trim());
-    match state.store.register_agent(&hash, &agent, now, &audit).await? {
+    match state
+        .store
+        .register_agent(&hash, &agent, now, &audit)
+        .await?
+    {
         Ok(()) => {}
         Err(refusal) => {
             tracing::warn!(code = refusal.code(), host = %agent.host, "an agent registration was refused");
@@ -846,7 +855,9 @@ async fn heartbeat(
         .directory
         .error
         .map(|e| cutover_core::pta::clean_detail(&e));
-    hb.stats.by_result.retain(|k, _| PtaResult::parse(k).is_some());
+    hb.stats
+        .by_result
+        .retain(|k, _| PtaResult::parse(k).is_some());
     let body = serde_json::to_value(&hb).map_err(|e| AgentError::bad_request(e.to_string()))?;
     let now = state.now();
     let was = health_of(&s.agent, now);

@@ -13,10 +13,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Form, Router};
 use cutover_core::authorize::{AuthorizeRequest, Prompt};
-use cutover_core::lockout::CheckOutcome;
 use cutover_core::limits::{
     AUTH_CODE_TTL_SECS, MAX_PASSWORD_LEN, SIGN_IN_TXN_TTL_SECS, SSO_SESSION_TTL_SECS,
 };
+use cutover_core::lockout::CheckOutcome;
 use cutover_core::routing::{Credential, Route, RoutingInput, route_sign_in};
 use cutover_core::session::{SessionDecision, SessionFacts, decide_session};
 use cutover_core::signin_log::{
@@ -878,6 +878,7 @@ async fn password_post(
             LockoutCheck::Wrong => CheckOutcome::BadPassword {
                 key: crate::lockout::bad_password_key(&state, a.user_id, password.expose()),
             },
+            LockoutCheck::DirectoryLocked => CheckOutcome::DirectoryLocked,
             LockoutCheck::NotCounted => CheckOutcome::NotCounted,
         };
         crate::lockout::finish(&state, a, check).await;
@@ -947,6 +948,8 @@ async fn password_post(
 enum LockoutCheck {
     Right,
     Wrong,
+    /// The directory's own lock answered: counted, nothing remembered of the password.
+    DirectoryLocked,
     NotCounted,
 }
 
@@ -1008,6 +1011,8 @@ fn pass_through_outcome(
                     PasswordOutcome::Failure(reason),
                     if result.is_bad_password() {
                         LockoutCheck::Wrong
+                    } else if result == cutover_core::pta::PtaResult::AccountLocked {
+                        LockoutCheck::DirectoryLocked
                     } else {
                         LockoutCheck::NotCounted
                     },

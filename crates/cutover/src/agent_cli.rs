@@ -86,7 +86,7 @@ the server's certificate must chain to that CA only; otherwise to the public web
 accepted only for 127.0.0.1, ::1 and localhost.
 
 When the server is unreachable the agent retries with backoff (0.5 s doubling to 30 s); when an \
-administrator disables or deletes it, it says so in its log and retries every minute. SIGTERM or \
+administrator disables or deletes it, it says so in its log and asks again every 15 s (so enabling it takes effect within 15 s). SIGTERM or \
 Ctrl-C: it stops asking for work, finishes and reports the checks in flight (at most 10 s), \
 sends a last heartbeat and exits 0. Log level: CUTOVER_LOG (e.g. CUTOVER_LOG=debug).
 

@@ -179,8 +179,7 @@ async fn register_agent(
         )
         .await?;
     let state_dir = dir.join(format!("agent-{n}"));
-    let mut opts =
-        cutover_agent::RegisterOptions::new(base, token, &state_dir, directory_config);
+    let mut opts = cutover_agent::RegisterOptions::new(base, token, &state_dir, directory_config);
     opts.host = Some(format!("bench-agent-{n}"));
     opts.concurrency = 64;
     cutover_agent::register(opts).await?;
@@ -264,10 +263,7 @@ async fn pta_phase(
         make(),
     )
     .await?;
-    let before: Vec<_> = agents
-        .iter()
-        .map(|a| proc_usage(a.child.id()))
-        .collect();
+    let before: Vec<_> = agents.iter().map(|a| proc_usage(a.child.id())).collect();
     let (phase, failed) = drive(args.validations, args.concurrency, what, make()).await?;
     let elapsed_ms = phase.done as f64 / phase.per_sec.max(1e-9) * 1000.0;
     let usage = agents
@@ -380,8 +376,7 @@ pub async fn run(args: BenchPtaArgs) -> anyhow::Result<()> {
 
     let mut agents = vec![register_agent(&state, &base, &dir, &args.directory_config, 1).await?];
     wait_healthy(&state, 1).await?;
-    let (one, one_failed, one_usage) =
-        pta_phase(&state, &args, &agents, "through 1 agent").await?;
+    let (one, one_failed, one_usage) = pta_phase(&state, &args, &agents, "through 1 agent").await?;
     for n in 2..=3 {
         agents.push(register_agent(&state, &base, &dir, &args.directory_config, n).await?);
     }

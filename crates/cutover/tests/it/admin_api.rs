@@ -751,7 +751,14 @@ fn bench_pta_command_runs_and_reports_ratios() {
     let out = Command::new(env!("CARGO_BIN_EXE_cutover"))
         .args(["bench-pta", "--directory-config"])
         .arg(&config)
-        .args(["--users", "5", "--upn-domain", "nowhere.example", "--validations", "5"])
+        .args([
+            "--users",
+            "5",
+            "--upn-domain",
+            "nowhere.example",
+            "--validations",
+            "5",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

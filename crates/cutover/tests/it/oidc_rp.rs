@@ -178,7 +178,7 @@ async fn relying_party_library_signs_in_refreshes_and_reads_userinfo() {
     assert_eq!(interactive["route"], "managed");
     assert_eq!(interactive["routeReason"], "managedDomain");
     assert_eq!(interactive["authenticationMethods"], json!(["password"]));
-    assert_eq!(interactive["lockoutDecision"], "notEvaluated");
+    assert_eq!(interactive["lockoutDecision"], "allowed");
     assert!(
         interactive["createdDateTime"]
             .as_str()

@@ -179,7 +179,10 @@ async fn agent_cli_over_tls_with_a_pinned_ca() {
             assert_eq!(list["value"][0]["host"], "dc-side-1", "{list}");
             break;
         }
-        assert!(Instant::now() < until, "the agent never became healthy: {list}");
+        assert!(
+            Instant::now() < until,
+            "the agent never became healthy: {list}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let out = agent_cmd(&state)

@@ -338,7 +338,11 @@ async fn pta_every_result_code_end_to_end() {
     // The agent counted what it did (its heartbeat carries the same figures to the server).
     let stats = agent.stats();
     assert_eq!(stats.by_result.get("success"), Some(&2), "{stats:?}");
-    assert_eq!(stats.by_result.get("invalidCredentials"), Some(&1), "{stats:?}");
+    assert_eq!(
+        stats.by_result.get("invalidCredentials"),
+        Some(&1),
+        "{stats:?}"
+    );
 
     // A wrong password never reaches the directory a second time once Cutover's lockout is
     // in the way; an empty password never reaches it at all.
@@ -347,6 +351,21 @@ async fn pta_every_result_code_end_to_end() {
     assert_eq!(r.0, 200);
     assert_eq!(pta_ldap::binds_as(&env.slapd, &dn("hank")), before);
 
+    // The directory stops: the agent says so, the sign-in says so.
+    let status = std::process::Command::new("bash")
+        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slapd-stop.sh"))
+        .arg(&env.slapd.dir)
+        .arg("--keep")
+        .status()
+        .expect("run slapd-stop.sh");
+    assert!(status.success());
+    let r = env.attempt("alice", "pw-alice").await;
+    assert_eq!(r.0, 503, "{}", r.1);
+    assert_record(
+        &env.last_sign_in("alice").await,
+        Some("directoryUnavailable"),
+        Some(id),
+    );
     // Disabled by an administrator: no password goes to it.
     let (s, v) = env
         .admin
@@ -364,32 +383,44 @@ async fn pta_every_result_code_end_to_end() {
         Some("noAgentAvailable"),
         None,
     );
-    let (s, v) = env
-        .admin
-        .call(
-            reqwest::Method::PATCH,
-            &format!("/agents/{id}"),
-            Some(json!({"enabled": true})),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    env.wait_healthy(1).await;
-
-    // The directory stops: the agent says so, the sign-in says so.
-    let status = std::process::Command::new("bash")
-        .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/slapd-stop.sh"))
-        .arg(&env.slapd.dir)
-        .arg("--keep")
-        .status()
-        .expect("run slapd-stop.sh");
-    assert!(status.success());
-    let r = env.attempt("alice", "pw-alice").await;
-    assert_eq!(r.0, 503, "{}", r.1);
-    assert_record(
-        &env.last_sign_in("alice").await,
-        Some("directoryUnavailable"),
-        Some(id),
-    );
     agent.shutdown();
     agent.wait().await.expect("the agent drains and stops");
+}
+
+/// The directory locks first (ppolicy pwdMaxFailure 5 under Cutover's default threshold of
+/// 10, which the policy view warns about): its lock answers count, so Cutover still locks at
+/// its own threshold and the directory sees at most that many binds, however long the
+/// guessing goes on.
+#[tokio::test]
+async fn pta_binds_stay_bounded_when_the_directory_locks_first() {
+    let env = PtaEnv::start(&["ivy"], |_| {}).await;
+    let _agent = env.agent("agent-1").await;
+    env.wait_healthy(1).await;
+    let dn = user_dn(&env.slapd, "ivy");
+    let before = pta_ldap::binds_as(&env.slapd, &dn);
+    let mut reasons = std::collections::BTreeMap::<String, u32>::new();
+    for i in 0..30 {
+        let r = env.attempt("ivy", &format!("guess-{i}")).await;
+        assert_eq!(r.0, 200, "{}", r.1);
+        assert!(r.1.contains("account or password is incorrect"), "{}", r.1);
+        let rec = env.last_sign_in("ivy").await;
+        *reasons
+            .entry(rec["failureReason"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let binds = pta_ldap::binds_as(&env.slapd, &dn) - before;
+    println!("30 guesses: {reasons:?}, {binds} binds reached the directory");
+    assert_eq!(reasons.get("invalidPassword"), Some(&5), "{reasons:?}");
+    assert_eq!(reasons.get("onPremAccountLocked"), Some(&5), "{reasons:?}");
+    assert_eq!(
+        reasons.get("accountLockedSmartLockout"),
+        Some(&20),
+        "{reasons:?}"
+    );
+    assert_eq!(binds, 10, "at most Cutover's threshold of binds");
+    let status = env
+        .admin
+        .get(&format!("/users/{}/lockout", upn("ivy")))
+        .await;
+    assert_eq!(status["status"]["locked"], true, "{status}");
 }
