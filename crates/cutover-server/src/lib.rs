@@ -417,15 +417,38 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let maintenance = tokio::spawn(maintenance(state.clone()));
-    let watcher = tokio::spawn(pta::result_watcher(state.clone()));
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let background = Background::start(&state);
+    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            // Long polls answer at once, so the drain does not wait for them.
+            state.pta.close();
+        })
         .await;
-    maintenance.abort();
-    watcher.abort();
+    drop(background);
     result
+}
+
+/// The node's background tasks (maintenance, the pass-through result watcher), stopped when
+/// dropped.
+pub(crate) struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Background {
+    pub(crate) fn start(state: &Arc<AppState>) -> Self {
+        Self(vec![
+            tokio::spawn(maintenance(state.clone())),
+            tokio::spawn(pta::result_watcher(state.clone())),
+        ])
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// Background upkeep: pick up keys rotated by other nodes, purge expired rows.

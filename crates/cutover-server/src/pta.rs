@@ -119,6 +119,8 @@ pub struct PtaHub {
     agents: Mutex<Option<(std::time::Instant, Arc<Vec<AgentRecord>>)>>,
     work: Notify,
     waiters: Mutex<HashMap<Uuid, oneshot::Sender<()>>>,
+    /// The node is shutting down: long polls answer at once with nothing.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for PtaHub {
@@ -128,6 +130,18 @@ impl std::fmt::Debug for PtaHub {
 }
 
 impl PtaHub {
+    /// The node is shutting down: waiting long polls return empty now (their agents poll
+    /// another node or come back), and new ones return at once.
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.work.notify_waiters();
+    }
+
+    fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     fn wake(&self, request: Uuid) {
         if let Ok(mut w) = self.waiters.lock()
             && let Some(tx) = w.remove(&request)
@@ -791,7 +805,7 @@ async fn poll(
             return Ok(Json(PollResponse { requests }));
         }
         let left = until.saturating_duration_since(tokio::time::Instant::now());
-        if left.is_zero() {
+        if left.is_zero() || state.pta.is_closing() {
             return Ok(Json(PollResponse { requests: vec![] }));
         }
         let nap = left.min(Duration::from_millis(WORK_CHECK_MS));

@@ -78,8 +78,8 @@ pub async fn serve_tls(
     tls: Arc<rustls::ServerConfig>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let maintenance = tokio::spawn(crate::maintenance(state.clone()));
-    let app = crate::router(state);
+    let background = crate::Background::start(&state);
+    let app = crate::router(state.clone());
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -94,7 +94,11 @@ pub async fn serve_tls(
                     continue;
                 }
             },
-            () = &mut shutdown => break,
+            () = &mut shutdown => {
+                // Long polls answer at once, so the drain does not wait for them.
+                state.pta.close();
+                break;
+            }
         };
         let acceptor = acceptor.clone();
         let app = app.clone();
@@ -133,7 +137,7 @@ pub async fn serve_tls(
     {
         tracing::warn!("connections still open after the shutdown grace period; closing them");
     }
-    maintenance.abort();
+    drop(background);
     Ok(())
 }
 

@@ -123,6 +123,22 @@ impl ServerProcess {
         }
     }
 
+    /// Send SIGTERM and wait (at most `limit`) for the process to exit; `None` when it did
+    /// not (it is killed on drop then).
+    pub fn terminate(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let until = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     pub fn credentials(&self) -> Value {
         let text = std::fs::read_to_string(self.data_dir.join("admin-credentials"))
             .expect("admin-credentials");

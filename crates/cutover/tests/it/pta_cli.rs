@@ -223,6 +223,16 @@ async fn agent_cli_over_tls_with_a_pinned_ca() {
     assert_eq!(rec["result"], "success", "{rec}");
     assert!(rec["agentId"].is_string(), "{rec}");
 
+    // The server stops while the agent's long poll waits (up to 25 s): the poll is answered
+    // at once, so the server's graceful stop does not wait for it.
+    let mut server = server;
+    // (Under 5 s: without the prompt answer it would take the 10 s SHUTDOWN_GRACE.)
+    let stopped = server.terminate(Duration::from_secs(5));
+    assert!(
+        stopped.is_some_and(|s| s.success()),
+        "the server stops promptly and cleanly with an agent connected: {stopped:?}"
+    );
+
     // SIGTERM: the agent drains and exits 0.
     let status = Command::new("kill")
         .args(["-TERM", &run.id().to_string()])
