@@ -830,16 +830,25 @@ async fn password_post(
 
     let (outcome, lockout_outcome) = if pass_through {
         let checked = match (record_user.as_ref(), domain.is_some() && usable) {
-            (Some(r), true) => Some(
-                crate::pta::validate(
-                    &state,
-                    &r.user.upn.to_string(),
-                    r.user.immutable_id.as_deref(),
-                    password.expose().as_bytes(),
-                    txn.correlation_id,
-                )
-                .await?,
-            ),
+            (Some(r), true) => match crate::pta::validate(
+                &state,
+                &r.user.upn.to_string(),
+                r.user.immutable_id.as_deref(),
+                password.expose().as_bytes(),
+                txn.correlation_id,
+            )
+            .await
+            {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    // Nothing was learnt: give the attempt's lockout reservation back now
+                    // rather than let it hold a place for its 90 s.
+                    if let Some(a) = &admitted {
+                        crate::lockout::finish(&state, a, CheckOutcome::NotCounted).await;
+                    }
+                    return Err(e.into());
+                }
+            },
             _ => None,
         };
         pass_through_outcome(&state, domain.is_some(), user, checked, &mut record)

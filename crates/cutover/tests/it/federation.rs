@@ -1319,7 +1319,7 @@ async fn upstream_failures_are_refused_clearly_and_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rollout_rules_are_refused_by_name_and_pta_fails_clearly_until_agents_exist() {
+async fn rollout_rules_are_refused_by_name_and_pta_fails_clearly_without_agents() {
     let fx = Failures::start().await;
     let admin = &fx.admin;
     let policies = "/policies/featureRolloutPolicies";
@@ -1508,7 +1508,7 @@ async fn rollout_rules_are_refused_by_name_and_pta_fails_clearly_until_agents_ex
     );
 
     // A synced user in the PTA group: one federated sign-in moves them, then the password page
-    // says clearly that no agent can check the password (agents arrive with their own release).
+    // says clearly that no agent can check the password (none is registered in this test).
     let good = admin.get("/users/good@good.example").await;
     admin
         .post(&format!("/groups/{g}/members"), json!({"id": good["id"]}))
