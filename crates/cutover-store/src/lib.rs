@@ -898,11 +898,17 @@ mod tests {
     }
 
     /// The PostgreSQL cluster to test against: `CUTOVER_TEST_DATABASE_URL`, else
-    /// `CUTOVER_TEST_POSTGRES_URL` (what `scripts/pg-start.sh` prints). `None`: skip.
-    pub(crate) fn postgres_url() -> Option<String> {
+    /// `CUTOVER_TEST_POSTGRES_URL` (what `scripts/pg-start.sh` prints; `scripts/test.sh` sets
+    /// it). A test that needs it fails without it: it never skips.
+    pub(crate) fn postgres_url() -> String {
         ["CUTOVER_TEST_DATABASE_URL", "CUTOVER_TEST_POSTGRES_URL"]
             .into_iter()
             .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "CUTOVER_TEST_POSTGRES_URL is not set: run scripts/test.sh, or start a cluster with scripts/pg-start.sh DIR PORT and export what it prints"
+                )
+            })
     }
 
     /// A fresh database on that cluster (the role needs CREATEDB).
@@ -913,17 +919,6 @@ mod tests {
             .expect("create a test database")
     }
 
-    /// The conformance suite on PostgreSQL, when a test cluster is configured.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn postgres_conformance() {
-        let Some(base) = postgres_url() else {
-            eprintln!("postgres_conformance skipped: CUTOVER_TEST_DATABASE_URL is not set");
-            return;
-        };
-        let store = crate::connect(&fresh_postgres(&base).await)
-            .await
-            .expect("open postgres");
-        assert_eq!(store.backend(), "postgres");
-        crate::conformance::run(store).await;
-    }
+    // The conformance suite on PostgreSQL runs in the integration binary
+    // (`storage_conformance_postgres`), with the rest of the tests that need PostgreSQL.
 }

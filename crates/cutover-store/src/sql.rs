@@ -3205,12 +3205,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn envelopes_do_not_linger_postgres() {
-        let Some(base) = crate::tests::postgres_url() else {
-            eprintln!(
-                "envelopes_do_not_linger_postgres skipped: CUTOVER_TEST_DATABASE_URL is not set"
-            );
-            return;
-        };
+        let base = crate::tests::postgres_url();
         let url = crate::tests::fresh_postgres(&base).await;
         let store = crate::connect(&url).await.expect("open postgres");
         let pool = sqlx::PgPool::connect(&url).await.expect("second pool");

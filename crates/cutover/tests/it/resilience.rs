@@ -190,12 +190,12 @@ async fn junk_input_never_breaks_the_server() {
 
     // Random query strings, form bodies and JSON-ish bodies at every entry point.
     let mut runner = TestRunner::new(Config {
-        cases: 150,
+        cases: 300,
         failure_persistence: None,
         ..Config::default()
     });
     let junk = proptest::collection::vec(any::<u8>(), 0..400);
-    let outcome = runner.run(&(junk, 0usize..15), |(bytes, which)| {
+    let outcome = runner.run(&(junk, 0usize..22), |(bytes, which)| {
         let text = String::from_utf8_lossy(&bytes).into_owned();
         let enc: String = url::form_urlencoded::byte_serialize(&bytes).collect();
         let (base, http, admin, sync, client_id, shown) = (base.clone(), http.clone(), &admin, &sync, f.client_id.clone(), text.clone());
@@ -216,6 +216,14 @@ async fn junk_input_never_breaks_the_server() {
                     12 => http.get(format!("{base}/federation/callback?state={enc}.{enc}&code={enc}&error_description={enc}")),
                     13 => admin.http.post(format!("{base}/api/v1/policies/featureRolloutPolicies")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
                     14 => admin.http.post(format!("{base}/api/v1/identityProviders")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
+                    // The pass-through agents' protocol and the lockout and agent admin API.
+                    15 => http.post(format!("{base}/agent/v1/register")).header("content-type", "application/json").body(bytes.clone()),
+                    16 => http.post(format!("{base}/agent/v1/challenge")).header("content-type", "application/json").body(bytes.clone()),
+                    17 => http.post(format!("{base}/agent/v1/session")).header("content-type", "application/json").body(bytes.clone()),
+                    18 => http.post(format!("{base}/agent/v1/results")).header("authorization", format!("Bearer {}", text.replace(['\r', '\n'], ""))).header("content-type", "application/json").body(bytes.clone()),
+                    19 => admin.http.put(format!("{base}/api/v1/policies/smartLockout")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
+                    20 => admin.http.post(format!("{base}/api/v1/agents/registrationTokens")).bearer_auth(&admin.token).header("content-type", "application/json").body(bytes.clone()),
+                    21 => admin.http.get(format!("{base}/api/v1/users/{enc}/lockout")).bearer_auth(&admin.token),
                     _ => http.get(format!("{base}/oauth2/logout?id_token_hint={enc}&post_logout_redirect_uri={enc}")),
                 };
                 match req.send().await {
