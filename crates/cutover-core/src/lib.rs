@@ -21,6 +21,7 @@ pub mod secret;
 pub mod session;
 pub mod signin_log;
 pub mod staged;
+pub mod strength;
 pub mod sync;
 pub mod time;
 pub mod token;
