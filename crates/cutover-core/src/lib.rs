@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod device;
 pub mod domain_cutover;
 pub mod federation;
 pub mod limits;
