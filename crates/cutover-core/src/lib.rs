@@ -12,6 +12,7 @@ pub mod domain_cutover;
 pub mod federation;
 pub mod limits;
 pub mod lockout;
+pub mod methods_policy;
 pub mod model;
 pub mod names;
 pub mod pkce;
