@@ -25,8 +25,10 @@ pub mod signin_log;
 pub mod staged;
 pub mod strength;
 pub mod sync;
+pub mod tap;
 pub mod time;
 pub mod token;
+pub mod totp;
 
 pub use model::*;
 pub use names::{DomainName, NameError, UserPrincipalName};
