@@ -1042,3 +1042,62 @@ async fn lockout_locks_grow_unlock_and_report_only() {
     let view = admin.get("/policies/smartLockout").await;
     assert_eq!(view["policy"], policy(10, 60, "reportOnly"), "{view}");
 }
+
+/// Two server nodes on one PostgreSQL database: 100 parallel distinct guesses at one cloud
+/// account, half through each node, are counted on one row — at most the threshold of them
+/// are checked, and the account ends locked on both nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lockout_counts_across_two_nodes_on_postgres() {
+    let db = crate::harness::fresh_postgres().await;
+    let kek = cutover_server::crypto::KeyEncryptionKey::generate();
+    let a = InProcess::start_node(&db, kek.clone(), None, |c| c.trust_forwarded_for = true).await;
+    let b = InProcess::start_node(&db, kek, Some(a.creds.clone()), |c| {
+        c.trust_forwarded_for = true
+    })
+    .await;
+    let admin = Admin::login(&a.base, &a.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    // One open transaction per guess, alternately on each node, all prepared first.
+    let mut steps = Vec::new();
+    for i in 0..100 {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        let http = browser_at("203.0.113.9");
+        let step = open(&http, base, &f.client_id, &f.upn).await;
+        steps.push((http, base.clone(), step, format!("guess-{i}")));
+    }
+    let barrier = Arc::new(tokio::sync::Barrier::new(steps.len()));
+    let tasks: Vec<_> = steps
+        .into_iter()
+        .map(|(http, base, step, pw)| {
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                submit(&http, &base, &step, &pw).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.0, 200, "{}", r.1);
+        assert!(r.1.contains(INCORRECT), "{}", r.1);
+    }
+    let t = tally(&sign_ins(&admin, &f.upn).await);
+    println!("two nodes, 100 parallel guesses: {t:?}");
+    assert_eq!(
+        count(&t, "invalidPassword", "allowed"),
+        10,
+        "exactly the threshold checked: {t:?}"
+    );
+    assert_eq!(
+        count(&t, "accountLockedSmartLockout", "locked"),
+        90,
+        "{t:?}"
+    );
+    // Locked for both nodes: the right password is refused on either.
+    for base in [&a.base, &b.base] {
+        let r = sign_in_from("203.0.113.9", base, &f.client_id, &f.upn, &f.password).await;
+        assert!(r.1.contains(INCORRECT), "{base}: {r:?}");
+    }
+    let status = lockout_of(&admin, &f.upn).await;
+    assert_eq!(status["locked"], true, "{status}");
+}
