@@ -121,6 +121,37 @@ pub struct PtaHub {
     waiters: Mutex<HashMap<Uuid, oneshot::Sender<()>>>,
     /// The node is shutting down: long polls answer at once with nothing.
     closing: std::sync::atomic::AtomicBool,
+    /// How long this node's last answered checks took, to answer a name Cutover does not
+    /// know after a delay like a real check's (no timing tells names apart).
+    latencies: Mutex<LatencySamples>,
+}
+
+/// The last [`LATENCY_SAMPLES`] durations of answered checks.
+#[derive(Debug, Default)]
+pub struct LatencySamples {
+    ring: std::collections::VecDeque<Duration>,
+}
+
+/// How many recent check durations a node keeps.
+pub const LATENCY_SAMPLES: usize = 64;
+
+impl LatencySamples {
+    pub fn record(&mut self, d: Duration) {
+        if self.ring.len() == LATENCY_SAMPLES {
+            self.ring.pop_front();
+        }
+        self.ring.push_back(d);
+    }
+
+    /// One of the recorded durations, picked by `random` (uniform over the samples);
+    /// `None` before any check was answered.
+    pub fn pick(&self, random: u64) -> Option<Duration> {
+        if self.ring.is_empty() {
+            return None;
+        }
+        let i = (random % self.ring.len() as u64) as usize;
+        self.ring.get(i).copied()
+    }
 }
 
 impl std::fmt::Debug for PtaHub {
@@ -136,6 +167,12 @@ impl PtaHub {
         self.closing
             .store(true, std::sync::atomic::Ordering::SeqCst);
         self.work.notify_waiters();
+    }
+
+    /// A delay like a real check's, for a name no agent is asked about.
+    pub fn lookalike_delay(&self) -> Option<Duration> {
+        let r = u64::from_le_bytes(crate::crypto::random_bytes(8).try_into().unwrap_or([0; 8]));
+        self.latencies.lock().ok()?.pick(r)
     }
 
     fn is_closing(&self) -> bool {
@@ -278,6 +315,7 @@ pub async fn validate(
     password: &[u8],
     correlation_id: Uuid,
 ) -> Result<PtaOutcome, StoreError> {
+    let started = std::time::Instant::now();
     let deadline_ms = state.config.pass_through_deadline_ms;
     let mut tried: Vec<Uuid> = Vec::new();
     let mut exclude: Vec<Uuid> = Vec::new();
@@ -383,6 +421,9 @@ pub async fn validate(
             }) => {
                 if let Err(e) = state.store.delete_pta_request(id).await {
                     tracing::debug!(error = %e, "could not delete an answered pass-through request; it is purged later");
+                }
+                if let Ok(mut l) = state.pta.latencies.lock() {
+                    l.record(started.elapsed());
                 }
                 return Ok(PtaOutcome::Answered {
                     agent_id,
@@ -1009,6 +1050,24 @@ mod tests {
         let (healthy, warning) = fleet_of(&list, now);
         assert_eq!(healthy, 1);
         assert!(warning.unwrap().contains("Only 1"));
+    }
+
+    #[test]
+    fn lookalike_delays_come_from_the_last_answered_checks() {
+        let mut l = LatencySamples::default();
+        assert_eq!(l.pick(7), None, "no check answered yet: no delay");
+        for ms in 0..(LATENCY_SAMPLES as u64 + 10) {
+            l.record(Duration::from_millis(ms));
+        }
+        // Only the newest LATENCY_SAMPLES are kept; every one can be picked.
+        let picked: std::collections::BTreeSet<u64> = (0..LATENCY_SAMPLES as u64)
+            .filter_map(|r| l.pick(r))
+            .map(|d| d.as_millis() as u64)
+            .collect();
+        assert_eq!(picked.len(), LATENCY_SAMPLES);
+        assert_eq!(picked.first(), Some(&10));
+        assert_eq!(picked.last(), Some(&(LATENCY_SAMPLES as u64 + 9)));
+        assert_eq!(l.pick(u64::MAX), l.pick(u64::MAX % LATENCY_SAMPLES as u64));
     }
 
     #[test]

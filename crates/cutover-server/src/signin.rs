@@ -849,7 +849,14 @@ async fn password_post(
                     return Err(e.into());
                 }
             },
-            _ => None,
+            _ => {
+                // A name Cutover does not know is answered after a delay like a real check's,
+                // so that response times do not tell known names from unknown ones.
+                if usable && let Some(d) = state.pta.lookalike_delay() {
+                    tokio::time::sleep(d).await;
+                }
+                None
+            }
         };
         pass_through_outcome(&state, domain.is_some(), user, checked, &mut record)
     } else {
