@@ -173,6 +173,13 @@ pub fn route_sign_in(input: RoutingInput<'_>) -> RouteDecision {
     };
     let cfg = match &domain.authentication {
         DomainAuthentication::Managed(m) => {
+            // A usable pass is asked for instead of the password (SPEC §6.3).
+            if input.user.is_some() && input.usable_tap {
+                return managed(
+                    Credential::TemporaryAccessPass,
+                    RouteReason::TemporaryAccessPass,
+                );
+            }
             let credential = match input.user {
                 Some(u) if u.source == Source::Synced => match m.password_validation {
                     PasswordValidation::PasswordHashSync => Credential::PasswordHashSync,
@@ -317,6 +324,10 @@ mod tests {
             // Managed domains are unaffected by staged state, hints and client types.
             (Some("managed"), Some("synced"), &[PassthroughAuthentication][..], Other, true, false, "managed", Some(C::PasswordHashSync), R::ManagedDomain),
             (Some("managed"), Some("glass"), &[], Browser, false, false, "managed", Some(C::CloudPassword), R::ManagedDomain),
+            // A usable TAP is asked for instead of the password in managed domains too.
+            (Some("managed"), Some("cloud"), &[], Browser, false, true, "managed", Some(C::TemporaryAccessPass), R::TemporaryAccessPass),
+            (Some("managed-pta"), Some("synced"), &[], Other, true, true, "managed", Some(C::TemporaryAccessPass), R::TemporaryAccessPass),
+            (Some("managed"), None, &[], Browser, false, true, "managed", Some(C::CloudPassword), R::ManagedDomain),
             (Some("federated"), None, &[], Browser, false, false, "federated", None, R::FederatedDomain),
             (Some("federated"), Some("synced"), &[], Browser, false, false, "federated", None, R::FederatedDomain),
             (Some("federated"), Some("cloud"), &[], Browser, false, false, "federated", None, R::FederatedDomain),

@@ -76,6 +76,9 @@ pub enum FailureReason {
     /// Smart lockout refused the attempt before any password check (SPEC §7). The user sees
     /// the same message as for a wrong password.
     AccountLockedSmartLockout,
+    /// The right Temporary Access Pass, but it cannot be used now (expired, not yet valid,
+    /// already used once, or passes are off); the log says which.
+    TemporaryAccessPassNotUsable,
 }
 
 impl FailureReason {
@@ -103,6 +106,7 @@ impl FailureReason {
             Self::OnPremAccountDisabled => "onPremAccountDisabled",
             Self::PasswordMustChange => "passwordMustChange",
             Self::AccountLockedSmartLockout => "accountLockedSmartLockout",
+            Self::TemporaryAccessPassNotUsable => "temporaryAccessPassNotUsable",
         }
     }
 
@@ -157,6 +161,10 @@ impl FailureReason {
             // Only reached after the correct password.
             Self::PasswordMustChange => {
                 "Your password was reset and must be changed before you can sign in. Change it the way you do at work, then sign in with the new one."
+            }
+            // Only reached with the right pass.
+            Self::TemporaryAccessPassNotUsable => {
+                "This Temporary Access Pass cannot be used now. Ask your helpdesk for a new one."
             }
             // Only reached after the correct password.
             Self::PasswordExpired => {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 pub mod agents;
 pub mod federation;
+pub mod tap;
 
 /// A list response: `{"value": [...]}`, with `@odata.nextLink` (a path and query on the same
 /// server) when the log has more rows than one page returned.

@@ -35,6 +35,7 @@ pub mod pta;
 pub mod rollout;
 pub mod signin;
 pub mod sync;
+pub mod tap;
 pub mod tls;
 
 use clock::Clock;
@@ -362,7 +363,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(sync::admin_routes())
                 .merge(federation::admin_routes())
                 .merge(rollout::admin_routes())
-                .merge(agents_admin::admin_routes()),
+                .merge(agents_admin::admin_routes())
+                .merge(tap::admin_routes()),
         )
         .nest(
             "/agent/v1",

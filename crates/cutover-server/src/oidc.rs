@@ -364,7 +364,21 @@ async fn issue_user_tokens(
     rotated: Option<String>,
 ) -> Result<Issued, OAuthError> {
     let now = state.now();
-    let exp = now.plus_secs(ACCESS_TOKEN_TTL_SECS);
+    // A grant obtained with a Temporary Access Pass ends with the pass (SPEC §6.3).
+    if let Some(cap) = grant.not_after
+        && now >= cap
+    {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the Temporary Access Pass this sign-in used has expired; sign in again",
+        ));
+    }
+    let exp = grant
+        .not_after
+        .map_or(now.plus_secs(ACCESS_TOKEN_TTL_SECS), |cap| {
+            cap.min(now.plus_secs(ACCESS_TOKEN_TTL_SECS))
+        });
+    let expires_in = exp.secs_since(now).max(1);
     let sub = user.id.to_string();
     let spec = AccessSpec {
         sub: &sub,
@@ -399,7 +413,7 @@ async fn issue_user_tokens(
     let mut body = json!({
         "access_token": at,
         "token_type": "Bearer",
-        "expires_in": ACCESS_TOKEN_TTL_SECS,
+        "expires_in": expires_in,
         "id_token": id_token,
         "scope": grant.scopes.join(" "),
     });
@@ -415,7 +429,9 @@ async fn issue_user_tokens(
                 &state.hasher.hash("refresh", &rt),
                 grant.id,
                 now,
-                now.plus_secs(REFRESH_TOKEN_TTL_SECS),
+                grant.not_after.map_or(now.plus_secs(REFRESH_TOKEN_TTL_SECS), |cap| {
+                    cap.min(now.plus_secs(REFRESH_TOKEN_TTL_SECS))
+                }),
             )
             .await?;
         body["refresh_token"] = json!(rt);
@@ -659,6 +675,21 @@ async fn refresh_grant(
         }
     };
     record.user_principal_name = Some(user.upn.to_string());
+    if let Some(cap) = grant.not_after
+        && now >= cap
+    {
+        // The Temporary Access Pass this grant came from has ended: so has the grant.
+        state
+            .store
+            .revoke_grant(grant.id, "temporaryAccessPassExpired", now)
+            .await?;
+        record.failure_reason = Some("grantExpired".into());
+        state.record_sign_in(&record).await?;
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the Temporary Access Pass this sign-in used has expired; sign in again",
+        ));
+    }
     record.result = SignInResult::Success;
     state.record_sign_in(&record).await?;
     // Rotation: the new refresh token (stored by the rotation) replaces the one just spent.

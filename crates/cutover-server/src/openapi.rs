@@ -232,6 +232,36 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/users/{id}/lockout/unlock",
         "Unlock a user: both counters start over; familiar networks stay",
     ),
+    (
+        "get",
+        "/users/{id}/authentication/temporaryAccessPassMethods",
+        "The user's Temporary Access Pass (at most one), with whether it is usable now and why not",
+    ),
+    (
+        "post",
+        "/users/{id}/authentication/temporaryAccessPassMethods",
+        "Issue a Temporary Access Pass (replaces the user's previous one); the pass is in this answer only",
+    ),
+    (
+        "get",
+        "/users/{id}/authentication/temporaryAccessPassMethods/{tap}",
+        "One Temporary Access Pass of the user, without its secret",
+    ),
+    (
+        "delete",
+        "/users/{id}/authentication/temporaryAccessPassMethods/{tap}",
+        "Delete the user's Temporary Access Pass",
+    ),
+    (
+        "get",
+        "/policies/temporaryAccessPass",
+        "The Temporary Access Pass policy (off by default)",
+    ),
+    (
+        "put",
+        "/policies/temporaryAccessPass",
+        "Replace the Temporary Access Pass policy: enabled, lifetimes (10 min - 30 days), length, one-time default",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -255,6 +285,10 @@ fn body_schema(method: &str, path: &str) -> Option<&'static str> {
         ("post", "/agents/registrationTokens") => Some("CreateRegistrationToken"),
         ("patch", "/agents/{id}") => Some("UpdateAgent"),
         ("put", "/policies/smartLockout") => Some("SmartLockoutPolicy"),
+        ("post", "/users/{id}/authentication/temporaryAccessPassMethods") => {
+            Some("CreateTemporaryAccessPass")
+        }
+        ("put", "/policies/temporaryAccessPass") => Some("TemporaryAccessPassPolicy"),
         _ => None,
     }
 }
@@ -327,6 +361,15 @@ pub fn build() -> Value {
                     "threshold": {"type": "integer", "minimum": 1, "maximum": 100}, "durationSecs": {"type": "integer", "minimum": 5},
                     "maxDurationSecs": {"type": "integer"}, "resetAfterSecs": {"type": "integer"}, "mode": {"enum": ["enforced", "reportOnly"]}
                 }), json!(["threshold", "durationSecs", "maxDurationSecs", "resetAfterSecs", "mode"])),
+                "CreateTemporaryAccessPass": s(json!({
+                    "startDateTime": {"type": "string", "format": "date-time"}, "lifetimeInMinutes": {"type": "integer", "minimum": 10, "maximum": 43_200},
+                    "isUsableOnce": {"type": "boolean"}
+                }), json!([])),
+                "TemporaryAccessPassPolicy": s(json!({
+                    "enabled": {"type": "boolean"}, "defaultLifetimeSecs": {"type": "integer"}, "minLifetimeSecs": {"type": "integer", "minimum": 600},
+                    "maxLifetimeSecs": {"type": "integer", "maximum": 2_592_000}, "length": {"type": "integer", "minimum": 8, "maximum": 48},
+                    "defaultOneTime": {"type": "boolean"}, "requireOneTime": {"type": "boolean"}
+                }), json!([])),
                 "AddAppliesTo": s(json!({"id": {"type": "string", "format": "uuid"}, "@odata.id": {"type": "string"}}), json!([])),
                 "CreateUser": s(json!({
                     "userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "accountEnabled": {"type": "boolean"},

@@ -145,6 +145,30 @@ pub fn password_page(txn: &str, csrf: &str, username: &str, error: Option<&str>)
     layout("Enter password", &body)
 }
 
+/// The Temporary Access Pass page: like the password page, for the pass the helpdesk gave.
+pub fn pass_page(txn: &str, csrf: &str, username: &str, error: Option<&str>) -> Page {
+    let body = format!(
+        "<h1>Enter your Temporary Access Pass</h1><p class=\"who\" id=\"who\">{u}</p>{err}\
+         <p class=\"small\">Your helpdesk gave you this pass. Type it as it was given (spaces and dashes do not matter).</p>\
+         <form method=\"post\" action=\"/login/password\">\
+         <input type=\"hidden\" name=\"t\" value=\"{t}\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+         <label for=\"password\">Temporary Access Pass</label>\
+         <input type=\"text\" id=\"password\" name=\"password\" autocomplete=\"one-time-code\" autocapitalize=\"characters\" spellcheck=\"false\" required autofocus{aria}>\
+         <button type=\"submit\" id=\"signin\">Sign in</button></form>\
+         <p class=\"small\"><a href=\"/login?t={t}\">Sign in with a different account</a></p>",
+        u = esc(username),
+        err = error_block(error),
+        t = esc(txn),
+        c = esc(csrf),
+        aria = if error.is_some() {
+            " aria-describedby=\"error\" aria-invalid=\"true\""
+        } else {
+            ""
+        },
+    );
+    layout("Enter your Temporary Access Pass", &body)
+}
+
 /// A dead end explained: what happened and what to do next.
 pub fn error_page(title: &str, message: &str) -> Page {
     layout(

@@ -218,8 +218,24 @@ pub(crate) async fn complete_sign_in(
     txn: &TxnData,
     user_record: &UserRecord,
     domain: Option<&cutover_core::Domain>,
+    record: SignInRecord,
+    amr: Vec<String>,
+) -> Result<Response, PageError> {
+    complete_sign_in_capped(state, txn_id, txn, user_record, domain, record, amr, None).await
+}
+
+/// [`complete_sign_in`] for a credential with its own end (a Temporary Access Pass): the SSO
+/// session and every token of the grant end by `not_after`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn complete_sign_in_capped(
+    state: &Arc<AppState>,
+    txn_id: &str,
+    txn: &TxnData,
+    user_record: &UserRecord,
+    domain: Option<&cutover_core::Domain>,
     mut record: SignInRecord,
     amr: Vec<String>,
+    not_after: Option<Timestamp>,
 ) -> Result<Response, PageError> {
     if !state.store.delete_sign_in_transaction(txn_id).await? {
         return Err(PageError::expired());
@@ -272,16 +288,23 @@ pub(crate) async fn complete_sign_in(
             auth_time: now,
             methods: amr.clone(),
             created_at: now,
-            expires_at: now.plus_secs(SSO_SESSION_TTL_SECS),
+            expires_at: session_expiry(now, not_after),
         })
         .await?;
     let set = cookie(
         SESSION_COOKIE,
         &session_value,
-        SSO_SESSION_TTL_SECS,
+        session_expiry(now, not_after).secs_since(now).max(0),
         state.config.secure_cookies(),
     );
-    issue_code(state, txn, user, now, amr, Some(set)).await
+    issue_code(state, txn, user, now, amr, Some(set), not_after).await
+}
+
+/// When an SSO session opened at `now` ends: its usual lifetime, or earlier for a credential
+/// with its own end.
+fn session_expiry(now: Timestamp, not_after: Option<Timestamp>) -> Timestamp {
+    let usual = now.plus_secs(SSO_SESSION_TTL_SECS);
+    not_after.map_or(usual, |n| n.min(usual))
 }
 
 /// Append `code`, `state` and `iss` (RFC 9207) — or an error — to the client's redirect URI.
@@ -354,6 +377,13 @@ pub async fn start(
             record.result = SignInResult::Success;
             state.record_sign_in(&record).await?;
             let txn = TxnData::from_request(&req, app, String::new(), correlation_id);
+            // A session opened with a Temporary Access Pass ends when the pass does: so do
+            // the tokens of a grant made from it.
+            let not_after = session
+                .methods
+                .iter()
+                .any(|m| m == cutover_core::tap::TAP_AMR)
+                .then_some(session.expires_at);
             return issue_code(
                 state,
                 &txn,
@@ -361,6 +391,7 @@ pub async fn start(
                 session.auth_time,
                 session.methods.clone(),
                 None,
+                not_after,
             )
             .await;
         }
@@ -486,6 +517,7 @@ async fn issue_code(
     auth_time: Timestamp,
     methods: Vec<String>,
     set_session: Option<HeaderValue>,
+    not_after: Option<Timestamp>,
 ) -> Result<Response, PageError> {
     let now = state.now();
     let code = crate::crypto::random_token();
@@ -498,6 +530,7 @@ async fn issue_code(
         methods,
         created_at: now,
         revoked_at: None,
+        not_after,
     };
     let auth_code = AuthCode {
         code_hash: state.hasher.hash("code", &code),
@@ -656,14 +689,20 @@ async fn identifier_post(
         ),
         None => (Default::default(), None),
     };
+    let usable_tap = match &user_record {
+        Some(r) => crate::tap::usable_pass(&state, r.user.id, state.now())
+            .await?
+            .is_some(),
+        None => false,
+    };
     let decision = route_sign_in(RoutingInput {
         domain: domain.as_ref(),
         user: user.as_ref(),
         effective: staged.effective,
         client_app_type: txn.client_app_type,
         domain_hint: txn.domain_hint.is_some(),
-        // Temporary Access Passes arrive with the credentials release; none is usable yet.
-        usable_tap: false,
+        // A usable pass takes precedence over federation (SPEC §6.3).
+        usable_tap,
     });
     txn.username = Some(upn.to_string());
     txn.route = Some(decision.route.as_str().to_owned());
@@ -723,6 +762,11 @@ async fn password_get(
         return Ok(Redirect::to(&format!("/login?t={txn_id}")).into_response());
     };
     let csrf = csrf_token(&state, &txn_id, &bb);
+    if txn.credential.as_deref() == Some(Credential::TemporaryAccessPass.as_str()) {
+        return Ok(pages::pass_page(&txn_id, &csrf, username, None)
+            .with_form_target(&txn.redirect_uri)
+            .into_response());
+    }
     Ok(pages::password_page(&txn_id, &csrf, username, None)
         .with_form_target(&txn.redirect_uri)
         .into_response())
@@ -750,6 +794,10 @@ async fn password_post(
         return Err(PageError::expired());
     }
     let csrf = csrf_token(&state, &txn_id, &bb);
+    if txn.credential.as_deref() == Some(Credential::TemporaryAccessPass.as_str()) {
+        let typed = form.password.unwrap_or_default();
+        return pass_post(&state, &ctx, &txn_id, &txn, &csrf, &username, &typed).await;
+    }
     let password = Secret::new(form.password.unwrap_or_default());
     let upn = UserPrincipalName::parse(&username).map_err(|_| PageError::expired())?;
     let domain = state.store.get_domain(upn.domain().as_str()).await?;
@@ -953,6 +1001,108 @@ async fn password_post(
                 domain.as_ref(),
                 record,
                 vec!["pwd".to_owned()],
+            )
+            .await
+        }
+    }
+}
+
+/// A Temporary Access Pass typed on the pass page (SPEC §6.3): smart lockout first (a pass is
+/// guessable like a password), then the keyed-hash comparison and the atomic use; success
+/// signs in with `tap` + `mfa`, and the session and tokens never outlive the pass.
+async fn pass_post(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    txn_id: &str,
+    txn: &TxnData,
+    csrf: &str,
+    username: &str,
+    typed: &str,
+) -> Result<Response, PageError> {
+    let upn = UserPrincipalName::parse(username).map_err(|_| PageError::expired())?;
+    let domain = state.store.get_domain(upn.domain().as_str()).await?;
+    let record_user = state.store.get_user_by_upn(&upn.normalized()).await?;
+    let mut record = record_for_txn(state, ctx, txn);
+    record.user_id = record_user.as_ref().map(|r| r.user.id);
+    record.authentication_methods = vec!["temporaryAccessPass".into()];
+    let page = |reason: FailureReason| {
+        pages::pass_page(txn_id, csrf, username, Some(reason.user_message()))
+            .with_form_target(&txn.redirect_uri)
+            .into_response()
+    };
+    let Some(user) = record_user.as_ref() else {
+        record.failure_reason = Some(FailureReason::UnknownUser.code().into());
+        state.record_sign_in(&record).await?;
+        return Ok(page(FailureReason::InvalidPassword));
+    };
+    if typed.trim().is_empty() || typed.len() > MAX_PASSWORD_LEN {
+        record.failure_reason = Some(FailureReason::InvalidPassword.code().into());
+        state.record_sign_in(&record).await?;
+        return Ok(page(FailureReason::InvalidPassword));
+    }
+    let admitted = match crate::lockout::gate(state, user.user.id, ctx.ip.as_deref()).await? {
+        crate::lockout::Gate::Locked { .. } => {
+            record.lockout_decision = LockoutDecision::Locked;
+            record.failure_reason = Some(FailureReason::AccountLockedSmartLockout.code().into());
+            state.record_sign_in(&record).await?;
+            return Ok(page(FailureReason::AccountLockedSmartLockout));
+        }
+        crate::lockout::Gate::Proceed(a) => {
+            record.lockout_decision = a.decision;
+            a
+        }
+    };
+    let now = state.now();
+    let checked = match crate::tap::check_pass(state, user.user.id, typed, now).await {
+        Ok(c) => c,
+        Err(e) => {
+            crate::lockout::finish(state, &admitted, CheckOutcome::NotCounted).await;
+            return Err(e.into());
+        }
+    };
+    match checked {
+        crate::tap::PassCheck::Wrong => {
+            let key = crate::lockout::bad_password_key(state, user.user.id, typed.trim());
+            crate::lockout::finish(state, &admitted, CheckOutcome::BadPassword { key }).await;
+            record.failure_reason = Some(FailureReason::InvalidPassword.code().into());
+            state.record_sign_in(&record).await?;
+            tracing::info!("a Temporary Access Pass sign-in failed: wrong pass");
+            Ok(page(FailureReason::InvalidPassword))
+        }
+        crate::tap::PassCheck::NotUsable(reason) => {
+            crate::lockout::finish(state, &admitted, CheckOutcome::NotCounted).await;
+            record.failure_reason = Some(FailureReason::TemporaryAccessPassNotUsable.code().into());
+            state.record_sign_in(&record).await?;
+            tracing::info!(
+                reason = reason.code(),
+                "a Temporary Access Pass sign-in was refused: the pass cannot be used"
+            );
+            Ok(page(FailureReason::TemporaryAccessPassNotUsable))
+        }
+        crate::tap::PassCheck::Accepted(tap) => {
+            crate::lockout::finish(
+                state,
+                &admitted,
+                CheckOutcome::Success {
+                    network: admitted.network.clone(),
+                },
+            )
+            .await;
+            if !user.user.account_enabled {
+                record.failure_reason = Some(FailureReason::AccountDisabled.code().into());
+                state.record_sign_in(&record).await?;
+                return Ok(page(FailureReason::AccountDisabled));
+            }
+            tracing::info!(pass = %tap.id, one_time = tap.one_time, "signed in with a Temporary Access Pass");
+            complete_sign_in_capped(
+                state,
+                txn_id,
+                txn,
+                user,
+                domain.as_ref(),
+                record,
+                vec![cutover_core::tap::TAP_AMR.to_owned(), "mfa".to_owned()],
+                Some(tap.expires_at),
             )
             .await
         }

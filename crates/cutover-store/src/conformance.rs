@@ -87,6 +87,7 @@ fn grant(client_id: &str, user_id: Option<Uuid>) -> Grant {
         methods: vec!["password".into()],
         created_at: T0,
         revoked_at: None,
+        not_after: None,
     }
 }
 
@@ -130,6 +131,8 @@ pub async fn run(store: Arc<dyn Store>) {
     pta_queue(store.clone()).await;
     lockout(store.clone()).await;
     pta_purge(&*store).await;
+    grant_lifetime_cap(&*store).await;
+    temporary_access_passes(store.clone()).await;
 }
 
 fn batch(
@@ -3751,4 +3754,335 @@ pub(crate) async fn envelopes_do_not_linger(s: &dyn Store, count: impl AsyncFn()
         .await
         .unwrap();
     assert_eq!(count().await, 0, "a purged request's envelopes go with it");
+}
+
+/// A grant's lifetime cap (`not_after`) is stored and read back wherever a grant is.
+async fn grant_lifetime_cap(s: &dyn Store) {
+    let cap = T0.plus_secs(3_600);
+    let capped = Grant {
+        not_after: Some(cap),
+        ..grant("c1", Some(Uuid::new_v4()))
+    };
+    let uncapped = grant("c1", Some(Uuid::new_v4()));
+    for (g, hash) in [(&capped, "code-cap"), (&uncapped, "code-uncapped")] {
+        s.create_grant_with_code(g, &code(hash, g.id))
+            .await
+            .unwrap();
+        assert_eq!(s.get_grant(g.id).await.unwrap().as_ref(), Some(g));
+    }
+    let plain = Grant {
+        not_after: Some(cap.plus_secs(1)),
+        ..grant("c1", None)
+    };
+    s.create_grant(&plain).await.unwrap();
+    assert_eq!(s.get_grant(plain.id).await.unwrap(), Some(plain.clone()));
+    s.insert_refresh_token("cap-r1", plain.id, T0, T0.plus_secs(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.rotate_refresh_token("cap-r1", "cap-r2", T0.plus_secs(1), T0.plus_secs(100))
+            .await
+            .unwrap(),
+        RefreshRotation::Rotated(plain),
+        "a rotation returns the grant with its cap"
+    );
+}
+
+fn stored_tap(
+    user_id: Uuid,
+    starts_at: Timestamp,
+    expires_at: Timestamp,
+    one_time: bool,
+) -> StoredTap {
+    let id = Uuid::new_v4();
+    StoredTap {
+        user_id,
+        tap: cutover_core::tap::Tap {
+            id,
+            created_at: T0,
+            starts_at,
+            expires_at,
+            one_time,
+            used_at: None,
+        },
+        secret_hash: format!("tap-hash-{id}"),
+        created_by: "app:helpdesk".into(),
+    }
+}
+
+/// 20 concurrent `put_tap` for one user whose pass is `initial`: each returns the pass it
+/// replaced, so the passes form one chain from `initial` to the pass stored last, and each
+/// put wrote its audit row.
+async fn put_race(store: &Arc<dyn Store>, uid: Uuid, initial: Option<Uuid>) {
+    let target = format!("tap-put-race-{uid}");
+    let puts: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            let target = target.clone();
+            let t = stored_tap(uid, T0, T0.plus_secs(3_600), i % 2 == 0);
+            tokio::spawn(async move {
+                let replaced = store
+                    .put_tap(&t, &audit("createTap", &target))
+                    .await
+                    .unwrap();
+                (t.tap.id, replaced.map(|r| r.id))
+            })
+        })
+        .collect();
+    let mut next = std::collections::HashMap::new();
+    for t in puts {
+        let (put, replaced) = t.await.expect("task");
+        assert!(
+            next.insert(replaced, put).is_none(),
+            "no two puts replaced the same pass ({replaced:?})"
+        );
+    }
+    let mut at = initial;
+    for _ in 0..20 {
+        at = Some(next[&at]);
+    }
+    assert_eq!(
+        store.get_tap(uid).await.unwrap().map(|t| t.tap.id),
+        at,
+        "the last put in the chain is stored"
+    );
+    assert_eq!(audits_for(&**store, &target).await.len(), 20);
+}
+
+/// Temporary Access Passes: one per user (a new one replaces it), delete, the atomic use of a
+/// one-time pass, validity bounds, the user's deletion and the purge.
+async fn temporary_access_passes(store: Arc<dyn Store>) {
+    let s = &*store;
+    s.create_domain(
+        &domain_with(
+            "tap.example",
+            DomainAuthentication::Managed(Default::default()),
+        ),
+        &audit("createDomain", "tap.example"),
+    )
+    .await
+    .unwrap();
+    let u = user("tap@tap.example");
+    s.create_user(&u, &audit("createUser", "tap-user"))
+        .await
+        .unwrap();
+    let uid = u.user.id;
+    let start = T0.plus_secs(100);
+    let end = start.plus_secs(3_600);
+    assert_eq!(s.get_tap(uid).await.unwrap(), None);
+
+    // Put, replace, get.
+    let first = stored_tap(uid, start, end, true);
+    assert_eq!(
+        s.put_tap(&first, &audit("createTap", "tap-put-1"))
+            .await
+            .unwrap(),
+        None,
+        "nothing replaced"
+    );
+    assert_eq!(s.get_tap(uid).await.unwrap(), Some(first.clone()));
+    let second = stored_tap(uid, start, end.plus_secs(60), false);
+    assert_eq!(
+        s.put_tap(&second, &audit("createTap", "tap-put-2"))
+            .await
+            .unwrap(),
+        Some(first.tap.clone()),
+        "a new pass replaces the user's pass and returns it"
+    );
+    let got = s.get_tap(uid).await.unwrap().expect("the second pass");
+    assert_eq!(got, second);
+    assert_eq!(got.secret_hash, second.secret_hash);
+    let shown = format!("{got:?}");
+    assert!(
+        !shown.contains(&second.secret_hash) && shown.contains("***"),
+        "Debug hides the secret hash: {shown}"
+    );
+    assert_eq!(audits_for(s, "tap-put-1").await.len(), 1);
+    assert_eq!(audits_for(s, "tap-put-2").await.len(), 1);
+    assert!(
+        !s.consume_tap(uid, first.tap.id, start).await.unwrap(),
+        "a replaced pass is gone"
+    );
+
+    // A missing user: NotFound, nothing written.
+    let stranger = Uuid::new_v4();
+    assert!(matches!(
+        s.put_tap(
+            &stored_tap(stranger, start, end, true),
+            &audit("createTap", "tap-stranger")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "tap-stranger").await.is_empty());
+    assert_eq!(s.get_tap(stranger).await.unwrap(), None);
+
+    // Delete: only the user's pass with that id.
+    assert!(matches!(
+        s.delete_tap(uid, first.tap.id, &audit("deleteTap", "tap-del-wrong"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.delete_tap(
+            stranger,
+            second.tap.id,
+            &audit("deleteTap", "tap-del-wrong")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "tap-del-wrong").await.is_empty());
+    assert_eq!(s.get_tap(uid).await.unwrap(), Some(second.clone()));
+    s.delete_tap(uid, second.tap.id, &audit("deleteTap", "tap-del"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_tap(uid).await.unwrap(), None);
+    assert_eq!(audits_for(s, "tap-del").await.len(), 1);
+    assert!(matches!(
+        s.delete_tap(uid, second.tap.id, &audit("deleteTap", "tap-del-again"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(!s.consume_tap(uid, second.tap.id, start).await.unwrap());
+
+    // A one-time pass: not before its start, not at its expiry, once in between.
+    let once = stored_tap(uid, start, end, true);
+    s.put_tap(&once, &audit("createTap", "tap-once"))
+        .await
+        .unwrap();
+    assert!(
+        !s.consume_tap(uid, once.tap.id, start.plus_millis(-1))
+            .await
+            .unwrap(),
+        "not yet valid"
+    );
+    assert!(
+        !s.consume_tap(uid, once.tap.id, end).await.unwrap(),
+        "expired at its expiry millisecond"
+    );
+    assert!(!s.consume_tap(stranger, once.tap.id, start).await.unwrap());
+    assert!(!s.consume_tap(uid, Uuid::new_v4(), start).await.unwrap());
+    assert_eq!(
+        s.get_tap(uid).await.unwrap().unwrap().tap.used_at,
+        None,
+        "refused uses change nothing"
+    );
+    let used_at = end.plus_millis(-1);
+    assert!(s.consume_tap(uid, once.tap.id, used_at).await.unwrap());
+    assert!(
+        !s.consume_tap(uid, once.tap.id, used_at).await.unwrap(),
+        "a one-time pass is used once"
+    );
+    assert!(!s.consume_tap(uid, once.tap.id, start).await.unwrap());
+    assert_eq!(
+        s.get_tap(uid).await.unwrap().unwrap().tap.used_at,
+        Some(used_at)
+    );
+
+    // 50 concurrent uses of a fresh one-time pass: exactly one wins.
+    let racer = stored_tap(uid, start, end, true);
+    assert_eq!(
+        s.put_tap(&racer, &audit("createTap", "tap-race"))
+            .await
+            .unwrap()
+            .map(|t| t.used_at),
+        Some(Some(used_at)),
+        "the replaced pass is returned as it was, used"
+    );
+    let race_at = start.plus_secs(10);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let id = racer.tap.id;
+            tokio::spawn(async move { store.consume_tap(uid, id, race_at).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1, "exactly one of 50 concurrent uses wins");
+    assert_eq!(
+        s.get_tap(uid).await.unwrap().unwrap().tap.used_at,
+        Some(race_at)
+    );
+
+    // A multi-use pass: usable again and again within its validity, never marked.
+    let multi = stored_tap(uid, start, end, false);
+    s.put_tap(&multi, &audit("createTap", "tap-multi"))
+        .await
+        .unwrap();
+    for at in [start, start.plus_secs(1), end.plus_millis(-1), start] {
+        assert!(
+            s.consume_tap(uid, multi.tap.id, at).await.unwrap(),
+            "{at:?}"
+        );
+    }
+    assert!(!s.consume_tap(uid, multi.tap.id, end).await.unwrap());
+    assert!(
+        !s.consume_tap(uid, multi.tap.id, start.plus_millis(-1))
+            .await
+            .unwrap()
+    );
+    assert_eq!(s.get_tap(uid).await.unwrap(), Some(multi.clone()));
+
+    // 20 concurrent replacements, of a pass and of none: each returns the pass it replaced.
+    put_race(&store, uid, Some(multi.tap.id)).await;
+    let fresh_user = user("tap-race@tap.example");
+    s.create_user(&fresh_user, &audit("createUser", "tap-race-user"))
+        .await
+        .unwrap();
+    put_race(&store, fresh_user.user.id, None).await;
+
+    // Deleting the user deletes the pass.
+    let gone = user("tap-gone@tap.example");
+    s.create_user(&gone, &audit("createUser", "tap-gone"))
+        .await
+        .unwrap();
+    let gid = gone.user.id;
+    s.put_tap(
+        &stored_tap(gid, start, end, true),
+        &audit("createTap", "tap-gone"),
+    )
+    .await
+    .unwrap();
+    s.delete_user(gid, &audit("deleteUser", "tap-gone"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_tap(gid).await.unwrap(), None);
+    s.create_user(&gone, &audit("createUser", "tap-gone-again"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_tap(gid).await.unwrap(),
+        None,
+        "a user created again has no pass"
+    );
+
+    // The purge: a pass expired more than a day ago goes, one expired exactly a day ago stays.
+    let keep = crate::sql::TAP_KEEP_SECS;
+    let purge_at = T0.plus_secs(30 * 86_400);
+    let old = stored_tap(gid, T0, purge_at.minus_secs(keep).plus_millis(-1), true);
+    let fresh = stored_tap(uid, T0, purge_at.minus_secs(keep), false);
+    s.put_tap(&old, &audit("createTap", "tap-purge-old"))
+        .await
+        .unwrap();
+    s.put_tap(&fresh, &audit("createTap", "tap-purge-fresh"))
+        .await
+        .unwrap();
+    let removed = s.purge_expired(purge_at).await.unwrap();
+    assert!(removed >= 1);
+    assert_eq!(
+        s.get_tap(gid).await.unwrap(),
+        None,
+        "expired over a day ago: purged"
+    );
+    assert_eq!(
+        s.get_tap(uid).await.unwrap(),
+        Some(fresh),
+        "expired a day ago, not more: kept"
+    );
 }

@@ -16,6 +16,7 @@ use cutover_core::staged::{
 use cutover_core::sync::lease::{FenceError, Lease};
 use cutover_core::sync::plan::SyncedGroupState;
 use cutover_core::sync::{SyncOp, UserImage};
+use cutover_core::tap::Tap;
 use cutover_core::{
     Application, Domain, DomainAuthentication, Group, IdentityProvider, MemberRef, Timestamp, User,
 };
@@ -123,6 +124,9 @@ pub struct Grant {
     pub methods: Vec<String>,
     pub created_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// Tokens of this grant never outlive it (`None`: no cap). A grant obtained with a
+    /// Temporary Access Pass is capped at the pass's expiry.
+    pub not_after: Option<Timestamp>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -395,8 +399,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
 
     /// Delete expired transactions, sessions, codes and refresh tokens, pass-through requests
-    /// whose deadline passed more than an hour ago (with any envelopes left), and agent
-    /// registration tokens used or expired more than a day ago; returns rows removed.
+    /// whose deadline passed more than an hour ago (with any envelopes left), agent
+    /// registration tokens used or expired more than a day ago, and Temporary Access Passes
+    /// expired more than a day ago; returns rows removed.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 
     // Directory sync (SPEC §5.1).
@@ -674,6 +679,48 @@ pub trait Store: Send + Sync + 'static {
         user_id: Uuid,
         audit: &AuditEvent,
     ) -> StoreResult<(LockoutState, LockoutState)>;
+
+    // Temporary Access Passes (SPEC §6.3).
+    /// Store the user's pass, replacing the one they have (a user has at most one), with the
+    /// audit row, in one transaction. Returns the pass it replaced, if any; of two racing
+    /// calls each returns the pass it actually replaced. `NotFound` when the user does not
+    /// exist; `Conflict` when another user's pass has this id. Nothing is written then.
+    async fn put_tap(&self, tap: &StoredTap, audit: &AuditEvent) -> StoreResult<Option<Tap>>;
+    /// The user's pass, used or expired included; `None` when they have none.
+    async fn get_tap(&self, user_id: Uuid) -> StoreResult<Option<StoredTap>>;
+    /// Delete the user's pass `tap_id`, with the audit row, in one transaction. `NotFound`
+    /// when the user has no pass with that id (no audit row then).
+    async fn delete_tap(&self, user_id: Uuid, tap_id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// Use the user's pass `tap_id` at `now` (the secret was checked by the caller). A
+    /// one-time pass is spent by one conditional `UPDATE` (unused, `starts_at <= now <
+    /// expires_at`): `true` only for the caller whose update marked it used at `now`, so of
+    /// any number of racing callers on any node exactly one wins. A multi-use pass: `true`
+    /// when `starts_at <= now < expires_at`, from one read, with no write. `false` otherwise
+    /// (no such pass, already used, outside its validity).
+    async fn consume_tap(&self, user_id: Uuid, tap_id: Uuid, now: Timestamp) -> StoreResult<bool>;
+}
+
+/// A user's Temporary Access Pass as stored: the pass, the hash of its secret (the store never
+/// sees the secret) and who issued it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredTap {
+    pub user_id: Uuid,
+    pub tap: Tap,
+    /// The keyed hash of the secret, as the server computes it.
+    pub secret_hash: String,
+    /// Who issued the pass, as the server names them (e.g. the caller's audit actor).
+    pub created_by: String,
+}
+
+impl std::fmt::Debug for StoredTap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredTap")
+            .field("user_id", &self.user_id)
+            .field("tap", &self.tap)
+            .field("secret_hash", &"***")
+            .field("created_by", &self.created_by)
+            .finish()
+    }
 }
 
 /// A registered pass-through agent.

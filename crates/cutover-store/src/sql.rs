@@ -21,6 +21,7 @@ use cutover_core::staged::{
 use cutover_core::sync::lease::{FenceError, Lease};
 use cutover_core::sync::plan::SyncedGroupState;
 use cutover_core::sync::{GroupImage, SyncOp, UserImage};
+use cutover_core::tap::Tap;
 use cutover_core::{
     Application, ClientAppType, ClientType, Domain, DomainAuthentication, DomainName,
     FederationConfig, GrantType, Group, IdentityProvider, MemberKind, MemberRef, MembershipKind,
@@ -41,6 +42,12 @@ pub struct SqlStore<DB: sqlx::Database> {
 pub const PTA_REQUEST_KEEP_SECS: i64 = 3_600;
 /// Agent registration tokens are purged this long after they were used or expired.
 pub const AGENT_TOKEN_KEEP_SECS: i64 = 24 * 3_600;
+/// Temporary Access Passes are purged this long after they expired (until then the user's
+/// pass can still be shown, as expired, to the helpdesk).
+pub const TAP_KEEP_SECS: i64 = 86_400;
+/// `put_tap` goes round (lock and read the user's pass, then overwrite or insert) at most this
+/// often while other nodes keep inserting or deleting the same user's pass between the two.
+const PUT_TAP_ATTEMPTS: usize = 4;
 /// How long a request waits for a free connection before the database counts as unavailable.
 pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections per node to PostgreSQL.
@@ -352,6 +359,7 @@ macro_rules! sql_store {
                 let methods: String = row.try_get("methods").map_err(map_err)?;
                 let auth_time: Option<i64> = row.try_get("auth_time").map_err(map_err)?;
                 let revoked: Option<i64> = row.try_get("revoked_at").map_err(map_err)?;
+                let not_after: Option<i64> = row.try_get("not_after").map_err(map_err)?;
                 Ok(Grant {
                     id: uuid_of(&id, "grant id")?,
                     client_id: row.try_get("client_id").map_err(map_err)?,
@@ -361,6 +369,25 @@ macro_rules! sql_store {
                     methods: list_of(&methods, "grant methods")?,
                     created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
                     revoked_at: revoked.map(Timestamp),
+                    not_after: not_after.map(Timestamp),
+                })
+            }
+
+            fn tap_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<StoredTap> {
+                let user: String = row.try_get("user_id").map_err(map_err)?;
+                let id: String = row.try_get("id").map_err(map_err)?;
+                Ok(StoredTap {
+                    user_id: uuid_of(&user, "temporary access pass user")?,
+                    tap: Tap {
+                        id: uuid_of(&id, "temporary access pass id")?,
+                        created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                        starts_at: Timestamp(row.try_get("starts_at").map_err(map_err)?),
+                        expires_at: Timestamp(row.try_get("expires_at").map_err(map_err)?),
+                        one_time: row.try_get("one_time").map_err(map_err)?,
+                        used_at: row.try_get::<Option<i64>, _>("used_at").map_err(map_err)?.map(Timestamp),
+                    },
+                    secret_hash: row.try_get("secret_hash").map_err(map_err)?,
+                    created_by: row.try_get("created_by").map_err(map_err)?,
                 })
             }
 
@@ -1299,6 +1326,13 @@ macro_rules! sql_store {
                     .rows_affected();
                 removed += sqlx::query("DELETE FROM pta_registration_tokens WHERE expires_at < $1 OR used_at < $1")
                     .bind(now.minus_secs(AGENT_TOKEN_KEEP_SECS).millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                // Temporary Access Passes a day after they expired.
+                removed += sqlx::query("DELETE FROM temporary_access_passes WHERE expires_at < $1")
+                    .bind(now.minus_secs(TAP_KEEP_SECS).millis())
                     .execute(&self.pool)
                     .await
                     .map_err(map_err)?
@@ -2548,6 +2582,132 @@ macro_rules! sql_store {
                 tx.commit().await.map_err(map_err)?;
                 Ok(out)
             }
+
+            async fn put_tap(&self, t: &StoredTap, audit: &AuditEvent) -> StoreResult<Option<Tap>> {
+                let user_id = t.user_id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Lock and read the user's pass (a no-op UPDATE), then overwrite it; with no
+                // pass, insert. A racing put waits for the lock and then replaces ours, so each
+                // returns the pass it replaced. Another node inserting (or deleting) the pass
+                // between our two statements sends us round again.
+                let mut replaced = None;
+                let mut stored = false;
+                for _ in 0..PUT_TAP_ATTEMPTS {
+                    let old = sqlx::query(
+                        "UPDATE temporary_access_passes SET created_by = created_by WHERE user_id = $1 RETURNING *",
+                    )
+                    .bind(&user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                    replaced = old.as_ref().map(Self::tap_from).transpose()?.map(|o| o.tap);
+                    let sql = if replaced.is_some() {
+                        "INSERT INTO temporary_access_passes
+                            (user_id, id, secret_hash, created_at, starts_at, expires_at, one_time, used_at, created_by)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, secret_hash = excluded.secret_hash,
+                            created_at = excluded.created_at, starts_at = excluded.starts_at,
+                            expires_at = excluded.expires_at, one_time = excluded.one_time,
+                            used_at = excluded.used_at, created_by = excluded.created_by
+                         RETURNING user_id"
+                    } else {
+                        "INSERT INTO temporary_access_passes
+                            (user_id, id, secret_hash, created_at, starts_at, expires_at, one_time, used_at, created_by)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                         ON CONFLICT (user_id) DO NOTHING RETURNING user_id"
+                    };
+                    let written = sqlx::query(sql)
+                        .bind(&user_id)
+                        .bind(t.tap.id.to_string())
+                        .bind(&t.secret_hash)
+                        .bind(t.tap.created_at.millis())
+                        .bind(t.tap.starts_at.millis())
+                        .bind(t.tap.expires_at.millis())
+                        .bind(t.tap.one_time)
+                        .bind(t.tap.used_at.map(Timestamp::millis))
+                        .bind(&t.created_by)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(|e| match e {
+                            // The user does not exist (the pass references it).
+                            sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                            other => map_err(other),
+                        })?;
+                    if written.is_some() {
+                        stored = true;
+                        break;
+                    }
+                }
+                if !stored {
+                    return Err(StoreError::Conflict(
+                        "the user's Temporary Access Pass kept changing while it was replaced; try again".into(),
+                    ));
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(replaced)
+            }
+
+            async fn get_tap(&self, user_id: Uuid) -> StoreResult<Option<StoredTap>> {
+                let row = sqlx::query("SELECT * FROM temporary_access_passes WHERE user_id = $1")
+                    .bind(user_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::tap_from).transpose()
+            }
+
+            async fn delete_tap(&self, user_id: Uuid, tap_id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
+                    .bind(user_id.to_string())
+                    .bind(tap_id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn consume_tap(&self, user_id: Uuid, tap_id: Uuid, now: Timestamp) -> StoreResult<bool> {
+                let user_id = user_id.to_string();
+                let tap_id = tap_id.to_string();
+                let row = sqlx::query("SELECT * FROM temporary_access_passes WHERE user_id = $1 AND id = $2")
+                    .bind(&user_id)
+                    .bind(&tap_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Ok(false);
+                };
+                let stored = Self::tap_from(&row)?;
+                // The read answers for a multi-use pass and turns away a pass that cannot be
+                // used now; only a one-time pass that looked usable is written, by the update
+                // that checks everything again: of racing callers, the one it changes the row
+                // for wins.
+                if cutover_core::tap::consume(&stored.tap, now).is_err() {
+                    return Ok(false);
+                }
+                if !stored.tap.one_time {
+                    return Ok(true);
+                }
+                let done = sqlx::query(
+                    "UPDATE temporary_access_passes SET used_at = $3
+                     WHERE user_id = $1 AND id = $2 AND one_time AND used_at IS NULL
+                       AND starts_at <= $3 AND expires_at > $3",
+                )
+                .bind(&user_id)
+                .bind(&tap_id)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
         }
 
         impl SqlStore<$db> {
@@ -3112,8 +3272,8 @@ macro_rules! sql_store {
 
             async fn insert_grant<'c>(tx: &mut sqlx::Transaction<'c, $db>, g: &Grant) -> StoreResult<()> {
                 sqlx::query(
-                    "INSERT INTO grants (id, client_id, user_id, scopes, auth_time, methods, created_at, revoked_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    "INSERT INTO grants (id, client_id, user_id, scopes, auth_time, methods, created_at, revoked_at, not_after)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(g.id.to_string())
                 .bind(&g.client_id)
@@ -3123,6 +3283,7 @@ macro_rules! sql_store {
                 .bind(json_list(&g.methods))
                 .bind(g.created_at.millis())
                 .bind(g.revoked_at.map(Timestamp::millis))
+                .bind(g.not_after.map(Timestamp::millis))
                 .execute(&mut **tx)
                 .await
                 .map_err(map_err)?;
