@@ -558,13 +558,18 @@ async fn staged_view(
     let target = staged_target(&state, &record, domain.as_ref()).await?;
     let desired = target.desired;
     let frozen = staged_state_frozen(&user, domain.as_ref());
+    // The next browser sign-in's route, as the identifier step will take it: a usable
+    // Temporary Access Pass comes first.
+    let usable_tap = crate::tap::usable_pass(&state, user.id, state.now())
+        .await?
+        .is_some();
     let decision = route_sign_in(RoutingInput {
         domain: domain.as_ref(),
         user: Some(&user),
         effective: staged.effective,
         client_app_type: ClientAppType::Browser,
         domain_hint: false,
-        usable_tap: false,
+        usable_tap,
     });
     let policies = state.store.list_rollout_policies().await?;
     let mut groups = vec![];

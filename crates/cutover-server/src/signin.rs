@@ -1053,16 +1053,26 @@ async fn pass_post(
         }
     };
     let now = state.now();
-    let checked = match crate::tap::check_pass(state, user.user.id, typed, now).await {
-        Ok(c) => c,
-        Err(e) => {
-            crate::lockout::finish(state, &admitted, CheckOutcome::NotCounted).await;
-            return Err(e.into());
-        }
-    };
+    let checked =
+        match crate::tap::check_pass(state, user.user.id, user.user.account_enabled, typed, now)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                crate::lockout::finish(state, &admitted, CheckOutcome::NotCounted).await;
+                return Err(e.into());
+            }
+        };
     match checked {
         crate::tap::PassCheck::Wrong => {
-            let key = crate::lockout::bad_password_key(state, user.user.id, typed.trim());
+            // Keyed on the pass as normalised, so retyping the same wrong pass in another
+            // case or spacing is the same guess.
+            let normalised = cutover_core::tap::normalize_entered(typed);
+            let key = crate::lockout::bad_password_key(
+                state,
+                user.user.id,
+                normalised.as_ref().map_or(typed.trim(), |n| n.expose()),
+            );
             crate::lockout::finish(state, &admitted, CheckOutcome::BadPassword { key }).await;
             record.failure_reason = Some(FailureReason::InvalidPassword.code().into());
             state.record_sign_in(&record).await?;
@@ -1079,6 +1089,19 @@ async fn pass_post(
             );
             Ok(page(FailureReason::TemporaryAccessPassNotUsable))
         }
+        crate::tap::PassCheck::AccountDisabled => {
+            crate::lockout::finish(
+                state,
+                &admitted,
+                CheckOutcome::Success {
+                    network: admitted.network.clone(),
+                },
+            )
+            .await;
+            record.failure_reason = Some(FailureReason::AccountDisabled.code().into());
+            state.record_sign_in(&record).await?;
+            Ok(page(FailureReason::AccountDisabled))
+        }
         crate::tap::PassCheck::Accepted(tap) => {
             crate::lockout::finish(
                 state,
@@ -1088,11 +1111,6 @@ async fn pass_post(
                 },
             )
             .await;
-            if !user.user.account_enabled {
-                record.failure_reason = Some(FailureReason::AccountDisabled.code().into());
-                state.record_sign_in(&record).await?;
-                return Ok(page(FailureReason::AccountDisabled));
-            }
             tracing::info!(pass = %tap.id, one_time = tap.one_time, "signed in with a Temporary Access Pass");
             complete_sign_in_capped(
                 state,

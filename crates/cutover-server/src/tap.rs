@@ -96,6 +96,8 @@ pub enum PassCheck {
     Wrong,
     /// The right pass, but it cannot be used (the reason is for the log and the admin).
     NotUsable(cutover_core::tap::TapReason),
+    /// The right, usable pass of a disabled account: refused, and the pass is not spent.
+    AccountDisabled,
 }
 
 /// Check a typed pass for a user and, when right and usable, use it (atomically: of racing
@@ -103,14 +105,18 @@ pub enum PassCheck {
 pub async fn check_pass(
     state: &AppState,
     user_id: Uuid,
+    account_enabled: bool,
     typed: &str,
     now: Timestamp,
 ) -> Result<PassCheck, StoreError> {
     let Some(stored) = state.store.get_tap(user_id).await? else {
         return Ok(PassCheck::Wrong);
     };
-    let right = normalize_entered(typed)
-        .is_some_and(|n| state.hasher.verify(HASH_DOMAIN, n.expose(), &stored.secret_hash));
+    let right = normalize_entered(typed).is_some_and(|n| {
+        state
+            .hasher
+            .verify(HASH_DOMAIN, n.expose(), &stored.secret_hash)
+    });
     if !right {
         return Ok(PassCheck::Wrong);
     }
@@ -118,11 +124,12 @@ pub async fn check_pass(
     if let TapUsability::NotUsable(reason) = usability(&stored.tap, &policy, now) {
         return Ok(PassCheck::NotUsable(reason));
     }
-    if state
-        .store
-        .consume_tap(user_id, stored.tap.id, now)
-        .await?
-    {
+    // Judged after the pass (only its holder learns the account is disabled), before it is
+    // spent: a one-time pass survives the refusal.
+    if !account_enabled {
+        return Ok(PassCheck::AccountDisabled);
+    }
+    if state.store.consume_tap(user_id, stored.tap.id, now).await? {
         let mut tap = stored.tap;
         if tap.one_time {
             tap.used_at = Some(now);
@@ -140,7 +147,12 @@ pub async fn check_pass(
     }
 }
 
-fn view(tap: &Tap, policy: &TapPolicy, now: Timestamp, secret: Option<String>) -> proto::TemporaryAccessPassView {
+fn view(
+    tap: &Tap,
+    policy: &TapPolicy,
+    now: Timestamp,
+    secret: Option<String>,
+) -> proto::TemporaryAccessPassView {
     let (is_usable, reason) = match usability(tap, policy, now) {
         TapUsability::Usable => (true, "enabledByPolicy"),
         TapUsability::NotUsable(r) => (false, r.code()),
@@ -149,7 +161,11 @@ fn view(tap: &Tap, policy: &TapPolicy, now: Timestamp, secret: Option<String>) -
         id: tap.id,
         created_date_time: rfc3339(tap.created_at),
         start_date_time: rfc3339(tap.starts_at),
-        lifetime_in_minutes: tap.expires_at.millis().saturating_sub(tap.starts_at.millis()) / 60_000,
+        lifetime_in_minutes: tap
+            .expires_at
+            .millis()
+            .saturating_sub(tap.starts_at.millis())
+            / 60_000,
         is_usable_once: tap.one_time,
         is_usable,
         method_usability_reason: reason.into(),
@@ -215,9 +231,10 @@ async fn create(
     };
     let lifetime_secs = match req.lifetime_in_minutes {
         None => None,
-        Some(m) => Some(m.checked_mul(60).ok_or_else(|| {
-            ApiError::bad_request("lifetimeInMinutes is out of range")
-        })?),
+        Some(m) => Some(
+            m.checked_mul(60)
+                .ok_or_else(|| ApiError::bad_request("lifetimeInMinutes is out of range"))?,
+        ),
     };
     let plan = plan_issue(
         &policy,
@@ -230,8 +247,11 @@ async fn create(
     )
     .map_err(|r| ApiError::new(StatusCode::BAD_REQUEST, r.code(), r.message()))?;
     let length = plan.length;
-    let secret = format_secret(&crate::crypto::random_bytes(random_bytes_needed(length)), length)
-        .ok_or_else(|| ApiError::internal("the system's randomness ran short for a pass"))?;
+    let secret = format_secret(
+        &crate::crypto::random_bytes(random_bytes_needed(length)),
+        length,
+    )
+    .ok_or_else(|| ApiError::internal("the system's randomness ran short for a pass"))?;
     let tap = plan.into_tap(Uuid::now_v7());
     let stored = StoredTap {
         user_id: user.user.id,
@@ -245,8 +265,14 @@ async fn create(
         &admin,
         now,
         CREATE_ACTION,
-        ("user", user.user.id.to_string(), Some(user.user.upn.to_string())),
-        previous.as_ref().map(|p| json!({"id": p.tap.id, "expiresAt": rfc3339(p.tap.expires_at)})),
+        (
+            "user",
+            user.user.id.to_string(),
+            Some(user.user.upn.to_string()),
+        ),
+        previous
+            .as_ref()
+            .map(|p| json!({"id": p.tap.id, "expiresAt": rfc3339(p.tap.expires_at)})),
         Some(json!({
             "id": tap.id,
             "startsAt": rfc3339(tap.starts_at),
@@ -256,7 +282,12 @@ async fn create(
     );
     let replaced = state.store.put_tap(&stored, &a).await?;
     tracing::info!(user = %user.user.upn, pass = %tap.id, one_time = tap.one_time, expires = %rfc3339(tap.expires_at), replaced = ?replaced.map(|t| t.id), "a Temporary Access Pass was issued");
-    Ok(created(view(&tap, &policy, now, Some(secret.expose().to_owned()))))
+    Ok(created(view(
+        &tap,
+        &policy,
+        now,
+        Some(secret.expose().to_owned()),
+    )))
 }
 
 async fn remove(
@@ -273,7 +304,11 @@ async fn remove(
         &admin,
         state.now(),
         DELETE_ACTION,
-        ("user", user.user.id.to_string(), Some(user.user.upn.to_string())),
+        (
+            "user",
+            user.user.id.to_string(),
+            Some(user.user.upn.to_string()),
+        ),
         Some(json!({"id": tap_id})),
         None,
     );

@@ -34,6 +34,8 @@ use uuid::Uuid;
 mod agents_admin_cli;
 #[path = "federation_cli.rs"]
 mod federation_cli;
+#[path = "tap_cli.rs"]
+mod tap_cli;
 
 /// Name of the credentials file inside the data directory.
 const CREDENTIALS_FILE: &str = "admin-credentials";
@@ -165,6 +167,9 @@ pub enum AdminCommand {
     /// Smart lockout: show and change the policy that locks accounts after wrong passwords.
     #[command(subcommand, long_about = agents_admin_cli::LOCKOUT_LONG_ABOUT)]
     Lockout(agents_admin_cli::LockoutCommand),
+    /// Temporary Access Passes: show and change the policy that allows them (off by default).
+    #[command(subcommand, long_about = tap_cli::TAP_POLICY_LONG_ABOUT)]
+    TapPolicy(tap_cli::TapPolicyCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -250,6 +255,10 @@ pub enum UsersCommand {
         #[arg(value_name = "UPN_OR_ID", value_parser = path_segment)]
         user: String,
     },
+    /// Temporary Access Passes: issue a user a time-limited pass to sign in with (shown once),
+    /// show it, delete it.
+    #[command(subcommand, long_about = tap_cli::TAP_LONG_ABOUT)]
+    Tap(tap_cli::TapCommand),
 }
 
 #[derive(Args, Debug)]
@@ -571,6 +580,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Rollout(cmd) => federation_cli::rollout(&api, out, cmd).await,
         AdminCommand::Agents(cmd) => agents_admin_cli::agents(&api, out, cmd).await,
         AdminCommand::Lockout(cmd) => agents_admin_cli::lockout(&api, out, cmd).await,
+        AdminCommand::TapPolicy(cmd) => tap_cli::tap_policy(&api, out, cmd).await,
     }
 }
 
@@ -667,6 +677,7 @@ async fn users(api: &Api, out: OutputFormat, cmd: UsersCommand) -> Result<()> {
         }
         UsersCommand::Lockout { user } => agents_admin_cli::user_lockout(api, out, &user).await,
         UsersCommand::Unlock { user } => agents_admin_cli::unlock_user(api, out, &user).await,
+        UsersCommand::Tap(cmd) => tap_cli::tap(api, out, cmd).await,
     }
 }
 

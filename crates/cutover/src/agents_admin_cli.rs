@@ -162,7 +162,7 @@ pub struct LockoutSetArgs {
 // ---- value parsers (pure) -------------------------------------------------------------------
 
 /// A duration in whole seconds that fits the API's integers.
-fn secs_arg(s: &str) -> Result<i64, String> {
+pub(super) fn secs_arg(s: &str) -> Result<i64, String> {
     let secs = parse_duration(s)?;
     i64::try_from(secs).map_err(|_| format!("duration '{s}' is too large"))
 }

@@ -19,6 +19,7 @@ mod pta_ldap;
 mod pta_resilience;
 mod resilience;
 mod sync;
+mod tap_e2e;
 mod time_steps;
 mod tls;
 mod upstream;
