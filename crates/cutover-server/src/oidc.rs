@@ -429,9 +429,11 @@ async fn issue_user_tokens(
                 &state.hasher.hash("refresh", &rt),
                 grant.id,
                 now,
-                grant.not_after.map_or(now.plus_secs(REFRESH_TOKEN_TTL_SECS), |cap| {
-                    cap.min(now.plus_secs(REFRESH_TOKEN_TTL_SECS))
-                }),
+                grant
+                    .not_after
+                    .map_or(now.plus_secs(REFRESH_TOKEN_TTL_SECS), |cap| {
+                        cap.min(now.plus_secs(REFRESH_TOKEN_TTL_SECS))
+                    }),
             )
             .await?;
         body["refresh_token"] = json!(rt);
