@@ -304,6 +304,32 @@ pub fn amr(methods: &[UsedMethod]) -> Vec<&'static str> {
     out.into_iter().collect()
 }
 
+/// The methods behind a list of `amr` values as the sign-in paths write them (the inverse
+/// of [`amr`], as far as `amr` keeps what it needs): `pwd` a password, `fed` the upstream,
+/// `otp` a TOTP code, `hwk`/`swk` a passkey (device-bound or synced), `tap` a Temporary
+/// Access Pass. Other values (`mfa`, `user`) add nothing on their own.
+pub fn methods_from_amr<S: AsRef<str>>(amr: &[S]) -> Vec<UsedMethod> {
+    amr.iter()
+        .filter_map(|v| match v.as_ref() {
+            "pwd" => Some(UsedMethod::of(MethodKind::Password)),
+            "fed" => Some(UsedMethod::of(MethodKind::Federated)),
+            "otp" => Some(UsedMethod::of(MethodKind::Totp)),
+            "hwk" => Some(UsedMethod::passkey(None, false)),
+            "swk" => Some(UsedMethod::passkey(None, true)),
+            "tap" => Some(UsedMethod::of(MethodKind::TemporaryAccessPass)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `acr` values Cutover can assert, weakest first (discovery's `acr_values_supported`).
+pub const ACR_VALUES_SUPPORTED: [&str; 4] = [
+    SINGLE_FACTOR_ACR,
+    "mfa",
+    "passwordlessMfa",
+    "phishingResistantMfa",
+];
+
 /// The built-in strength an authorization request's `acr_values` asks for: the strongest of
 /// the values Cutover knows (unknown values are ignored, as OpenID Connect Core §3.1.2.1
 /// makes `acr_values` a voluntary request). `None` when none is known.
@@ -512,6 +538,31 @@ mod tests {
         }
         for k in [Password, Federated, Totp, Passkey, TemporaryAccessPass] {
             assert_eq!(MethodKind::parse(k.as_str()), Some(k));
+        }
+    }
+
+    #[test]
+    fn amr_values_map_back_to_the_methods_and_the_same_acr() {
+        let cases: Vec<Vec<UsedMethod>> = vec![
+            m(&[Password]),
+            m(&[Federated]),
+            m(&[Password, Totp]),
+            m(&[TemporaryAccessPass]),
+            vec![UsedMethod::passkey(None, false)],
+            vec![UsedMethod::passkey(None, true)],
+            vec![],
+        ];
+        for methods in cases {
+            let back = methods_from_amr(&amr(&methods));
+            assert_eq!(acr(&back), acr(&methods), "{methods:?}");
+            assert_eq!(amr(&back), amr(&methods), "{methods:?}");
+        }
+        assert_eq!(acr(&methods_from_amr(&["tap", "mfa"])), "mfa");
+        assert_eq!(acr(&methods_from_amr(&["pwd"])), "1");
+        assert!(methods_from_amr(&["mfa", "user", "unknown"]).is_empty());
+        assert_eq!(ACR_VALUES_SUPPORTED[0], SINGLE_FACTOR_ACR);
+        for b in BuiltIn::ALL {
+            assert!(ACR_VALUES_SUPPORTED.contains(&b.as_str()));
         }
     }
 

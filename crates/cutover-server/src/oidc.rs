@@ -66,7 +66,8 @@ async fn discovery(State(state): State<Arc<AppState>>) -> Response {
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": cutover_core::authorize::SUPPORTED_SCOPES,
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "sid", "name", "preferred_username", "email"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "amr", "acr", "sid", "name", "preferred_username", "email"],
+        "acr_values_supported": cutover_core::strength::ACR_VALUES_SUPPORTED,
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "authorization_response_iss_parameter_supported": true,
         "request_parameter_supported": false,
@@ -400,6 +401,9 @@ async fn issue_user_tokens(
         "exp": exp.secs(),
         "at_hash": at_hash(&at),
         "amr": grant.methods,
+        // What the methods prove (SPEC §6.5): "1", "mfa", "passwordlessMfa" or
+        // "phishingResistantMfa".
+        "acr": cutover_core::strength::acr(&cutover_core::strength::methods_from_amr(&grant.methods)),
         "sid": grant.id.to_string(),
     });
     if let Some(t) = grant.auth_time {

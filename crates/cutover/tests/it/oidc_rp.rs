@@ -99,6 +99,12 @@ async fn relying_party_library_signs_in_refreshes_and_reads_userinfo() {
         Some("user1@contoso.example")
     );
     assert!(claims.auth_time().is_some());
+    // A password alone is single-factor, and the relying party library reads it so.
+    assert_eq!(
+        claims.auth_context_ref().map(|a| a.as_str()),
+        Some("1"),
+        "acr of a password sign-in"
+    );
     let at_hash = AccessTokenHash::from_token(
         tokens.access_token(),
         id_token.signing_alg().unwrap(),

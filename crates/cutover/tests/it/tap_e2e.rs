@@ -252,6 +252,7 @@ fn assert_tap_amr(tokens: &Value) {
         .collect();
     assert!(amr.contains(&"tap") && amr.contains(&"mfa"), "{id}");
     assert!(!amr.contains(&"pwd"), "{id}");
+    assert_eq!(id["acr"], "mfa", "a pass is multi-factor: {id}");
 }
 
 async fn refresh(base: &str, f: &Fixture, rt: &str) -> (u16, Value) {
