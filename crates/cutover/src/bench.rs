@@ -301,6 +301,9 @@ struct Target {
     redirect: String,
     users: Vec<String>,
     password: String,
+    /// Each user's own secret (a Temporary Access Pass), by the index in `users`; empty:
+    /// everyone's is `password`.
+    secrets: Vec<String>,
 }
 
 async fn admin_token(base: &str, creds: &Value) -> anyhow::Result<String> {
@@ -397,6 +400,7 @@ async fn seed(server: &Server, users: usize) -> anyhow::Result<Target> {
         redirect,
         users: names,
         password,
+        secrets: Vec::new(),
     })
 }
 
@@ -551,6 +555,51 @@ async fn seed_staged(
         redirect: plain.redirect.clone(),
         users: names,
         password: plain.password.clone(),
+        secrets: Vec::new(),
+    })
+}
+
+/// The Temporary Access Pass phase: passes enabled (multi-use, 8 hours), and `users` cloud
+/// users of the plain phase's domain each holding one, so their sign-ins go to the pass page.
+async fn seed_tap(server: &Server, plain: &Target, users: usize) -> anyhow::Result<Target> {
+    let api = AdminApi::login(server).await?;
+    let req = api
+        .http
+        .put(format!("{}/api/v1/policies/temporaryAccessPass", api.base))
+        .json(&json!({"enabled": true, "defaultLifetimeSecs": 8 * 3600, "minLifetimeSecs": 3600,
+                      "maxLifetimeSecs": 8 * 3600, "length": 8, "defaultOneTime": false, "requireOneTime": false}));
+    api.send(req, "PUT /policies/temporaryAccessPass").await?;
+    let mut names = Vec::new();
+    let mut secrets = Vec::new();
+    for i in 0..users {
+        let upn = format!("tap{i}@bench.example");
+        api.post(
+            "/users",
+            json!({"userPrincipalName": upn, "displayName": format!("Pass holder {i}")}),
+        )
+        .await?;
+        let pass = api
+            .post(
+                &format!("/users/{upn}/authentication/temporaryAccessPassMethods"),
+                json!({"isUsableOnce": false}),
+            )
+            .await?;
+        secrets.push(
+            pass["temporaryAccessPass"]
+                .as_str()
+                .context("no pass in the answer")?
+                .to_owned(),
+        );
+        names.push(upn);
+    }
+    Ok(Target {
+        base: plain.base.clone(),
+        client_id: plain.client_id.clone(),
+        client_secret: plain.client_secret.clone(),
+        redirect: plain.redirect.clone(),
+        users: names,
+        password: String::new(),
+        secrets,
     })
 }
 
@@ -605,12 +654,18 @@ async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
         .await?
         .text()
         .await?;
+    let secret = t
+        .users
+        .iter()
+        .position(|u| u == upn)
+        .and_then(|i| t.secrets.get(i))
+        .unwrap_or(&t.password);
     let res = http
         .post(format!("{}/login/password", t.base))
         .form(&[
             ("t", txn.as_str()),
             ("csrf", &form_field(&html, "csrf")?),
-            ("password", &t.password),
+            ("password", secret),
         ])
         .send()
         .await?;
@@ -717,6 +772,10 @@ struct BackendResult {
     staged_signins: Phase,
     /// Staged sign-ins per second ÷ plain sign-ins per second.
     staged_over_plain: f64,
+    /// The same full sign-ins with a Temporary Access Pass instead of the password.
+    tap_signins: Phase,
+    /// Pass sign-ins per second ÷ plain password sign-ins per second.
+    tap_over_plain: f64,
     client_credentials: Phase,
     refresh: Phase,
 }
@@ -751,6 +810,33 @@ async fn bench_backend(
         })?;
     let (signins, staged_signins) =
         plain_and_staged_sign_ins(args, backend, &target, &staged_target).await?;
+
+    // Temporary Access Pass sign-ins: the same pages and token exchange, a keyed-hash check
+    // and an atomic use instead of argon2id. One untimed round first.
+    let tap_target = Arc::new(seed_tap(&server, &target, args.concurrency.max(1)).await?);
+    let conc = args.concurrency.max(1);
+    sign_in_round(
+        &tap_target,
+        conc,
+        conc,
+        &format!("[{backend}] warm-up, pass"),
+        PHASE_TIME_LIMIT,
+    )
+    .await
+    .with_context(|| {
+        format!(
+            "[{backend}] pass check: a pass holder's sign-in must land on the pass page and succeed"
+        )
+    })?;
+    let (tap_lat, tap_time) = sign_in_round(
+        &tap_target,
+        args.signins,
+        args.concurrency,
+        &format!("[{backend}] pass sign-ins"),
+        PHASE_TIME_LIMIT,
+    )
+    .await?;
+    let tap_signins = summarize(tap_lat, tap_time);
 
     let t = target.clone();
     let http = reqwest::Client::new();
@@ -825,6 +911,8 @@ async fn bench_backend(
         startup_ms: server.startup.as_secs_f64() * 1000.0,
         idle_rss_mib: rss,
         staged_over_plain: staged_signins.per_sec / signins.per_sec.max(1e-9),
+        tap_over_plain: tap_signins.per_sec / signins.per_sec.max(1e-9),
+        tap_signins,
         signins,
         staged_signins,
         client_credentials,
@@ -926,6 +1014,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "staged-rollout sign-ins",
                 &r.staged_signins,
                 r.staged_over_plain,
+                "÷ plain sign-ins/s",
+            ),
+            (
+                "pass (TAP) sign-ins",
+                &r.tap_signins,
+                r.tap_over_plain,
                 "÷ plain sign-ins/s",
             ),
             (

@@ -679,6 +679,7 @@ fn bench_command_runs_and_reports_ratios() {
         "decisions, index per call",
         "staged-rollout sign-ins",
         "÷ plain sign-ins/s",
+        "pass (TAP) sign-ins",
         "client_credentials grants",
         "refresh_token grants",
         "÷ ES256/s",
