@@ -659,22 +659,7 @@ mod tests {
         SearchDoneUnavailableCriticalExtension,
     }
 
-    async fn read_message(s: &mut TcpStream) -> Option<Vec<u8>> {
-        use tokio::io::AsyncReadExt;
-        let mut msg = vec![0u8; 2];
-        s.read_exact(&mut msg).await.ok()?;
-        let mut len = usize::from(msg[1]);
-        if msg[1] & 0x80 != 0 {
-            let mut l = vec![0u8; usize::from(msg[1] & 0x7f)];
-            s.read_exact(&mut l).await.ok()?;
-            len = l.iter().fold(0, |a, b| (a << 8) | usize::from(*b));
-            msg.extend(&l);
-        }
-        let mut body = vec![0u8; len];
-        s.read_exact(&mut body).await.ok()?;
-        msg.extend(body);
-        Some(msg)
-    }
+    use crate::fake_ldap::read_message;
 
     /// An LDAPResult-shaped response (`op`: 0x61 bind, 0x65 search done) to message `id`.
     fn response(id: &[u8], op: u8, rc: u8) -> Vec<u8> {

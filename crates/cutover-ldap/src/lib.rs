@@ -34,6 +34,8 @@ mod content_sync;
 mod directory;
 mod entry;
 mod error;
+#[cfg(test)]
+mod fake_ldap;
 mod filter;
 mod paging;
 mod password;
