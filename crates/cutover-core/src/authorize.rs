@@ -22,6 +22,7 @@ pub struct AuthorizeParams {
     pub max_age: Option<String>,
     pub login_hint: Option<String>,
     pub domain_hint: Option<String>,
+    pub acr_values: Option<String>,
     pub request: Option<String>,
     pub request_uri: Option<String>,
     pub duplicated: Vec<String>,
@@ -40,6 +41,9 @@ pub enum Prompt {
     None,
 }
 
+/// Longest `acr_values` read; a longer one is ignored like an unknown value.
+pub const MAX_ACR_VALUES_LEN: usize = 256;
+
 /// Scopes Cutover understands; others are ignored (OpenID Connect Core §3.1.2.1).
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "offline_access"];
 
@@ -57,6 +61,9 @@ pub struct AuthorizeRequest {
     pub max_age: Option<i64>,
     pub login_hint: Option<String>,
     pub domain_hint: Option<String>,
+    /// The strength the client asks for with `acr_values` (the strongest known value;
+    /// unknown values are ignored): the sign-in steps up until the session meets it.
+    pub acr: Option<crate::strength::BuiltIn>,
 }
 
 /// Why a request stops on Cutover's own error page (the client cannot be trusted with a redirect).
@@ -279,6 +286,12 @@ pub fn check_authorize_request(
         .filter(|h| !h.is_empty() && h.len() <= MAX_UPN_LEN)
         .map(str::to_owned);
 
+    let acr = params
+        .acr_values
+        .as_deref()
+        .filter(|v| v.len() <= MAX_ACR_VALUES_LEN)
+        .and_then(crate::strength::requested);
+
     AuthorizeCheck::Proceed(AuthorizeRequest {
         client_id: client_id.to_owned(),
         redirect_uri: redirect_uri.to_owned(),
@@ -290,6 +303,7 @@ pub fn check_authorize_request(
         max_age,
         login_hint,
         domain_hint,
+        acr,
     })
 }
 
@@ -645,6 +659,36 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn acr_values_ask_for_the_strongest_known_strength() {
+        let conf = app(ClientType::Confidential);
+        let with = |v: &str| AuthorizeParams {
+            acr_values: Some(v.into()),
+            ..good()
+        };
+        let acr = |p: &AuthorizeParams| match check_authorize_request(p, Some(&conf)) {
+            AuthorizeCheck::Proceed(r) => r.acr,
+            other => panic!("{other:?}"),
+        };
+        use crate::strength::BuiltIn;
+        assert_eq!(acr(&good()), None);
+        assert_eq!(acr(&with("mfa")), Some(BuiltIn::Mfa));
+        assert_eq!(
+            acr(&with("urn:x mfa phishingResistantMfa")),
+            Some(BuiltIn::PhishingResistantMfa)
+        );
+        assert_eq!(
+            acr(&with("urn:unknown")),
+            None,
+            "unknown values are ignored"
+        );
+        // The edge of the length limit: read at the limit, ignored past it.
+        let at = format!("{}mfa", " ".repeat(MAX_ACR_VALUES_LEN - 3));
+        assert_eq!(acr(&with(&at)), Some(BuiltIn::Mfa));
+        let over = format!("{}mfa", " ".repeat(MAX_ACR_VALUES_LEN - 2));
+        assert_eq!(acr(&with(&over)), None);
     }
 
     #[test]

@@ -143,8 +143,8 @@ pub struct AuthenticationMethodsPolicy {
 }
 
 impl Default for AuthenticationMethodsPolicy {
-    /// Passkeys, TOTP and passwords for everyone, no restriction; Temporary Access Passes
-    /// off until an administrator turns them on.
+    /// Every method for everyone, no restriction. (Temporary Access Passes stay off until the
+    /// pass policy turns them on.)
     fn default() -> Self {
         Self {
             passkey: PasskeySettings {
@@ -153,7 +153,9 @@ impl Default for AuthenticationMethodsPolicy {
                 key_restrictions: None,
             },
             totp: MethodTarget::everyone(true),
-            temporary_access_pass: MethodTarget::everyone(false),
+            // The Temporary Access Pass policy (`cutover_core::tap::TapPolicy`, off by
+            // default) switches passes on; this target narrows who may use them.
+            temporary_access_pass: MethodTarget::everyone(true),
             password: MethodTarget::everyone(true),
         }
     }
@@ -272,9 +274,177 @@ pub fn preview(
     out
 }
 
+/// How recent a strong sign-in must be to register a method (SPEC §6.1).
+pub const STRONG_SIGN_IN_WINDOW_SECS: i64 = 5 * 60;
+
+/// Whether a session may register (or remove) an authentication method now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "result")]
+pub enum RegistrationGate {
+    /// Allowed until `until`.
+    Allowed { until: crate::Timestamp },
+    /// The session was not opened with a strong method (a password alone, or federation
+    /// without MFA).
+    NeedsStrongSignIn,
+    /// The strong sign-in is older than the window allows: sign in again.
+    StrongSignInTooOld,
+}
+
+/// Decide whether a session whose sign-in used `amr` at `auth_time` may register a method at
+/// `now`. Strong means multi-factor ([`crate::strength::BuiltIn::Mfa`]): a passkey, a
+/// Temporary Access Pass, or a password with a second factor. A session opened with a pass
+/// has the pass's registration window ([`crate::tap::REGISTRATION_WINDOW_SECS`], 10 minutes)
+/// — that is what the pass is for; every other strong sign-in has
+/// [`STRONG_SIGN_IN_WINDOW_SECS`].
+pub fn may_register<S: AsRef<str>>(
+    amr: &[S],
+    auth_time: crate::Timestamp,
+    now: crate::Timestamp,
+) -> RegistrationGate {
+    use crate::strength::{BuiltIn, MethodKind, meets_built_in, methods_from_amr};
+    let methods = methods_from_amr(amr);
+    if !meets_built_in(&methods, BuiltIn::Mfa) {
+        return RegistrationGate::NeedsStrongSignIn;
+    }
+    let window = if methods
+        .iter()
+        .any(|m| m.kind == MethodKind::TemporaryAccessPass)
+    {
+        crate::tap::REGISTRATION_WINDOW_SECS
+    } else {
+        STRONG_SIGN_IN_WINDOW_SECS
+    };
+    let until = auth_time.plus_secs(window);
+    if auth_time <= now && now < until {
+        RegistrationGate::Allowed { until }
+    } else {
+        RegistrationGate::StrongSignInTooOld
+    }
+}
+
+/// One user's registered methods, as the registration report shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegistrationDetails {
+    /// `password`, `passkey`, `totp`, `temporaryAccessPass`, in that order, those registered.
+    pub methods_registered: Vec<String>,
+    /// Has a method that makes a sign-in multi-factor (a passkey, or TOTP next to a password).
+    pub is_mfa_registered: bool,
+    /// Can sign in without a password (a passkey).
+    pub is_passwordless_capable: bool,
+    pub passkey_count: usize,
+    /// Passkeys kept in sync across devices (the rest are bound to one device).
+    pub synced_passkey_count: usize,
+    /// The device families the passkeys were registered on, without repeats, sorted.
+    pub device_families: Vec<String>,
+}
+
+/// What a user has registered: a password (cloud or synced), passkeys (each backed-up flag and
+/// device family), a confirmed TOTP enrolment, an active Temporary Access Pass.
+pub fn registration_details(
+    has_password: bool,
+    passkeys: &[(bool, &str)],
+    totp_confirmed: bool,
+    active_pass: bool,
+) -> RegistrationDetails {
+    let mut methods = Vec::new();
+    if has_password {
+        methods.push("password".to_owned());
+    }
+    if !passkeys.is_empty() {
+        methods.push("passkey".to_owned());
+    }
+    if totp_confirmed {
+        methods.push("totp".to_owned());
+    }
+    if active_pass {
+        methods.push("temporaryAccessPass".to_owned());
+    }
+    let families: BTreeSet<String> = passkeys.iter().map(|(_, f)| (*f).to_owned()).collect();
+    RegistrationDetails {
+        methods_registered: methods,
+        is_mfa_registered: !passkeys.is_empty() || (totp_confirmed && has_password),
+        is_passwordless_capable: !passkeys.is_empty(),
+        passkey_count: passkeys.len(),
+        synced_passkey_count: passkeys.iter().filter(|(synced, _)| *synced).count(),
+        device_families: families.into_iter().collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn registration_details_table() {
+        let none = registration_details(false, &[], false, false);
+        assert!(none.methods_registered.is_empty());
+        assert!(!none.is_mfa_registered && !none.is_passwordless_capable);
+        let pwd = registration_details(true, &[], false, true);
+        assert_eq!(pwd.methods_registered, ["password", "temporaryAccessPass"]);
+        assert!(
+            !pwd.is_mfa_registered,
+            "a pass is for registering, not a registered factor"
+        );
+        let pwd_totp = registration_details(true, &[], true, false);
+        assert!(pwd_totp.is_mfa_registered && !pwd_totp.is_passwordless_capable);
+        // TOTP alone (no password) is one factor.
+        assert!(!registration_details(false, &[], true, false).is_mfa_registered);
+        let keys = registration_details(
+            false,
+            &[(true, "iPhone"), (false, "securityKey"), (true, "iPhone")],
+            false,
+            false,
+        );
+        assert_eq!(keys.methods_registered, ["passkey"]);
+        assert!(keys.is_mfa_registered && keys.is_passwordless_capable);
+        assert_eq!((keys.passkey_count, keys.synced_passkey_count), (3, 2));
+        assert_eq!(keys.device_families, ["iPhone", "securityKey"]);
+    }
+
+    #[test]
+    fn registration_needs_a_recent_strong_sign_in() {
+        let t0 = crate::Timestamp::from_millis(1_000_000_000);
+        // A password alone is never strong enough, however recent.
+        assert_eq!(
+            may_register(&["pwd"], t0, t0),
+            RegistrationGate::NeedsStrongSignIn
+        );
+        assert_eq!(
+            may_register(&["fed"], t0, t0),
+            RegistrationGate::NeedsStrongSignIn
+        );
+        // Password + TOTP, or a passkey: 5 minutes, the last millisecond included.
+        for amr in [&["pwd", "otp", "mfa"][..], &["hwk", "user", "mfa"][..]] {
+            let edge = t0.plus_secs(STRONG_SIGN_IN_WINDOW_SECS);
+            assert!(
+                matches!(may_register(amr, t0, t0), RegistrationGate::Allowed { until } if until == edge)
+            );
+            assert!(matches!(
+                may_register(amr, t0, crate::Timestamp::from_millis(edge.millis() - 1)),
+                RegistrationGate::Allowed { .. }
+            ));
+            assert_eq!(
+                may_register(amr, t0, edge),
+                RegistrationGate::StrongSignInTooOld
+            );
+        }
+        // A pass: its 10-minute registration window.
+        let edge = t0.plus_secs(crate::tap::REGISTRATION_WINDOW_SECS);
+        assert!(matches!(
+            may_register(&["tap", "mfa"], t0, t0.plus_secs(STRONG_SIGN_IN_WINDOW_SECS + 60)),
+            RegistrationGate::Allowed { until } if until == edge
+        ));
+        assert_eq!(
+            may_register(&["tap", "mfa"], t0, edge),
+            RegistrationGate::StrongSignInTooOld
+        );
+        // A sign-in "from the future" (clock skew between nodes) is not trusted.
+        assert_eq!(
+            may_register(&["hwk", "user", "mfa"], t0.plus_secs(1), t0),
+            RegistrationGate::StrongSignInTooOld
+        );
+    }
 
     fn g(n: u128) -> Uuid {
         Uuid::from_u128(n)
@@ -457,6 +627,9 @@ mod tests {
         p.passkey.target.enabled = false;
         assert!(!p.passkey_allowed(&set(&[]), Some(yubi)));
         assert!(p.allows(PolicyMethod::Password, &set(&[])));
+        // Passes are on in the default target (the pass policy is their switch).
+        assert!(p.allows(PolicyMethod::TemporaryAccessPass, &set(&[])));
+        p.temporary_access_pass.enabled = false;
         assert!(!p.allows(PolicyMethod::TemporaryAccessPass, &set(&[])));
     }
 }

@@ -79,6 +79,20 @@ pub enum FailureReason {
     /// The right Temporary Access Pass, but it cannot be used now (expired, not yet valid,
     /// already used once, or passes are off); the log says which.
     TemporaryAccessPassNotUsable,
+    /// A passkey this server does not know (removed, or registered elsewhere).
+    PasskeyNotRegistered,
+    /// The passkey's assertion failed verification (origin, RP ID, challenge, signature,
+    /// user verification); the log names which check.
+    PasskeyRejected,
+    /// The passkey's signature counter did not advance: possibly a cloned authenticator
+    /// (SPEC §6.1). Refused and audited.
+    PasskeyPossibleClone,
+    /// The methods policy does not allow this method (or this authenticator model) for the user.
+    MethodNotAllowedByPolicy,
+    /// A second factor is required and the code (or second method) was wrong.
+    InvalidSecondFactor,
+    /// A second factor is required and the user has none registered.
+    SecondFactorNotRegistered,
 }
 
 impl FailureReason {
@@ -107,6 +121,12 @@ impl FailureReason {
             Self::PasswordMustChange => "passwordMustChange",
             Self::AccountLockedSmartLockout => "accountLockedSmartLockout",
             Self::TemporaryAccessPassNotUsable => "temporaryAccessPassNotUsable",
+            Self::PasskeyNotRegistered => "passkeyNotRegistered",
+            Self::PasskeyRejected => "passkeyRejected",
+            Self::PasskeyPossibleClone => "passkeyPossibleClone",
+            Self::MethodNotAllowedByPolicy => "methodNotAllowedByPolicy",
+            Self::InvalidSecondFactor => "invalidSecondFactor",
+            Self::SecondFactorNotRegistered => "secondFactorNotRegistered",
         }
     }
 
@@ -165,6 +185,24 @@ impl FailureReason {
             // Only reached with the right pass.
             Self::TemporaryAccessPassNotUsable => {
                 "This Temporary Access Pass cannot be used now. Ask your helpdesk for a new one."
+            }
+            Self::PasskeyNotRegistered => {
+                "This passkey is not registered for any account here (it may have been removed). Sign in with your name instead, or use another passkey."
+            }
+            Self::PasskeyRejected => {
+                "Your passkey could not be verified, so you were not signed in. Try again; if it keeps happening, sign in another way and re-register the passkey."
+            }
+            Self::PasskeyPossibleClone => {
+                "This passkey was refused because it may have been copied. Contact your helpdesk: they can give you a Temporary Access Pass to register a new one."
+            }
+            Self::MethodNotAllowedByPolicy => {
+                "Your organisation does not allow this sign-in method (or this kind of security key) for your account. Use another method, or contact your helpdesk."
+            }
+            Self::InvalidSecondFactor => {
+                "That code is not right, or it was already used. Wait for the next code in your authenticator app and try again."
+            }
+            Self::SecondFactorNotRegistered => {
+                "This sign-in needs a second method (a passkey or an authenticator app) and none is registered for your account. Ask your helpdesk for a Temporary Access Pass to register one."
             }
             // Only reached after the correct password.
             Self::PasswordExpired => {

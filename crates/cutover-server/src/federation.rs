@@ -33,7 +33,7 @@ use uuid::Uuid;
 use crate::admin::{Admin, ApiJson, audit, created, text};
 use crate::clock::rfc3339;
 use crate::error::{ApiError, PageError};
-use crate::signin::{TxnData, complete_sign_in, record_for_txn};
+use crate::signin::{TxnData, record_for_txn};
 use crate::{AppState, RequestCtx, pages};
 
 /// Cutover's redirect URI at every upstream: `<issuer>/federation/callback`.
@@ -435,14 +435,16 @@ async fn callback(
     }
     tracing::info!(user = %user.upn, matched_by = matched_by.as_str(), "federated sign-in verified");
     record.authentication_methods = vec!["federated".into(), matched_by.as_str().into()];
-    complete_sign_in(
+    crate::mfa::finish_or_step_up(
         &state,
+        &ctx,
         &txn_id,
         &txn,
         &user_record,
         domain.as_ref(),
         record,
         vec!["fed".into()],
+        None,
     )
     .await
 }

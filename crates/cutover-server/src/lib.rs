@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 pub mod admin;
 pub mod agents_admin;
+pub mod auth_methods;
 pub mod bootstrap;
 pub mod clock;
 pub mod crypto;
@@ -28,15 +29,19 @@ pub mod federation;
 pub mod keys;
 pub mod lockout;
 pub mod metrics;
+pub mod mfa;
+pub mod my;
 pub mod oidc;
 pub mod openapi;
 pub mod pages;
+pub mod passkeys;
 pub mod pta;
 pub mod rollout;
 pub mod signin;
 pub mod sync;
 pub mod tap;
 pub mod tls;
+pub mod totp_enrol;
 
 use clock::Clock;
 use crypto::{Argon2Params, Hasher};
@@ -68,6 +73,8 @@ pub struct ServerConfig {
     /// How long one pass-through attempt waits for an agent's answer (SPEC §5.3), within
     /// `cutover_core::pta::{MIN,MAX}_REQUEST_DEADLINE_MS`; one retry may follow.
     pub pass_through_deadline_ms: i64,
+    /// Passkey settings of this node (relying-party id, catalogue, attestation roots).
+    pub passkeys: passkeys::PasskeyConfig,
 }
 
 /// Refuse an issuer URL that would be unsafe or invalid (OpenID Connect Discovery §3).
@@ -146,6 +153,8 @@ pub struct AppState {
     pub federation: cutover_federation::Federation,
     /// Pass-through agents: cache, work signal, waiting sign-ins.
     pub pta: pta::PtaHub,
+    /// The WebAuthn relying party, the authenticator catalogue and the attestation roots.
+    pub passkeys: passkeys::PasskeyRuntime,
 }
 
 impl AppState {
@@ -185,6 +194,11 @@ impl AppState {
         let keys = KeyRing::load(store.clone(), now, kek)
             .await
             .map_err(anyhow::Error::msg)?;
+        let passkeys = passkeys::PasskeyRuntime::new(&config.issuer, &config.passkeys)
+            .map_err(anyhow::Error::msg)?;
+        if let Some(why) = &passkeys.unavailable {
+            tracing::warn!("{why}");
+        }
         let params = config.argon2;
         let dummy_hash = tokio::task::spawn_blocking(move || {
             params.hash(&cutover_core::Secret::new(crypto::random_token()))
@@ -202,6 +216,7 @@ impl AppState {
             metrics: metrics::Metrics::default(),
             federation: cutover_federation::Federation::new().map_err(anyhow::Error::msg)?,
             pta: pta::PtaHub::default(),
+            passkeys,
         }))
     }
 
@@ -357,6 +372,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(oidc::routes())
         .merge(signin::routes())
         .merge(federation::routes())
+        .merge(passkeys::routes())
+        .merge(my::routes())
+        .merge(mfa::routes())
+        .merge(totp_enrol::routes())
         .nest(
             "/api/v1",
             admin::routes()
@@ -364,7 +383,9 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(federation::admin_routes())
                 .merge(rollout::admin_routes())
                 .merge(agents_admin::admin_routes())
-                .merge(tap::admin_routes()),
+                .merge(tap::admin_routes())
+                .merge(passkeys::admin_routes())
+                .merge(auth_methods::admin_routes()),
         )
         .nest(
             "/agent/v1",
@@ -513,6 +534,7 @@ mod tests {
             key_encryption_key: crypto::KeyEncryptionKey::generate(),
             synced_password_expiry_days: None,
             pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
+            passkeys: Default::default(),
         }
     }
 

@@ -120,6 +120,7 @@ fn authorize_params(map: &HashMap<String, String>, dups: Vec<String>) -> Authori
         max_age: g("max_age"),
         login_hint: g("login_hint"),
         domain_hint: g("domain_hint"),
+        acr_values: g("acr_values"),
         request: g("request"),
         request_uri: g("request_uri"),
         duplicated: dups,

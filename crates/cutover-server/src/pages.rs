@@ -20,9 +20,9 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-/// A complete HTML page with the headers every page carries, and the extra origin (if any)
-/// its form may end up redirecting to.
-pub struct Page(String, Option<String>);
+/// A complete HTML page with the headers every page carries, the extra origin (if any) its
+/// form may end up redirecting to, and whether it runs Cutover's own script.
+pub struct Page(String, Option<String>, bool);
 
 impl Page {
     /// Allow this page's form to end in a redirect to `redirect_uri`'s origin: browsers apply
@@ -35,6 +35,14 @@ impl Page {
                 // A native app's private-use scheme has no origin; CSP names it as a scheme source.
                 url::Origin::Opaque(_) => format!("{}:", u.scheme()),
             });
+        self
+    }
+
+    /// Let this page run Cutover's own scripts (`/static/*.js`, same origin only) and fetch
+    /// from its own origin: the passkey ceremonies need `navigator.credentials`. Inline
+    /// scripts stay forbidden.
+    pub fn with_script(mut self) -> Self {
+        self.2 = true;
         self
     }
 }
@@ -50,8 +58,13 @@ impl IntoResponse for Page {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert("x-frame-options", HeaderValue::from_static("DENY"));
         let extra = self.1.map(|o| format!(" {o}")).unwrap_or_default();
+        let script = if self.2 {
+            " script-src 'self'; connect-src 'self';"
+        } else {
+            ""
+        };
         let csp = format!(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; \
+            "default-src 'none';{script} style-src 'unsafe-inline'; img-src 'self' data:; \
              form-action 'self'{extra}; frame-ancestors 'none'; base-uri 'none'"
         );
         if let Ok(v) = HeaderValue::from_str(&csp) {
@@ -67,8 +80,16 @@ h1{font-size:1.4rem;margin:0 0 1rem}p{line-height:1.45}label{display:block;font-
 input[type=text],input[type=email],input[type=password]{width:100%;box-sizing:border-box;padding:.6rem;font-size:1rem;border:1px solid #9ca3af;border-radius:.25rem}\
 input:focus{outline:2px solid #2563eb;outline-offset:1px}\
 button{margin-top:1.25rem;width:100%;padding:.65rem;font-size:1rem;background:#1d4ed8;color:#fff;border:0;border-radius:.25rem;cursor:pointer}\
+button.secondary{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8}button.link{width:auto;margin:0;padding:.2rem .5rem;background:#fff;color:#b91c1c;border:1px solid #b91c1c}\
+table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;padding:.35rem .3rem;border-bottom:1px solid #e5e7eb;font-size:.9rem;vertical-align:top}\
+.ok{background:#f0fdf4;border-left:4px solid #15803d;padding:.6rem .8rem;margin:0 0 1rem}.tag{font-size:.75rem;padding:.05rem .35rem;border-radius:.2rem;background:#e0e7ff}\
 .error{background:#fef2f2;border-left:4px solid #b91c1c;padding:.6rem .8rem;margin:0 0 1rem}\
 .who{color:#374151;margin:0 0 .5rem}.small{font-size:.875rem;color:#4b5563}a{color:#1d4ed8}";
+
+/// The common layout around `body` (already-escaped HTML), for pages of other modules.
+pub fn page(title: &str, body: &str) -> Page {
+    layout(title, body)
+}
 
 fn layout(title: &str, body: &str) -> Page {
     Page(
@@ -78,6 +99,7 @@ fn layout(title: &str, body: &str) -> Page {
             esc(title)
         ),
         None,
+        false,
     )
 }
 
@@ -106,7 +128,12 @@ pub fn identifier_page(
          <input type=\"hidden\" name=\"t\" value=\"{t}\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
          <label for=\"username\">Email or username</label>\
          <input type=\"text\" id=\"username\" name=\"username\" value=\"{u}\" autocomplete=\"username webauthn\" autocapitalize=\"none\" spellcheck=\"false\" required autofocus{aria}>\
-         <button type=\"submit\" id=\"next\">Next</button></form>",
+         <button type=\"submit\" id=\"next\">Next</button></form>\
+         <form method=\"post\" action=\"/login/passkey\" id=\"passkey-form\" data-options=\"/login/passkey/options\" hidden>\
+         <input type=\"hidden\" name=\"t\" value=\"{t}\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+         <input type=\"hidden\" name=\"challenge\" value=\"\"><input type=\"hidden\" name=\"credential\" value=\"\">\
+         <button type=\"button\" id=\"passkey-signin\" class=\"secondary\">Sign in with a passkey</button></form>\
+         <script src=\"/static/passkey.js\" defer></script>",
         app = esc(app_name),
         err = error_block(error),
         t = esc(txn),
@@ -118,7 +145,7 @@ pub fn identifier_page(
             ""
         },
     );
-    layout("Sign in", &body)
+    layout("Sign in", &body).with_script()
 }
 
 /// Step 2: prove it.
@@ -216,6 +243,7 @@ pub fn upstream_redirect_page(idp_name: &str, url: &str, username: &str, txn: &s
             t = esc(txn),
         ),
         None,
+        false,
     )
 }
 
@@ -233,15 +261,15 @@ mod tests {
     #[test]
     fn every_value_is_escaped() {
         let evil = "\"><script>alert(1)</script>";
-        let Page(html, _) = identifier_page(evil, evil, evil, Some(evil), Some(evil));
+        let Page(html, _, _) = identifier_page(evil, evil, evil, Some(evil), Some(evil));
         assert!(!html.contains("<script>"), "{html}");
-        let Page(html, _) = password_page(evil, evil, evil, Some(evil));
+        let Page(html, _, _) = password_page(evil, evil, evil, Some(evil));
         assert!(!html.contains("<script>"));
-        let Page(html, _) = error_page(evil, evil);
+        let Page(html, _, _) = error_page(evil, evil);
         assert!(!html.contains("<script>"));
-        let Page(html, _) = error_page_with_action(evil, evil, evil, evil);
+        let Page(html, _, _) = error_page_with_action(evil, evil, evil, evil);
         assert!(!html.contains("<script>"), "{html}");
-        let Page(html, _) = upstream_redirect_page(evil, evil, evil, evil);
+        let Page(html, _, _) = upstream_redirect_page(evil, evil, evil, evil);
         assert!(!html.contains("<script>"), "{html}");
     }
 
@@ -279,10 +307,10 @@ mod tests {
 
     #[test]
     fn fields_are_labelled_and_autocomplete_is_set() {
-        let Page(html, _) = identifier_page("t", "c", "App", None, None);
+        let Page(html, _, _) = identifier_page("t", "c", "App", None, None);
         assert!(html.contains("<label for=\"username\">"));
         assert!(html.contains("autocomplete=\"username webauthn\""));
-        let Page(html, _) = password_page("t", "c", "u@c.example", None);
+        let Page(html, _, _) = password_page("t", "c", "u@c.example", None);
         assert!(html.contains("<label for=\"password\">"));
         assert!(html.contains("autocomplete=\"current-password\""));
     }

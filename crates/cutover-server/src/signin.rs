@@ -82,6 +82,12 @@ pub struct TxnData {
     /// Set while the browser is at the upstream IdP.
     #[serde(default)]
     pub upstream: Option<crate::federation::UpstreamPending>,
+    /// The strength the application asked for (`acr_values`): the sign-in steps up to it.
+    #[serde(default)]
+    pub acr: Option<cutover_core::strength::BuiltIn>,
+    /// The checked first factor of a sign-in waiting for its second (`crate::mfa`).
+    #[serde(default)]
+    pub first_factor: Option<crate::mfa::FirstFactor>,
 }
 
 pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -106,6 +112,11 @@ pub fn cookie(name: &str, value: &str, max_age_secs: i64, secure: bool) -> Heade
 
 fn csrf_token(state: &AppState, txn_id: &str, bb: &str) -> String {
     state.hasher.hash("csrf", &format!("{txn_id}.{bb}"))
+}
+
+/// The CSRF token of the transaction `txn_id` in the browser bound by `bb`.
+pub(crate) fn csrf_for(state: &AppState, txn_id: &str, bb: &str) -> String {
+    csrf_token(state, txn_id, bb)
 }
 
 /// The base sign-in record for this request; callers fill the outcome.
@@ -367,6 +378,17 @@ pub async fn start(
     match decide_session(req.prompt, req.max_age, facts, now) {
         SessionDecision::Reuse => {
             let (session, user) = session_user.expect("Reuse implies a session");
+            if let Some(required) = req.acr
+                && !cutover_core::strength::meets_built_in(
+                    &cutover_core::strength::methods_from_amr(&session.methods),
+                    required,
+                )
+            {
+                return crate::mfa::step_up_session(
+                    state, ctx, headers, &req, app, &session, &user, required,
+                )
+                .await;
+            }
             let mut record = new_record(state, ctx, correlation_id, true);
             record.app_id = Some(app.id);
             record.client_id = Some(app.client_id.clone());
@@ -476,7 +498,7 @@ pub async fn start(
 }
 
 impl TxnData {
-    fn from_request(
+    pub(crate) fn from_request(
         req: &AuthorizeRequest,
         app: &Application,
         browser_binding: String,
@@ -505,6 +527,8 @@ impl TxnData {
             staged_feature: None,
             staged: None,
             upstream: None,
+            acr: req.acr,
+            first_factor: None,
         }
     }
 }
@@ -520,6 +544,14 @@ async fn issue_code(
     not_after: Option<Timestamp>,
 ) -> Result<Response, PageError> {
     let now = state.now();
+    // The security-info pages are Cutover's own: the session is all they need, no code.
+    if txn.client_id == crate::my::MY_CLIENT_ID {
+        let mut res = Redirect::to(&txn.redirect_uri).into_response();
+        if let Some(c) = set_session {
+            res.headers_mut().append(header::SET_COOKIE, c);
+        }
+        return Ok(res);
+    }
     let code = crate::crypto::random_token();
     let grant = Grant {
         id: Uuid::now_v7(),
@@ -604,7 +636,7 @@ pub(crate) async fn load_txn(
     Ok((txn_id.to_owned(), txn, bb))
 }
 
-fn check_csrf(
+pub(crate) fn check_csrf(
     state: &AppState,
     txn_id: &str,
     bb: &str,
@@ -635,7 +667,12 @@ async fn identifier_get(
     let (txn_id, txn, bb) = load_txn(&state, &headers, q.t.as_deref()).await?;
     let csrf = csrf_token(&state, &txn_id, &bb);
     let prefill = txn.username.as_deref().or(txn.login_hint.as_deref());
-    Ok(pages::identifier_page(&txn_id, &csrf, &txn.app_name, prefill, None).into_response())
+    // The passkey form on this page ends in a redirect to the client.
+    Ok(
+        pages::identifier_page(&txn_id, &csrf, &txn.app_name, prefill, None)
+            .with_form_target(&txn.redirect_uri)
+            .into_response(),
+    )
 }
 
 #[derive(Deserialize)]
@@ -674,7 +711,8 @@ async fn identifier_post(
                     &txn.app_name,
                     Some(&typed_short),
                     Some(&msg),
-                ),
+                )
+                .with_form_target(&txn.redirect_uri),
             )
                 .into_response());
         }
@@ -993,14 +1031,16 @@ async fn password_post(
             let Some(user) = record_user.as_ref() else {
                 return Err(PageError::internal("a password success without a user"));
             };
-            complete_sign_in(
+            crate::mfa::finish_or_step_up(
                 &state,
+                &ctx,
                 &txn_id,
                 &txn,
                 user,
                 domain.as_ref(),
                 record,
                 vec!["pwd".to_owned()],
+                None,
             )
             .await
         }
@@ -1112,8 +1152,9 @@ async fn pass_post(
             )
             .await;
             tracing::info!(pass = %tap.id, one_time = tap.one_time, "signed in with a Temporary Access Pass");
-            complete_sign_in_capped(
+            crate::mfa::finish_or_step_up(
                 state,
+                ctx,
                 txn_id,
                 txn,
                 user,

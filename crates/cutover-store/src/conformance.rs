@@ -133,6 +133,13 @@ pub async fn run(store: Arc<dyn Store>) {
     pta_purge(&*store).await;
     grant_lifetime_cap(&*store).await;
     temporary_access_passes(store.clone()).await;
+    passkeys(&*store).await;
+    passkey_races(store.clone()).await;
+    passkey_use(store.clone()).await;
+    webauthn_challenges(store.clone()).await;
+    totp_enrolments(store.clone()).await;
+    passkeys_totp_cascade(&*store).await;
+    standalone_audit(&*store).await;
 }
 
 fn batch(
@@ -4085,4 +4092,915 @@ async fn temporary_access_passes(store: Arc<dyn Store>) {
         Some(fresh),
         "expired a day ago, not more: kept"
     );
+}
+
+// Passkeys, WebAuthn ceremonies and TOTP enrolments.
+
+/// A user in `domain` (created when missing); returns their id.
+async fn mfa_user(s: &dyn Store, domain: &str, local: &str) -> Uuid {
+    if s.get_domain(domain).await.unwrap().is_none() {
+        s.create_domain(
+            &domain_with(domain, DomainAuthentication::Managed(Default::default())),
+            &audit("createDomain", domain),
+        )
+        .await
+        .unwrap();
+    }
+    let u = user(&format!("{local}@{domain}"));
+    s.create_user(&u, &audit("createUser", &format!("{local}@{domain}")))
+        .await
+        .unwrap();
+    u.user.id
+}
+
+fn passkey(user_id: Uuid, credential_id: &str, created_at: Timestamp) -> PasskeyRecord {
+    PasskeyRecord {
+        id: Uuid::new_v4(),
+        user_id,
+        credential_id: credential_id.into(),
+        name: format!("key {credential_id}"),
+        aaguid: Uuid::nil(),
+        credential: format!(r#"{{"cred":"{credential_id}","publicKey":"pQECAyYgAS"}}"#),
+        backup_eligible: true,
+        backed_up: false,
+        sign_count: 0,
+        device_family: "securityKey".into(),
+        attestation_format: "none".into(),
+        attested: false,
+        transports: vec!["usb".into(), "nfc".into()],
+        created_at,
+        last_used_at: None,
+    }
+}
+
+fn is_conflict(r: &StoreResult<()>, message: &str) -> bool {
+    matches!(r, Err(StoreError::Conflict(m)) if m == message)
+}
+
+/// Passkeys: add, list (oldest first), look up by credential id, page over everyone's, rename,
+/// delete; a credential id is registered once across all users; the per-user limit at its
+/// edge; audit rows only for what was written.
+async fn passkeys(s: &dyn Store) {
+    const MAX: u32 = 3;
+    let a = mfa_user(s, "pk.example", "a").await;
+    let b = mfa_user(s, "pk.example", "b").await;
+    assert!(s.list_passkeys(a).await.unwrap().is_empty());
+    assert_eq!(s.get_passkey_by_credential_id("pk-1").await.unwrap(), None);
+
+    // Add, get by credential id, list oldest first (not in the order added).
+    let mut first = passkey(a, "pk-1", T0.plus_secs(2));
+    first.aaguid = Uuid::new_v4();
+    first.sign_count = 7;
+    first.attested = true;
+    first.attestation_format = "packed".into();
+    first.device_family = "iPhone".into();
+    first.backed_up = true;
+    first.last_used_at = Some(T0.plus_secs(3));
+    s.add_passkey(&first, MAX, &audit("addPasskey", "pk-add-1"))
+        .await
+        .unwrap();
+    let older = passkey(a, "pk-2", T0.plus_secs(1));
+    s.add_passkey(&older, MAX, &audit("addPasskey", "pk-add-2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_passkey_by_credential_id("pk-1").await.unwrap(),
+        Some(first.clone()),
+        "every field round-trips"
+    );
+    assert_eq!(
+        s.get_passkey_by_credential_id("PK-1").await.unwrap(),
+        None,
+        "credential ids match exactly"
+    );
+    assert_eq!(
+        s.list_passkeys(a).await.unwrap(),
+        vec![older.clone(), first.clone()],
+        "oldest first"
+    );
+    assert_eq!(audits_for(s, "pk-add-1").await.len(), 1);
+    assert_eq!(audits_for(s, "pk-add-2").await.len(), 1);
+
+    // A missing user: NotFound, nothing written.
+    let stranger = Uuid::new_v4();
+    assert!(matches!(
+        s.add_passkey(
+            &passkey(stranger, "pk-stranger", T0),
+            MAX,
+            &audit("addPasskey", "pk-stranger")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "pk-stranger").await.is_empty());
+    assert_eq!(
+        s.get_passkey_by_credential_id("pk-stranger").await.unwrap(),
+        None
+    );
+
+    // A credential id is registered once, across all users (and Cutover's id once too).
+    for (owner, dup) in [
+        (b, passkey(b, "pk-1", T0)),
+        (a, passkey(a, "pk-1", T0)),
+        (
+            b,
+            PasskeyRecord {
+                id: first.id,
+                ..passkey(b, "pk-fresh", T0)
+            },
+        ),
+    ] {
+        let r = s
+            .add_passkey(&dup, MAX, &audit("addPasskey", "pk-dup"))
+            .await;
+        assert!(is_conflict(&r, PASSKEY_CREDENTIAL_REGISTERED), "{r:?}");
+        if owner == b {
+            assert!(s.list_passkeys(b).await.unwrap().is_empty());
+        }
+    }
+    assert!(audits_for(s, "pk-dup").await.is_empty(), "nothing written");
+    assert_eq!(
+        s.list_passkeys(a).await.unwrap(),
+        vec![older.clone(), first.clone()]
+    );
+    assert_eq!(
+        s.get_passkey_by_credential_id("pk-fresh").await.unwrap(),
+        None
+    );
+
+    // The limit at its edge: the add at MAX - 1 passkeys succeeds, the one at MAX is refused
+    // (whichever conflict applies, the credential id is checked first); a limit one higher
+    // lets one more in.
+    let third = passkey(a, "pk-3", T0.plus_secs(3));
+    s.add_passkey(&third, MAX, &audit("addPasskey", "pk-add-3"))
+        .await
+        .unwrap();
+    assert_eq!(s.list_passkeys(a).await.unwrap().len(), MAX as usize);
+    let fourth = passkey(a, "pk-4", T0.plus_secs(4));
+    let r = s
+        .add_passkey(&fourth, MAX, &audit("addPasskey", "pk-add-4-refused"))
+        .await;
+    assert!(is_conflict(&r, PASSKEY_LIMIT_REACHED), "{r:?}");
+    let r = s
+        .add_passkey(
+            &passkey(a, "pk-1", T0),
+            MAX,
+            &audit("addPasskey", "pk-add-4-refused"),
+        )
+        .await;
+    assert!(is_conflict(&r, PASSKEY_CREDENTIAL_REGISTERED), "{r:?}");
+    assert!(audits_for(s, "pk-add-4-refused").await.is_empty());
+    assert_eq!(s.get_passkey_by_credential_id("pk-4").await.unwrap(), None);
+    s.add_passkey(&fourth, MAX + 1, &audit("addPasskey", "pk-add-4"))
+        .await
+        .unwrap();
+    let r = s
+        .add_passkey(
+            &passkey(a, "pk-5", T0),
+            MAX + 1,
+            &audit("addPasskey", "pk-add-5"),
+        )
+        .await;
+    assert!(is_conflict(&r, PASSKEY_LIMIT_REACHED), "{r:?}");
+    let r = s
+        .add_passkey(
+            &passkey(b, "pk-b0", T0),
+            0,
+            &audit("addPasskey", "pk-add-5"),
+        )
+        .await;
+    assert!(
+        is_conflict(&r, PASSKEY_LIMIT_REACHED),
+        "a limit of 0 refuses all: {r:?}"
+    );
+    assert!(audits_for(s, "pk-add-5").await.is_empty());
+    assert_eq!(
+        s.list_passkeys(a).await.unwrap(),
+        vec![older.clone(), first.clone(), third.clone(), fourth.clone()]
+    );
+
+    // Everyone's passkeys, paged by id.
+    let b1 = passkey(b, "pk-b1", T0);
+    s.add_passkey(&b1, MAX, &audit("addPasskey", "pk-add-b1"))
+        .await
+        .unwrap();
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s.list_all_passkeys(after, 2).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(page);
+    }
+    let ids: Vec<Uuid> = paged.iter().map(|p| p.id).collect();
+    let mut sorted = ids.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(ids, sorted, "by id, each once");
+    assert_eq!(paged, s.list_all_passkeys(None, 500).await.unwrap());
+    for p in [&first, &older, &third, &fourth, &b1] {
+        assert!(paged.contains(p), "{p:?} is listed");
+    }
+
+    // Rename: only the user's own passkey.
+    assert!(matches!(
+        s.rename_passkey(b, first.id, "mine", &audit("renamePasskey", "pk-ren-wrong"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.rename_passkey(
+            a,
+            Uuid::new_v4(),
+            "mine",
+            &audit("renamePasskey", "pk-ren-wrong")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "pk-ren-wrong").await.is_empty());
+    s.rename_passkey(
+        a,
+        first.id,
+        "Work laptop",
+        &audit("renamePasskey", "pk-ren"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(audits_for(s, "pk-ren").await.len(), 1);
+    let renamed = s
+        .get_passkey_by_credential_id("pk-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        renamed,
+        PasskeyRecord {
+            name: "Work laptop".into(),
+            ..first.clone()
+        },
+        "only the name changed"
+    );
+
+    // Delete: only the user's own passkey, once.
+    assert!(matches!(
+        s.delete_passkey(b, older.id, &audit("deletePasskey", "pk-del-wrong"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "pk-del-wrong").await.is_empty());
+    s.delete_passkey(a, older.id, &audit("deletePasskey", "pk-del"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "pk-del").await.len(), 1);
+    assert!(matches!(
+        s.delete_passkey(a, older.id, &audit("deletePasskey", "pk-del-again"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "pk-del-again").await.is_empty());
+    assert_eq!(s.get_passkey_by_credential_id("pk-2").await.unwrap(), None);
+    assert_eq!(
+        s.list_passkeys(a).await.unwrap(),
+        vec![renamed, third, fourth]
+    );
+    // The deleted credential id can be registered again (here, by someone else).
+    s.add_passkey(
+        &passkey(b, "pk-2", T0),
+        MAX,
+        &audit("addPasskey", "pk-readd"),
+    )
+    .await
+    .unwrap();
+}
+
+/// Racing adds: at the limit only as many succeed as there is room for; one credential id
+/// added for many users at once is registered for exactly one.
+async fn passkey_races(store: Arc<dyn Store>) {
+    const MAX: u32 = 5;
+    let s = &*store;
+    let u = mfa_user(s, "pkrace.example", "limit").await;
+    for i in 0..MAX - 1 {
+        s.add_passkey(
+            &passkey(u, &format!("race-pre-{i}"), T0),
+            MAX,
+            &audit("addPasskey", "pk-race-pre"),
+        )
+        .await
+        .unwrap();
+    }
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .add_passkey(
+                        &passkey(u, &format!("race-{i}"), T0.plus_secs(10)),
+                        MAX,
+                        &audit("addPasskey", "pk-race"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => added += 1,
+            r => assert!(is_conflict(&r, PASSKEY_LIMIT_REACHED), "{r:?}"),
+        }
+    }
+    assert_eq!(
+        added, 1,
+        "of 10 concurrent adds with room for one, one succeeds"
+    );
+    assert_eq!(s.list_passkeys(u).await.unwrap().len(), MAX as usize);
+    assert_eq!(audits_for(s, "pk-race").await.len(), 1);
+
+    // One credential id, ten users at once (PostgreSQL: different users' adds do not wait
+    // for each other, so the unique index decides).
+    let mut users = Vec::new();
+    for i in 0..10 {
+        users.push(mfa_user(s, "pkrace.example", &format!("dup{i}")).await);
+    }
+    let tasks: Vec<_> = users
+        .iter()
+        .map(|&owner| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .add_passkey(
+                        &passkey(owner, "race-shared", T0),
+                        MAX,
+                        &audit("addPasskey", "pk-race-shared"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut added = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => added += 1,
+            r => assert!(is_conflict(&r, PASSKEY_CREDENTIAL_REGISTERED), "{r:?}"),
+        }
+    }
+    assert_eq!(added, 1, "a credential id is registered for one user");
+    assert_eq!(audits_for(s, "pk-race-shared").await.len(), 1);
+    let owner = s
+        .get_passkey_by_credential_id("race-shared")
+        .await
+        .unwrap()
+        .expect("registered")
+        .user_id;
+    for other in users.into_iter().filter(|&o| o != owner) {
+        assert!(s.list_passkeys(other).await.unwrap().is_empty());
+    }
+}
+
+/// A passkey's use moves its signature counter forward and never back; authenticators that
+/// never count (0 and 0) are let through; of racing uses with the same count one wins.
+async fn passkey_use(store: Arc<dyn Store>) {
+    let s = &*store;
+    let u = mfa_user(s, "pkuse.example", "user").await;
+    let counting = PasskeyRecord {
+        sign_count: 5,
+        ..passkey(u, "use-counting", T0)
+    };
+    let zero = passkey(u, "use-zero", T0.plus_secs(1));
+    for p in [&counting, &zero] {
+        s.add_passkey(p, 10, &audit("addPasskey", "pk-use"))
+            .await
+            .unwrap();
+    }
+    let get = async |cred: &str| {
+        s.get_passkey_by_credential_id(cred)
+            .await
+            .unwrap()
+            .expect("passkey")
+    };
+    let t1 = T0.plus_secs(60);
+
+    // Higher: stored with the backup state and the time.
+    assert!(
+        s.record_passkey_use(counting.id, 6, true, t1)
+            .await
+            .unwrap()
+    );
+    let after_use = get("use-counting").await;
+    assert_eq!(
+        after_use,
+        PasskeyRecord {
+            sign_count: 6,
+            backed_up: true,
+            last_used_at: Some(t1),
+            ..counting.clone()
+        }
+    );
+    // Equal and lower: refused, nothing written.
+    for presented in [6, 5, 0] {
+        assert!(
+            !s.record_passkey_use(counting.id, presented, false, t1.plus_secs(1))
+                .await
+                .unwrap(),
+            "count {presented} after 6 is refused"
+        );
+    }
+    assert_eq!(
+        get("use-counting").await,
+        after_use,
+        "refusals write nothing"
+    );
+    assert!(
+        !s.record_passkey_use(Uuid::new_v4(), 100, false, t1)
+            .await
+            .unwrap(),
+        "no such passkey"
+    );
+
+    // An authenticator that never counts: 0 after 0, again and again.
+    for (i, at) in [t1, t1.plus_secs(5)].into_iter().enumerate() {
+        assert!(
+            s.record_passkey_use(zero.id, 0, i == 0, at).await.unwrap(),
+            "0/0 use {i}"
+        );
+        let z = get("use-zero").await;
+        assert_eq!(
+            (z.sign_count, z.backed_up, z.last_used_at),
+            (0, i == 0, Some(at))
+        );
+    }
+    // ... until it starts counting: then 0 is refused.
+    assert!(s.record_passkey_use(zero.id, 1, false, t1).await.unwrap());
+    assert!(!s.record_passkey_use(zero.id, 0, false, t1).await.unwrap());
+    assert_eq!(get("use-zero").await.sign_count, 1);
+
+    // 50 concurrent uses presenting the same higher count: exactly one is recorded.
+    let race_at = t1.plus_secs(100);
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let id = counting.id;
+            tokio::spawn(async move {
+                store
+                    .record_passkey_use(id, 100, false, race_at)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.expect("task") {
+            won += 1;
+        }
+    }
+    assert_eq!(
+        won, 1,
+        "exactly one of 50 concurrent uses with one count wins"
+    );
+    let raced = get("use-counting").await;
+    assert_eq!((raced.sign_count, raced.last_used_at), (100, Some(race_at)));
+    // The maximum count round-trips.
+    assert!(
+        s.record_passkey_use(counting.id, u32::MAX, false, race_at)
+            .await
+            .unwrap()
+    );
+    assert_eq!(get("use-counting").await.sign_count, u32::MAX);
+    assert!(
+        !s.record_passkey_use(counting.id, u32::MAX, false, race_at)
+            .await
+            .unwrap()
+    );
+}
+
+fn challenge(id: &str, user_id: Option<Uuid>, expires_at: Timestamp) -> WebauthnChallenge {
+    WebauthnChallenge {
+        id: id.into(),
+        kind: if user_id.is_some() {
+            WebauthnChallenge::REGISTRATION
+        } else {
+            WebauthnChallenge::AUTHENTICATION
+        }
+        .into(),
+        user_id,
+        state: format!(r#"{{"challenge":"secret-{id}"}}"#),
+        created_at: T0,
+        expires_at,
+    }
+}
+
+/// WebAuthn ceremony state: stored once per id, taken once (and never after it expired), 50
+/// racing takes get it once; the purge removes expired ones.
+async fn webauthn_challenges(store: Arc<dyn Store>) {
+    let s = &*store;
+    let u = mfa_user(s, "wa.example", "user").await;
+    let end = T0.plus_secs(300);
+
+    let reg = challenge("wa-reg", Some(u), end);
+    s.put_webauthn_challenge(&reg).await.unwrap();
+    let shown = format!("{reg:?}");
+    assert!(
+        !shown.contains("wa-reg") && !shown.contains("secret-") && shown.contains("***"),
+        "Debug hides the handle and the state: {shown}"
+    );
+    assert!(matches!(
+        s.put_webauthn_challenge(&challenge("wa-reg", None, end))
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(matches!(
+        s.put_webauthn_challenge(&challenge("wa-stranger", Some(Uuid::new_v4()), end))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        s.put_webauthn_challenge(&WebauthnChallenge {
+            kind: "enrolment".into(),
+            ..challenge("wa-bad-kind", None, end)
+        })
+        .await
+        .is_err(),
+        "only the two kinds are stored"
+    );
+    for missing in ["wa-stranger", "wa-bad-kind", "wa-never"] {
+        assert_eq!(s.take_webauthn_challenge(missing, T0).await.unwrap(), None);
+    }
+
+    // Taken once, before its expiry.
+    assert_eq!(
+        s.take_webauthn_challenge("wa-reg", end.plus_millis(-1))
+            .await
+            .unwrap(),
+        Some(reg.clone())
+    );
+    assert_eq!(s.take_webauthn_challenge("wa-reg", T0).await.unwrap(), None);
+
+    // Expired at its expiry millisecond, and deleted by the take all the same.
+    let auth = challenge("wa-auth", None, end);
+    s.put_webauthn_challenge(&auth).await.unwrap();
+    assert_eq!(
+        s.take_webauthn_challenge("wa-auth", end).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        s.take_webauthn_challenge("wa-auth", T0).await.unwrap(),
+        None,
+        "an expired take deletes it"
+    );
+    // Its id is free again.
+    s.put_webauthn_challenge(&auth).await.unwrap();
+    assert_eq!(
+        s.take_webauthn_challenge("wa-auth", T0).await.unwrap(),
+        Some(auth)
+    );
+
+    // 50 concurrent takes: exactly one gets it.
+    s.put_webauthn_challenge(&challenge("wa-race", Some(u), end))
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.take_webauthn_challenge("wa-race", T0).await.unwrap() })
+        })
+        .collect();
+    let mut taken = 0;
+    for t in tasks {
+        if let Some(c) = t.await.expect("task") {
+            assert_eq!(c.id, "wa-race");
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1, "exactly one of 50 concurrent takes gets it");
+
+    // The purge: expired ones go (counted), live ones stay.
+    let purge_at = T0.plus_secs(40 * 86_400);
+    for (id, expires) in [
+        ("wa-purge-old", purge_at.plus_millis(-1)),
+        ("wa-purge-now", purge_at),
+        ("wa-purge-live", purge_at.plus_millis(1)),
+    ] {
+        s.put_webauthn_challenge(&challenge(id, Some(u), expires))
+            .await
+            .unwrap();
+    }
+    let removed = s.purge_expired(purge_at).await.unwrap();
+    assert!(
+        removed >= 2,
+        "both expired challenges are counted: {removed}"
+    );
+    for gone in ["wa-purge-old", "wa-purge-now"] {
+        assert_eq!(s.take_webauthn_challenge(gone, T0).await.unwrap(), None);
+    }
+    assert!(
+        s.take_webauthn_challenge("wa-purge-live", T0)
+            .await
+            .unwrap()
+            .is_some(),
+        "a live challenge survives the purge"
+    );
+}
+
+fn totp(user_id: Uuid, name: &str) -> TotpRecord {
+    let id = Uuid::new_v4();
+    TotpRecord {
+        user_id,
+        id,
+        secret_sealed: format!("sealed-totp-{id}"),
+        params: r#"{"digits":6,"period":30,"algorithm":"SHA1"}"#.into(),
+        state: r#"{"lastStep":null,"failures":[]}"#.into(),
+        version: 0,
+        created_at: T0,
+        confirmed_at: None,
+        name: name.into(),
+    }
+}
+
+/// TOTP enrolments: one per user (a new one replaces it), the compare-and-set of the
+/// verifier's state (a stale version writes nothing; of racing updates one wins),
+/// confirmation, delete.
+async fn totp_enrolments(store: Arc<dyn Store>) {
+    let s = &*store;
+    let u = mfa_user(s, "totp.example", "user").await;
+    let other = mfa_user(s, "totp.example", "other").await;
+    assert_eq!(s.get_totp(u).await.unwrap(), None);
+
+    // A missing user: NotFound, nothing written.
+    let stranger = Uuid::new_v4();
+    assert!(matches!(
+        s.put_totp(
+            &totp(stranger, "phone"),
+            &audit("createTotp", "totp-stranger")
+        )
+        .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(audits_for(s, "totp-stranger").await.is_empty());
+    assert_eq!(s.get_totp(stranger).await.unwrap(), None);
+
+    // Put (pending), get.
+    let pending = totp(u, "phone");
+    s.put_totp(&pending, &audit("createTotp", "totp-put"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_totp(u).await.unwrap(), Some(pending.clone()));
+    assert_eq!(audits_for(s, "totp-put").await.len(), 1);
+    let shown = format!("{pending:?}");
+    assert!(
+        !shown.contains(&pending.secret_sealed) && shown.contains("***"),
+        "Debug hides the sealed secret: {shown}"
+    );
+
+    // Another user's enrolment with this id: Conflict, nothing written.
+    assert!(matches!(
+        s.put_totp(
+            &TotpRecord {
+                id: pending.id,
+                ..totp(other, "clash")
+            },
+            &audit("createTotp", "totp-clash")
+        )
+        .await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(audits_for(s, "totp-clash").await.is_empty());
+    assert_eq!(s.get_totp(other).await.unwrap(), None);
+    assert_eq!(s.get_totp(u).await.unwrap(), Some(pending.clone()));
+
+    // Compare-and-set on the version.
+    let (id, v0) = (pending.id, pending.version);
+    assert!(
+        s.update_totp_state(u, id, v0, r#"{"step":1}"#, None)
+            .await
+            .unwrap()
+    );
+    let v1 = s.get_totp(u).await.unwrap().unwrap();
+    assert_eq!(
+        v1,
+        TotpRecord {
+            state: r#"{"step":1}"#.into(),
+            version: v0 + 1,
+            ..pending.clone()
+        },
+        "state and version change, still pending"
+    );
+    for (user_id, tid, version) in [
+        (u, id, v0),
+        (u, id, v0 + 2),
+        (u, Uuid::new_v4(), v0 + 1),
+        (other, id, v0 + 1),
+    ] {
+        assert!(
+            !s.update_totp_state(user_id, tid, version, r#"{"step":9}"#, Some(T0))
+                .await
+                .unwrap(),
+            "({user_id}, {tid}, {version}) does not match"
+        );
+    }
+    assert_eq!(
+        s.get_totp(u).await.unwrap(),
+        Some(v1.clone()),
+        "a stale update changes nothing"
+    );
+
+    // Confirmation: set once, kept by later updates.
+    let confirmed_at = T0.plus_secs(30);
+    assert!(
+        s.update_totp_state(u, id, v1.version, r#"{"step":2}"#, Some(confirmed_at))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.update_totp_state(
+            u,
+            id,
+            v1.version + 1,
+            r#"{"step":3}"#,
+            Some(T0.plus_secs(90))
+        )
+        .await
+        .unwrap()
+    );
+    assert!(
+        s.update_totp_state(u, id, v1.version + 2, r#"{"step":4}"#, None)
+            .await
+            .unwrap()
+    );
+    let confirmed = s.get_totp(u).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            confirmed.confirmed_at,
+            confirmed.version,
+            confirmed.state.as_str()
+        ),
+        (Some(confirmed_at), v1.version + 3, r#"{"step":4}"#)
+    );
+
+    // 50 concurrent updates from one version: exactly one wins, and its state is stored.
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let store = store.clone();
+            let version = confirmed.version;
+            tokio::spawn(async move {
+                let state = format!(r#"{{"racer":{i}}}"#);
+                let won = store
+                    .update_totp_state(u, id, version, &state, None)
+                    .await
+                    .unwrap();
+                won.then_some(state)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        winners.extend(t.await.expect("task"));
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one of 50 concurrent updates wins"
+    );
+    let raced = s.get_totp(u).await.unwrap().unwrap();
+    assert_eq!(
+        (raced.version, &raced.state),
+        (confirmed.version + 1, &winners[0])
+    );
+
+    // Replace (a confirmed enrolment by a new, pending one): the old id no longer matches.
+    let replacement = totp(u, "new phone");
+    s.put_totp(&replacement, &audit("createTotp", "totp-replace"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_totp(u).await.unwrap(), Some(replacement.clone()));
+    assert_eq!(audits_for(s, "totp-replace").await.len(), 1);
+    assert!(
+        !s.update_totp_state(u, id, raced.version, "{}", None)
+            .await
+            .unwrap()
+    );
+
+    // Delete: only the user's enrolment with that id, once.
+    for (user_id, tid) in [(u, id), (other, replacement.id)] {
+        assert!(matches!(
+            s.delete_totp(user_id, tid, &audit("deleteTotp", "totp-del-wrong"))
+                .await,
+            Err(StoreError::NotFound)
+        ));
+    }
+    assert!(audits_for(s, "totp-del-wrong").await.is_empty());
+    s.delete_totp(u, replacement.id, &audit("deleteTotp", "totp-del"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "totp-del").await.len(), 1);
+    assert_eq!(s.get_totp(u).await.unwrap(), None);
+    assert!(matches!(
+        s.delete_totp(u, replacement.id, &audit("deleteTotp", "totp-del-again"))
+            .await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(
+        !s.update_totp_state(u, replacement.id, 0, "{}", None)
+            .await
+            .unwrap()
+    );
+}
+
+/// Deleting a user deletes their passkeys, their TOTP enrolment and their ceremonies in
+/// progress; a user created again with the same id starts with none.
+async fn passkeys_totp_cascade(s: &dyn Store) {
+    let gone = user("gone@mfagone.example");
+    s.create_domain(
+        &domain_with(
+            "mfagone.example",
+            DomainAuthentication::Managed(Default::default()),
+        ),
+        &audit("createDomain", "mfagone.example"),
+    )
+    .await
+    .unwrap();
+    s.create_user(&gone, &audit("createUser", "mfa-gone"))
+        .await
+        .unwrap();
+    let g = gone.user.id;
+    for cred in ["gone-1", "gone-2"] {
+        s.add_passkey(&passkey(g, cred, T0), 5, &audit("addPasskey", "mfa-gone"))
+            .await
+            .unwrap();
+    }
+    s.put_totp(&totp(g, "phone"), &audit("createTotp", "mfa-gone"))
+        .await
+        .unwrap();
+    let end = T0.plus_secs(300);
+    s.put_webauthn_challenge(&challenge("gone-reg", Some(g), end))
+        .await
+        .unwrap();
+    s.put_webauthn_challenge(&challenge("gone-anon", None, end))
+        .await
+        .unwrap();
+
+    s.delete_user(g, &audit("deleteUser", "mfa-gone"))
+        .await
+        .unwrap();
+    assert!(s.list_passkeys(g).await.unwrap().is_empty());
+    for cred in ["gone-1", "gone-2"] {
+        assert_eq!(s.get_passkey_by_credential_id(cred).await.unwrap(), None);
+    }
+    assert!(
+        s.list_all_passkeys(None, 500)
+            .await
+            .unwrap()
+            .iter()
+            .all(|p| p.user_id != g)
+    );
+    assert_eq!(s.get_totp(g).await.unwrap(), None);
+    assert_eq!(
+        s.take_webauthn_challenge("gone-reg", T0).await.unwrap(),
+        None
+    );
+    assert!(
+        s.take_webauthn_challenge("gone-anon", T0)
+            .await
+            .unwrap()
+            .is_some(),
+        "a challenge naming no user stays"
+    );
+
+    s.create_user(&gone, &audit("createUser", "mfa-gone-again"))
+        .await
+        .unwrap();
+    assert!(s.list_passkeys(g).await.unwrap().is_empty());
+    assert_eq!(s.get_totp(g).await.unwrap(), None);
+    // The credential ids are free again.
+    s.add_passkey(
+        &passkey(g, "gone-1", T0),
+        5,
+        &audit("addPasskey", "mfa-gone-again"),
+    )
+    .await
+    .unwrap();
+}
+
+/// An audit event written on its own is listed like any other.
+async fn standalone_audit(s: &dyn Store) {
+    let a = audit("passkeyPossibleClone", "standalone-target");
+    s.insert_audit_event(&a).await.unwrap();
+    let found = s
+        .list_audit_events(&AuditFilter {
+            actor: None,
+            action: Some("passkeyPossibleClone".into()),
+            target_id: Some("standalone-target".into()),
+            since: None,
+            until: None,
+            older_than: None,
+            top: 10,
+        })
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].id, a.id);
+    // The same event twice is refused (its id is unique), and nothing else is written.
+    assert!(s.insert_audit_event(&a).await.is_err());
 }

@@ -397,11 +397,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_sign_in(&self, record: &SignInRecord) -> StoreResult<()>;
     async fn list_sign_ins(&self, filter: &SignInFilter) -> StoreResult<Vec<SignInRecord>>;
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
+    /// Record an event that comes with no other write (e.g. a refused sign-in that must be
+    /// audited: a possibly cloned passkey).
+    async fn insert_audit_event(&self, audit: &AuditEvent) -> StoreResult<()>;
 
     /// Delete expired transactions, sessions, codes and refresh tokens, pass-through requests
     /// whose deadline passed more than an hour ago (with any envelopes left), agent
-    /// registration tokens used or expired more than a day ago, and Temporary Access Passes
-    /// expired more than a day ago; returns rows removed.
+    /// registration tokens used or expired more than a day ago, Temporary Access Passes
+    /// expired more than a day ago, and expired WebAuthn challenges; returns rows removed.
     async fn purge_expired(&self, now: Timestamp) -> StoreResult<u64>;
 
     // Directory sync (SPEC §5.1).
@@ -698,6 +701,212 @@ pub trait Store: Send + Sync + 'static {
     /// when `starts_at <= now < expires_at`, from one read, with no write. `false` otherwise
     /// (no such pass, already used, outside its validity).
     async fn consume_tap(&self, user_id: Uuid, tap_id: Uuid, now: Timestamp) -> StoreResult<bool>;
+
+    // Passkeys (WebAuthn credentials).
+    /// Register `passkey` for `passkey.user_id`, with the audit row, in one transaction that
+    /// first locks the user's row (PostgreSQL locks it; SQLite takes the write lock) and then
+    /// counts their passkeys, so the count cannot change before the insert: of concurrent adds
+    /// for one user (on any node) no more succeed than there is room for. `NotFound` when the
+    /// user does not exist; `Conflict` with [`PASSKEY_CREDENTIAL_REGISTERED`] when a passkey
+    /// with this credential id (anyone's) or this id is stored; `Conflict` with
+    /// [`PASSKEY_LIMIT_REACHED`] when the user has `max_per_user` passkeys or more. Nothing is
+    /// written then.
+    async fn add_passkey(
+        &self,
+        passkey: &PasskeyRecord,
+        max_per_user: u32,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The user's passkeys, oldest first (then by id); empty when they have none.
+    async fn list_passkeys(&self, user_id: Uuid) -> StoreResult<Vec<PasskeyRecord>>;
+    /// The passkey with this credential id (exact match), whoever it belongs to; `None` when
+    /// none is registered.
+    async fn get_passkey_by_credential_id(
+        &self,
+        credential_id: &str,
+    ) -> StoreResult<Option<PasskeyRecord>>;
+    /// Every user's passkeys by id, those after `after`, at most `limit` (0: the default page
+    /// size; clamped to `MAX_PAGE_SIZE`): keyset paging for reports over all passkeys.
+    async fn list_all_passkeys(
+        &self,
+        after: Option<Uuid>,
+        limit: u32,
+    ) -> StoreResult<Vec<PasskeyRecord>>;
+    /// Rename the user's passkey `id`, with the audit row, in one transaction. `NotFound` when
+    /// the user has no passkey with that id (no audit row then).
+    async fn rename_passkey(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        name: &str,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Delete the user's passkey `id`, with the audit row, in one transaction. `NotFound` when
+    /// the user has no passkey with that id (no audit row then).
+    async fn delete_passkey(&self, user_id: Uuid, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+    /// Record a sign-in with passkey `id` (the assertion was checked by the caller), by one
+    /// conditional `UPDATE` (compare-and-set on the signature counter): when the stored count
+    /// is lower than `presented_sign_count`, or both are 0 (an authenticator that never
+    /// counts), it stores the presented count, `backed_up` and `last_used_at = now` and
+    /// returns `true`. Otherwise (the counter did not move forward: a cloned authenticator, or
+    /// a use on another node got there first) or when there is no such passkey it returns
+    /// `false` and writes nothing. Of any number of racing calls presenting the same count
+    /// above the stored one, exactly one gets `true`.
+    async fn record_passkey_use(
+        &self,
+        id: Uuid,
+        presented_sign_count: u32,
+        backed_up: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+
+    // WebAuthn ceremonies in progress (server-side challenge state, single use).
+    /// Store a ceremony's state. `Conflict` when a challenge with this id is stored (expired
+    /// or not); `NotFound` when `user_id` names a user that does not exist.
+    async fn put_webauthn_challenge(&self, challenge: &WebauthnChallenge) -> StoreResult<()>;
+    /// Delete the challenge `id` and return it, in one statement (`DELETE … RETURNING`). `None`
+    /// when it is missing, already taken, or expired at `now` (`expires_at <= now`: it is
+    /// deleted all the same). Of any number of racing takes on any node at most one gets it.
+    async fn take_webauthn_challenge(
+        &self,
+        id: &str,
+        now: Timestamp,
+    ) -> StoreResult<Option<WebauthnChallenge>>;
+
+    // TOTP enrolments (one per user).
+    /// Store the user's enrolment as given (its `version` included), replacing the one they
+    /// have, pending or confirmed, with the audit row, in one transaction. `NotFound` when the
+    /// user does not exist; `Conflict` when another user's enrolment has this id. Nothing is
+    /// written then.
+    async fn put_totp(&self, totp: &TotpRecord, audit: &AuditEvent) -> StoreResult<()>;
+    /// The user's enrolment, pending or confirmed; `None` when they have none.
+    async fn get_totp(&self, user_id: Uuid) -> StoreResult<Option<TotpRecord>>;
+    /// Store the verifier's new `state` by one conditional `UPDATE` (compare-and-set on
+    /// `version`): when the user's enrolment is `id` at `expected_version`, set `state`, bump
+    /// `version` by one, set `confirmed_at` to `confirm_at` when that is `Some` and the
+    /// enrolment is not confirmed yet (a confirmed one keeps its time), and return `true`.
+    /// Otherwise return `false` and write nothing: another attempt (on any node) updated it
+    /// first, and the caller re-reads and verifies again. This is what makes a code accepted
+    /// once: of racing updates from the same version, exactly one gets `true`.
+    async fn update_totp_state(
+        &self,
+        user_id: Uuid,
+        id: Uuid,
+        expected_version: i64,
+        state: &str,
+        confirm_at: Option<Timestamp>,
+    ) -> StoreResult<bool>;
+    /// Delete the user's enrolment `id`, with the audit row, in one transaction. `NotFound`
+    /// when the user has no enrolment with that id (no audit row then).
+    async fn delete_totp(&self, user_id: Uuid, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+}
+
+/// The `StoreError::Conflict` message of [`Store::add_passkey`] when the credential id (or
+/// Cutover's id) is registered already, to this user or another.
+pub const PASSKEY_CREDENTIAL_REGISTERED: &str = "this passkey is registered already";
+/// The `StoreError::Conflict` message of [`Store::add_passkey`] when the user has as many
+/// passkeys as they may.
+pub const PASSKEY_LIMIT_REACHED: &str = "the user has the most passkeys allowed";
+
+/// A user's passkey (WebAuthn credential) as stored. Nothing in it is secret: the
+/// authenticator keeps the private key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyRecord {
+    /// Cutover's id for the credential.
+    pub id: Uuid,
+    pub user_id: Uuid,
+    /// The credential id, base64url; unique across all users.
+    pub credential_id: String,
+    /// The name the user gave it.
+    pub name: String,
+    /// The authenticator's model; all zero when it gave none.
+    pub aaguid: Uuid,
+    /// The WebAuthn library's serialised credential (public key etc.), opaque JSON text.
+    pub credential: String,
+    pub backup_eligible: bool,
+    /// Synced (`true`) or bound to one device; updated at each use.
+    pub backed_up: bool,
+    /// The authenticator's signature counter at the last use (0 for one that never counts).
+    pub sign_count: u32,
+    /// e.g. `iPhone`, `androidSamsung`, `windows`, `securityKey`, `unknown` (opaque here).
+    pub device_family: String,
+    pub attestation_format: String,
+    /// The attestation was verified.
+    pub attested: bool,
+    pub transports: Vec<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+}
+
+/// The server-side state of a WebAuthn ceremony in progress, kept between issuing the challenge
+/// and checking the browser's answer, and taken once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebauthnChallenge {
+    /// A random handle: whoever holds it can finish the ceremony (hidden in `Debug`).
+    pub id: String,
+    /// [`WebauthnChallenge::REGISTRATION`] or [`WebauthnChallenge::AUTHENTICATION`] (the
+    /// database refuses anything else).
+    pub kind: String,
+    /// The user the ceremony is for; `None` for a sign-in that does not name the user yet.
+    pub user_id: Option<Uuid>,
+    /// The WebAuthn library's ceremony state, opaque JSON text (hidden in `Debug`).
+    pub state: String,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+impl WebauthnChallenge {
+    pub const REGISTRATION: &str = "registration";
+    pub const AUTHENTICATION: &str = "authentication";
+}
+
+impl std::fmt::Debug for WebauthnChallenge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebauthnChallenge")
+            .field("id", &"***")
+            .field("kind", &self.kind)
+            .field("user_id", &self.user_id)
+            .field("state", &"***")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// A user's TOTP enrolment as stored; the secret arrives sealed by the server (the store never
+/// sees it in clear).
+#[derive(Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub user_id: Uuid,
+    pub id: Uuid,
+    /// The shared secret as the server sealed it (hidden in `Debug`).
+    pub secret_sealed: String,
+    /// Digits, period and algorithm, opaque JSON text.
+    pub params: String,
+    /// The verifier's state (last accepted step, recent failures), opaque JSON text.
+    pub state: String,
+    /// One more at each [`Store::update_totp_state`]: the compare-and-set's token.
+    pub version: i64,
+    pub created_at: Timestamp,
+    /// `None` while the user is still enrolling.
+    pub confirmed_at: Option<Timestamp>,
+    pub name: String,
+}
+
+impl std::fmt::Debug for TotpRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TotpRecord")
+            .field("user_id", &self.user_id)
+            .field("id", &self.id)
+            .field("secret_sealed", &"***")
+            .field("params", &self.params)
+            .field("state", &self.state)
+            .field("version", &self.version)
+            .field("created_at", &self.created_at)
+            .field("confirmed_at", &self.confirmed_at)
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// A user's Temporary Access Pass as stored: the pass, the hash of its secret (the store never

@@ -391,6 +391,59 @@ macro_rules! sql_store {
                 })
             }
 
+            fn passkey_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<PasskeyRecord> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let user: String = row.try_get("user_id").map_err(map_err)?;
+                let aaguid: String = row.try_get("aaguid").map_err(map_err)?;
+                let sign_count: i64 = row.try_get("sign_count").map_err(map_err)?;
+                let transports: String = row.try_get("transports").map_err(map_err)?;
+                Ok(PasskeyRecord {
+                    id: uuid_of(&id, "passkey id")?,
+                    user_id: uuid_of(&user, "passkey user")?,
+                    credential_id: row.try_get("credential_id").map_err(map_err)?,
+                    name: row.try_get("name").map_err(map_err)?,
+                    aaguid: uuid_of(&aaguid, "passkey aaguid")?,
+                    credential: row.try_get("credential").map_err(map_err)?,
+                    backup_eligible: row.try_get("backup_eligible").map_err(map_err)?,
+                    backed_up: row.try_get("backed_up").map_err(map_err)?,
+                    sign_count: u32::try_from(sign_count).map_err(|_| corrupt("passkey sign_count", sign_count))?,
+                    device_family: row.try_get("device_family").map_err(map_err)?,
+                    attestation_format: row.try_get("attestation_format").map_err(map_err)?,
+                    attested: row.try_get("attested").map_err(map_err)?,
+                    transports: list_of(&transports, "passkey transports")?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    last_used_at: row.try_get::<Option<i64>, _>("last_used_at").map_err(map_err)?.map(Timestamp),
+                })
+            }
+
+            fn challenge_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<WebauthnChallenge> {
+                let user: Option<String> = row.try_get("user_id").map_err(map_err)?;
+                Ok(WebauthnChallenge {
+                    id: row.try_get("id").map_err(map_err)?,
+                    kind: row.try_get("kind").map_err(map_err)?,
+                    user_id: user.as_deref().map(|u| uuid_of(u, "webauthn challenge user")).transpose()?,
+                    state: row.try_get("state").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    expires_at: Timestamp(row.try_get("expires_at").map_err(map_err)?),
+                })
+            }
+
+            fn totp_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<TotpRecord> {
+                let user: String = row.try_get("user_id").map_err(map_err)?;
+                let id: String = row.try_get("id").map_err(map_err)?;
+                Ok(TotpRecord {
+                    user_id: uuid_of(&user, "totp user")?,
+                    id: uuid_of(&id, "totp id")?,
+                    secret_sealed: row.try_get("secret_sealed").map_err(map_err)?,
+                    params: row.try_get("params").map_err(map_err)?,
+                    state: row.try_get("state").map_err(map_err)?,
+                    version: row.try_get("version").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    confirmed_at: row.try_get::<Option<i64>, _>("confirmed_at").map_err(map_err)?.map(Timestamp),
+                    name: row.try_get("name").map_err(map_err)?,
+                })
+            }
+
             fn key_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SigningKey> {
                 let retired: Option<i64> = row.try_get("retired_at").map_err(map_err)?;
                 Ok(SigningKey {
@@ -1333,6 +1386,13 @@ macro_rules! sql_store {
                 // Temporary Access Passes a day after they expired.
                 removed += sqlx::query("DELETE FROM temporary_access_passes WHERE expires_at < $1")
                     .bind(now.minus_secs(TAP_KEEP_SECS).millis())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(map_err)?
+                    .rows_affected();
+                // WebAuthn ceremonies nobody finished.
+                removed += sqlx::query("DELETE FROM webauthn_challenges WHERE expires_at <= $1")
+                    .bind(now.millis())
                     .execute(&self.pool)
                     .await
                     .map_err(map_err)?
@@ -2707,6 +2767,281 @@ macro_rules! sql_store {
                 .await
                 .map_err(map_err)?;
                 Ok(done.rows_affected() == 1)
+            }
+
+            async fn add_passkey(&self, p: &PasskeyRecord, max_per_user: u32, audit: &AuditEvent) -> StoreResult<()> {
+                let user_id = p.user_id.to_string();
+                let id = p.id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Lock the user's row first (a no-op UPDATE: PostgreSQL locks the row, SQLite
+                // takes the write lock), so no other add for this user counts or inserts until
+                // we commit: two adds at the limit cannot both see room.
+                let user = sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1 RETURNING id")
+                    .bind(&user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if user.is_none() {
+                    return Err(StoreError::NotFound);
+                }
+                let taken = sqlx::query("SELECT id FROM passkeys WHERE credential_id = $1 OR id = $2")
+                    .bind(&p.credential_id)
+                    .bind(&id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if taken.is_some() {
+                    return Err(StoreError::Conflict(PASSKEY_CREDENTIAL_REGISTERED.into()));
+                }
+                let n: i64 = sqlx::query("SELECT COUNT(*) AS n FROM passkeys WHERE user_id = $1")
+                    .bind(&user_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_get("n")
+                    .map_err(map_err)?;
+                if n >= i64::from(max_per_user) {
+                    return Err(StoreError::Conflict(PASSKEY_LIMIT_REACHED.into()));
+                }
+                sqlx::query(
+                    "INSERT INTO passkeys (id, user_id, credential_id, name, aaguid, credential, backup_eligible, backed_up,
+                        sign_count, device_family, attestation_format, attested, transports, created_at, last_used_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(&id)
+                .bind(&user_id)
+                .bind(&p.credential_id)
+                .bind(&p.name)
+                .bind(p.aaguid.to_string())
+                .bind(&p.credential)
+                .bind(p.backup_eligible)
+                .bind(p.backed_up)
+                .bind(i64::from(p.sign_count))
+                .bind(&p.device_family)
+                .bind(&p.attestation_format)
+                .bind(p.attested)
+                .bind(json_list(&p.transports))
+                .bind(p.created_at.millis())
+                .bind(p.last_used_at.map(Timestamp::millis))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    // Another user's add with the same credential id committed after our check
+                    // (PostgreSQL: adds for different users do not wait for each other).
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::Conflict(PASSKEY_CREDENTIAL_REGISTERED.into())
+                    }
+                    other => map_err(other),
+                })?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn list_passkeys(&self, user_id: Uuid) -> StoreResult<Vec<PasskeyRecord>> {
+                let rows = sqlx::query("SELECT * FROM passkeys WHERE user_id = $1 ORDER BY created_at, id")
+                    .bind(user_id.to_string())
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter().map(Self::passkey_from).collect()
+            }
+
+            async fn get_passkey_by_credential_id(&self, credential_id: &str) -> StoreResult<Option<PasskeyRecord>> {
+                let row = sqlx::query("SELECT * FROM passkeys WHERE credential_id = $1")
+                    .bind(credential_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::passkey_from).transpose()
+            }
+
+            async fn list_all_passkeys(&self, after: Option<Uuid>, limit: u32) -> StoreResult<Vec<PasskeyRecord>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM passkeys
+                     WHERE CAST($1 AS TEXT) IS NULL OR id > CAST($1 AS TEXT)
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(after.map(|a| a.to_string()))
+                .bind(clamp_top(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(Self::passkey_from).collect()
+            }
+
+            async fn rename_passkey(&self, user_id: Uuid, id: Uuid, name: &str, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("UPDATE passkeys SET name = $3 WHERE user_id = $1 AND id = $2")
+                    .bind(user_id.to_string())
+                    .bind(id.to_string())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_passkey(&self, user_id: Uuid, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM passkeys WHERE user_id = $1 AND id = $2")
+                    .bind(user_id.to_string())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn record_passkey_use(&self, id: Uuid, presented_sign_count: u32, backed_up: bool, now: Timestamp) -> StoreResult<bool> {
+                // One conditional UPDATE: the condition is checked again on the row it writes
+                // (PostgreSQL re-reads a row another transaction changed meanwhile; SQLite has
+                // one writer), so of racing uses with the same count only the first moves it.
+                let done = sqlx::query(
+                    "UPDATE passkeys SET sign_count = $2, backed_up = $3, last_used_at = $4
+                     WHERE id = $1 AND (sign_count < $2 OR (sign_count = 0 AND $2 = 0))",
+                )
+                .bind(id.to_string())
+                .bind(i64::from(presented_sign_count))
+                .bind(backed_up)
+                .bind(now.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn put_webauthn_challenge(&self, c: &WebauthnChallenge) -> StoreResult<()> {
+                sqlx::query(
+                    "INSERT INTO webauthn_challenges (id, kind, user_id, state, created_at, expires_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&c.id)
+                .bind(&c.kind)
+                .bind(c.user_id.map(|u| u.to_string()))
+                .bind(&c.state)
+                .bind(c.created_at.millis())
+                .bind(c.expires_at.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(|e| match e {
+                    // The user does not exist (the challenge references it).
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                    other => map_err(other),
+                })?;
+                Ok(())
+            }
+
+            async fn take_webauthn_challenge(&self, id: &str, now: Timestamp) -> StoreResult<Option<WebauthnChallenge>> {
+                // Delete first, then look: of racing takes only the one whose DELETE removed the
+                // row gets it, and an expired challenge goes too.
+                let row = sqlx::query("DELETE FROM webauthn_challenges WHERE id = $1 RETURNING *")
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let challenge = Self::challenge_from(&row)?;
+                Ok((challenge.expires_at > now).then_some(challenge))
+            }
+
+            async fn put_totp(&self, t: &TotpRecord, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                sqlx::query(
+                    "INSERT INTO totp_enrolments (user_id, id, secret_sealed, params, state, version, created_at, confirmed_at, name)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                     ON CONFLICT (user_id) DO UPDATE SET id = excluded.id, secret_sealed = excluded.secret_sealed,
+                        params = excluded.params, state = excluded.state, version = excluded.version,
+                        created_at = excluded.created_at, confirmed_at = excluded.confirmed_at, name = excluded.name",
+                )
+                .bind(t.user_id.to_string())
+                .bind(t.id.to_string())
+                .bind(&t.secret_sealed)
+                .bind(&t.params)
+                .bind(&t.state)
+                .bind(t.version)
+                .bind(t.created_at.millis())
+                .bind(t.confirmed_at.map(Timestamp::millis))
+                .bind(&t.name)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    // The user does not exist (the enrolment references it).
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                    // Another user's enrolment has this id.
+                    sqlx::Error::Database(db) if db.is_unique_violation() => {
+                        StoreError::Conflict("another user's TOTP enrolment has this id".into())
+                    }
+                    other => map_err(other),
+                })?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_totp(&self, user_id: Uuid) -> StoreResult<Option<TotpRecord>> {
+                let row = sqlx::query("SELECT * FROM totp_enrolments WHERE user_id = $1")
+                    .bind(user_id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::totp_from).transpose()
+            }
+
+            async fn update_totp_state(
+                &self,
+                user_id: Uuid,
+                id: Uuid,
+                expected_version: i64,
+                state: &str,
+                confirm_at: Option<Timestamp>,
+            ) -> StoreResult<bool> {
+                // One conditional UPDATE (compare-and-set on the version): of racing updates
+                // from the same version the first changes the row, and the others no longer
+                // match it (PostgreSQL re-checks the condition on the row it waited for).
+                let done = sqlx::query(
+                    "UPDATE totp_enrolments SET state = $4, version = version + 1,
+                        confirmed_at = COALESCE(confirmed_at, $5)
+                     WHERE user_id = $1 AND id = $2 AND version = $3",
+                )
+                .bind(user_id.to_string())
+                .bind(id.to_string())
+                .bind(expected_version)
+                .bind(state)
+                .bind(confirm_at.map(Timestamp::millis))
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn delete_totp(&self, user_id: Uuid, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query("DELETE FROM totp_enrolments WHERE user_id = $1 AND id = $2")
+                    .bind(user_id.to_string())
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn insert_audit_event(&self, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
             }
         }
 

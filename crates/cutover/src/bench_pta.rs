@@ -365,6 +365,7 @@ pub async fn run(args: BenchPtaArgs) -> anyhow::Result<()> {
             key_encryption_key: cutover_server::crypto::KeyEncryptionKey::generate(),
             synced_password_expiry_days: None,
             pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
+            passkeys: Default::default(),
         },
     )
     .await?;

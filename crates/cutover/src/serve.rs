@@ -67,6 +67,19 @@ pub struct ServeArgs {
     #[arg(long, env = "CUTOVER_PASS_THROUGH_DEADLINE_MS", value_name = "MS",
           value_parser = clap::value_parser!(u32).range(200..=30000))]
     pub pass_through_deadline_ms: Option<u32>,
+    /// The WebAuthn relying-party id passkeys are made for (default: the issuer's host name).
+    /// Set a parent domain (corp.example for https://login.corp.example) only on purpose:
+    /// changing it later makes every registered passkey unusable.
+    #[arg(long, env = "CUTOVER_WEBAUTHN_RP_ID", value_name = "HOST")]
+    pub webauthn_rp_id: Option<String>,
+    /// A JSON file of authenticator models ({"<aaguid>": {"name": "...", "kind": "..."}})
+    /// merged over the bundled catalogue, to name new models without an upgrade.
+    #[arg(long, env = "CUTOVER_AAGUID_CATALOGUE", value_name = "FILE")]
+    pub aaguid_catalogue: Option<PathBuf>,
+    /// PEM file of the attestation root certificates trusted when the methods policy enforces
+    /// passkey attestation (e.g. your security-key vendor's roots).
+    #[arg(long, env = "CUTOVER_ATTESTATION_ROOTS", value_name = "FILE")]
+    pub attestation_roots: Option<PathBuf>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -84,6 +97,9 @@ pub struct FileConfig {
     pub key_encryption_key_file: Option<PathBuf>,
     pub synced_password_expiry_days: Option<u32>,
     pub pass_through_deadline_ms: Option<u32>,
+    pub webauthn_rp_id: Option<String>,
+    pub aaguid_catalogue: Option<PathBuf>,
+    pub attestation_roots: Option<PathBuf>,
 }
 
 /// The configuration in force.
@@ -101,6 +117,26 @@ pub struct Resolved {
     pub key_encryption_key_file: PathBuf,
     pub synced_password_expiry_days: Option<u32>,
     pub pass_through_deadline_ms: i64,
+    pub webauthn_rp_id: Option<String>,
+    pub aaguid_catalogue: Option<PathBuf>,
+    pub attestation_roots: Option<PathBuf>,
+}
+
+/// Read the passkey files named by the configuration.
+fn passkey_config(cfg: &Resolved) -> anyhow::Result<cutover_server::passkeys::PasskeyConfig> {
+    let read = |p: &Option<PathBuf>, what: &str| -> anyhow::Result<Option<String>> {
+        p.as_ref()
+            .map(|p| {
+                std::fs::read_to_string(p)
+                    .with_context(|| format!("cannot read the {what} file {}", p.display()))
+            })
+            .transpose()
+    };
+    Ok(cutover_server::passkeys::PasskeyConfig {
+        rp_id: cfg.webauthn_rp_id.clone(),
+        aaguid_catalogue: read(&cfg.aaguid_catalogue, "AAGUID catalogue")?,
+        attestation_roots_pem: read(&cfg.attestation_roots, "attestation roots")?,
+    })
 }
 
 fn env_u32(env: &dyn Fn(&str) -> Option<String>, name: &str) -> anyhow::Result<Option<u32>> {
@@ -189,6 +225,9 @@ pub fn resolve(
         );
     }
     Ok(Resolved {
+        webauthn_rp_id: args.webauthn_rp_id.clone().or(file.webauthn_rp_id),
+        aaguid_catalogue: args.aaguid_catalogue.clone().or(file.aaguid_catalogue),
+        attestation_roots: args.attestation_roots.clone().or(file.attestation_roots),
         pass_through_deadline_ms,
         synced_password_expiry_days,
         key_encryption_key_file,
@@ -377,6 +416,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         key_encryption_key,
         synced_password_expiry_days: cfg.synced_password_expiry_days,
         pass_through_deadline_ms: cfg.pass_through_deadline_ms,
+        passkeys: passkey_config(&cfg)?,
     };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 

@@ -193,6 +193,7 @@ impl InProcess {
             key_encryption_key: kek,
             synced_password_expiry_days: None,
             pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
+            passkeys: Default::default(),
         };
         let mut config = config;
         tune(&mut config);
