@@ -20,8 +20,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::harness::{
-    Admin, InProcess, auth_url, pkce, query_param, redeem, required_env, scratch_dir, seed,
+    Admin, InProcess, auth_url, hidden, location, pkce, query_param, redeem, required_env,
+    scratch_dir, seed,
 };
+use cutover_webauthn::soft::{SoftAttestation, SoftAuthenticator, SoftCredential};
 
 const REDIRECT: &str = "http://127.0.0.1:9/cb";
 const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
@@ -502,5 +504,330 @@ async fn chromium_passkeys_register_sign_in_and_refuse_what_they_must() {
     assert!(
         shots.join("01-password.png").exists()
             || std::fs::read_dir(&shots).is_ok_and(|mut d| d.next().is_some())
+    );
+}
+
+// --- the same server path with a software authenticator (no browser) ------------------------
+
+/// A browser-like HTTP client of `http://localhost:PORT` (cookies kept, redirects not followed).
+fn localhost_client(server_base: &str) -> reqwest::Client {
+    let addr: std::net::SocketAddr = server_base.trim_start_matches("http://").parse().unwrap();
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .resolve("localhost", addr)
+        .build()
+        .unwrap()
+}
+
+/// Sign in through the pages with a Temporary Access Pass; the client keeps the session.
+async fn pass_session(http: &reqwest::Client, base: &str, client_id: &str, upn: &str, pass: &str) {
+    let (_, challenge) = pkce();
+    let res = http
+        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = location(&res);
+    let html = http
+        .get(format!("{base}{login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let t = hidden(&html, "t");
+    let res = http
+        .post(format!("{base}/login/identifier"))
+        .form(&[
+            ("t", t.as_str()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("username", upn),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let next = location(&res);
+    let html = http
+        .get(format!("{base}{next}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = http
+        .post(format!("{base}/login/password"))
+        .form(&[
+            ("t", t.as_str()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("password", pass),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        location(&res).contains("code="),
+        "pass sign-in: {}",
+        res.status()
+    );
+}
+
+/// Register `device`'s passkey through Security info; `Ok(credential)` or `Err(the page's error)`.
+async fn register_soft(
+    http: &reqwest::Client,
+    base: &str,
+    device: &SoftAuthenticator,
+    name: &str,
+) -> Result<SoftCredential, String> {
+    let html = http
+        .get(format!("{base}/my/security"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    if !html.contains("id=\"add-passkey-form\"") {
+        // No form: the page explains why (the registration gate).
+        let gate = html.split("id=\"gate\"").nth(1).unwrap_or_default();
+        return Err(gate.split("</div>").next().unwrap_or_default().to_owned());
+    }
+    let csrf = hidden(&html, "csrf");
+    let res = http
+        .post(format!("{base}/my/security/passkeys/options"))
+        .form(&[("csrf", csrf.as_str()), ("name", name)])
+        .send()
+        .await
+        .unwrap();
+    let status = res.status();
+    let options: Value = res.json().await.unwrap();
+    if !status.is_success() {
+        return Err(options["message"].as_str().unwrap_or_default().to_owned());
+    }
+    let (response, credential) = device
+        .create(&json!({"publicKey": options["publicKey"]}), base)
+        .unwrap();
+    let res = http
+        .post(format!("{base}/my/security/passkeys"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("challenge", options["challenge"].as_str().unwrap()),
+            ("credential", &response.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let back = location(&res);
+    match query_param(&format!("{base}{back}"), "error") {
+        Some(e) => Err(e),
+        None => {
+            assert!(back.ends_with("done=added"), "{back}");
+            Ok(credential)
+        }
+    }
+}
+
+/// A passkey sign-in through the identifier page; `Ok(redirect)` or `Err(the page's text)`.
+async fn soft_sign_in(
+    base: &str,
+    server_base: &str,
+    client_id: &str,
+    device: &SoftAuthenticator,
+    credential: &mut SoftCredential,
+) -> Result<String, String> {
+    let http = localhost_client(server_base);
+    let (_, challenge) = pkce();
+    let res = http
+        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = location(&res);
+    let html = http
+        .get(format!("{base}{login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let (t, csrf) = (hidden(&html, "t"), hidden(&html, "csrf"));
+    let options: Value = http
+        .post(format!("{base}/login/passkey/options"))
+        .form(&[("t", t.as_str()), ("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let assertion = device
+        .get(
+            credential,
+            &json!({"publicKey": options["publicKey"]}),
+            base,
+        )
+        .unwrap();
+    let res = http
+        .post(format!("{base}/login/passkey"))
+        .form(&[
+            ("t", t.as_str()),
+            ("csrf", csrf.as_str()),
+            ("challenge", options["challenge"].as_str().unwrap()),
+            ("credential", &assertion.to_string()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if res.status().is_redirection() {
+        Ok(location(&res))
+    } else {
+        Err(res.text().await.unwrap())
+    }
+}
+
+/// An attestation vendor: a root CA (PEM) and the packed attestation its devices make.
+fn vendor(name: &str) -> (String, SoftAttestation) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    };
+    let mut root = CertificateParams::new(Vec::<String>::new()).unwrap();
+    root.distinguished_name
+        .push(DnType::CommonName, format!("{name} Root CA"));
+    root.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    root.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+    let root = CertifiedIssuer::self_signed(
+        root,
+        KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap(),
+    )
+    .unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.distinguished_name.push(DnType::CountryName, "SE");
+    leaf.distinguished_name.push(DnType::OrganizationName, name);
+    leaf.distinguished_name
+        .push(DnType::OrganizationalUnitName, "Authenticator Attestation");
+    leaf.distinguished_name
+        .push(DnType::CommonName, format!("{name} attestation"));
+    leaf.is_ca = IsCa::ExplicitNoCa;
+    leaf.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf_key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &root).unwrap();
+    let attestation =
+        SoftAttestation::packed(&leaf_key.serialize_der(), vec![leaf_cert.der().to_vec()]).unwrap();
+    (root.pem(), attestation)
+}
+
+/// YubiKey 5 Series, as the bundled catalogue names it.
+const YUBIKEY: uuid::Uuid = uuid::uuid!("cb69481e-8ff7-4039-93ec-0a2729a154a8");
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attestation_rp_id_and_the_registration_window_through_http() {
+    let (root_pem, attestation) = vendor("Acme Keys");
+    let server = InProcess::start_with(|c| {
+        c.issuer = c.issuer.replace("127.0.0.1", "localhost");
+        c.passkeys.attestation_roots_pem = Some(root_pem);
+    })
+    .await;
+    let base = server.base.replace("127.0.0.1", "localhost");
+    let admin = Admin::login(&server.base, &server.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/policies/temporaryAccessPass",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let tap = admin
+        .post(
+            &format!(
+                "/users/{}/authentication/temporaryAccessPassMethods",
+                f.user_id
+            ),
+            json!({"isUsableOnce": true, "lifetimeInMinutes": 60}),
+        )
+        .await["temporaryAccessPass"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let http = localhost_client(&server.base);
+    pass_session(&http, &base, &f.client_id, &f.upn, &tap).await;
+
+    // Enforced attestation: a key without attestation is refused, the vendor's key is accepted.
+    let mut enforced = default_policy();
+    enforced["passkey"]["enforceAttestation"] = json!(true);
+    let v = set_methods_policy(&admin, enforced).await;
+    assert_eq!(v["warnings"], json!([]), "roots are configured: {v}");
+    let plain = SoftAuthenticator::new(YUBIKEY);
+    let refused = register_soft(&http, &base, &plain, "No attestation").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.contains("prove their make")),
+        "{refused:?}"
+    );
+    let mut attested = SoftAuthenticator::new(YUBIKEY);
+    attested.settings.attestation = attestation;
+    attested.settings.transports = vec!["usb".into(), "nfc".into()];
+    let mut key = register_soft(&http, &base, &attested, "Blue key")
+        .await
+        .unwrap();
+    let listed = admin
+        .get(&format!(
+            "/users/{}/authentication/passkeyMethods",
+            f.user_id
+        ))
+        .await;
+    assert_eq!(listed["value"].as_array().unwrap().len(), 1, "{listed}");
+    let pk = &listed["value"][0];
+    assert_eq!(pk["isAttested"], true, "{pk}");
+    assert_eq!(pk["attestationFormat"], "packed", "{pk}");
+    assert_eq!(pk["model"], "YubiKey 5 Series", "{pk}");
+    assert_eq!(
+        pk["deviceFamily"], "securityKey",
+        "a usb/nfc key is a security key: {pk}"
+    );
+    // Attestation is a registration rule: the key signs in whatever the policy says now.
+    assert!(
+        soft_sign_in(&base, &server.base, &f.client_id, &attested, &mut key)
+            .await
+            .is_ok_and(|r| r.contains("code="))
+    );
+
+    // An assertion whose authenticator data names another RP id is refused.
+    let mut wrong_rp = attested.clone();
+    wrong_rp.settings.rp_id_override = Some("evil.example".into());
+    let r = soft_sign_in(&base, &server.base, &f.client_id, &wrong_rp, &mut key).await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        last_sign_in(&admin, &f.upn).await["failureReason"],
+        "passkeyRejected"
+    );
+    // A counter that never advances (0 after a count) is a clone, refused.
+    let mut stuck = key.clone();
+    stuck.set_sign_count(0);
+    let mut zero = attested.clone();
+    zero.settings.counter_step = 0;
+    let r = soft_sign_in(&base, &server.base, &f.client_id, &zero, &mut stuck).await;
+    assert!(r.is_err(), "{r:?}");
+    assert_eq!(
+        last_sign_in(&admin, &f.upn).await["failureReason"],
+        "passkeyPossibleClone"
+    );
+
+    // The one-time pass's window: 10 minutes to register, then no more.
+    set_methods_policy(&admin, default_policy()).await;
+    server
+        .clock
+        .advance_secs(cutover_core::tap::REGISTRATION_WINDOW_SECS);
+    let late = register_soft(&http, &base, &SoftAuthenticator::new(YUBIKEY), "Too late").await;
+    assert!(
+        late.as_ref()
+            .is_err_and(|e| e.contains("sign-in from the last few minutes")),
+        "{late:?}"
     );
 }
