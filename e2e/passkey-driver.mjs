@@ -23,6 +23,8 @@
 //   addPasskey {name}              on /my/security: name it, "Add a passkey" -> the page after
 //   removePasskey {name}           the Remove button of that passkey -> the page after
 //   passkeyButton {authUrl}        identifier page, "Sign in with a passkey" -> {redirect} or {error}
+//   secretThenPasskey {authUrl, username, secret}  password or pass, then the passkey as the
+//                                  second step on /login/mfa -> {redirect, secondStepHeading}
 //   passkeyAutofill {authUrl}      identifier page; the autofill (conditional mediation) request
 //                                  completes with the authenticator's passkey -> {redirect} or {error}
 //   credentials                    the virtual authenticator's credentials (with private keys)
@@ -282,6 +284,25 @@ const handlers = {
     return s;
   },
   async passkeyButton(c) { return passkeySignIn(c.authUrl, false); },
+  // A first factor (password or pass) that is not enough for the application, then the
+  // passkey as the second step on /login/mfa.
+  async secretThenPasskey(c) {
+    const from = captured.length;
+    await identifier(c.authUrl);
+    await page.fill('input#username', c.username);
+    await page.click('button#next');
+    await page.waitForSelector('input#password', { state: 'visible', timeout: STEP_MS });
+    await page.fill('input#password', c.secret);
+    await Promise.all([
+      page.waitForURL(/\/login\/mfa\?/, { timeout: STEP_MS }),
+      page.click('button#signin'),
+    ]);
+    const heading = await page.textContent('h1');
+    await page.waitForSelector('#passkey-form:not([hidden])', { timeout: STEP_MS });
+    await shot('second-step');
+    await page.click('#passkey-signin');
+    return { ...(await outcome(from, 'second-step-passkey')), secondStepHeading: heading };
+  },
   async passkeyAutofill(c) { return passkeySignIn(c.authUrl, true); },
   async credentials() {
     const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });

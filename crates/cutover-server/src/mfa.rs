@@ -348,8 +348,18 @@ fn mfa_page(v: &MfaView<'_>) -> pages::Page {
         })
         .unwrap_or_default();
     let t = esc(v.txn_id);
+    // The same passkey form as the identifier page: `/static/passkey.js` reveals it and runs
+    // the ceremony; `passkeys::signin_post` sees the first factor and requires its user.
     let passkey_link = if v.factors.passkey {
-        format!("<p><a id=\"mfa-passkey\" href=\"/login?t={t}\">Use a passkey instead</a></p>")
+        format!(
+            "<div id=\"mfa-passkey\"><form method=\"post\" action=\"/login/passkey\" id=\"passkey-form\" data-options=\"/login/passkey/options\" hidden>\
+             <input type=\"hidden\" name=\"t\" value=\"{t}\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+             <input type=\"hidden\" name=\"challenge\" value=\"\"><input type=\"hidden\" name=\"credential\" value=\"\">\
+             <button type=\"button\" id=\"passkey-signin\" class=\"secondary\">Use a passkey instead</button></form>\
+             <noscript><p><a href=\"/login?t={t}\">Use a passkey instead</a></p></noscript></div>\
+             <script src=\"/static/passkey.js\" defer></script>",
+            c = esc(v.csrf),
+        )
     } else {
         String::new()
     };
@@ -401,7 +411,12 @@ fn mfa_page(v: &MfaView<'_>) -> pages::Page {
             ),
         )
     };
-    pages::page(title, &body)
+    let page = pages::page(title, &body);
+    if v.factors.passkey {
+        page.with_script()
+    } else {
+        page
+    }
 }
 
 async fn mfa_get(

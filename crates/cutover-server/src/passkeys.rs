@@ -993,13 +993,15 @@ async fn signin_post(
         crate::signin::load_txn(&state, &headers, form.t.as_deref()).await?;
     crate::signin::check_csrf(&state, &txn_id, &bb, form.csrf.as_deref())?;
     let csrf = crate::signin::csrf_for(&state, &txn_id, &bb);
+    // On the second-factor page the passkey must be the first factor's user's.
+    let first = txn.first_factor.clone();
     let outcome = verify_assertion(
         &state,
         &ctx,
         &txn_id,
         form.challenge.as_deref().unwrap_or(""),
         form.credential.as_deref().unwrap_or(""),
-        None,
+        first.as_ref().map(|f| f.user_id),
     )
     .await?;
     let mut record = crate::signin::record_for_txn(&state, &ctx, &txn);
@@ -1045,27 +1047,41 @@ async fn signin_post(
             // their domain's route (like a Temporary Access Pass, it takes precedence over
             // federation), so the migration can end at passkeys.
             txn.username = Some(v.user.user.upn.to_string());
-            txn.route = Some("managed".into());
-            txn.route_reason = Some("passkey".into());
-            txn.credential = Some("passkey".into());
+            if first.is_none() {
+                txn.route = Some("managed".into());
+                txn.route_reason = Some("passkey".into());
+                txn.credential = Some("passkey".into());
+            }
             record.user_principal_name = txn.username.clone();
             record.route = txn.route.clone();
             record.route_reason = txn.route_reason.clone();
             record.device_family = Some(v.passkey.device_family.clone());
-            let methods = [used_method(&v)];
+            // A second step adds the passkey to what the first factor earned.
+            let mut methods = first
+                .as_ref()
+                .map(|f| cutover_core::strength::methods_from_amr(&f.amr))
+                .unwrap_or_default();
+            methods.push(used_method(&v));
             let amr: Vec<String> = cutover_core::strength::amr(&methods)
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
-            record.authentication_methods = amr.clone();
-            crate::signin::complete_sign_in(
+            let mut names = first
+                .as_ref()
+                .map(|f| f.methods.clone())
+                .unwrap_or_default();
+            names.push("passkey".into());
+            record.authentication_methods = names;
+            crate::mfa::finish_or_step_up(
                 &state,
+                &ctx,
                 &txn_id,
                 &txn,
                 &v.user,
                 domain.as_ref(),
                 record,
                 amr,
+                first.and_then(|f| f.not_after),
             )
             .await
         }

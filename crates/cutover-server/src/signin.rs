@@ -219,24 +219,12 @@ async fn escape_rollback(
     ))
 }
 
-/// The end of every completed interactive sign-in (password page or federation callback):
-/// consume the transaction (of two racing submissions only one goes on), switch the user's
-/// effective staged-rollout state to the desired one (SPEC §4.3), write the sign-in record,
-/// open the SSO session and send the code to the client.
-pub(crate) async fn complete_sign_in(
-    state: &Arc<AppState>,
-    txn_id: &str,
-    txn: &TxnData,
-    user_record: &UserRecord,
-    domain: Option<&cutover_core::Domain>,
-    record: SignInRecord,
-    amr: Vec<String>,
-) -> Result<Response, PageError> {
-    complete_sign_in_capped(state, txn_id, txn, user_record, domain, record, amr, None).await
-}
-
-/// [`complete_sign_in`] for a credential with its own end (a Temporary Access Pass): the SSO
-/// session and every token of the grant end by `not_after`.
+/// The end of every completed interactive sign-in (password, pass, passkey, second step or
+/// federation callback, all through `mfa::finish_or_step_up`): consume the transaction (of two
+/// racing submissions only one goes on), switch the user's effective staged-rollout state to
+/// the desired one (SPEC §4.3), write the sign-in record, open the SSO session and send the
+/// code to the client. A credential with its own end (a Temporary Access Pass) passes
+/// `not_after`: the SSO session and every token of the grant end by then.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn complete_sign_in_capped(
     state: &Arc<AppState>,

@@ -272,6 +272,37 @@ async fn chromium_passkeys_register_sign_in_and_refuse_what_they_must() {
     );
     assert_eq!(r["sawIdentifier"], true, "from the identifier page: {r}");
 
+    // --- the passkey as the second step: the pass is MFA, not phishing-resistant --------
+    let (u, verifier) = url(&[("acr_values", "phishingResistantMfa")]);
+    d.send(json!({"cmd": "clearCookies"})).await;
+    let r = d
+        .send(json!({"cmd": "secretThenPasskey", "authUrl": u, "username": f.upn, "secret": tap}))
+        .await;
+    assert_eq!(r["secondStepHeading"], "A passkey is needed", "{r}");
+    let redirect = r["redirect"]
+        .as_str()
+        .unwrap_or_else(|| panic!("second step: {r}"));
+    let (status, tokens) = redeem(
+        &server.base,
+        &f,
+        &query_param(redirect, "code").unwrap(),
+        &verifier,
+    )
+    .await;
+    assert_eq!(status, 200, "{tokens}");
+    let id = claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["acr"], "phishingResistantMfa", "{id}");
+    let amr: Vec<&str> = id["amr"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        amr.contains(&"tap") && amr.contains(&"hwk"),
+        "both steps count: {id}"
+    );
+
     // --- a replayed assertion is refused ------------------------------------------------
     let old = d.send(json!({"cmd": "lastAssertion"})).await;
     d.send(json!({"cmd": "clearCookies"})).await;
