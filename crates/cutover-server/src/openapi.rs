@@ -262,6 +262,36 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/policies/temporaryAccessPass",
         "Replace the Temporary Access Pass policy: enabled, lifetimes (10 min - 30 days), length, one-time default",
     ),
+    (
+        "get",
+        "/policies/authenticationMethodsPolicy",
+        "The authentication methods policy (passkey, totp, temporaryAccessPass, password: enabled and for whom; passkey attestation and AAGUID restrictions) with warnings",
+    ),
+    (
+        "put",
+        "/policies/authenticationMethodsPolicy",
+        "Replace the authentication methods policy (preview a change first with .../preview)",
+    ),
+    (
+        "post",
+        "/policies/authenticationMethodsPolicy/preview",
+        "Which users' passkeys a proposed policy would stop (or start) and who would be left without one; nothing is saved",
+    ),
+    (
+        "get",
+        "/users/{id}/authentication/passkeyMethods",
+        "A user's passkeys: name, model, synced or device-bound, device family, created, last used",
+    ),
+    (
+        "delete",
+        "/users/{id}/authentication/passkeyMethods/{passkey}",
+        "Remove a user's passkey (a lost or compromised device)",
+    ),
+    (
+        "get",
+        "/reports/authenticationMethods/userRegistrationDetails",
+        "Per user: methods registered, MFA registered, passwordless capable, passkeys and device families (?group=<id>), with a summary",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {
@@ -289,6 +319,10 @@ fn body_schema(method: &str, path: &str) -> Option<&'static str> {
             Some("CreateTemporaryAccessPass")
         }
         ("put", "/policies/temporaryAccessPass") => Some("TemporaryAccessPassPolicy"),
+        ("put", "/policies/authenticationMethodsPolicy")
+        | ("post", "/policies/authenticationMethodsPolicy/preview") => {
+            Some("AuthenticationMethodsPolicy")
+        }
         _ => None,
     }
 }
@@ -370,6 +404,24 @@ pub fn build() -> Value {
                     "maxLifetimeSecs": {"type": "integer", "maximum": 2_592_000}, "length": {"type": "integer", "minimum": 8, "maximum": 48},
                     "defaultOneTime": {"type": "boolean"}, "requireOneTime": {"type": "boolean"}
                 }), json!([])),
+                "AuthenticationMethodsPolicy": s(json!({
+                    "passkey": {"type": "object", "properties": {
+                        "target": {"$ref": "#/components/schemas/MethodTarget"},
+                        "enforceAttestation": {"type": "boolean"},
+                        "keyRestrictions": {"type": "object", "properties": {
+                            "enforcement": {"enum": ["allow", "block"]},
+                            "aaguids": {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 500}
+                        }, "required": ["enforcement", "aaguids"]}
+                    }, "required": ["target"]},
+                    "totp": {"$ref": "#/components/schemas/MethodTarget"},
+                    "temporaryAccessPass": {"$ref": "#/components/schemas/MethodTarget"},
+                    "password": {"$ref": "#/components/schemas/MethodTarget"}
+                }), json!(["passkey", "totp", "temporaryAccessPass", "password"])),
+                "MethodTarget": s(json!({
+                    "enabled": {"type": "boolean"}, "allUsers": {"type": "boolean"},
+                    "includeGroups": {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 100},
+                    "excludeGroups": {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 100}
+                }), json!(["enabled"])),
                 "AddAppliesTo": s(json!({"id": {"type": "string", "format": "uuid"}, "@odata.id": {"type": "string"}}), json!([])),
                 "CreateUser": s(json!({
                     "userPrincipalName": {"type": "string"}, "displayName": {"type": "string"}, "accountEnabled": {"type": "boolean"},
