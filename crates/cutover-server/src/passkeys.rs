@@ -708,7 +708,7 @@ async fn signin_options(
     headers: HeaderMap,
     Form(form): Form<OptionsForm>,
 ) -> Response {
-    let (txn_id, _txn, bb) =
+    let (txn_id, mut txn, bb) =
         match crate::signin::load_txn(&state, &headers, form.t.as_deref()).await {
             Ok(v) => v,
             Err(e) => return json_refusal(Refusal::new(e.status, e.message)),
@@ -730,6 +730,22 @@ async fn signin_options(
             })?,
         });
         let id = put_challenge(&state, KIND_AUTHENTICATION, None, payload).await?;
+        // One outstanding challenge per sign-in: the previous one (an abandoned autofill
+        // request, say) is withdrawn.
+        if let Some(old) = txn.passkey_challenge.replace(id.clone()) {
+            state
+                .store
+                .take_webauthn_challenge(&old, state.now())
+                .await?;
+        }
+        let data = serde_json::to_value(&txn).map_err(|e| {
+            tracing::error!(error = %e, "could not keep the sign-in transaction");
+            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "Try again.")
+        })?;
+        state
+            .store
+            .update_sign_in_transaction(&txn_id, &data)
+            .await?;
         Ok::<_, Refusal>(json!({"challenge": id, "publicKey": options["publicKey"]}))
     }
     .await;
@@ -797,10 +813,12 @@ pub async fn verify_assertion(
         .await?
         .filter(|c| c.kind == KIND_AUTHENTICATION)
     else {
+        // Named in the record when the credential is known: a replay is an event about a user.
+        let user = identify(state, credential_json).await?;
         return Ok(Err(AssertionFailure::new(
             FailureReason::PasskeyRejected,
-            None,
-            "challenge unknown, expired or already used (a replayed assertion is refused here)",
+            user,
+            "challenge unknown, expired, withdrawn or already used (a replayed assertion is refused here)",
         )));
     };
     let Ok(saved) = serde_json::from_str::<AuthenticationChallenge>(&challenge.state) else {
@@ -950,6 +968,28 @@ pub async fn verify_assertion(
         passkey,
         backed_up: outcome.backed_up,
     }))
+}
+
+/// The user whose registered passkey an assertion claims to come from, unverified: for the
+/// sign-in record of a refusal only.
+async fn identify(
+    state: &AppState,
+    credential_json: &str,
+) -> Result<Option<UserRecord>, StoreError> {
+    let Ok(response) = parse_credential(credential_json) else {
+        return Ok(None);
+    };
+    let Ok((cred_id, _)) = RelyingParty::assertion_ids(&response) else {
+        return Ok(None);
+    };
+    match state
+        .store
+        .get_passkey_by_credential_id(&cred_id.to_string())
+        .await?
+    {
+        Some(p) => state.store.get_user(p.user_id).await,
+        None => Ok(None),
+    }
 }
 
 async fn report_clone(

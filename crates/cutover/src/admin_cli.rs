@@ -34,6 +34,8 @@ use uuid::Uuid;
 mod agents_admin_cli;
 #[path = "federation_cli.rs"]
 mod federation_cli;
+#[path = "methods_cli.rs"]
+mod methods_cli;
 #[path = "tap_cli.rs"]
 mod tap_cli;
 
@@ -170,6 +172,13 @@ pub enum AdminCommand {
     /// Temporary Access Passes: show and change the policy that allows them (off by default).
     #[command(subcommand, long_about = tap_cli::TAP_POLICY_LONG_ABOUT)]
     TapPolicy(tap_cli::TapPolicyCommand),
+    /// The authentication methods policy: which methods (passkeys, authenticator apps, passes,
+    /// passwords) for whom, passkey attestation and models; passkey changes are previewed.
+    #[command(subcommand, long_about = methods_cli::METHODS_POLICY_LONG_ABOUT)]
+    MethodsPolicy(methods_cli::MethodsPolicyCommand),
+    /// Reports: who has registered which sign-in methods (`reports registration`).
+    #[command(subcommand)]
+    Reports(methods_cli::ReportsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +268,9 @@ pub enum UsersCommand {
     /// show it, delete it.
     #[command(subcommand, long_about = tap_cli::TAP_LONG_ABOUT)]
     Tap(tap_cli::TapCommand),
+    /// A user's passkeys: list them, delete one (a lost device).
+    #[command(subcommand, long_about = methods_cli::PASSKEYS_LONG_ABOUT)]
+    Passkeys(methods_cli::PasskeysCommand),
 }
 
 #[derive(Args, Debug)]
@@ -581,6 +593,8 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Agents(cmd) => agents_admin_cli::agents(&api, out, cmd).await,
         AdminCommand::Lockout(cmd) => agents_admin_cli::lockout(&api, out, cmd).await,
         AdminCommand::TapPolicy(cmd) => tap_cli::tap_policy(&api, out, cmd).await,
+        AdminCommand::MethodsPolicy(cmd) => methods_cli::methods_policy(&api, out, cmd).await,
+        AdminCommand::Reports(cmd) => methods_cli::reports(&api, out, cmd).await,
     }
 }
 
@@ -678,6 +692,7 @@ async fn users(api: &Api, out: OutputFormat, cmd: UsersCommand) -> Result<()> {
         UsersCommand::Lockout { user } => agents_admin_cli::user_lockout(api, out, &user).await,
         UsersCommand::Unlock { user } => agents_admin_cli::unlock_user(api, out, &user).await,
         UsersCommand::Tap(cmd) => tap_cli::tap(api, out, cmd).await,
+        UsersCommand::Passkeys(cmd) => methods_cli::passkeys(api, out, cmd).await,
     }
 }
 

@@ -11,6 +11,7 @@ mod federation_cli;
 mod harness;
 mod ldap_connector;
 mod lockout_e2e;
+mod methods_cli;
 mod multinode;
 mod oidc_rp;
 mod passkey_e2e;

@@ -667,6 +667,7 @@ async fn soft_sign_in(
     client_id: &str,
     device: &SoftAuthenticator,
     credential: &mut SoftCredential,
+    answer_withdrawn: bool,
 ) -> Result<String, String> {
     let http = localhost_client(server_base);
     let (_, challenge) = pkce();
@@ -685,15 +686,22 @@ async fn soft_sign_in(
         .await
         .unwrap();
     let (t, csrf) = (hidden(&html, "t"), hidden(&html, "csrf"));
-    let options: Value = http
-        .post(format!("{base}/login/passkey/options"))
-        .form(&[("t", t.as_str()), ("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ask = || async {
+        http.post(format!("{base}/login/passkey/options"))
+            .form(&[("t", t.as_str()), ("csrf", csrf.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let options = ask().await;
+    if answer_withdrawn {
+        // A second request withdraws the first challenge; the answer below is to the first.
+        let newer = ask().await;
+        assert_ne!(newer["challenge"], options["challenge"]);
+    }
     let assertion = device
         .get(
             credential,
@@ -824,15 +832,38 @@ async fn attestation_rp_id_and_the_registration_window_through_http() {
     );
     // Attestation is a registration rule: the key signs in whatever the policy says now.
     assert!(
-        soft_sign_in(&base, &server.base, &f.client_id, &attested, &mut key)
-            .await
-            .is_ok_and(|r| r.contains("code="))
+        soft_sign_in(
+            &base,
+            &server.base,
+            &f.client_id,
+            &attested,
+            &mut key,
+            false
+        )
+        .await
+        .is_ok_and(|r| r.contains("code="))
+    );
+
+    // Only the sign-in's newest challenge can be answered.
+    let r = soft_sign_in(&base, &server.base, &f.client_id, &attested, &mut key, true).await;
+    assert!(r.is_err(), "a withdrawn challenge: {r:?}");
+    assert_eq!(
+        last_sign_in(&admin, &f.upn).await["failureReason"],
+        "passkeyRejected"
     );
 
     // An assertion whose authenticator data names another RP id is refused.
     let mut wrong_rp = attested.clone();
     wrong_rp.settings.rp_id_override = Some("evil.example".into());
-    let r = soft_sign_in(&base, &server.base, &f.client_id, &wrong_rp, &mut key).await;
+    let r = soft_sign_in(
+        &base,
+        &server.base,
+        &f.client_id,
+        &wrong_rp,
+        &mut key,
+        false,
+    )
+    .await;
     assert!(r.is_err(), "{r:?}");
     assert_eq!(
         last_sign_in(&admin, &f.upn).await["failureReason"],
@@ -843,7 +874,7 @@ async fn attestation_rp_id_and_the_registration_window_through_http() {
     stuck.set_sign_count(0);
     let mut zero = attested.clone();
     zero.settings.counter_step = 0;
-    let r = soft_sign_in(&base, &server.base, &f.client_id, &zero, &mut stuck).await;
+    let r = soft_sign_in(&base, &server.base, &f.client_id, &zero, &mut stuck, false).await;
     assert!(r.is_err(), "{r:?}");
     assert_eq!(
         last_sign_in(&admin, &f.upn).await["failureReason"],
