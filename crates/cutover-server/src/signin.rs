@@ -1024,6 +1024,25 @@ async fn password_post(
             let Some(user) = record_user.as_ref() else {
                 return Err(PageError::internal("a password success without a user"));
             };
+            // The methods policy may have taken passwords away from this user (judged after
+            // the right password: it tells nothing to someone without it).
+            let policy = crate::passkeys::load_methods_policy(&state).await?;
+            let groups = crate::passkeys::user_groups(&state, user.user.id).await?;
+            if !policy.allows(cutover_core::methods_policy::PolicyMethod::Password, &groups) {
+                tracing::info!(user = %user.user.upn, "password sign-in refused: the methods policy does not allow passwords for this user");
+                record.result = SignInResult::Failure;
+                record.failure_reason =
+                    Some(FailureReason::MethodNotAllowedByPolicy.code().into());
+                state.record_sign_in(&record).await?;
+                return Ok(pages::password_page(
+                    &txn_id,
+                    &csrf,
+                    &username,
+                    Some(FailureReason::MethodNotAllowedByPolicy.user_message()),
+                )
+                .with_form_target(&txn.redirect_uri)
+                .into_response());
+            }
             crate::mfa::finish_or_step_up(
                 &state,
                 &ctx,

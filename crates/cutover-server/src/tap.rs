@@ -66,6 +66,21 @@ pub async fn load_policy(state: &AppState) -> Result<TapPolicy, StoreError> {
     }
 }
 
+/// The pass policy as it applies to one user: off for a user the authentication methods
+/// policy does not target for passes (its `temporaryAccessPass` method), so their pass is
+/// `disabledByPolicy` like everyone's when passes are off.
+pub async fn effective_policy(state: &AppState, user_id: Uuid) -> Result<TapPolicy, StoreError> {
+    let mut policy = load_policy(state).await?;
+    if policy.enabled {
+        let methods = crate::passkeys::load_methods_policy(state).await?;
+        let groups = crate::passkeys::user_groups(state, user_id).await?;
+        if !methods.allows(cutover_core::methods_policy::PolicyMethod::TemporaryAccessPass, &groups) {
+            policy.enabled = false;
+        }
+    }
+    Ok(policy)
+}
+
 /// The keyed hash of a pass as typed (normalised first); `None` when it cannot be a pass.
 pub fn pass_hash(state: &AppState, typed: &str) -> Option<String> {
     let n = normalize_entered(typed)?;
@@ -81,7 +96,7 @@ pub async fn usable_pass(
     let Some(stored) = state.store.get_tap(user_id).await? else {
         return Ok(None);
     };
-    let policy = load_policy(state).await?;
+    let policy = effective_policy(state, user_id).await?;
     Ok(usability(&stored.tap, &policy, now)
         .is_usable()
         .then_some(stored))
@@ -120,7 +135,7 @@ pub async fn check_pass(
     if !right {
         return Ok(PassCheck::Wrong);
     }
-    let policy = load_policy(state).await?;
+    let policy = effective_policy(state, user_id).await?;
     if let TapUsability::NotUsable(reason) = usability(&stored.tap, &policy, now) {
         return Ok(PassCheck::NotUsable(reason));
     }
@@ -180,7 +195,7 @@ async fn list(
     Path(id): Path<String>,
 ) -> Result<Json<ListResponse<proto::TemporaryAccessPassView>>, ApiError> {
     let user = find_user(&state, &id).await?;
-    let policy = load_policy(&state).await?;
+    let policy = effective_policy(&state, user.user.id).await?;
     let now = state.now();
     let value = state
         .store
@@ -200,7 +215,7 @@ async fn get_one(
     let user = find_user(&state, &id).await?;
     let tap_id = Uuid::parse_str(&tap)
         .map_err(|_| ApiError::bad_request(format!("'{tap}' is not a pass id")))?;
-    let policy = load_policy(&state).await?;
+    let policy = effective_policy(&state, user.user.id).await?;
     let stored = state
         .store
         .get_tap(user.user.id)
@@ -218,7 +233,7 @@ async fn create(
     ApiJson(req): ApiJson<proto::CreateTemporaryAccessPass>,
 ) -> Result<Response, ApiError> {
     let user = find_user(&state, &id).await?;
-    let policy = load_policy(&state).await?;
+    let policy = effective_policy(&state, user.user.id).await?;
     let now = state.now();
     let start = match req.start_date_time.as_deref() {
         None => None,

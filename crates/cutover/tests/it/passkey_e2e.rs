@@ -893,3 +893,175 @@ async fn attestation_rp_id_and_the_registration_window_through_http() {
         "{late:?}"
     );
 }
+
+/// A password (or pass) typed on the second page; `Ok(redirect)` or `Err(the page)`.
+async fn secret_attempt(
+    http: &reqwest::Client,
+    base: &str,
+    client_id: &str,
+    upn: &str,
+    secret: &str,
+) -> Result<String, String> {
+    let (_, challenge) = pkce();
+    let res = http
+        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = location(&res);
+    let html = http
+        .get(format!("{base}{login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let t = hidden(&html, "t");
+    let res = http
+        .post(format!("{base}/login/identifier"))
+        .form(&[
+            ("t", t.as_str()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("username", upn),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let next = location(&res);
+    let html = http
+        .get(format!("{base}{next}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let res = http
+        .post(format!("{base}/login/password"))
+        .form(&[
+            ("t", t.as_str()),
+            ("csrf", &hidden(&html, "csrf")),
+            ("password", secret),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if res.status().is_redirection() {
+        Ok(location(&res))
+    } else {
+        Err(res.text().await.unwrap())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_policy_targets_apply_at_sign_in_and_registration() {
+    let server =
+        InProcess::start_with(|c| c.issuer = c.issuer.replace("127.0.0.1", "localhost")).await;
+    let base = server.base.replace("127.0.0.1", "localhost");
+    let admin = Admin::login(&server.base, &server.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    let groups = admin.get("/groups").await;
+    let pilot = groups["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["displayName"] == "Pilot")
+        .unwrap()["id"]
+        .clone();
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/policies/temporaryAccessPass",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let passes = format!(
+        "/users/{}/authentication/temporaryAccessPassMethods",
+        f.user_id
+    );
+    let tap = admin
+        .post(
+            &passes,
+            json!({"isUsableOnce": false, "lifetimeInMinutes": 60}),
+        )
+        .await["temporaryAccessPass"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Passes excluded for the user's group: the pass stops working (the password page
+    // comes back), the API says why, and no new pass can be issued.
+    let mut no_passes = default_policy();
+    no_passes["temporaryAccessPass"]["excludeGroups"] = json!([pilot]);
+    set_methods_policy(&admin, no_passes).await;
+    let listed = admin.get(&passes).await;
+    assert_eq!(listed["value"][0]["isUsable"], false, "{listed}");
+    assert_eq!(
+        listed["value"][0]["methodUsabilityReason"], "disabledByPolicy",
+        "{listed}"
+    );
+    let (status, v) = admin.call(Method::POST, &passes, Some(json!({}))).await;
+    assert_eq!(status, 400, "{v}");
+    let http = localhost_client(&server.base);
+    let r = secret_attempt(&http, &base, &f.client_id, &f.upn, &f.password).await;
+    assert!(
+        r.as_ref().is_ok_and(|r| r.contains("code=")),
+        "the password works again: {r:?}"
+    );
+
+    // Passwords taken away from the group: the right password is refused, and says why.
+    let mut no_passwords = default_policy();
+    no_passwords["password"]["excludeGroups"] = json!([pilot]);
+    no_passwords["temporaryAccessPass"]["excludeGroups"] = json!([pilot]);
+    let v = set_methods_policy(&admin, no_passwords).await;
+    assert!(
+        v["warnings"].as_array().is_some_and(|w| w.is_empty()),
+        "passwords stay on for others: {v}"
+    );
+    let r = secret_attempt(
+        &localhost_client(&server.base),
+        &base,
+        &f.client_id,
+        &f.upn,
+        &f.password,
+    )
+    .await;
+    assert!(
+        r.as_ref()
+            .is_err_and(|page| page.contains("does not allow this sign-in method")),
+        "{r:?}"
+    );
+    assert_eq!(
+        last_sign_in(&admin, &f.upn).await["failureReason"],
+        "methodNotAllowedByPolicy"
+    );
+
+    // An allow list of models is checked at registration too.
+    set_methods_policy(&admin, default_policy()).await;
+    let http = localhost_client(&server.base);
+    pass_session(&http, &base, &f.client_id, &f.upn, &tap).await;
+    let mut allow_other = default_policy();
+    allow_other["passkey"]["keyRestrictions"] =
+        json!({"enforcement": "allow", "aaguids": ["ee882879-721c-4913-9775-3dfcce97072a"]});
+    set_methods_policy(&admin, allow_other).await;
+    let r = register_soft(
+        &http,
+        &base,
+        &SoftAuthenticator::new(YUBIKEY),
+        "Not allowed",
+    )
+    .await;
+    assert!(
+        r.as_ref()
+            .is_err_and(|e| e.contains("does not allow this kind of authenticator")),
+        "{r:?}"
+    );
+    let mut allow_mine = default_policy();
+    allow_mine["passkey"]["keyRestrictions"] =
+        json!({"enforcement": "allow", "aaguids": [YUBIKEY.to_string()]});
+    set_methods_policy(&admin, allow_mine).await;
+    let key = register_soft(&http, &base, &SoftAuthenticator::new(YUBIKEY), "Allowed").await;
+    assert!(key.is_ok(), "{key:?}");
+}
