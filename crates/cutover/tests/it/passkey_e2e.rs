@@ -553,55 +553,10 @@ fn localhost_client(server_base: &str) -> reqwest::Client {
 
 /// Sign in through the pages with a Temporary Access Pass; the client keeps the session.
 async fn pass_session(http: &reqwest::Client, base: &str, client_id: &str, upn: &str, pass: &str) {
-    let (_, challenge) = pkce();
-    let res = http
-        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let login = location(&res);
-    let html = http
-        .get(format!("{base}{login}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let t = hidden(&html, "t");
-    let res = http
-        .post(format!("{base}/login/identifier"))
-        .form(&[
-            ("t", t.as_str()),
-            ("csrf", &hidden(&html, "csrf")),
-            ("username", upn),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let next = location(&res);
-    let html = http
-        .get(format!("{base}{next}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let res = http
-        .post(format!("{base}/login/password"))
-        .form(&[
-            ("t", t.as_str()),
-            ("csrf", &hidden(&html, "csrf")),
-            ("password", pass),
-        ])
-        .send()
-        .await
-        .unwrap();
+    let r = secret_attempt(http, base, client_id, upn, pass).await;
     assert!(
-        location(&res).contains("code="),
-        "pass sign-in: {}",
-        res.status()
+        r.as_ref().is_ok_and(|r| r.contains("code=")),
+        "pass sign-in: {r:?}"
     );
 }
 
