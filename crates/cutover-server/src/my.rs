@@ -237,8 +237,8 @@ pub fn device_guidance(family: DeviceFamily) -> &'static str {
 fn gate_block(me: &MySession, now: cutover_core::Timestamp) -> String {
     match registration_gate(me, now) {
         RegistrationGate::Allowed { until } => format!(
-            "<p class=\"small\" id=\"gate\" data-allowed=\"true\">You can add or remove methods until {} (a recent strong sign-in is required).</p>",
-            esc(&rfc3339(until))
+            "<p class=\"small\" id=\"gate\" data-allowed=\"true\">You can add or remove methods until {} UTC (changes need a recent strong sign-in).</p>",
+            esc(rfc3339(until).get(11..16).unwrap_or_default())
         ),
         RegistrationGate::NeedsStrongSignIn => "<div class=\"error\" id=\"gate\" data-allowed=\"false\" role=\"status\">To add or remove a method you need to have signed in with a passkey, a second factor or a Temporary Access Pass. If you have none yet, ask your helpdesk for a Temporary Access Pass, then <a href=\"/my/signin\" id=\"signin-again\">sign in again</a> with it.</div>".into(),
         RegistrationGate::StrongSignInTooOld => "<div class=\"error\" id=\"gate\" data-allowed=\"false\" role=\"status\">For your security, changing your methods needs a sign-in from the last few minutes. <a href=\"/my/signin\" id=\"signin-again\">Sign in again</a>, then come back.</div>".into(),

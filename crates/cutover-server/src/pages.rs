@@ -82,7 +82,8 @@ input:focus{outline:2px solid #2563eb;outline-offset:1px}\
 button{margin-top:1.25rem;width:100%;padding:.65rem;font-size:1rem;background:#1d4ed8;color:#fff;border:0;border-radius:.25rem;cursor:pointer}\
 button.secondary{background:#fff;color:#1d4ed8;border:1px solid #1d4ed8}button.link{width:auto;margin:0;padding:.2rem .5rem;background:#fff;color:#b91c1c;border:1px solid #b91c1c}\
 table{border-collapse:collapse;width:100%;margin:.5rem 0}th,td{text-align:left;padding:.35rem .3rem;border-bottom:1px solid #e5e7eb;font-size:.9rem;vertical-align:top}\
-.ok{background:#f0fdf4;border-left:4px solid #15803d;padding:.6rem .8rem;margin:0 0 1rem}.tag{font-size:.75rem;padding:.05rem .35rem;border-radius:.2rem;background:#e0e7ff}\
+.ok{background:#f0fdf4;border-left:4px solid #15803d;padding:.6rem .8rem;margin:0 0 1rem}.tag{font-size:.75rem;padding:.05rem .35rem;border-radius:.2rem;background:#e0e7ff;white-space:nowrap}\
+main:has(.wide){max-width:44rem}h2{font-size:1.1rem;margin:1.5rem 0 .5rem}\
 .error{background:#fef2f2;border-left:4px solid #b91c1c;padding:.6rem .8rem;margin:0 0 1rem}\
 .who{color:#374151;margin:0 0 .5rem}.small{font-size:.875rem;color:#4b5563}a{color:#1d4ed8}";
 
