@@ -4,10 +4,12 @@
 //! per second — plus latency percentiles, idle memory and startup time of a real
 //! `cutover serve` process. Staged rollout adds two measures: routing decisions per second in
 //! the pure core ([`routing`]), and managed sign-ins of staged users against the same
-//! sign-ins without staged rollout. Every loop is bounded in count and in time; servers listen
-//! on 127.0.0.1 only.
+//! sign-ins without staged rollout. Passkey sign-ins ([`passkey`]) are divided by raw P-256
+//! signature verifications per second. Every loop is bounded in count and in time; servers
+//! listen on 127.0.0.1 only (their issuer is `http://localhost:PORT`, which passkeys need).
 
 use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -20,6 +22,8 @@ use cutover_server::crypto::{Argon2Params, Es256Key};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+#[path = "bench_passkey.rs"]
+mod passkey;
 #[path = "bench_routing.rs"]
 mod routing;
 
@@ -54,6 +58,9 @@ pub struct BenchArgs {
     /// Raw ES256 signatures for the baseline.
     #[arg(long, default_value_t = 20000)]
     pub signatures: usize,
+    /// Raw P-256 signature verifications (a passkey assertion's check) for the baseline.
+    #[arg(long, default_value_t = 20000)]
+    pub passkey_verifications: usize,
     /// Users in the in-memory directory of the core routing phase.
     #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
     pub routing_users: usize,
@@ -204,7 +211,11 @@ where
 /// A `cutover serve` child on loopback; killed on drop.
 struct Server {
     child: Child,
+    /// `http://127.0.0.1:PORT`, as the server reports it.
     base: String,
+    /// `http://localhost:PORT`: the issuer, and the origin of passkey ceremonies (a WebAuthn
+    /// relying-party id is a host name, so an issuer on an IP address has no passkeys).
+    origin: String,
     startup: Duration,
     creds: Value,
 }
@@ -219,12 +230,22 @@ impl Drop for Server {
 impl Server {
     fn start(data_dir: &Path, database: &str) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the cutover binary")?;
+        // The issuer must name the port, so the port is chosen here: a free one, released
+        // just before the server binds it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("finding a free loopback port")?
+            .port();
+        let listen = format!("127.0.0.1:{port}");
+        let origin = format!("http://localhost:{port}");
         let started = Instant::now();
         let mut child = Command::new(exe)
-            .args(["serve", "--listen", "127.0.0.1:0", "--database", database])
+            .args(["serve", "--listen", &listen, "--issuer", &origin])
+            .args(["--database", database])
             .arg("--data-dir")
             .arg(data_dir)
             .env("CUTOVER_LOG", "error")
+            .env_remove("CUTOVER_WEBAUTHN_RP_ID")
             // The server must hash with the same (default) parameters the baseline uses.
             .env_remove("CUTOVER_ARGON2_MEMORY_KIB")
             .env_remove("CUTOVER_ARGON2_ITERATIONS")
@@ -260,6 +281,7 @@ impl Server {
         Ok(Self {
             child,
             base,
+            origin,
             startup,
             creds,
         })
@@ -560,8 +582,14 @@ async fn seed_staged(
 }
 
 /// The Temporary Access Pass phase: passes enabled (multi-use, 8 hours), and `users` cloud
-/// users of the plain phase's domain each holding one, so their sign-ins go to the pass page.
-async fn seed_tap(server: &Server, plain: &Target, users: usize) -> anyhow::Result<Target> {
+/// users (`{prefix}{i}@bench.example`) of the plain phase's domain each holding one, so their
+/// sign-ins go to the pass page.
+async fn seed_tap(
+    server: &Server,
+    plain: &Target,
+    users: usize,
+    prefix: &str,
+) -> anyhow::Result<Target> {
     let api = AdminApi::login(server).await?;
     let req = api
         .http
@@ -572,10 +600,10 @@ async fn seed_tap(server: &Server, plain: &Target, users: usize) -> anyhow::Resu
     let mut names = Vec::new();
     let mut secrets = Vec::new();
     for i in 0..users {
-        let upn = format!("tap{i}@bench.example");
+        let upn = format!("{prefix}{i}@bench.example");
         api.post(
             "/users",
-            json!({"userPrincipalName": upn, "displayName": format!("Pass holder {i}")}),
+            json!({"userPrincipalName": upn, "displayName": format!("Pass holder {prefix} {i}")}),
         )
         .await?;
         let pass = api
@@ -603,13 +631,25 @@ async fn seed_tap(server: &Server, plain: &Target, users: usize) -> anyhow::Resu
     })
 }
 
-/// One full browser sign-in over HTTP: authorize → identifier → password → code → token.
-/// Returns the token response.
-async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
-    let http = reqwest::Client::builder()
+/// A new browser: its own cookie jar, redirects not followed. `localhost` (the origin passkeys
+/// need) is pinned to the loopback address the server listens on, whatever the resolver says.
+fn browser(base: &str) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
         .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()?;
+        .redirect(reqwest::redirect::Policy::none());
+    let url = url::Url::parse(base)?;
+    if url.host_str() == Some("localhost") {
+        let port = url
+            .port_or_known_default()
+            .context("no port in the base URL")?;
+        builder = builder.resolve("localhost", SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Ok(builder.build()?)
+}
+
+/// The application's authorization request (PKCE) in `http`: returns the code verifier and
+/// the sign-in page it is sent to.
+async fn authorize(http: &reqwest::Client, t: &Target) -> anyhow::Result<(String, String)> {
     let verifier = format!(
         "{}{}",
         uuid::Uuid::new_v4().simple(),
@@ -634,6 +674,50 @@ async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
         .await?
         .text()
         .await?;
+    Ok((verifier, html))
+}
+
+/// The application's side of the end of a sign-in: the code from `back` (the redirect to the
+/// application) exchanged for tokens. Returns the token response.
+async fn redeem(
+    http: &reqwest::Client,
+    t: &Target,
+    back: &str,
+    verifier: &str,
+) -> anyhow::Result<Value> {
+    let code = url::Url::parse(back)?
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .context("no code: sign-in failed")?;
+    let tokens: Value = http
+        .post(format!("{}/oauth2/token", t.base))
+        .basic_auth(&t.client_id, Some(&t.client_secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", &t.redirect),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await?
+        .json()
+        .await?;
+    if tokens.get("access_token").is_none() {
+        bail!("token exchange failed: {tokens}");
+    }
+    Ok(tokens)
+}
+
+/// One full browser sign-in over HTTP: authorize → identifier → password → code → token.
+/// Returns the token response.
+async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
+    password_sign_in(&browser(&t.base)?, t, upn).await
+}
+
+/// [`full_sign_in`] in the browser `http`, which keeps the session cookie it sets.
+async fn password_sign_in(http: &reqwest::Client, t: &Target, upn: &str) -> anyhow::Result<Value> {
+    let (verifier, html) = authorize(http, t).await?;
     let txn = form_field(&html, "t")?;
     let res = http
         .post(format!("{}/login/identifier", t.base))
@@ -670,28 +754,7 @@ async fn full_sign_in(t: &Target, upn: &str) -> anyhow::Result<Value> {
         .send()
         .await?;
     let back = location(&res)?;
-    let code = url::Url::parse(&back)?
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .map(|(_, v)| v.into_owned())
-        .context("no code: sign-in failed")?;
-    let tokens: Value = http
-        .post(format!("{}/oauth2/token", t.base))
-        .basic_auth(&t.client_id, Some(&t.client_secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", &t.redirect),
-            ("code_verifier", &verifier),
-        ])
-        .send()
-        .await?
-        .json()
-        .await?;
-    if tokens.get("access_token").is_none() {
-        bail!("token exchange failed: {tokens}");
-    }
-    Ok(tokens)
+    redeem(http, t, &back, &verifier).await
 }
 
 /// One round of full sign-ins of `t`'s users.
@@ -776,6 +839,10 @@ struct BackendResult {
     tap_signins: Phase,
     /// Pass sign-ins per second ÷ plain password sign-ins per second.
     tap_over_plain: f64,
+    /// Full sign-ins with a passkey (assertion verified, counter advanced, code, tokens).
+    passkey_signins: Phase,
+    /// Passkey sign-ins per second ÷ raw P-256 signature verifications per second.
+    passkey_over_p256: f64,
     client_credentials: Phase,
     refresh: Phase,
 }
@@ -785,6 +852,7 @@ async fn bench_backend(
     backend: &str,
     database: &str,
     dir: &Path,
+    p256_per_sec: f64,
 ) -> anyhow::Result<BackendResult> {
     std::fs::create_dir_all(dir)?;
     let server = Server::start(dir, database)?;
@@ -813,7 +881,7 @@ async fn bench_backend(
 
     // Temporary Access Pass sign-ins: the same pages and token exchange, a keyed-hash check
     // and an atomic use instead of argon2id. One untimed round first.
-    let tap_target = Arc::new(seed_tap(&server, &target, args.concurrency.max(1)).await?);
+    let tap_target = Arc::new(seed_tap(&server, &target, args.concurrency.max(1), "tap").await?);
     let conc = args.concurrency.max(1);
     sign_in_round(
         &tap_target,
@@ -837,6 +905,34 @@ async fn bench_backend(
     )
     .await?;
     let tap_signins = summarize(tap_lat, tap_time);
+
+    // Passkey sign-ins: users who registered a passkey through Security info after a pass
+    // sign-in (untimed), then sign in with it from the identifier page. One untimed round
+    // first, which also checks that they succeed.
+    eprintln!("[{backend}] registering passkeys");
+    let passkey_users = Arc::new(
+        passkey::seed(&server, &target, conc)
+            .await
+            .with_context(|| format!("[{backend}] passkey registration"))?,
+    );
+    passkey::round(
+        &passkey_users,
+        conc,
+        conc,
+        &format!("[{backend}] warm-up, passkey"),
+    )
+    .await
+    .with_context(|| {
+        format!("[{backend}] passkey check: a registered passkey's sign-in must succeed")
+    })?;
+    let (passkey_lat, passkey_time) = passkey::round(
+        &passkey_users,
+        args.signins,
+        args.concurrency,
+        &format!("[{backend}] passkey sign-ins"),
+    )
+    .await?;
+    let passkey_signins = summarize(passkey_lat, passkey_time);
 
     let t = target.clone();
     let http = reqwest::Client::new();
@@ -913,6 +1009,8 @@ async fn bench_backend(
         staged_over_plain: staged_signins.per_sec / signins.per_sec.max(1e-9),
         tap_over_plain: tap_signins.per_sec / signins.per_sec.max(1e-9),
         tap_signins,
+        passkey_over_p256: passkey_signins.per_sec / p256_per_sec.max(1e-9),
+        passkey_signins,
         signins,
         staged_signins,
         client_credentials,
@@ -954,6 +1052,21 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             let _ = k.sign_jwt("at+jwt", &claims);
         },
     );
+    let verifier = cutover_webauthn::raw_verifier().map_err(anyhow::Error::msg)?;
+    anyhow::ensure!(
+        verifier.verify_once(),
+        "the P-256 baseline's signature does not verify"
+    );
+    let p256 = parallel_cpu(
+        args.passkey_verifications,
+        "baseline: raw P-256 verifications",
+        move || {
+            assert!(
+                verifier.verify_once(),
+                "P-256 baseline verification must succeed"
+            );
+        },
+    );
     let routing = routing::run(
         args.routing_users,
         args.routing_groups,
@@ -970,6 +1083,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             "sqlite",
             &format!("sqlite:{}", sqlite_dir.join("cutover.db").display()),
             &sqlite_dir,
+            p256.per_sec,
         )
         .await?,
     );
@@ -978,7 +1092,16 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let url = cutover_store::create_postgres_database(base, &name)
             .await
             .map_err(|e| anyhow::anyhow!("creating the benchmark database: {e}"))?;
-        results.push(bench_backend(&args, "postgres", &url, &scratch.join("postgres")).await?);
+        results.push(
+            bench_backend(
+                &args,
+                "postgres",
+                &url,
+                &scratch.join("postgres"),
+                p256.per_sec,
+            )
+            .await?,
+        );
     }
     let _ = std::fs::remove_dir_all(&scratch);
 
@@ -994,6 +1117,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!(
         "baseline  raw ES256 signatures/s:       {:>9.1}   (p50 {:.3} ms)",
         es256.per_sec, es256.p50_ms
+    );
+    println!(
+        "baseline  raw P-256 verifications/s:    {:>9.1}   (p50 {:.3} ms)",
+        p256.per_sec, p256.p50_ms
     );
     println!();
     routing::print(&routing);
@@ -1023,6 +1150,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "÷ plain sign-ins/s",
             ),
             (
+                "passkey sign-ins",
+                &r.passkey_signins,
+                r.passkey_over_p256,
+                "÷ P-256 verify/s",
+            ),
+            (
                 "client_credentials grants",
                 &r.client_credentials,
                 r.client_credentials.per_sec / es256.per_sec,
@@ -1047,7 +1180,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(path) = &args.json {
-        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256}, "routing": routing, "backends": results});
+        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256, "p256Verifications": p256}, "routing": routing, "backends": results});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

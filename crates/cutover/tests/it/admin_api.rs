@@ -663,6 +663,8 @@ fn bench_command_runs_and_reports_ratios() {
             "20",
             "--routing-decisions",
             "1000",
+            "--passkey-verifications",
+            "20",
         ])
         .output()
         .unwrap();
@@ -681,6 +683,9 @@ fn bench_command_runs_and_reports_ratios() {
         "staged-rollout sign-ins",
         "÷ plain sign-ins/s",
         "pass (TAP) sign-ins",
+        "raw P-256 verifications/s",
+        "passkey sign-ins",
+        "÷ P-256 verify/s",
         "client_credentials grants",
         "refresh_token grants",
         "÷ ES256/s",
