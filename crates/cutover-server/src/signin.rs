@@ -1028,11 +1028,13 @@ async fn password_post(
             // the right password: it tells nothing to someone without it).
             let policy = crate::passkeys::load_methods_policy(&state).await?;
             let groups = crate::passkeys::user_groups(&state, user.user.id).await?;
-            if !policy.allows(cutover_core::methods_policy::PolicyMethod::Password, &groups) {
+            if !policy.allows(
+                cutover_core::methods_policy::PolicyMethod::Password,
+                &groups,
+            ) {
                 tracing::info!(user = %user.user.upn, "password sign-in refused: the methods policy does not allow passwords for this user");
                 record.result = SignInResult::Failure;
-                record.failure_reason =
-                    Some(FailureReason::MethodNotAllowedByPolicy.code().into());
+                record.failure_reason = Some(FailureReason::MethodNotAllowedByPolicy.code().into());
                 state.record_sign_in(&record).await?;
                 return Ok(pages::password_page(
                     &txn_id,

@@ -74,7 +74,10 @@ pub async fn effective_policy(state: &AppState, user_id: Uuid) -> Result<TapPoli
     if policy.enabled {
         let methods = crate::passkeys::load_methods_policy(state).await?;
         let groups = crate::passkeys::user_groups(state, user_id).await?;
-        if !methods.allows(cutover_core::methods_policy::PolicyMethod::TemporaryAccessPass, &groups) {
+        if !methods.allows(
+            cutover_core::methods_policy::PolicyMethod::TemporaryAccessPass,
+            &groups,
+        ) {
             policy.enabled = false;
         }
     }

@@ -39,6 +39,8 @@ pub const TOTP_PATH: &str = "/my/security/totp";
 const REMOVE_PATH: &str = "/my/security/totp/remove";
 /// Audit actions (actor `user:<upn>`).
 pub const REGISTER_ACTION: &str = "registerTotp";
+/// The audit action of a confirmed enrolment (the first right code).
+pub const CONFIRM_ACTION: &str = "confirmTotp";
 pub const DELETE_ACTION: &str = "deleteTotp";
 /// The name an enrolment gets (one per user).
 const ENROLMENT_NAME: &str = "Authenticator app";
@@ -461,6 +463,7 @@ fn start_again_page(title: &'static str, message: &str) -> Response {
 
 async fn enrol_confirm(
     State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
     headers: HeaderMap,
     Form(form): Form<ConfirmForm>,
 ) -> Result<Response, PageError> {
@@ -487,6 +490,16 @@ async fn enrol_confirm(
     match check_code(&state, user_id, &typed, Purpose::Confirm { id }).await? {
         CodeCheck::Accepted => {
             tracing::info!(user = %me.user.user.upn, enrolment = %id, "a TOTP enrolment was confirmed");
+            // The confirmation is what makes the method usable: audited on its own (the
+            // started enrolment was audited when it was written).
+            let audit = crate::passkeys::user_audit(
+                &ctx,
+                &me.user,
+                state.now(),
+                CONFIRM_ACTION,
+                Some(json!({"totpId": id, "name": ENROLMENT_NAME, "status": "confirmed"})),
+            );
+            state.store.insert_audit_event(&audit).await?;
             let body = format!(
                 "<h1>Your authenticator app is set up</h1><p class=\"who\" id=\"who\">{u}</p>\
                  <div class=\"ok\" id=\"notice\" role=\"status\">From now on, when a sign-in asks for a second step, enter the code your app shows.</div>{back}",

@@ -270,6 +270,17 @@ async fn enrol_with_pass(
         "{}",
         done.1
     );
+    let confirmed = audits(&admin, "confirmTotp").await;
+    assert_eq!(
+        confirmed.len(),
+        1,
+        "the confirmation is audited: {confirmed:?}"
+    );
+    assert_eq!(
+        confirmed[0]["after"]["status"], "confirmed",
+        "{}",
+        confirmed[0]
+    );
     (page.secret, http)
 }
 
