@@ -270,7 +270,7 @@ async fn enrol_with_pass(
         "{}",
         done.1
     );
-    let confirmed = audits(&admin, "confirmTotp").await;
+    let confirmed = audits(admin, "confirmTotp").await;
     assert_eq!(
         confirmed.len(),
         1,
