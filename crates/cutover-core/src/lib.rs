@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod conditional_access;
 pub mod device;
 pub mod domain_cutover;
 pub mod federation;

@@ -1327,6 +1327,14 @@ async fn list_sign_ins(
         until: time_param(&q, "until")?,
         older_than: cursor_param(&q)?,
         top: top_of(&q)?,
+        ca_policy: q
+            .get("caPolicy")
+            .map(|p| {
+                Uuid::parse_str(p)
+                    .map_err(|_| ApiError::bad_request("caPolicy must be a policy id (UUID)"))
+            })
+            .transpose()?,
+        ca_result: q.get("caResult").cloned(),
     };
     let records = state.store.list_sign_ins(&filter).await?;
     Ok(Json(log_page(

@@ -22,6 +22,7 @@ pub mod admin;
 pub mod agents_admin;
 pub mod auth_methods;
 pub mod bootstrap;
+pub mod break_glass;
 pub mod clock;
 pub mod crypto;
 pub mod error;
@@ -385,7 +386,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(agents_admin::admin_routes())
                 .merge(tap::admin_routes())
                 .merge(passkeys::admin_routes())
-                .merge(auth_methods::admin_routes()),
+                .merge(auth_methods::admin_routes())
+                .merge(break_glass::admin_routes()),
         )
         .nest(
             "/agent/v1",

@@ -107,6 +107,7 @@ pub struct Metrics {
     http: Mutex<BTreeMap<HttpKey, Histogram>>,
     lockouts: Mutex<BTreeMap<&'static str, u64>>,
     pass_through: Mutex<BTreeMap<&'static str, u64>>,
+    break_glass_sign_ins: std::sync::atomic::AtomicU64,
 }
 
 impl Metrics {
@@ -136,6 +137,12 @@ impl Metrics {
         if let Ok(mut m) = self.pass_through.lock() {
             *m.entry(result).or_default() += 1;
         }
+    }
+
+    /// A completed sign-in of a break-glass account (each one is an alert).
+    pub fn count_break_glass_sign_in(&self) {
+        self.break_glass_sign_ins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn observe_request(&self, path: &str, method: &str, status: u16, elapsed: Duration) {
@@ -175,6 +182,14 @@ impl Metrics {
                 );
             }
         }
+        out.push_str("# HELP cutover_break_glass_sign_ins_total Completed sign-ins of break-glass accounts on this node (alert on any increase).\n");
+        out.push_str("# TYPE cutover_break_glass_sign_ins_total counter\n");
+        let _ = writeln!(
+            out,
+            "cutover_break_glass_sign_ins_total {}",
+            self.break_glass_sign_ins
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         out.push_str("# HELP cutover_http_request_duration_seconds Time from request to response, by endpoint, method and status.\n");
         out.push_str("# TYPE cutover_http_request_duration_seconds histogram\n");
         if let Ok(m) = self.http.lock() {

@@ -71,9 +71,10 @@ pub struct FirstFactor {
 }
 
 /// The strength this sign-in needs, given what the first factor was: the application's
-/// `acr_values`, and `mfa` after the upstream IdP for a user in the staged
+/// `acr_values`, `mfa` after the upstream IdP for a user in the staged
 /// `multiFactorAuthentication` rollout (SPEC §4: Cutover performs MFA after the upstream
-/// sign-in). `None`: nothing beyond the first factor.
+/// sign-in), and a passkey for a break-glass account (unless it signed in with a pass).
+/// `None`: nothing beyond the first factor.
 async fn required_strength(
     state: &AppState,
     txn: &TxnData,
@@ -89,6 +90,11 @@ async fn required_strength(
         if effective.contains(RolloutFeature::MultiFactorAuthentication) {
             required = required.max(Some(BuiltIn::Mfa));
         }
+    }
+    // A break-glass account signs in with a passkey (phishing-resistant), or with a Temporary
+    // Access Pass to register one: never with a password alone.
+    if user.break_glass && !amr.iter().any(|a| a == cutover_core::tap::TAP_AMR) {
+        required = required.max(Some(BuiltIn::PhishingResistantMfa));
     }
     Ok(required)
 }

@@ -282,6 +282,14 @@ pub(crate) async fn complete_sign_in_capped(
     record.failure_reason = None;
     // The record is written before any code or token leaves the server.
     state.record_sign_in(&record).await?;
+    if user.break_glass {
+        let ctx = RequestCtx {
+            id: record.correlation_id,
+            ip: record.ip_address.clone(),
+            user_agent: record.user_agent.clone(),
+        };
+        crate::break_glass::alert_sign_in(state, &ctx, user_record, &amr).await;
+    }
     let session_value = crate::crypto::random_token();
     state
         .store

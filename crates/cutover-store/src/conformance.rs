@@ -140,6 +140,11 @@ pub async fn run(store: Arc<dyn Store>) {
     totp_enrolments(store.clone()).await;
     passkeys_totp_cascade(&*store).await;
     standalone_audit(&*store).await;
+    ca_policies(&*store).await;
+    ca_policy_races(store.clone()).await;
+    named_locations(store.clone()).await;
+    sign_in_ca_results(&*store).await;
+    break_glass_drills(&*store).await;
 }
 
 fn batch(
@@ -5003,4 +5008,864 @@ async fn standalone_audit(s: &dyn Store) {
     assert_eq!(found[0].id, a.id);
     // The same event twice is refused (its id is unique), and nothing else is written.
     assert!(s.insert_audit_event(&a).await.is_err());
+}
+
+// Conditional Access (SPEC §8, §10).
+
+fn ca_policy(name: &str, state: &str) -> CaPolicyRow {
+    let id = Uuid::new_v4();
+    CaPolicyRow {
+        id,
+        display_name: name.into(),
+        state: state.into(),
+        policy: format!(
+            r#"{{"id":"{id}","displayName":"{name}","grantControls":{{"builtInControls":["mfa"]}}}}"#
+        ),
+        created_at: T0,
+        modified_at: T0,
+        state_changed_at: T0,
+    }
+}
+
+fn named_location(name: &str, trusted: bool) -> NamedLocationRow {
+    NamedLocationRow {
+        id: Uuid::new_v4(),
+        display_name: name.into(),
+        location: r#"{"ipRanges":["192.0.2.0/24"]}"#.into(),
+        is_trusted: trusted,
+        created_at: T0,
+        modified_at: T0,
+    }
+}
+
+/// One policy's result in a sign-in record, built from its JSON form so that fields the
+/// record type gains later (with their defaults) do not break the suite.
+fn ca_result(policy_id: Uuid, result: &str) -> cutover_core::signin_log::PolicyResult {
+    serde_json::from_value(serde_json::json!({"policyId": policy_id, "result": result}))
+        .expect("a policy result")
+}
+
+fn is_conflict_msg<T>(r: &StoreResult<T>, message: &str) -> bool {
+    matches!(r, Err(StoreError::Conflict(m)) if m == message)
+}
+
+/// Conditional Access policies: create, get, list (by name, case-insensitively), optimistic
+/// update, delete; names unique but for case; the limit at its edge; audit rows only for what
+/// was written.
+async fn ca_policies(s: &dyn Store) {
+    const MAX: u32 = 3;
+    assert!(s.list_ca_policies().await.unwrap().is_empty());
+    assert_eq!(s.get_ca_policy(Uuid::new_v4()).await.unwrap(), None);
+
+    // Create, get (every field round-trips), list by name whatever the case.
+    let mut mfa = ca_policy("Require MFA for admins", CaPolicyRow::REPORT_ONLY);
+    mfa.modified_at = T0.plus_secs(1);
+    mfa.state_changed_at = T0.plus_secs(2);
+    s.create_ca_policy(&mfa, MAX, &audit("createCaPolicy", "ca-create-mfa"))
+        .await
+        .unwrap();
+    let legacy = ca_policy("block legacy auth", CaPolicyRow::DISABLED);
+    s.create_ca_policy(&legacy, MAX, &audit("createCaPolicy", "ca-create-legacy"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_ca_policy(mfa.id).await.unwrap(), Some(mfa.clone()));
+    assert_eq!(
+        s.list_ca_policies().await.unwrap(),
+        vec![legacy.clone(), mfa.clone()],
+        "by display name, case-insensitively"
+    );
+    assert_eq!(audits_for(s, "ca-create-mfa").await.len(), 1);
+    assert_eq!(audits_for(s, "ca-create-legacy").await.len(), 1);
+
+    // The same id, or the same name but for case: Conflict, nothing written.
+    let r = s
+        .create_ca_policy(
+            &CaPolicyRow {
+                id: mfa.id,
+                ..ca_policy("Fresh name", CaPolicyRow::ENABLED)
+            },
+            MAX,
+            &audit("createCaPolicy", "ca-create-dup"),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m != CA_POLICY_NAME_TAKEN),
+        "{r:?}"
+    );
+    let r = s
+        .create_ca_policy(
+            &ca_policy("REQUIRE mfa FOR ADMINS", CaPolicyRow::ENABLED),
+            MAX,
+            &audit("createCaPolicy", "ca-create-dup"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CA_POLICY_NAME_TAKEN), "{r:?}");
+    // A state the database does not know is refused.
+    assert!(
+        s.create_ca_policy(
+            &ca_policy("Odd state", "on"),
+            MAX,
+            &audit("createCaPolicy", "ca-create-dup")
+        )
+        .await
+        .is_err()
+    );
+    assert!(audits_for(s, "ca-create-dup").await.is_empty());
+    assert_eq!(s.list_ca_policies().await.unwrap().len(), 2);
+
+    // The limit at its edge: the creation at MAX - 1 policies succeeds, the one at MAX is
+    // refused (a taken name is reported first); a limit one higher lets one more in; 0 refuses
+    // all.
+    let third = ca_policy("Third", CaPolicyRow::ENABLED);
+    s.create_ca_policy(&third, MAX, &audit("createCaPolicy", "ca-create-third"))
+        .await
+        .unwrap();
+    let fourth = ca_policy("Fourth", CaPolicyRow::ENABLED);
+    let r = s
+        .create_ca_policy(&fourth, MAX, &audit("createCaPolicy", "ca-create-refused"))
+        .await;
+    assert!(is_conflict_msg(&r, CA_POLICY_LIMIT_REACHED), "{r:?}");
+    let r = s
+        .create_ca_policy(
+            &ca_policy("third", CaPolicyRow::ENABLED),
+            MAX,
+            &audit("createCaPolicy", "ca-create-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CA_POLICY_NAME_TAKEN), "{r:?}");
+    let r = s
+        .create_ca_policy(
+            &ca_policy("Zero", CaPolicyRow::ENABLED),
+            0,
+            &audit("createCaPolicy", "ca-create-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CA_POLICY_LIMIT_REACHED), "{r:?}");
+    assert!(audits_for(s, "ca-create-refused").await.is_empty());
+    assert_eq!(s.get_ca_policy(fourth.id).await.unwrap(), None);
+    s.create_ca_policy(
+        &fourth,
+        MAX + 1,
+        &audit("createCaPolicy", "ca-create-fourth"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_ca_policies().await.unwrap(),
+        vec![legacy.clone(), fourth.clone(), mfa.clone(), third.clone()]
+    );
+
+    // Update: the state, JSON and name change, `created_at` never does.
+    let enabled = CaPolicyRow {
+        display_name: "Require MFA for all admins".into(),
+        state: CaPolicyRow::ENABLED.into(),
+        policy: r#"{"changed":true}"#.into(),
+        created_at: T0.plus_secs(999),
+        modified_at: T0.plus_secs(10),
+        state_changed_at: T0.plus_secs(10),
+        ..mfa.clone()
+    };
+    s.update_ca_policy(
+        &enabled,
+        mfa.modified_at,
+        &audit("updateCaPolicy", "ca-update"),
+    )
+    .await
+    .unwrap();
+    let stored = CaPolicyRow {
+        created_at: mfa.created_at,
+        ..enabled.clone()
+    };
+    assert_eq!(s.get_ca_policy(mfa.id).await.unwrap(), Some(stored.clone()));
+    assert_eq!(audits_for(s, "ca-update").await.len(), 1);
+
+    // A stale update (another admin's got there first), a missing policy, a taken name:
+    // refused, nothing written.
+    let stale = CaPolicyRow {
+        state: CaPolicyRow::DISABLED.into(),
+        modified_at: T0.plus_secs(20),
+        ..mfa.clone()
+    };
+    let r = s
+        .update_ca_policy(
+            &stale,
+            mfa.modified_at,
+            &audit("updateCaPolicy", "ca-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}");
+    let r = s
+        .update_ca_policy(
+            &ca_policy("Nowhere", CaPolicyRow::ENABLED),
+            T0,
+            &audit("updateCaPolicy", "ca-update-refused"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    let r = s
+        .update_ca_policy(
+            &CaPolicyRow {
+                display_name: "BLOCK LEGACY AUTH".into(),
+                modified_at: T0.plus_secs(20),
+                ..stored.clone()
+            },
+            stored.modified_at,
+            &audit("updateCaPolicy", "ca-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CA_POLICY_NAME_TAKEN), "{r:?}");
+    assert!(audits_for(s, "ca-update-refused").await.is_empty());
+    assert_eq!(s.get_ca_policy(mfa.id).await.unwrap(), Some(stored.clone()));
+
+    // A policy may keep its own name in another case. An update whose `modified_at` is not
+    // later than the one read still moves the token (by 1 ms), so the read it replaced is
+    // stale afterwards.
+    let recased = CaPolicyRow {
+        display_name: "require mfa for ALL admins".into(),
+        ..stored.clone()
+    };
+    s.update_ca_policy(
+        &recased,
+        stored.modified_at,
+        &audit("updateCaPolicy", "ca-update-recase"),
+    )
+    .await
+    .unwrap();
+    let recased_stored = CaPolicyRow {
+        modified_at: stored.modified_at.plus_millis(1),
+        ..recased.clone()
+    };
+    assert_eq!(
+        s.get_ca_policy(mfa.id).await.unwrap(),
+        Some(recased_stored.clone())
+    );
+    let r = s
+        .update_ca_policy(
+            &recased,
+            stored.modified_at,
+            &audit("updateCaPolicy", "ca-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}");
+    assert!(audits_for(s, "ca-update-refused").await.is_empty());
+
+    // Delete: once, with its audit row.
+    let r = s
+        .delete_ca_policy(
+            Uuid::new_v4(),
+            &audit("deleteCaPolicy", "ca-delete-missing"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "ca-delete-missing").await.is_empty());
+    s.delete_ca_policy(third.id, &audit("deleteCaPolicy", "ca-delete"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "ca-delete").await.len(), 1);
+    assert_eq!(s.get_ca_policy(third.id).await.unwrap(), None);
+    let r = s
+        .delete_ca_policy(third.id, &audit("deleteCaPolicy", "ca-delete-missing"))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert_eq!(
+        s.list_ca_policies().await.unwrap(),
+        vec![legacy, fourth, recased_stored]
+    );
+    // Its name is free again.
+    s.create_ca_policy(
+        &ca_policy("THIRD", CaPolicyRow::DISABLED),
+        MAX + 1,
+        &audit("createCaPolicy", "ca-create-again"),
+    )
+    .await
+    .unwrap();
+}
+
+/// Racing Conditional Access writes: of 10 creations with room for one, one succeeds; of 10
+/// creations of one name (but for case), one; of 10 updates from the same read, one.
+async fn ca_policy_races(store: Arc<dyn Store>) {
+    let s = &*store;
+    let room_for_one = u32::try_from(s.list_ca_policies().await.unwrap().len()).unwrap() + 1;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_ca_policy(
+                        &ca_policy(&format!("Race {i}"), CaPolicyRow::REPORT_ONLY),
+                        room_for_one,
+                        &audit("createCaPolicy", "ca-race-limit"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => created += 1,
+            r => assert!(is_conflict_msg(&r, CA_POLICY_LIMIT_REACHED), "{r:?}"),
+        }
+    }
+    assert_eq!(
+        created, 1,
+        "of 10 concurrent creations with room for one, one succeeds"
+    );
+    assert_eq!(
+        s.list_ca_policies().await.unwrap().len(),
+        room_for_one as usize
+    );
+    assert_eq!(audits_for(s, "ca-race-limit").await.len(), 1);
+
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            let name = if i % 2 == 0 { "Same name" } else { "SAME NAME" };
+            tokio::spawn(async move {
+                store
+                    .create_ca_policy(
+                        &ca_policy(name, CaPolicyRow::DISABLED),
+                        1_000,
+                        &audit("createCaPolicy", "ca-race-name"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => created += 1,
+            r => assert!(is_conflict_msg(&r, CA_POLICY_NAME_TAKEN), "{r:?}"),
+        }
+    }
+    assert_eq!(created, 1, "a name is taken by one policy");
+    assert_eq!(audits_for(s, "ca-race-name").await.len(), 1);
+
+    let read = s
+        .list_ca_policies()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|p| p.display_name.eq_ignore_ascii_case("same name"))
+        .expect("created");
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            let update = CaPolicyRow {
+                policy: format!(r#"{{"writer":{i}}}"#),
+                modified_at: read.modified_at.plus_secs(1),
+                ..read.clone()
+            };
+            let expected = read.modified_at;
+            tokio::spawn(async move {
+                let r = store
+                    .update_ca_policy(
+                        &update,
+                        expected,
+                        &audit("updateCaPolicy", "ca-race-update"),
+                    )
+                    .await;
+                (update.policy, r)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            (policy, Ok(())) => winners.push(policy),
+            (_, r) => assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "of 10 updates from one read, one succeeds"
+    );
+    assert_eq!(
+        s.get_ca_policy(read.id).await.unwrap().unwrap().policy,
+        winners[0],
+        "the winner's write is stored"
+    );
+    assert_eq!(audits_for(s, "ca-race-update").await.len(), 1);
+}
+
+/// Named locations: the same rules as policies (names unique but for case, a limit,
+/// optimistic updates, audit rows only for what was written).
+async fn named_locations(store: Arc<dyn Store>) {
+    let s = &*store;
+    const MAX: u32 = 2;
+    assert!(s.list_named_locations().await.unwrap().is_empty());
+    let office = named_location("Office", true);
+    let vpn = named_location("corporate VPN", false);
+    for l in [&office, &vpn] {
+        s.create_named_location(l, MAX, &audit("createNamedLocation", "nl-create"))
+            .await
+            .unwrap();
+    }
+    assert_eq!(audits_for(s, "nl-create").await.len(), 2);
+    assert_eq!(
+        s.get_named_location(office.id).await.unwrap(),
+        Some(office.clone())
+    );
+    assert_eq!(s.get_named_location(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(
+        s.list_named_locations().await.unwrap(),
+        vec![vpn.clone(), office.clone()],
+        "by display name, case-insensitively"
+    );
+
+    let r = s
+        .create_named_location(
+            &named_location("OFFICE", false),
+            MAX + 1,
+            &audit("createNamedLocation", "nl-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, NAMED_LOCATION_NAME_TAKEN), "{r:?}");
+    let r = s
+        .create_named_location(
+            &NamedLocationRow {
+                id: office.id,
+                ..named_location("Fresh", false)
+            },
+            MAX + 1,
+            &audit("createNamedLocation", "nl-refused"),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m != NAMED_LOCATION_NAME_TAKEN),
+        "{r:?}"
+    );
+    let home = named_location("Home", false);
+    let r = s
+        .create_named_location(&home, MAX, &audit("createNamedLocation", "nl-refused"))
+        .await;
+    assert!(is_conflict_msg(&r, NAMED_LOCATION_LIMIT_REACHED), "{r:?}");
+    assert!(audits_for(s, "nl-refused").await.is_empty());
+    assert_eq!(s.list_named_locations().await.unwrap().len(), 2);
+
+    // Race: room for one more.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_named_location(
+                        &named_location(&format!("Branch {i}"), false),
+                        MAX + 1,
+                        &audit("createNamedLocation", "nl-race"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => created += 1,
+            r => assert!(is_conflict_msg(&r, NAMED_LOCATION_LIMIT_REACHED), "{r:?}"),
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(audits_for(s, "nl-race").await.len(), 1);
+
+    // Update (trusted flag, JSON, name), then a stale one, a missing one and a taken name.
+    let untrusted = NamedLocationRow {
+        display_name: "Head office".into(),
+        location: r#"{"ipRanges":["198.51.100.0/24"]}"#.into(),
+        is_trusted: false,
+        created_at: T0.plus_secs(5),
+        modified_at: T0.plus_secs(30),
+        ..office.clone()
+    };
+    s.update_named_location(
+        &untrusted,
+        office.modified_at,
+        &audit("updateNamedLocation", "nl-update"),
+    )
+    .await
+    .unwrap();
+    let stored = NamedLocationRow {
+        created_at: office.created_at,
+        ..untrusted.clone()
+    };
+    assert_eq!(
+        s.get_named_location(office.id).await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(audits_for(s, "nl-update").await.len(), 1);
+    let r = s
+        .update_named_location(
+            &office,
+            office.modified_at,
+            &audit("updateNamedLocation", "nl-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}");
+    let r = s
+        .update_named_location(
+            &home,
+            T0,
+            &audit("updateNamedLocation", "nl-update-refused"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    let r = s
+        .update_named_location(
+            &NamedLocationRow {
+                display_name: "Corporate vpn".into(),
+                ..stored.clone()
+            },
+            stored.modified_at,
+            &audit("updateNamedLocation", "nl-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, NAMED_LOCATION_NAME_TAKEN), "{r:?}");
+    assert!(audits_for(s, "nl-update-refused").await.is_empty());
+    assert_eq!(
+        s.get_named_location(office.id).await.unwrap(),
+        Some(stored.clone())
+    );
+
+    // Delete once.
+    s.delete_named_location(vpn.id, &audit("deleteNamedLocation", "nl-delete"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "nl-delete").await.len(), 1);
+    let r = s
+        .delete_named_location(vpn.id, &audit("deleteNamedLocation", "nl-delete-missing"))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "nl-delete-missing").await.is_empty());
+    assert_eq!(s.get_named_location(vpn.id).await.unwrap(), None);
+    assert!(!s.list_named_locations().await.unwrap().contains(&vpn));
+}
+
+/// Each sign-in's per-policy results are written with it (or not at all) and filter the log:
+/// by policy, by result, by both on the same policy; each sign-in once, newest first, paged.
+async fn sign_in_ca_results(s: &dyn Store) {
+    let (p1, p2, p3) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+    let uid = Uuid::new_v4();
+    let filter = |ca_policy: Option<Uuid>, ca_result: Option<&str>| SignInFilter {
+        ca_policy,
+        ca_result: ca_result.map(str::to_owned),
+        top: 100,
+        ..Default::default()
+    };
+
+    // One sign-in with three results, others with one or none; a policy listed twice keeps
+    // its first result (the record itself round-trips as written).
+    let mut three = record(
+        "ca@contoso.example",
+        Some(uid),
+        SignInResult::Success,
+        5_000,
+    );
+    three.conditional_access = vec![
+        ca_result(p1, "success"),
+        ca_result(p2, "reportOnlyFailure"),
+        ca_result(p3, "notApplied"),
+    ];
+    let mut failed = record(
+        "ca@contoso.example",
+        Some(uid),
+        SignInResult::Failure,
+        5_001,
+    );
+    failed.conditional_access = vec![ca_result(p1, "failure"), ca_result(p1, "success")];
+    let mut other_user = record("other@contoso.example", None, SignInResult::Success, 5_002);
+    other_user.conditional_access = vec![ca_result(p2, "reportOnlySuccess")];
+    let none = record(
+        "ca@contoso.example",
+        Some(uid),
+        SignInResult::Success,
+        5_003,
+    );
+    for r in [&three, &failed, &other_user, &none] {
+        s.insert_sign_in(r).await.unwrap();
+    }
+    let list = |f: SignInFilter| async move { s.list_sign_ins(&f).await.unwrap() };
+    assert_eq!(
+        list(filter(Some(p1), None)).await,
+        vec![failed.clone(), three.clone()],
+        "by policy: each sign-in once, newest first, as written"
+    );
+    assert_eq!(
+        list(filter(Some(p2), None)).await,
+        vec![other_user.clone(), three.clone()]
+    );
+    assert_eq!(list(filter(Some(p3), None)).await, vec![three.clone()]);
+    assert_eq!(
+        list(filter(Some(p1), Some("success"))).await,
+        vec![three.clone()]
+    );
+    assert_eq!(
+        list(filter(Some(p1), Some("failure"))).await,
+        vec![failed.clone()],
+        "a policy listed twice keeps its first result"
+    );
+    assert!(
+        list(filter(Some(p1), Some("reportOnlyFailure")))
+            .await
+            .is_empty(),
+        "policy and result match on the same policy"
+    );
+    assert_eq!(
+        list(filter(Some(p2), Some("reportOnlyFailure"))).await,
+        vec![three.clone()]
+    );
+    assert_eq!(
+        list(filter(None, Some("reportOnlyFailure")))
+            .await
+            .into_iter()
+            .filter(|r| r.user_principal_name.as_deref() == Some("ca@contoso.example"))
+            .collect::<Vec<_>>(),
+        vec![three.clone()],
+        "by result alone: any policy"
+    );
+    assert_eq!(
+        list(SignInFilter {
+            user_id: Some(uid),
+            result: Some("success".into()),
+            ..filter(Some(p1), None)
+        })
+        .await,
+        vec![three.clone()],
+        "with the other filters"
+    );
+    assert!(list(filter(Some(Uuid::new_v4()), None)).await.is_empty());
+    assert_eq!(
+        s.ca_results_since(p2, T0, None, 0).await.unwrap(),
+        vec![other_user.clone(), three.clone()]
+    );
+
+    // Written with the sign-in or not at all: a sign-in refused (its id is stored) leaves no
+    // result behind.
+    let p4 = Uuid::new_v4();
+    let mut dup = none.clone();
+    dup.conditional_access = vec![ca_result(p4, "success")];
+    assert!(matches!(
+        s.insert_sign_in(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert!(list(filter(Some(p4), None)).await.is_empty());
+    assert!(
+        s.ca_results_since(p4, T0, None, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(list(filter(Some(p3), None)).await, vec![three.clone()]);
+
+    // Many policies in one sign-in (more than one statement's worth).
+    let many: Vec<Uuid> = (0..250).map(|_| Uuid::new_v4()).collect();
+    let mut wide = record("wide@contoso.example", None, SignInResult::Success, 5_004);
+    wide.conditional_access = many.iter().map(|&p| ca_result(p, "notApplied")).collect();
+    s.insert_sign_in(&wide).await.unwrap();
+    for p in [many[0], many[99], many[100], many[249]] {
+        assert_eq!(list(filter(Some(p), None)).await, vec![wide.clone()]);
+    }
+
+    // Paging: eight sign-ins with the policy, four at the same millisecond, and others
+    // without it in between; every page size walks them once, in order.
+    let paged = Uuid::new_v4();
+    let mut expected = Vec::new();
+    for at in [6_000, 6_001, 6_001, 6_001, 6_001, 6_002, 6_003, 6_004] {
+        let mut r = record(
+            "pager-ca@contoso.example",
+            Some(uid),
+            SignInResult::Success,
+            at,
+        );
+        r.conditional_access = vec![
+            ca_result(Uuid::new_v4(), "notApplied"),
+            ca_result(paged, "reportOnlyInterrupted"),
+        ];
+        s.insert_sign_in(&r).await.unwrap();
+        s.insert_sign_in(&record(
+            "pager-ca@contoso.example",
+            Some(uid),
+            SignInResult::Success,
+            at,
+        ))
+        .await
+        .unwrap();
+        expected.push(r);
+    }
+    expected.sort_by_key(|r| std::cmp::Reverse((r.created_at, r.id)));
+    assert_eq!(list(filter(Some(paged), None)).await, expected);
+    for page_size in [1, 2, 3] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        for _ in 0..20 {
+            let page = list(SignInFilter {
+                older_than: cursor,
+                top: page_size,
+                ..filter(Some(paged), Some("reportOnlyInterrupted"))
+            })
+            .await;
+            let Some(last) = page.last() else { break };
+            cursor = Some(Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            });
+            seen.extend(page);
+        }
+        assert_eq!(seen, expected, "page size {page_size}: each once, in order");
+        // The impact report's read pages the same way.
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        for _ in 0..20 {
+            let page = s
+                .ca_results_since(paged, T0, cursor, page_size)
+                .await
+                .unwrap();
+            assert!(page.len() <= page_size as usize);
+            let Some(last) = page.last() else { break };
+            cursor = Some(Cursor {
+                created_at: last.created_at,
+                id: last.id,
+            });
+            seen.extend(page);
+        }
+        assert_eq!(seen, expected, "ca_results_since, page size {page_size}");
+    }
+    // `since` is inclusive.
+    assert_eq!(
+        s.ca_results_since(paged, T0.plus_secs(6_001), None, 100)
+            .await
+            .unwrap(),
+        expected[..expected.len() - 1].to_vec()
+    );
+    assert_eq!(
+        s.ca_results_since(paged, T0.plus_secs(6_002), None, 100)
+            .await
+            .unwrap(),
+        expected[..3].to_vec()
+    );
+
+    // A deleted policy's results stay in the log, and the purge leaves them alone.
+    let gone = ca_policy("Results outlive me", CaPolicyRow::REPORT_ONLY);
+    s.create_ca_policy(&gone, 1_000, &audit("createCaPolicy", "ca-results-gone"))
+        .await
+        .unwrap();
+    let mut used = record("gone@contoso.example", None, SignInResult::Success, 7_000);
+    used.conditional_access = vec![ca_result(gone.id, "reportOnlySuccess")];
+    s.insert_sign_in(&used).await.unwrap();
+    s.delete_ca_policy(gone.id, &audit("deleteCaPolicy", "ca-results-gone"))
+        .await
+        .unwrap();
+    s.purge_expired(T0.plus_secs(10_000_000)).await.unwrap();
+    assert_eq!(list(filter(Some(gone.id), None)).await, vec![used.clone()]);
+    assert_eq!(
+        s.ca_results_since(gone.id, T0, None, 10).await.unwrap(),
+        vec![used]
+    );
+    assert_eq!(list(filter(Some(p1), None)).await.len(), 2);
+}
+
+/// Break-glass drills: only for a break-glass account; the latest stays; a user no longer
+/// break-glass (or deleted) is left out.
+async fn break_glass_drills(s: &dyn Store) {
+    let domain = "drill.example";
+    s.create_domain(
+        &domain_with(domain, DomainAuthentication::Managed(Default::default())),
+        &audit("createDomain", domain),
+    )
+    .await
+    .unwrap();
+    let mut bg = user("bg@drill.example");
+    bg.user.break_glass = true;
+    let mut bg_other = user("bg-other@drill.example");
+    bg_other.user.break_glass = true;
+    let plain = user("plain@drill.example");
+    for u in [&bg, &bg_other, &plain] {
+        s.create_user(u, &audit("createUser", "drill-users"))
+            .await
+            .unwrap();
+    }
+    let ours = |drills: Vec<(Uuid, Timestamp)>| -> Vec<(Uuid, Timestamp)> {
+        drills
+            .into_iter()
+            .filter(|(u, _)| [bg.user.id, bg_other.user.id, plain.user.id].contains(u))
+            .collect()
+    };
+    assert!(ours(s.break_glass_drills().await.unwrap()).is_empty());
+
+    // Refused: a user who is not break-glass, a missing user. Nothing written.
+    let r = s
+        .record_break_glass_drill(
+            plain.user.id,
+            T0,
+            &audit("breakGlassDrill", "drill-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, NOT_BREAK_GLASS), "{r:?}");
+    let r = s
+        .record_break_glass_drill(
+            Uuid::new_v4(),
+            T0,
+            &audit("breakGlassDrill", "drill-refused"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "drill-refused").await.is_empty());
+    assert!(ours(s.break_glass_drills().await.unwrap()).is_empty());
+
+    // The latest drill stays: one recorded out of order never moves it back (but is audited).
+    let bg_id = bg.user.id;
+    for (at, target) in [(100, "drill-1"), (50, "drill-2"), (200, "drill-3")] {
+        s.record_break_glass_drill(bg_id, T0.plus_secs(at), &audit("breakGlassDrill", target))
+            .await
+            .unwrap();
+        assert_eq!(audits_for(s, target).await.len(), 1);
+        if target == "drill-2" {
+            assert_eq!(
+                ours(s.break_glass_drills().await.unwrap()),
+                vec![(bg_id, T0.plus_secs(100))]
+            );
+        }
+    }
+    s.record_break_glass_drill(
+        bg_other.user.id,
+        T0.plus_secs(10),
+        &audit("breakGlassDrill", "drill-other"),
+    )
+    .await
+    .unwrap();
+    let mut both = vec![
+        (bg_id, T0.plus_secs(200)),
+        (bg_other.user.id, T0.plus_secs(10)),
+    ];
+    both.sort();
+    assert_eq!(
+        ours(s.break_glass_drills().await.unwrap()),
+        both,
+        "by user id"
+    );
+
+    // No longer break-glass: left out; marked again: back with its last drill.
+    let mut unmarked = bg.user.clone();
+    unmarked.break_glass = false;
+    s.update_user(&unmarked, None, &audit("updateUser", "drill-unmark"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ours(s.break_glass_drills().await.unwrap()),
+        vec![(bg_other.user.id, T0.plus_secs(10))]
+    );
+    s.update_user(&bg.user, None, &audit("updateUser", "drill-unmark"))
+        .await
+        .unwrap();
+    assert_eq!(ours(s.break_glass_drills().await.unwrap()), both);
+
+    // Deleted: gone with the user.
+    s.delete_user(bg_other.user.id, &audit("deleteUser", "drill-delete"))
+        .await
+        .unwrap();
+    assert_eq!(
+        ours(s.break_glass_drills().await.unwrap()),
+        vec![(bg_id, T0.plus_secs(200))]
+    );
 }

@@ -234,6 +234,12 @@ pub struct SignInFilter {
     pub route: Option<String>,
     pub since: Option<Timestamp>,
     pub until: Option<Timestamp>,
+    /// Only sign-ins in which this Conditional Access policy has a result (with `ca_result`:
+    /// that result).
+    pub ca_policy: Option<Uuid>,
+    /// Only sign-ins in which a Conditional Access policy (with `ca_policy`: that policy) has
+    /// this result, e.g. `reportOnlyFailure` (exact match).
+    pub ca_result: Option<String>,
     /// Continue after this row (keyset paging).
     pub older_than: Option<Cursor>,
     pub top: u32,
@@ -394,7 +400,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<RefreshRotation>;
 
     // Logs.
+    /// Store the record and, in the same transaction, one row per Conditional Access policy in
+    /// its `conditional_access` (the policy id and result only; a policy listed twice is stored
+    /// once, with its first result): what [`SignInFilter::ca_policy`],
+    /// [`SignInFilter::ca_result`] and [`Store::ca_results_since`] read. `Conflict` when a
+    /// sign-in with this id is stored; nothing is written then.
     async fn insert_sign_in(&self, record: &SignInRecord) -> StoreResult<()>;
+    /// The records that pass every filter given, newest first (then by id, descending), each
+    /// once, continuing after `older_than`, at most `top` (0: the default page size; clamped
+    /// to `MAX_PAGE_SIZE`).
     async fn list_sign_ins(&self, filter: &SignInFilter) -> StoreResult<Vec<SignInRecord>>;
     async fn list_audit_events(&self, filter: &AuditFilter) -> StoreResult<Vec<AuditEvent>>;
     /// Record an event that comes with no other write (e.g. a refused sign-in that must be
@@ -554,7 +568,8 @@ pub trait Store: Send + Sync + 'static {
         domain: &str,
         sample: u32,
     ) -> StoreResult<PasswordCoverage>;
-    /// Every break-glass account with its last successful sign-in (from the sign-in log).
+    /// Every break-glass account with its last successful sign-in (from the sign-in log). Their
+    /// last drills: [`Store::break_glass_drills`].
     async fn break_glass_accounts(&self) -> StoreResult<Vec<BreakGlassFacts>>;
     /// Users of the domain with federated sign-ins since `since`: count and last time per
     /// user principal name, most recent first, at most `limit`.
@@ -799,6 +814,173 @@ pub trait Store: Send + Sync + 'static {
     /// Delete the user's enrolment `id`, with the audit row, in one transaction. `NotFound`
     /// when the user has no enrolment with that id (no audit row then).
     async fn delete_totp(&self, user_id: Uuid, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    // Conditional Access (SPEC §8). Policies and named locations are opaque JSON text here: the
+    // server checks them with `cutover_core::conditional_access` before it writes them. Every
+    // change (creation, update, deletion) runs under the Conditional Access lock (PostgreSQL
+    // locks its row, SQLite takes the write lock), so a limit, a name's uniqueness and the
+    // `modified_at` of an update are checked with no other change in between, on any node.
+    /// Store a new policy, with the audit row, in one transaction under the lock: of concurrent
+    /// creations no more succeed than there is room for. `Conflict` when a policy with this id
+    /// is stored; `Conflict` with [`CA_POLICY_NAME_TAKEN`] when another policy's display name
+    /// is the same but for case; `Conflict` with [`CA_POLICY_LIMIT_REACHED`] when
+    /// `max_policies` or more policies are stored (checked in this order). Nothing is written
+    /// then.
+    async fn create_ca_policy(
+        &self,
+        policy: &CaPolicyRow,
+        max_policies: u32,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The policy with this id; `None` when missing.
+    async fn get_ca_policy(&self, id: Uuid) -> StoreResult<Option<CaPolicyRow>>;
+    /// Every policy, by display name (case-insensitively: the names are unique that way), then
+    /// id. There are at most as many as `create_ca_policy`'s limit let in.
+    async fn list_ca_policies(&self) -> StoreResult<Vec<CaPolicyRow>>;
+    /// Replace the policy's display name, state, JSON, `modified_at` and `state_changed_at`
+    /// (never `created_at`; the caller sets `state_changed_at` when the state changes), with
+    /// the audit row, in one transaction under the lock, when its stored `modified_at` is
+    /// `expected_modified_at` (the one the caller read): optimistic concurrency. `NotFound`
+    /// when missing; `Conflict` with [`CHANGED_SINCE_READ`] when another update got there first
+    /// (re-read and retry); `Conflict` with [`CA_POLICY_NAME_TAKEN`] when another policy has
+    /// the display name but for case. Nothing is written then. The stored `modified_at` is
+    /// `policy.modified_at`, or `expected_modified_at` plus 1 ms when that is not later (so
+    /// every update moves it, even between nodes whose clocks disagree).
+    async fn update_ca_policy(
+        &self,
+        policy: &CaPolicyRow,
+        expected_modified_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Delete the policy, with the audit row, in one transaction. `NotFound` when missing (no
+    /// audit row then). Its results in the sign-in log stay.
+    async fn delete_ca_policy(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    /// Store a new named location, with the audit row, in one transaction under the lock, as
+    /// [`Store::create_ca_policy`] does: `Conflict` when one with this id is stored; `Conflict`
+    /// with [`NAMED_LOCATION_NAME_TAKEN`] when another's display name is the same but for case;
+    /// `Conflict` with [`NAMED_LOCATION_LIMIT_REACHED`] when `max_locations` or more are stored
+    /// (in this order). Nothing is written then.
+    async fn create_named_location(
+        &self,
+        location: &NamedLocationRow,
+        max_locations: u32,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The named location with this id; `None` when missing.
+    async fn get_named_location(&self, id: Uuid) -> StoreResult<Option<NamedLocationRow>>;
+    /// Every named location, by display name (case-insensitively), then id.
+    async fn list_named_locations(&self) -> StoreResult<Vec<NamedLocationRow>>;
+    /// Replace the named location's display name, JSON, trusted flag and `modified_at` (never
+    /// `created_at`), as [`Store::update_ca_policy`] does: when its stored `modified_at` is
+    /// `expected_modified_at`; `NotFound` when missing; `Conflict` with [`CHANGED_SINCE_READ`]
+    /// when another update got there first; `Conflict` with [`NAMED_LOCATION_NAME_TAKEN`] when
+    /// another has the display name but for case. The stored `modified_at` is
+    /// `location.modified_at`, or `expected_modified_at` plus 1 ms when that is not later.
+    async fn update_named_location(
+        &self,
+        location: &NamedLocationRow,
+        expected_modified_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Delete the named location, with the audit row, in one transaction. `NotFound` when
+    /// missing (no audit row then). The store does not know which policies name it: the server
+    /// checks that first.
+    async fn delete_named_location(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    /// The sign-ins at or after `since` in which policy `policy_id` has a result, newest first
+    /// (then by id, descending), continuing after `older_than`, at most `limit` (0: the default
+    /// page size; clamped to [`MAX_CA_RESULTS_PAGE`]), read through the per-policy results
+    /// index: what the impact report and the enforcement gate evaluate. A window of any length
+    /// is covered by calling again with the last record as `older_than` until a page comes
+    /// back short.
+    async fn ca_results_since(
+        &self,
+        policy_id: Uuid,
+        since: Timestamp,
+        older_than: Option<Cursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<SignInRecord>>;
+
+    // Break-glass drills (SPEC §8).
+    /// Record a successful drill of break-glass account `user_id` at `at`, with the audit row,
+    /// in one transaction: the account's last drill becomes `at` unless a later one is stored
+    /// (one recorded out of order never moves it back; the audit row is written either way).
+    /// `NotFound` when the user does not exist; `Conflict` with [`NOT_BREAK_GLASS`] when the
+    /// user is not a break-glass account. Nothing is written then.
+    async fn record_break_glass_drill(
+        &self,
+        user_id: Uuid,
+        at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The last drill of every break-glass account that has one, by user id. A user deleted,
+    /// or no longer a break-glass account, is left out (a user marked again gets their last
+    /// drill back).
+    async fn break_glass_drills(&self) -> StoreResult<Vec<(Uuid, Timestamp)>>;
+}
+
+/// The `StoreError::Conflict` message of [`Store::create_ca_policy`] and
+/// [`Store::update_ca_policy`] when another policy has the display name (but for case).
+pub const CA_POLICY_NAME_TAKEN: &str = "a Conditional Access policy with this name exists";
+/// The `StoreError::Conflict` message of [`Store::create_ca_policy`] when as many policies
+/// exist as may.
+pub const CA_POLICY_LIMIT_REACHED: &str = "the most Conditional Access policies allowed exist";
+/// The `StoreError::Conflict` message of [`Store::create_named_location`] and
+/// [`Store::update_named_location`] when another named location has the display name (but for
+/// case).
+pub const NAMED_LOCATION_NAME_TAKEN: &str = "a named location with this name exists";
+/// The `StoreError::Conflict` message of [`Store::create_named_location`] when as many named
+/// locations exist as may.
+pub const NAMED_LOCATION_LIMIT_REACHED: &str = "the most named locations allowed exist";
+/// The `StoreError::Conflict` message of an optimistic update ([`Store::update_ca_policy`],
+/// [`Store::update_named_location`]) when the object changed since the caller read it.
+pub const CHANGED_SINCE_READ: &str = "it was changed since it was read; read it again";
+/// The `StoreError::Conflict` message of [`Store::record_break_glass_drill`] when the user is
+/// not a break-glass account.
+pub const NOT_BREAK_GLASS: &str = "the user is not a break-glass account";
+/// Most sign-ins one [`Store::ca_results_since`] call returns.
+pub const MAX_CA_RESULTS_PAGE: u32 = 5_000;
+
+/// A Conditional Access policy as stored. The policy itself is opaque JSON text (the server
+/// checks it with the core before writing); the store keeps its name, state and times beside
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaPolicyRow {
+    pub id: Uuid,
+    /// Unique among policies, compared case-insensitively (Unicode lower case).
+    pub display_name: String,
+    /// [`CaPolicyRow::ENABLED`], [`CaPolicyRow::DISABLED`] or [`CaPolicyRow::REPORT_ONLY`]
+    /// (the database refuses anything else).
+    pub state: String,
+    /// The whole policy, JSON text.
+    pub policy: String,
+    pub created_at: Timestamp,
+    /// The token of [`Store::update_ca_policy`]'s optimistic concurrency.
+    pub modified_at: Timestamp,
+    /// When `state` last changed (the caller sets it): how long a policy has been report-only.
+    pub state_changed_at: Timestamp,
+}
+
+impl CaPolicyRow {
+    pub const ENABLED: &str = "enabled";
+    pub const DISABLED: &str = "disabled";
+    /// Report-only: evaluated and logged, never enforced.
+    pub const REPORT_ONLY: &str = "enabledForReportingButNotEnforced";
+}
+
+/// A named location as stored: its ranges (or countries) are opaque JSON text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedLocationRow {
+    pub id: Uuid,
+    /// Unique among named locations, compared case-insensitively (Unicode lower case).
+    pub display_name: String,
+    /// The location, JSON text.
+    pub location: String,
+    pub is_trusted: bool,
+    pub created_at: Timestamp,
+    /// The token of [`Store::update_named_location`]'s optimistic concurrency.
+    pub modified_at: Timestamp,
 }
 
 /// The `StoreError::Conflict` message of [`Store::add_passkey`] when the credential id (or

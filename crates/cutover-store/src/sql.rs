@@ -1264,25 +1264,61 @@ macro_rules! sql_store {
 
             async fn insert_sign_in(&self, r: &SignInRecord) -> StoreResult<()> {
                 let record = serde_json::to_string(r).map_err(|e| StoreError::Database(e.to_string()))?;
-                sqlx::query(
+                let id = r.id.to_string();
+                let user_id = r.user_id.map(|u| u.to_string());
+                // One row per policy: a policy listed twice keeps its first result.
+                let mut seen = std::collections::HashSet::new();
+                let results: Vec<(String, &str)> = r
+                    .conditional_access
+                    .iter()
+                    .filter(|c| seen.insert(c.policy_id))
+                    .map(|c| (c.policy_id.to_string(), c.result.as_str()))
+                    .collect();
+                let insert = sqlx::query(
                     "INSERT INTO sign_in_log (id, created_at, user_id, user_principal_name, client_id, result, route, record)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
-                .bind(r.id.to_string())
+                .bind(&id)
                 .bind(r.created_at.millis())
-                .bind(r.user_id.map(|u| u.to_string()))
+                .bind(&user_id)
                 .bind(r.user_principal_name.as_ref().map(|u| u.to_lowercase()))
                 .bind(&r.client_id)
                 .bind(r.result.as_str())
                 .bind(&r.route)
-                .bind(record)
-                .execute(&self.pool)
-                .await
-                .map_err(map_err)?;
-                Ok(())
+                .bind(record);
+                if results.is_empty() {
+                    // One statement: no transaction needed (the sign-in path's common case
+                    // before any policy exists).
+                    insert.execute(&self.pool).await.map_err(map_err)?;
+                    return Ok(());
+                }
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                insert.execute(&mut *tx).await.map_err(map_err)?;
+                for chunk in results.chunks(CA_RESULTS_PER_STATEMENT) {
+                    let rows = (0..chunk.len())
+                        .map(|i| format!("($1, $2, $3, ${}, ${})", 4 + 2 * i, 5 + 2 * i))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    // Only numbered placeholders are spliced in; every value is bound.
+                    let sql = format!(
+                        "INSERT INTO sign_in_ca_results (sign_in_id, created_at, user_id, policy_id, result) VALUES {rows}"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql))
+                        .bind(&id)
+                        .bind(r.created_at.millis())
+                        .bind(&user_id);
+                    for (policy, result) in chunk {
+                        q = q.bind(policy).bind(*result);
+                    }
+                    q.execute(&mut *tx).await.map_err(map_err)?;
+                }
+                tx.commit().await.map_err(map_err)
             }
 
             async fn list_sign_ins(&self, f: &SignInFilter) -> StoreResult<Vec<SignInRecord>> {
+                // The policy filters are one EXISTS on the per-policy results (a sign-in has at
+                // most one row per policy, and EXISTS never repeats a sign-in), so the keyset on
+                // (created_at, id) pages exactly as without them.
                 let rows = sqlx::query(
                     "SELECT record FROM sign_in_log
                      WHERE (CAST($1 AS TEXT) IS NULL OR user_id = CAST($1 AS TEXT))
@@ -1294,6 +1330,11 @@ macro_rules! sql_store {
                        AND (CAST($7 AS BIGINT) IS NULL OR created_at < CAST($7 AS BIGINT))
                        AND (CAST($9 AS BIGINT) IS NULL OR created_at < CAST($9 AS BIGINT)
                             OR (created_at = CAST($9 AS BIGINT) AND id < CAST($10 AS TEXT)))
+                       AND ((CAST($11 AS TEXT) IS NULL AND CAST($12 AS TEXT) IS NULL)
+                            OR EXISTS (SELECT 1 FROM sign_in_ca_results c
+                                       WHERE c.sign_in_id = sign_in_log.id
+                                         AND (CAST($11 AS TEXT) IS NULL OR c.policy_id = CAST($11 AS TEXT))
+                                         AND (CAST($12 AS TEXT) IS NULL OR c.result = CAST($12 AS TEXT))))
                      ORDER BY created_at DESC, id DESC LIMIT $8",
                 )
                 .bind(f.user_id.map(|u| u.to_string()))
@@ -1306,15 +1347,12 @@ macro_rules! sql_store {
                 .bind(clamp_top(f.top))
                 .bind(f.older_than.map(|c| c.created_at.millis()))
                 .bind(f.older_than.map(|c| c.id.to_string()))
+                .bind(f.ca_policy.map(|p| p.to_string()))
+                .bind(&f.ca_result)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(map_err)?;
-                rows.iter()
-                    .map(|r| {
-                        let raw: String = r.try_get("record").map_err(map_err)?;
-                        serde_json::from_str(&raw).map_err(|e| corrupt("sign-in record", e))
-                    })
-                    .collect()
+                rows.iter().map(Self::sign_in_from).collect()
             }
 
             async fn list_audit_events(&self, f: &AuditFilter) -> StoreResult<Vec<AuditEvent>> {
@@ -3043,6 +3081,244 @@ macro_rules! sql_store {
                 Self::write_audit(&mut tx, audit).await?;
                 tx.commit().await.map_err(map_err)
             }
+
+            async fn create_ca_policy(&self, p: &CaPolicyRow, max_policies: u32, audit: &AuditEvent) -> StoreResult<()> {
+                let id = p.id.to_string();
+                let name = p.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_ca_create(&mut tx, &CA_POLICIES, &id, &name, max_policies).await?;
+                sqlx::query(
+                    "INSERT INTO ca_policies (id, display_name, display_name_normalized, state, policy, created_at,
+                        modified_at, state_changed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                )
+                .bind(&id)
+                .bind(&p.display_name)
+                .bind(&name)
+                .bind(&p.state)
+                .bind(&p.policy)
+                .bind(p.created_at.millis())
+                .bind(p.modified_at.millis())
+                .bind(p.state_changed_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_ca_policy(&self, id: Uuid) -> StoreResult<Option<CaPolicyRow>> {
+                let row = sqlx::query("SELECT * FROM ca_policies WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::ca_policy_from).transpose()
+            }
+
+            async fn list_ca_policies(&self) -> StoreResult<Vec<CaPolicyRow>> {
+                let rows = sqlx::query("SELECT * FROM ca_policies")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let mut policies = rows.iter().map(Self::ca_policy_from).collect::<StoreResult<Vec<_>>>()?;
+                // Sorted here, not by the databases' collations (which differ between them).
+                policies.sort_by_cached_key(|p| (p.display_name.to_lowercase(), p.id));
+                Ok(policies)
+            }
+
+            async fn update_ca_policy(&self, p: &CaPolicyRow, expected_modified_at: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let id = p.id.to_string();
+                let name = p.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_ca_update(&mut tx, &CA_POLICIES, &id, &name, expected_modified_at).await?;
+                sqlx::query(
+                    "UPDATE ca_policies SET display_name = $2, display_name_normalized = $3, state = $4, policy = $5,
+                        modified_at = $6, state_changed_at = $7
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&p.display_name)
+                .bind(&name)
+                .bind(&p.state)
+                .bind(&p.policy)
+                .bind(next_modified_at(p.modified_at, expected_modified_at).millis())
+                .bind(p.state_changed_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_ca_policy(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_conditional_access(&mut tx).await?;
+                let done = sqlx::query("DELETE FROM ca_policies WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn create_named_location(&self, l: &NamedLocationRow, max_locations: u32, audit: &AuditEvent) -> StoreResult<()> {
+                let id = l.id.to_string();
+                let name = l.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_ca_create(&mut tx, &NAMED_LOCATIONS, &id, &name, max_locations).await?;
+                sqlx::query(
+                    "INSERT INTO named_locations (id, display_name, display_name_normalized, location, is_trusted,
+                        created_at, modified_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                )
+                .bind(&id)
+                .bind(&l.display_name)
+                .bind(&name)
+                .bind(&l.location)
+                .bind(l.is_trusted)
+                .bind(l.created_at.millis())
+                .bind(l.modified_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_named_location(&self, id: Uuid) -> StoreResult<Option<NamedLocationRow>> {
+                let row = sqlx::query("SELECT * FROM named_locations WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::named_location_from).transpose()
+            }
+
+            async fn list_named_locations(&self) -> StoreResult<Vec<NamedLocationRow>> {
+                let rows = sqlx::query("SELECT * FROM named_locations")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let mut locations = rows.iter().map(Self::named_location_from).collect::<StoreResult<Vec<_>>>()?;
+                // Sorted here, not by the databases' collations (which differ between them).
+                locations.sort_by_cached_key(|l| (l.display_name.to_lowercase(), l.id));
+                Ok(locations)
+            }
+
+            async fn update_named_location(&self, l: &NamedLocationRow, expected_modified_at: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let id = l.id.to_string();
+                let name = l.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_ca_update(&mut tx, &NAMED_LOCATIONS, &id, &name, expected_modified_at).await?;
+                sqlx::query(
+                    "UPDATE named_locations SET display_name = $2, display_name_normalized = $3, location = $4,
+                        is_trusted = $5, modified_at = $6
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&l.display_name)
+                .bind(&name)
+                .bind(&l.location)
+                .bind(l.is_trusted)
+                .bind(next_modified_at(l.modified_at, expected_modified_at).millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_named_location(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_conditional_access(&mut tx).await?;
+                let done = sqlx::query("DELETE FROM named_locations WHERE id = $1")
+                    .bind(id.to_string())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn ca_results_since(&self, policy_id: Uuid, since: Timestamp, older_than: Option<Cursor>, limit: u32) -> StoreResult<Vec<SignInRecord>> {
+                let limit = if limit == 0 {
+                    cutover_core::limits::DEFAULT_PAGE_SIZE
+                } else {
+                    limit.min(MAX_CA_RESULTS_PAGE)
+                };
+                // Driven by the results' (policy_id, created_at, sign_in_id) index; a sign-in
+                // has one row per policy, so each comes once.
+                let rows = sqlx::query(
+                    "SELECT l.record FROM sign_in_ca_results c JOIN sign_in_log l ON l.id = c.sign_in_id
+                     WHERE c.policy_id = $1 AND c.created_at >= $2
+                       AND (CAST($3 AS BIGINT) IS NULL OR c.created_at < CAST($3 AS BIGINT)
+                            OR (c.created_at = CAST($3 AS BIGINT) AND c.sign_in_id < CAST($4 AS TEXT)))
+                     ORDER BY c.created_at DESC, c.sign_in_id DESC LIMIT $5",
+                )
+                .bind(policy_id.to_string())
+                .bind(since.millis())
+                .bind(older_than.map(|c| c.created_at.millis()))
+                .bind(older_than.map(|c| c.id.to_string()))
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(Self::sign_in_from).collect()
+            }
+
+            async fn record_break_glass_drill(&self, user_id: Uuid, at: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let user_id = user_id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Lock the user's row (a no-op UPDATE), so it is neither deleted nor changed
+                // before the drill is written.
+                let user = sqlx::query("UPDATE users SET updated_at = updated_at WHERE id = $1 RETURNING break_glass")
+                    .bind(&user_id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                let Some(user) = user else {
+                    return Err(StoreError::NotFound);
+                };
+                if !user.try_get::<bool, _>("break_glass").map_err(map_err)? {
+                    return Err(StoreError::Conflict(NOT_BREAK_GLASS.into()));
+                }
+                sqlx::query(
+                    "INSERT INTO break_glass_drills (user_id, drilled_at) VALUES ($1, $2)
+                     ON CONFLICT (user_id) DO UPDATE SET drilled_at = excluded.drilled_at
+                     WHERE excluded.drilled_at > break_glass_drills.drilled_at",
+                )
+                .bind(&user_id)
+                .bind(at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn break_glass_drills(&self) -> StoreResult<Vec<(Uuid, Timestamp)>> {
+                let rows = sqlx::query(
+                    "SELECT d.user_id, d.drilled_at FROM break_glass_drills d JOIN users u ON u.id = d.user_id
+                     WHERE u.break_glass ORDER BY d.user_id",
+                )
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let user: String = r.try_get("user_id").map_err(map_err)?;
+                        Ok((uuid_of(&user, "break-glass drill user")?, Timestamp(r.try_get("drilled_at").map_err(map_err)?)))
+                    })
+                    .collect()
+            }
         }
 
         impl SqlStore<$db> {
@@ -3175,6 +3451,120 @@ macro_rules! sql_store {
                     .await
                     .map_err(map_err)?;
                 Ok(())
+            }
+
+            /// Take the Conditional Access lock for the rest of the transaction (a no-op UPDATE
+            /// of its one row: PostgreSQL locks the row, SQLite takes the write lock). Every
+            /// change to a policy or a named location does this first, so counts and names are
+            /// checked against a state that no other node changes before this transaction ends.
+            async fn lock_conditional_access<'c>(tx: &mut sqlx::Transaction<'c, $db>) -> StoreResult<()> {
+                sqlx::query("UPDATE conditional_access_lock SET changed_at = changed_at WHERE id = 1 RETURNING changed_at")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            /// Under the lock: refuse a new `kind` object whose id is stored, whose normalised
+            /// name another has, or that would be one more than `max`.
+            async fn check_ca_create<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                kind: &CaObject,
+                id: &str,
+                name_normalized: &str,
+                max: u32,
+            ) -> StoreResult<()> {
+                Self::lock_conditional_access(tx).await?;
+                let taken = sqlx::query(kind.taken)
+                    .bind(id)
+                    .bind(name_normalized)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                for row in &taken {
+                    if row.try_get::<String, _>("id").map_err(map_err)? == id {
+                        return Err(StoreError::Conflict(format!("a {} with id {id} exists", kind.what)));
+                    }
+                }
+                if !taken.is_empty() {
+                    return Err(StoreError::Conflict(kind.name_taken.into()));
+                }
+                let n: i64 = sqlx::query(kind.count)
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?
+                    .try_get("n")
+                    .map_err(map_err)?;
+                if n >= i64::from(max) {
+                    return Err(StoreError::Conflict(kind.limit_reached.into()));
+                }
+                Ok(())
+            }
+
+            /// Under the lock: refuse an update of `kind` object `id` that is missing, whose
+            /// `modified_at` is not `expected_modified_at`, or whose new normalised name another
+            /// has.
+            async fn check_ca_update<'c>(
+                tx: &mut sqlx::Transaction<'c, $db>,
+                kind: &CaObject,
+                id: &str,
+                name_normalized: &str,
+                expected_modified_at: Timestamp,
+            ) -> StoreResult<()> {
+                Self::lock_conditional_access(tx).await?;
+                let Some(row) = sqlx::query(kind.modified)
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await
+                    .map_err(map_err)?
+                else {
+                    return Err(StoreError::NotFound);
+                };
+                if row.try_get::<i64, _>("modified_at").map_err(map_err)? != expected_modified_at.millis() {
+                    return Err(StoreError::Conflict(CHANGED_SINCE_READ.into()));
+                }
+                let taken = sqlx::query(kind.taken)
+                    .bind(id)
+                    .bind(name_normalized)
+                    .fetch_all(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                for row in &taken {
+                    if row.try_get::<String, _>("id").map_err(map_err)? != id {
+                        return Err(StoreError::Conflict(kind.name_taken.into()));
+                    }
+                }
+                Ok(())
+            }
+
+            fn ca_policy_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<CaPolicyRow> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                Ok(CaPolicyRow {
+                    id: uuid_of(&id, "conditional access policy id")?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    state: row.try_get("state").map_err(map_err)?,
+                    policy: row.try_get("policy").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    modified_at: Timestamp(row.try_get("modified_at").map_err(map_err)?),
+                    state_changed_at: Timestamp(row.try_get("state_changed_at").map_err(map_err)?),
+                })
+            }
+
+            fn named_location_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<NamedLocationRow> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                Ok(NamedLocationRow {
+                    id: uuid_of(&id, "named location id")?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    location: row.try_get("location").map_err(map_err)?,
+                    is_trusted: row.try_get("is_trusted").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    modified_at: Timestamp(row.try_get("modified_at").map_err(map_err)?),
+                })
+            }
+
+            fn sign_in_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SignInRecord> {
+                let raw: String = row.try_get("record").map_err(map_err)?;
+                serde_json::from_str(&raw).map_err(|e| corrupt("sign-in record", e))
             }
 
             /// Every policy (or the one with `id`) with its groups, in one statement: policies
@@ -3644,6 +4034,53 @@ fn staged_from(effective: String, changed_at: Option<i64>) -> StoreResult<Staged
 
 /// Ids per statement in `pta_request_states` (well under both backends' bind limits).
 const PTA_STATES_PER_STATEMENT: usize = 1000;
+
+/// Rows per statement when `insert_sign_in` writes a sign-in's per-policy results (3 + 2 per
+/// row bound values, well under both backends' bind limits).
+const CA_RESULTS_PER_STATEMENT: usize = 100;
+
+/// What differs between the two kinds of Conditional Access objects kept by the same rules
+/// (unique names, a limit, optimistic updates): their words and their statements.
+struct CaObject {
+    /// What a conflict calls it.
+    what: &'static str,
+    name_taken: &'static str,
+    limit_reached: &'static str,
+    /// The ids of the rows with id `$1` or normalised name `$2`.
+    taken: &'static str,
+    /// How many are stored (`n`).
+    count: &'static str,
+    /// The `modified_at` of the row with id `$1`.
+    modified: &'static str,
+}
+
+const CA_POLICIES: CaObject = CaObject {
+    what: "Conditional Access policy",
+    name_taken: CA_POLICY_NAME_TAKEN,
+    limit_reached: CA_POLICY_LIMIT_REACHED,
+    taken: "SELECT id FROM ca_policies WHERE id = $1 OR display_name_normalized = $2",
+    count: "SELECT COUNT(*) AS n FROM ca_policies",
+    modified: "SELECT modified_at FROM ca_policies WHERE id = $1",
+};
+
+const NAMED_LOCATIONS: CaObject = CaObject {
+    what: "named location",
+    name_taken: NAMED_LOCATION_NAME_TAKEN,
+    limit_reached: NAMED_LOCATION_LIMIT_REACHED,
+    taken: "SELECT id FROM named_locations WHERE id = $1 OR display_name_normalized = $2",
+    count: "SELECT COUNT(*) AS n FROM named_locations",
+    modified: "SELECT modified_at FROM named_locations WHERE id = $1",
+};
+
+/// The `modified_at` an optimistic update stores: the caller's, or one millisecond past the
+/// one it read when that is not later (every update moves the token, whatever the clocks).
+fn next_modified_at(given: Timestamp, expected: Timestamp) -> Timestamp {
+    if given > expected {
+        given
+    } else {
+        expected.plus_millis(1)
+    }
+}
 
 fn lockout_from(state: &str) -> StoreResult<LockoutState> {
     serde_json::from_str(state).map_err(|e| corrupt("lockout state", e))

@@ -837,14 +837,27 @@ async fn domain_cutover_is_preflighted_and_converting_back_is_the_rollback() {
             )
             .await;
     }
-    rp.sign_in(
-        "glass1@cloud.example",
-        "Glass-Drill-Password-1",
-        "-",
-        &[],
-        "managed",
-    )
-    .await;
+    // A break-glass account never signs in with a password alone: its drill uses a
+    // Temporary Access Pass (the way it registers its passkey).
+    let (status, v) = admin
+        .call(
+            reqwest::Method::PUT,
+            "/policies/temporaryAccessPass",
+            Some(json!({"enabled": true})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let pass = admin
+        .post(
+            "/users/glass1@cloud.example/authentication/temporaryAccessPassMethods",
+            json!({"isUsableOnce": true}),
+        )
+        .await["temporaryAccessPass"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rp.sign_in("glass1@cloud.example", &pass, "-", &[], "managed")
+        .await;
     let (_, dry) = admin
         .call(
             reqwest::Method::POST,

@@ -4,6 +4,7 @@
 
 mod admin_api;
 mod agents_admin;
+mod break_glass;
 mod browser;
 mod conformance;
 mod federation;

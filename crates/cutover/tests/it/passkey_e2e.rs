@@ -541,7 +541,7 @@ async fn chromium_passkeys_register_sign_in_and_refuse_what_they_must() {
 // --- the same server path with a software authenticator (no browser) ------------------------
 
 /// A browser-like HTTP client of `http://localhost:PORT` (cookies kept, redirects not followed).
-fn localhost_client(server_base: &str) -> reqwest::Client {
+pub(crate) fn localhost_client(server_base: &str) -> reqwest::Client {
     let addr: std::net::SocketAddr = server_base.trim_start_matches("http://").parse().unwrap();
     reqwest::Client::builder()
         .cookie_store(true)
@@ -561,7 +561,7 @@ async fn pass_session(http: &reqwest::Client, base: &str, client_id: &str, upn: 
 }
 
 /// Register `device`'s passkey through Security info; `Ok(credential)` or `Err(the page's error)`.
-async fn register_soft(
+pub(crate) async fn register_soft(
     http: &reqwest::Client,
     base: &str,
     device: &SoftAuthenticator,
@@ -616,7 +616,7 @@ async fn register_soft(
 }
 
 /// A passkey sign-in through the identifier page; `Ok(redirect)` or `Err(the page's text)`.
-async fn soft_sign_in(
+pub(crate) async fn soft_sign_in(
     base: &str,
     server_base: &str,
     client_id: &str,
@@ -850,7 +850,7 @@ async fn attestation_rp_id_and_the_registration_window_through_http() {
 }
 
 /// A password (or pass) typed on the second page; `Ok(redirect)` or `Err(the page)`.
-async fn secret_attempt(
+pub(crate) async fn secret_attempt(
     http: &reqwest::Client,
     base: &str,
     client_id: &str,
