@@ -93,6 +93,9 @@ pub enum FailureReason {
     InvalidSecondFactor,
     /// A second factor is required and the user has none registered.
     SecondFactorNotRegistered,
+    /// An enforced Conditional Access policy blocks this sign-in (or requires what the user
+    /// cannot do).
+    BlockedByConditionalAccess,
 }
 
 impl FailureReason {
@@ -127,6 +130,7 @@ impl FailureReason {
             Self::MethodNotAllowedByPolicy => "methodNotAllowedByPolicy",
             Self::InvalidSecondFactor => "invalidSecondFactor",
             Self::SecondFactorNotRegistered => "secondFactorNotRegistered",
+            Self::BlockedByConditionalAccess => "blockedByConditionalAccess",
         }
     }
 
@@ -204,6 +208,9 @@ impl FailureReason {
             Self::SecondFactorNotRegistered => {
                 "This sign-in needs a second method (a passkey or an authenticator app) and none is registered for your account. Ask your helpdesk for a Temporary Access Pass to register one."
             }
+            Self::BlockedByConditionalAccess => {
+                "Your organisation's access policy does not allow this sign-in (from this place, device or app, or without a method you have not registered). Contact your helpdesk if you need access."
+            }
             // Only reached after the correct password.
             Self::PasswordExpired => {
                 "Your password has expired. Change it the way you do at work (the new password reaches this sign-in page within minutes), or contact your helpdesk."
@@ -235,12 +242,15 @@ impl LockoutDecision {
     }
 }
 
-/// One Conditional Access policy's result for a sign-in (filled by a later release).
+/// One Conditional Access policy's result for a sign-in (`conditional_access::CaResult`
+/// spelled as the log spells it) and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyResult {
     pub policy_id: Uuid,
     pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// One record per sign-in attempt, written before any token is returned.

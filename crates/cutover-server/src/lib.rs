@@ -24,6 +24,7 @@ pub mod auth_methods;
 pub mod bootstrap;
 pub mod break_glass;
 pub mod clock;
+pub mod conditional_access;
 pub mod crypto;
 pub mod error;
 pub mod federation;
@@ -156,6 +157,8 @@ pub struct AppState {
     pub pta: pta::PtaHub,
     /// The WebAuthn relying party, the authenticator catalogue and the attestation roots.
     pub passkeys: passkeys::PasskeyRuntime,
+    /// The Conditional Access policies in force, read again after a short while.
+    pub ca_policies: conditional_access::PolicyCache,
 }
 
 impl AppState {
@@ -218,6 +221,7 @@ impl AppState {
             federation: cutover_federation::Federation::new().map_err(anyhow::Error::msg)?,
             pta: pta::PtaHub::default(),
             passkeys,
+            ca_policies: Default::default(),
         }))
     }
 
@@ -387,7 +391,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(tap::admin_routes())
                 .merge(passkeys::admin_routes())
                 .merge(auth_methods::admin_routes())
-                .merge(break_glass::admin_routes()),
+                .merge(break_glass::admin_routes())
+                .merge(conditional_access::admin_routes()),
         )
         .nest(
             "/agent/v1",

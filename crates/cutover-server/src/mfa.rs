@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::{Extension, Form, Router};
 use cutover_core::authorize::{AuthorizeRequest, Prompt};
+use cutover_core::conditional_access::Decision;
 use cutover_core::limits::SIGN_IN_TXN_TTL_SECS;
 use cutover_core::methods_policy::PolicyMethod;
 use cutover_core::signin_log::{FailureReason, SignInRecord, SignInResult};
@@ -151,8 +152,43 @@ pub(crate) async fn finish_or_step_up(
     amr: Vec<String>,
     not_after: Option<Timestamp>,
 ) -> Result<Response, PageError> {
+    // Conditional Access (SPEC §8): every enabled and report-only policy, on every
+    // interactive path. Cutover's own Security info pages are not an application: the
+    // registration gate protects them instead.
+    let mut ca_required = None;
+    if txn.client_id != crate::my::MY_CLIENT_ID {
+        let auth_time = txn.first_factor.as_ref().map_or(state.now(), |f| f.at);
+        let evaluation = crate::conditional_access::evaluate_sign_in(
+            state,
+            &crate::conditional_access::SignInContext {
+                user: user_record,
+                app_id: txn.app_id,
+                client_app_type: txn.client_app_type,
+                ip: record.ip_address.as_deref(),
+                user_agent: record.user_agent.as_deref(),
+                amr: &amr,
+                auth_time,
+            },
+        )
+        .await?;
+        record.conditional_access = evaluation.policy_results();
+        match &evaluation.decision {
+            Decision::Block { .. } => {
+                return fail_blocked(state, txn_id, txn, user_record, record, &evaluation).await;
+            }
+            Decision::StepUp { requirement, .. } => {
+                // A custom strength is met by a passkey of the right model: ask for a passkey.
+                ca_required = requirement
+                    .built_in
+                    .or((!requirement.custom.is_empty()).then_some(BuiltIn::PhishingResistantMfa));
+            }
+            // A sign-in that just authenticated is as fresh as it gets.
+            Decision::Reauthenticate { .. } | Decision::Allow => {}
+        }
+    }
     let required = required_strength(state, txn, user_record, domain, &amr)
         .await?
+        .max(ca_required)
         .filter(|r| !meets_built_in(&methods_from_amr(&amr), *r));
     let Some(required) = required else {
         return complete_sign_in_capped(
@@ -197,6 +233,34 @@ pub(crate) async fn finish_or_step_up(
         .update_sign_in_transaction(txn_id, &data)
         .await?;
     Ok(Redirect::to(&format!("{MFA_PATH}?t={txn_id}")).into_response())
+}
+
+/// Conditional Access blocked the sign-in: the record says which policies, the transaction
+/// ends, the page says who to ask.
+async fn fail_blocked(
+    state: &AppState,
+    txn_id: &str,
+    txn: &TxnData,
+    user: &UserRecord,
+    mut record: SignInRecord,
+    evaluation: &cutover_core::conditional_access::Evaluation,
+) -> Result<Response, PageError> {
+    let reason = FailureReason::BlockedByConditionalAccess;
+    record.user_id = Some(user.user.id);
+    record.user_principal_name = Some(user.user.upn.to_string());
+    record.result = SignInResult::Failure;
+    record.failure_reason = Some(reason.code().into());
+    state.record_sign_in(&record).await?;
+    state.store.delete_sign_in_transaction(txn_id).await?;
+    tracing::info!(user = %user.user.upn, app = %txn.client_id, decision = %evaluation.decision.explain(), "Conditional Access blocked a sign-in");
+    Ok((
+        StatusCode::FORBIDDEN,
+        pages::error_page(
+            "You cannot sign in to this application here",
+            reason.user_message(),
+        ),
+    )
+        .into_response())
 }
 
 /// A user who must step up and has nothing to step up with: the record says so, the
@@ -574,8 +638,10 @@ async fn mfa_post(
         .store
         .get_domain(user.user.upn.domain().as_str())
         .await?;
-    let res = complete_sign_in_capped(
+    // Conditional Access looks again with both factors (it may still ask for more).
+    let res = finish_or_step_up(
         &state,
+        &ctx,
         &txn_id,
         &txn,
         &user,

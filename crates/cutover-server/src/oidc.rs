@@ -697,6 +697,57 @@ async fn refresh_grant(
             "the Temporary Access Pass this sign-in used has expired; sign in again",
         ));
     }
+    // Conditional Access sees every refresh: a policy enabled (or a user moved into one)
+    // after the sign-in applies from the next refresh, and a refresh cannot step up.
+    let Some(user_record) = state.store.get_user(user.id).await? else {
+        return Err(OAuthError::new(
+            "invalid_grant",
+            "the user no longer exists",
+        ));
+    };
+    let evaluation = crate::conditional_access::evaluate_sign_in(
+        state,
+        &crate::conditional_access::SignInContext {
+            user: &user_record,
+            app_id: app.id,
+            client_app_type: app.client_app_type,
+            ip: ctx.ip.as_deref(),
+            user_agent: ctx.user_agent.as_deref(),
+            amr: &grant.methods,
+            auth_time: grant.auth_time.unwrap_or(grant.created_at),
+        },
+    )
+    .await?;
+    record.conditional_access = evaluation.policy_results();
+    {
+        use cutover_core::conditional_access::Decision;
+        let refused = match &evaluation.decision {
+            Decision::Allow => None,
+            Decision::Block { .. } => {
+                state
+                    .store
+                    .revoke_grant(grant.id, "conditionalAccessBlocked", now)
+                    .await?;
+                Some((
+                    cutover_core::signin_log::FailureReason::BlockedByConditionalAccess.code(),
+                    "a Conditional Access policy blocks this user from this application; the grant was revoked",
+                ))
+            }
+            Decision::StepUp { .. } => Some((
+                "conditionalAccessInteractionRequired",
+                "a Conditional Access policy requires a stronger sign-in than this grant's: sign the user in again (interaction_required)",
+            )),
+            Decision::Reauthenticate { .. } => Some((
+                "conditionalAccessInteractionRequired",
+                "a Conditional Access policy's sign-in frequency has passed: sign the user in again (interaction_required)",
+            )),
+        };
+        if let Some((code, msg)) = refused {
+            record.failure_reason = Some(code.into());
+            state.record_sign_in(&record).await?;
+            return Err(OAuthError::new("invalid_grant", msg));
+        }
+    }
     record.result = SignInResult::Success;
     state.record_sign_in(&record).await?;
     // Rotation: the new refresh token (stored by the rotation) replaces the one just spent.

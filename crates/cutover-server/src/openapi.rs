@@ -292,6 +292,76 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/reports/authenticationMethods/userRegistrationDetails",
         "Per user: methods registered, MFA registered, passwordless capable, passkeys and device families (?group=<id>), with a summary",
     ),
+    (
+        "get",
+        "/identity/conditionalAccess/policies",
+        "Conditional Access policies",
+    ),
+    (
+        "post",
+        "/identity/conditionalAccess/policies",
+        "Create a Conditional Access policy (report-only unless state says otherwise; never enabled at creation)",
+    ),
+    (
+        "get",
+        "/identity/conditionalAccess/policies/{id}",
+        "A Conditional Access policy (by id or name)",
+    ),
+    (
+        "patch",
+        "/identity/conditionalAccess/policies/{id}",
+        "Change a policy (top-level fields replaced); enabling it passes the enforcement gate unless ?force=true (audited)",
+    ),
+    (
+        "delete",
+        "/identity/conditionalAccess/policies/{id}",
+        "Delete a Conditional Access policy",
+    ),
+    (
+        "get",
+        "/identity/conditionalAccess/policies/{id}/impact",
+        "Who the policy would have interrupted or blocked over a window (?since=48h), grouped by reason and platform, and the gate's verdict",
+    ),
+    (
+        "get",
+        "/identity/conditionalAccess/namedLocations",
+        "Named locations (IP ranges, trusted flag)",
+    ),
+    (
+        "post",
+        "/identity/conditionalAccess/namedLocations",
+        "Create a named location",
+    ),
+    (
+        "get",
+        "/identity/conditionalAccess/namedLocations/{id}",
+        "A named location",
+    ),
+    (
+        "patch",
+        "/identity/conditionalAccess/namedLocations/{id}",
+        "Change a named location",
+    ),
+    (
+        "delete",
+        "/identity/conditionalAccess/namedLocations/{id}",
+        "Delete a named location no policy uses",
+    ),
+    (
+        "post",
+        "/identity/conditionalAccess/evaluate",
+        "What-if: each policy's result and the decision for a hypothetical sign-in (user, application, client app type, IP, platform, methods)",
+    ),
+    (
+        "get",
+        "/breakGlass",
+        "Break-glass accounts with last sign-in, last drill and passkeys, and warnings",
+    ),
+    (
+        "post",
+        "/breakGlass/drills",
+        "Record a drill of a break-glass account after a real sign-in in the last hour",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {

@@ -377,8 +377,61 @@ pub async fn start(
     let iss = state.config.issuer.clone();
     match decide_session(req.prompt, req.max_age, facts, now) {
         SessionDecision::Reuse => {
-            let (session, user) = session_user.expect("Reuse implies a session");
-            if let Some(required) = req.acr
+            let Some((session, user)) = session_user else {
+                return Err(PageError::internal("session reuse without a session"));
+            };
+            let Some(user_record) = state.store.get_user(user.id).await? else {
+                return Err(PageError::expired());
+            };
+            // Conditional Access sees a reused session too: no token path bypasses it.
+            let evaluation = crate::conditional_access::evaluate_sign_in(
+                state,
+                &crate::conditional_access::SignInContext {
+                    user: &user_record,
+                    app_id: app.id,
+                    client_app_type: app.client_app_type,
+                    ip: ctx.ip.as_deref(),
+                    user_agent: ctx.user_agent.as_deref(),
+                    amr: &session.methods,
+                    auth_time: session.auth_time,
+                },
+            )
+            .await?;
+            use cutover_core::conditional_access::Decision;
+            let ca_required = match &evaluation.decision {
+                Decision::Block { .. } => {
+                    let mut record = new_record(state, ctx, correlation_id, true);
+                    record.app_id = Some(app.id);
+                    record.client_id = Some(app.client_id.clone());
+                    record.client_app_type = Some(app.client_app_type);
+                    record.user_id = Some(user.id);
+                    record.user_principal_name = Some(user.upn.to_string());
+                    record.authentication_methods = vec!["previousSession".into()];
+                    record.conditional_access = evaluation.policy_results();
+                    record.failure_reason =
+                        Some(FailureReason::BlockedByConditionalAccess.code().into());
+                    state.record_sign_in(&record).await?;
+                    let mut params = vec![
+                        ("error", "access_denied"),
+                        (
+                            "error_description",
+                            "a Conditional Access policy blocks this sign-in",
+                        ),
+                        ("iss", iss.as_str()),
+                    ];
+                    if let Some(s) = req.state.as_deref() {
+                        params.push(("state", s));
+                    }
+                    return Ok(client_redirect(&req.redirect_uri, &params));
+                }
+                Decision::StepUp { requirement, .. } => {
+                    requirement.built_in.or((!requirement.custom.is_empty())
+                        .then_some(cutover_core::strength::BuiltIn::PhishingResistantMfa))
+                }
+                Decision::Reauthenticate { .. } | Decision::Allow => None,
+            };
+            let reauthenticate = matches!(evaluation.decision, Decision::Reauthenticate { .. });
+            if let Some(required) = req.acr.max(ca_required)
                 && !cutover_core::strength::meets_built_in(
                     &cutover_core::strength::methods_from_amr(&session.methods),
                     required,
@@ -389,7 +442,13 @@ pub async fn start(
                 )
                 .await;
             }
+            if reauthenticate {
+                // The session is older than a policy's sign-in frequency: the pages again.
+                tracing::info!(user = %user.upn, "Conditional Access sign-in frequency: the session is too old to reuse");
+                return show_pages(state, ctx, headers, req, app, correlation_id).await;
+            }
             let mut record = new_record(state, ctx, correlation_id, true);
+            record.conditional_access = evaluation.policy_results();
             record.app_id = Some(app.id);
             record.client_id = Some(app.client_id.clone());
             record.client_app_type = Some(app.client_app_type);
@@ -433,8 +492,20 @@ pub async fn start(
         }
         SessionDecision::Prompt => {}
     }
+    show_pages(state, ctx, headers, req, app, correlation_id).await
+}
 
-    // Show the pages: open a transaction bound to this browser.
+/// Show the pages: open a transaction bound to this browser and send it to the identifier
+/// page (or, for a `domain_hint` naming a federated domain, to that domain's IdP).
+async fn show_pages(
+    state: &Arc<AppState>,
+    ctx: &RequestCtx,
+    headers: &HeaderMap,
+    req: AuthorizeRequest,
+    app: &Application,
+    correlation_id: Uuid,
+) -> Result<Response, PageError> {
+    let now = state.now();
     let (bb, new_bb) = match read_cookie(headers, BROWSER_COOKIE) {
         Some(bb) => (bb, false),
         None => (crate::crypto::random_token(), true),

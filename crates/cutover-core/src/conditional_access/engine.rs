@@ -380,6 +380,7 @@ impl Evaluation {
             .map(|r| PolicyResult {
                 policy_id: r.policy_id,
                 result: r.result.as_str().to_owned(),
+                reason: Some(r.reason.clone()),
             })
             .collect()
     }
