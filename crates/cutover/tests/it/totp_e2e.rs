@@ -28,7 +28,7 @@ const TOO_MANY: &str = "Too many wrong codes";
 const STEP_SECS: i64 = 30;
 
 /// An answer: the status and, for a redirect, where to; otherwise the page.
-type Answer = (u16, String);
+pub(crate) type Answer = (u16, String);
 
 async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status().as_u16();
@@ -39,11 +39,11 @@ async fn answer(res: reqwest::Response) -> Answer {
     }
 }
 
-async fn get(http: &reqwest::Client, url: &str) -> Answer {
+pub(crate) async fn get(http: &reqwest::Client, url: &str) -> Answer {
     answer(http.get(url).send().await.unwrap()).await
 }
 
-async fn post(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Answer {
+pub(crate) async fn post(http: &reqwest::Client, url: &str, form: &[(&str, &str)]) -> Answer {
     answer(http.post(url).form(form).send().await.unwrap()).await
 }
 
@@ -74,7 +74,7 @@ fn text_of(html: &str, id: &str) -> String {
 }
 
 /// The newest `n` sign-in records of `upn`, newest first.
-async fn sign_ins(admin: &Admin, upn: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn sign_ins(admin: &Admin, upn: &str, n: usize) -> Vec<Value> {
     admin
         .get(&format!(
             "/auditLogs/signIns?userPrincipalName={upn}&$top={n}"
@@ -95,7 +95,7 @@ async fn audits(admin: &Admin, action: &str) -> Vec<Value> {
 }
 
 /// A browser that has authorized at the client: the PKCE verifier and the first hop.
-async fn authorize(
+pub(crate) async fn authorize(
     http: &reqwest::Client,
     base: &str,
     client_id: &str,
@@ -112,7 +112,7 @@ async fn authorize(
 
 /// From the identifier page `login` (`/login?t=…`): name `upn`, then type `credential` on the
 /// password (or pass) page; the answer to the credential post.
-async fn identify_and_type(
+pub(crate) async fn identify_and_type(
     http: &reqwest::Client,
     base: &str,
     login: &str,
@@ -147,7 +147,7 @@ async fn identify_and_type(
 }
 
 /// On the second-factor page `mfa` (`/login/mfa?t=…`): type `code`.
-async fn type_code(http: &reqwest::Client, base: &str, mfa: &str, code: &str) -> Answer {
+pub(crate) async fn type_code(http: &reqwest::Client, base: &str, mfa: &str, code: &str) -> Answer {
     assert!(mfa.starts_with(&format!("{MFA_PAGE}?t=")), "{mfa}");
     let (status, html) = get(http, &format!("{base}{mfa}")).await;
     assert_eq!(status, 200, "{html}");
@@ -166,7 +166,7 @@ async fn type_code(http: &reqwest::Client, base: &str, mfa: &str, code: &str) ->
 }
 
 /// Redeem the code of a redirect to the client: the ID token's claims.
-async fn id_token_of(base: &str, f: &Fixture, back: &Answer, verifier: &str) -> Value {
+pub(crate) async fn id_token_of(base: &str, f: &Fixture, back: &Answer, verifier: &str) -> Value {
     assert_eq!(back.0, 303, "expected a redirect to the client: {}", back.1);
     assert!(back.1.starts_with(REDIRECT), "{}", back.1);
     let code = query_param(&back.1, "code").unwrap_or_else(|| panic!("no code: {}", back.1));
@@ -186,7 +186,7 @@ fn wrong_code(secret: &[u8], now_secs: i64) -> String {
         .unwrap()
 }
 
-async fn enable_passes(admin: &Admin) {
+pub(crate) async fn enable_passes(admin: &Admin) {
     let (status, body) = admin
         .call(
             Method::PUT,
@@ -241,7 +241,7 @@ fn enrol_page(html: &str) -> EnrolPage {
 /// Sign `upn` in with a fresh one-time pass from a fresh browser (an SSO session strong
 /// enough to register), open the enrolment page and confirm it with the current code at
 /// `now_secs()`; returns the key and the browser.
-async fn enrol_with_pass(
+pub(crate) async fn enrol_with_pass(
     base: &str,
     admin: &Admin,
     client_id: &str,
