@@ -215,6 +215,13 @@ pub(crate) async fn finish_or_step_up(
     // factor decides.
     record.result = SignInResult::Interrupted;
     record.failure_reason = None;
+    // Report-only policies are judged on how the sign-in ends (the final record), not on
+    // this intermediate step: a user about to give a second factor anyway is not one they
+    // would have interrupted.
+    record.conditional_access.retain(|r| {
+        !cutover_core::conditional_access::CaResult::parse(&r.result)
+            .is_some_and(|c| c.is_report_only())
+    });
     state.record_sign_in(&record).await?;
     tracing::info!(user = %user.upn, required = required.as_str(), "the sign-in needs a second factor");
     let mut txn = txn.clone();

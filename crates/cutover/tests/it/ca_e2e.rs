@@ -353,3 +353,100 @@ async fn an_enforced_block_refuses_the_next_refresh() {
         "{body}"
     );
 }
+
+/// The gate allows what it should: 48 h of report-only evidence in which nobody would have
+/// been interrupted, and two break-glass accounts drilled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gate_allows_after_48_hours_of_clean_evidence_and_drilled_break_glass() {
+    let srv = InProcess::start().await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    let base = srv.base.clone();
+    let pilot = pilot_group(&admin).await;
+    enable_passes(&admin).await;
+    let clock = srv.clock.clone();
+    let (secret, _) = enrol_with_pass(&base, &admin, &f.client_id, &f.upn, move || {
+        clock.now().secs()
+    })
+    .await;
+    // Two break-glass accounts, each signed in (with a pass) and drilled.
+    for n in [1, 2] {
+        let upn = format!("glass{n}@contoso.example");
+        admin
+            .post(
+                "/users",
+                json!({"userPrincipalName": upn, "displayName": format!("Glass {n}"),
+                       "accountEnabled": true, "breakGlass": true}),
+            )
+            .await;
+        let pass = admin
+            .post(
+                &format!("/users/{upn}/authentication/temporaryAccessPassMethods"),
+                json!({"isUsableOnce": true}),
+            )
+            .await["temporaryAccessPass"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let http = browser();
+        let (_, first) = authorize(&http, &base, &f.client_id, &[]).await;
+        let back = identify_and_type(&http, &base, &first.1, &upn, &pass).await;
+        assert!(back.1.starts_with(REDIRECT), "{back:?}");
+        let (status, v) = admin
+            .call(
+                Method::POST,
+                "/breakGlass/drills",
+                Some(json!({"user": upn})),
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+    }
+    let policy = admin.post(POLICIES, mfa_for(&pilot)).await;
+    let pid = policy["id"].as_str().unwrap().to_owned();
+    // The user signs in with a code (the application asks for MFA): the policy would have
+    // been satisfied.
+    srv.clock.advance_secs(60);
+    let http = browser();
+    let (_, first) = authorize(&http, &base, &f.client_id, &[("acr_values", "mfa")]).await;
+    let mfa = identify_and_type(&http, &base, &first.1, &f.upn, &f.password).await;
+    let now = srv.clock.now().secs();
+    let back = type_code(
+        &http,
+        &base,
+        &mfa.1,
+        &code_at(&secret, TotpParams::default(), now),
+    )
+    .await;
+    assert!(back.1.starts_with(REDIRECT), "{back:?}");
+    let rec = sign_ins(&admin, &f.upn, 1).await[0].clone();
+    assert_eq!(result_of(&rec, &pid), "reportOnlySuccess", "{rec}");
+    // Too early: the evidence is younger than 48 hours.
+    let impact = admin.get(&format!("{POLICIES}/{pid}/impact")).await;
+    assert_eq!(impact["interruptedUsers"], 0, "{impact}");
+    assert_eq!(impact["gate"]["allowed"], false, "{impact}");
+    // 48 hours later the gate allows it, without force.
+    srv.clock.advance_secs(48 * 3600);
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let impact = admin
+        .get(&format!("{POLICIES}/{pid}/impact?since=72h"))
+        .await;
+    assert_eq!(impact["gate"]["allowed"], true, "{impact}");
+    let (status, v) = admin
+        .call(
+            Method::PATCH,
+            &format!("{POLICIES}/{pid}"),
+            Some(json!({"state": "enabled"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["state"], "enabled", "{v}");
+    assert_eq!(v["enforcementGate"]["gate"]["allowed"], true, "{v}");
+    let forced = admin
+        .get("/auditLogs/directoryAudits?action=forceEnableConditionalAccessPolicy")
+        .await;
+    assert_eq!(
+        forced["value"].as_array().map_or(0, Vec::len),
+        0,
+        "not forced: {forced}"
+    );
+}
