@@ -20,6 +20,26 @@ async fn chromium_signs_in_and_reuses_the_session() {
     let server = ServerProcess::start(&dir, &[]);
     let admin = Admin::login(&server.base, &server.credentials()).await;
     let f = seed(&admin, REDIRECT).await;
+    // A report-only Conditional Access policy that would block everyone: the browser's
+    // sign-in goes through, and the records say what the policy would have done.
+    let policy = admin
+        .post(
+            "/identity/conditionalAccess/policies",
+            json!({
+                "displayName": "Would block everyone",
+                "conditions": {
+                    "users": {"includeUsers": ["All"]},
+                    "applications": {"includeApplications": ["All"]},
+                    "clientAppTypes": ["browser"]
+                },
+                "grantControls": {"operator": "OR", "builtInControls": ["block"]}
+            }),
+        )
+        .await;
+    assert_eq!(
+        policy["state"], "enabledForReportingButNotEnforced",
+        "{policy}"
+    );
     let (verifier, challenge) = pkce();
     let url = auth_url(&server.base, &f.client_id, REDIRECT, &challenge, &[]);
 
@@ -59,6 +79,24 @@ async fn chromium_signs_in_and_reuses_the_session() {
     assert_eq!(session["httpOnly"], true);
     assert_eq!(session["sameSite"], "Lax");
     assert!(shots.join("identifier.png").exists() && shots.join("password.png").exists());
+
+    // Both the sign-in and the session reuse were judged by the report-only policy.
+    let judged = admin
+        .get(&format!(
+            "/auditLogs/signIns?caPolicy={}&caResult=reportOnlyFailure",
+            policy["id"].as_str().unwrap()
+        ))
+        .await;
+    let judged = judged["value"].as_array().unwrap();
+    assert_eq!(judged.len(), 2, "{judged:?}");
+    assert!(
+        judged.iter().all(|r| r["result"] == "success"),
+        "report-only changes nothing: {judged:?}"
+    );
+    assert!(
+        judged.iter().all(|r| r["devicePlatform"] == "linux"),
+        "the platform comes from the real browser's User-Agent: {judged:?}"
+    );
 
     // The code the browser carried works at the token endpoint.
     let (status, tokens) = redeem(

@@ -1581,3 +1581,53 @@ async fn rollout_rules_are_refused_by_name_and_pta_fails_clearly_without_agents(
         .await;
     drop(fx.upstream);
 }
+
+/// Conditional Access sees the federation callback too: the upstream's yes does not get round
+/// an enforced policy.
+#[tokio::test(flavor = "multi_thread")]
+async fn conditional_access_applies_after_the_upstream_sign_in() {
+    let fx = FedEnv::start(false).await;
+    let admin = &fx.env.admin;
+    const PILOT: &str = "pilot1@example.test";
+    let policy = admin
+        .post(
+            "/identity/conditionalAccess/policies",
+            json!({
+                "displayName": "Block everyone (test)",
+                "conditions": {
+                    "users": {"includeUsers": ["All"]},
+                    "applications": {"includeApplications": ["All"]},
+                    "clientAppTypes": ["all"]
+                },
+                "grantControls": {"operator": "OR", "builtInControls": ["block"]}
+            }),
+        )
+        .await;
+    let pid = policy["id"].as_str().unwrap();
+    // Report-only first: the upstream sign-in goes through, and the record says what the
+    // policy would have done.
+    fx.rp.sign_in(PILOT, "", "pilot1", &[], "federated").await;
+    let rec = last_sign_in(admin, PILOT).await;
+    assert_eq!(
+        rec["conditionalAccess"][0]["result"], "reportOnlyFailure",
+        "{rec}"
+    );
+    let (status, v) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/identity/conditionalAccess/policies/{pid}?force=true"),
+            Some(json!({"state": "enabled"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let a = fx.rp.attempt(PILOT, "", "pilot1", &[]).await;
+    assert_eq!((a.route, a.status), ("federated", 403), "{}", a.body);
+    assert!(
+        a.body.contains("access policy does not allow this sign-in"),
+        "{}",
+        a.body
+    );
+    let rec = last_sign_in(admin, PILOT).await;
+    assert_eq!(rec["failureReason"], "blockedByConditionalAccess", "{rec}");
+    assert_eq!(rec["conditionalAccess"][0]["result"], "failure", "{rec}");
+}
