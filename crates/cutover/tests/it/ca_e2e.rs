@@ -450,3 +450,58 @@ async fn the_gate_allows_after_48_hours_of_clean_evidence_and_drilled_break_glas
         "not forced: {forced}"
     );
 }
+
+/// Sign-in frequency: a session older than the policy allows is not reused — the pages come
+/// back — while a younger one is; `prompt=login` shows the pages whatever the policy says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_frequency_stops_the_reuse_of_an_old_session() {
+    let srv = InProcess::start().await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    let f = seed(&admin, REDIRECT).await;
+    let base = srv.base.clone();
+    let policy = admin
+        .post(
+            POLICIES,
+            json!({
+                "displayName": "Sign in every hour",
+                "conditions": {
+                    "users": {"includeUsers": ["All"]},
+                    "applications": {"includeApplications": ["All"]},
+                    "clientAppTypes": ["all"]
+                },
+                "sessionControls": {"signInFrequency": {"isEnabled": true, "value": 1, "type": "hours"}}
+            }),
+        )
+        .await;
+    let pid = policy["id"].as_str().unwrap();
+    let (status, v) = admin
+        .call(
+            Method::PATCH,
+            &format!("{POLICIES}/{pid}?force=true"),
+            Some(json!({"state": "enabled"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let http = browser();
+    let (_, first) = authorize(&http, &base, &f.client_id, &[]).await;
+    let back = identify_and_type(&http, &base, &first.1, &f.upn, &f.password).await;
+    assert!(back.1.starts_with(REDIRECT), "{back:?}");
+    // 59 minutes later the session is reused (no page).
+    srv.clock.advance_secs(59 * 60);
+    let (_, again) = authorize(&http, &base, &f.client_id, &[]).await;
+    assert!(
+        again.1.starts_with(REDIRECT),
+        "still fresh enough: {again:?}"
+    );
+    // Past the hour: the pages again, and a new sign-in resets the clock.
+    srv.clock.advance_secs(2 * 60);
+    let (_, late) = authorize(&http, &base, &f.client_id, &[]).await;
+    assert!(late.1.starts_with("/login?t="), "sign in again: {late:?}");
+    let back = identify_and_type(&http, &base, &late.1, &f.upn, &f.password).await;
+    assert!(back.1.starts_with(REDIRECT), "{back:?}");
+    let (_, reused) = authorize(&http, &base, &f.client_id, &[]).await;
+    assert!(reused.1.starts_with(REDIRECT), "{reused:?}");
+    // prompt=login always shows the pages.
+    let (_, login) = authorize(&http, &base, &f.client_id, &[("prompt", "login")]).await;
+    assert!(login.1.starts_with("/login?t="), "{login:?}");
+}
