@@ -397,7 +397,8 @@ async fn impact_and_gate(
 > {
     let now = state.now();
     // Evidence from an earlier version of the policy does not count.
-    let window_start = since.max(row.state_changed_at).max(row.modified_at);
+    let changed = row.state_changed_at.max(row.modified_at);
+    let window_start = since.max(changed);
     let mut records = Vec::new();
     let mut cursor: Option<Cursor> = None;
     loop {
@@ -437,7 +438,13 @@ async fn impact_and_gate(
             break;
         }
     }
-    let imp = impact(row.id, &records, window_start, now);
+    let mut imp = impact(row.id, &records, window_start, now);
+    // The rate is read over the window; the evidence is as old as the policy's current
+    // report-only version (when it has recorded anything at all): a policy report-only for a
+    // week has a week of evidence even when the rate is read over the last 48 hours.
+    if imp.records > 0 && row.state == CaPolicyRow::REPORT_ONLY {
+        imp.evidence_since = Some(changed);
+    }
     let mut glass = state.store.break_glass_accounts().await?;
     // The gate reads a break-glass account's drill as its last successful sign-in: give it
     // the recorded drill.
@@ -647,6 +654,10 @@ async fn policy_impact(
     let mut v = json!(imp);
     if let Value::Object(m) = &mut v {
         m.insert("gate".into(), json!(decision));
+        m.insert(
+            "interruptionThresholdPercent".into(),
+            json!(gate_threshold(&state).await?),
+        );
         m.insert("displayName".into(), json!(row.display_name));
         m.insert("state".into(), json!(row.state));
     }

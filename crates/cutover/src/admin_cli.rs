@@ -32,6 +32,8 @@ use uuid::Uuid;
 // A child module (so it shares the signed-in `Api` and the output helpers), in its own file.
 #[path = "agents_admin_cli.rs"]
 mod agents_admin_cli;
+#[path = "ca_cli.rs"]
+mod ca_cli;
 #[path = "federation_cli.rs"]
 mod federation_cli;
 #[path = "methods_cli.rs"]
@@ -179,6 +181,14 @@ pub enum AdminCommand {
     /// Reports: who has registered which sign-in methods (`reports registration`).
     #[command(subcommand)]
     Reports(methods_cli::ReportsCommand),
+    /// Conditional Access: policies (report-only first, enabled behind the enforcement gate),
+    /// their impact, what-if evaluation, named locations.
+    #[command(subcommand, long_about = ca_cli::CA_LONG_ABOUT)]
+    Ca(ca_cli::CaCommand),
+    /// Break-glass (emergency access) accounts: list with warnings, designate, remove, record
+    /// drills.
+    #[command(subcommand, long_about = ca_cli::BREAK_GLASS_LONG_ABOUT)]
+    BreakGlass(ca_cli::BreakGlassCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -595,6 +605,8 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::TapPolicy(cmd) => tap_cli::tap_policy(&api, out, cmd).await,
         AdminCommand::MethodsPolicy(cmd) => methods_cli::methods_policy(&api, out, cmd).await,
         AdminCommand::Reports(cmd) => methods_cli::reports(&api, out, cmd).await,
+        AdminCommand::Ca(cmd) => ca_cli::ca(&api, out, cmd).await,
+        AdminCommand::BreakGlass(cmd) => ca_cli::break_glass(&api, out, cmd).await,
     }
 }
 
@@ -1662,6 +1674,20 @@ impl Api {
         url: Url,
         body: Option<&Value>,
     ) -> Result<Option<Value>> {
+        match self.fetch_keeping_body(method, url, body).await? {
+            Ok(v) => Ok(v),
+            Err((e, _)) => Err(e.into()),
+        }
+    }
+
+    /// [`Api::fetch`] where a refusal keeps the answer's body as well (e.g. the gate's
+    /// reasons of a 409).
+    pub(crate) async fn fetch_keeping_body(
+        &self,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<std::result::Result<Option<Value>, (ApiError, Option<Value>)>> {
         let mut req = self
             .http
             .request(method.clone(), url.clone())
@@ -1681,17 +1707,22 @@ impl Api {
             .await
             .map_err(|e| transport_error(&e, &self.base))?;
         if !status.is_success() {
-            return Err(ApiError::from_body(status, request_id.as_deref(), &bytes).into());
+            return Ok(Err((
+                ApiError::from_body(status, request_id.as_deref(), &bytes),
+                serde_json::from_slice(&bytes).ok(),
+            )));
         }
         if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(None);
+            return Ok(Ok(None));
         }
-        serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-            anyhow!(
-                "the server's answer to {method} {} is not JSON: {e}",
-                url.path()
-            )
-        })
+        serde_json::from_slice(&bytes)
+            .map(|v| Ok(Some(v)))
+            .map_err(|e| {
+                anyhow!(
+                    "the server's answer to {method} {} is not JSON: {e}",
+                    url.path()
+                )
+            })
     }
 
     /// The id of the user with this principal name.

@@ -424,8 +424,22 @@ async fn the_gate_allows_after_48_hours_of_clean_evidence_and_drilled_break_glas
     let impact = admin.get(&format!("{POLICIES}/{pid}/impact")).await;
     assert_eq!(impact["interruptedUsers"], 0, "{impact}");
     assert_eq!(impact["gate"]["allowed"], false, "{impact}");
-    // 48 hours later the gate allows it, without force.
-    srv.clock.advance_secs(48 * 3600);
+    // Two days of use later (another clean sign-in on the second day) the gate allows it,
+    // without force: 49 h of report-only evidence, nobody interrupted in the last 48 h.
+    srv.clock.advance_secs(47 * 3600);
+    let http = browser();
+    let (_, first) = authorize(&http, &base, &f.client_id, &[("acr_values", "mfa")]).await;
+    let mfa = identify_and_type(&http, &base, &first.1, &f.upn, &f.password).await;
+    let now = srv.clock.now().secs();
+    let back = type_code(
+        &http,
+        &base,
+        &mfa.1,
+        &code_at(&secret, TotpParams::default(), now),
+    )
+    .await;
+    assert!(back.1.starts_with(REDIRECT), "{back:?}");
+    srv.clock.advance_secs(2 * 3600);
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let impact = admin
         .get(&format!("{POLICIES}/{pid}/impact?since=72h"))

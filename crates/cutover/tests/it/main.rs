@@ -6,6 +6,7 @@ mod admin_api;
 mod agents_admin;
 mod break_glass;
 mod browser;
+mod ca_cli;
 mod ca_e2e;
 mod conformance;
 mod federation;
