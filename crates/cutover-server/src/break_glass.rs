@@ -7,7 +7,8 @@
 //!   and what an administrator should fix (fewer than two, drills older than 90 days, no
 //!   passkey).
 //! - `POST /api/v1/breakGlass/drills`: record a drill after a real test sign-in.
-//! - Every sign-in by one raises an alert: an error in the log, a metric and an audit event.
+//! - Every sign-in by one raises an alert: an error in the log, a metric, an audit event, and
+//!   (when `PUT /api/v1/breakGlass/alerting` set one) a POST to a webhook.
 
 use std::sync::Arc;
 
@@ -39,6 +40,101 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
     Router::new()
         .route("/breakGlass", get(list))
         .route("/breakGlass/drills", post(drill))
+        .route("/breakGlass/alerting", get(get_alerting).put(put_alerting))
+}
+
+/// The setting with the optional webhook every break-glass sign-in is posted to.
+pub const ALERTING_SETTING: &str = "breakGlassAlerting";
+pub const ALERTING_ACTION: &str = "updateBreakGlassAlerting";
+/// How long one webhook delivery may take.
+pub const WEBHOOK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Clone, Default, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Alerting {
+    /// Where each break-glass sign-in is POSTed as JSON (https, or http on this host only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
+}
+
+fn check_webhook(url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("webhookUrl: '{url}' is not a URL: {e}"))?;
+    let loopback = match u.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    };
+    match u.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        _ => Err("webhookUrl: use https (plain http only to this host)".into()),
+    }
+}
+
+async fn load_alerting(state: &AppState) -> Result<Alerting, StoreError> {
+    Ok(state
+        .store
+        .get_setting(ALERTING_SETTING)
+        .await?
+        .and_then(|raw| serde_json::from_str(&raw).ok())
+        .unwrap_or_default())
+}
+
+async fn get_alerting(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<Alerting>, ApiError> {
+    Ok(Json(load_alerting(&state).await?))
+}
+
+async fn put_alerting(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+    Extension(ctx): Extension<RequestCtx>,
+    ApiJson(alerting): ApiJson<Alerting>,
+) -> Result<Json<Alerting>, ApiError> {
+    if let Some(url) = &alerting.webhook_url {
+        check_webhook(url).map_err(ApiError::bad_request)?;
+    }
+    let before = load_alerting(&state).await?;
+    let a = audit(
+        &ctx,
+        &admin,
+        state.now(),
+        ALERTING_ACTION,
+        ("setting", ALERTING_SETTING.into(), None),
+        Some(json!(before)),
+        Some(json!(alerting)),
+    );
+    let raw = serde_json::to_string(&alerting).map_err(ApiError::internal)?;
+    state.store.put_setting(ALERTING_SETTING, &raw, &a).await?;
+    Ok(Json(alerting))
+}
+
+/// Deliver one alert to the webhook, in the background: a slow or failing receiver never
+/// holds up the sign-in; a failure is logged for the operator.
+fn post_webhook(url: String, body: Value) {
+    tokio::spawn(async move {
+        let client = match reqwest::Client::builder().timeout(WEBHOOK_TIMEOUT).build() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "could not build the break-glass webhook client");
+                return;
+            }
+        };
+        match client.post(&url).json(&body).send().await {
+            Ok(res) if res.status().is_success() => {
+                tracing::info!(webhook = %url, "break-glass alert delivered to the webhook");
+            }
+            Ok(res) => {
+                tracing::error!(webhook = %url, status = %res.status(), "the break-glass webhook refused the alert; check the receiver");
+            }
+            Err(e) => {
+                tracing::error!(webhook = %url, error = %e, "the break-glass alert could not be delivered to the webhook; check the URL and the receiver");
+            }
+        }
+    });
 }
 
 /// One account as the API shows it.
@@ -239,5 +335,25 @@ pub async fn alert_sign_in(
     };
     if let Err(e) = state.store.insert_audit_event(&a).await {
         tracing::error!(error = %e, user = %user.user.upn, "the audit event of a break-glass sign-in could not be written");
+    }
+    match load_alerting(state).await {
+        Ok(Alerting {
+            webhook_url: Some(url),
+        }) => post_webhook(
+            url,
+            json!({
+                "event": SIGN_IN_ACTION,
+                "userId": user.user.id,
+                "userPrincipalName": user.user.upn.to_string(),
+                "ipAddress": ctx.ip,
+                "methods": methods,
+                "time": rfc3339(state.now()),
+                "correlationId": ctx.id,
+            }),
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "could not read the break-glass alerting settings; the webhook was not called");
+        }
     }
 }

@@ -358,6 +358,16 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "Break-glass accounts with last sign-in, last drill and passkeys, and warnings",
     ),
     (
+        "get",
+        "/breakGlass/alerting",
+        "The optional webhook every break-glass sign-in is posted to",
+    ),
+    (
+        "put",
+        "/breakGlass/alerting",
+        "Set or clear the break-glass webhook: {\"webhookUrl\": \"https://…\"}",
+    ),
+    (
         "post",
         "/breakGlass/drills",
         "Record a drill of a break-glass account after a real sign-in in the last hour",

@@ -92,6 +92,55 @@ async fn break_glass_signs_in_with_a_passkey_raises_alerts_and_records_drills() 
         "{v}"
     );
 
+    // Alerts also go to a webhook (here a listener on this host; plain http elsewhere is refused).
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/breakGlass/alerting",
+            Some(json!({"webhookUrl": "http://alerts.example/hook"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook_url = format!("http://{}/hook", hook.local_addr().unwrap());
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/breakGlass/alerting",
+            Some(json!({"webhookUrl": hook_url})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let received = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (mut conn, _) = hook.accept().await.unwrap();
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        // Read the request until its JSON body is complete (bounded by the timeout below).
+        loop {
+            let n = conn.read(&mut chunk).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf);
+            if let Some((_, body)) = text.split_once("\r\n\r\n")
+                && serde_json::from_str::<serde_json::Value>(body).is_ok()
+            {
+                break;
+            }
+        }
+        conn.write_all(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        serde_json::from_str::<serde_json::Value>(&body).unwrap()
+    });
+
     // A pass lets it in to register its passkey; the sign-in is an alert.
     let (status, v) = admin
         .call(
@@ -116,6 +165,17 @@ async fn break_glass_signs_in_with_a_passkey_raises_alerts_and_records_drills() 
     assert_eq!(
         metric(&admin, "cutover_break_glass_sign_ins_total").await,
         before + 1.0
+    );
+    let posted = tokio::time::timeout(std::time::Duration::from_secs(10), received)
+        .await
+        .expect("the webhook is called within its timeout")
+        .unwrap();
+    assert_eq!(posted["event"], "breakGlassSignIn", "{posted}");
+    assert!(
+        posted["userPrincipalName"]
+            .as_str()
+            .is_some_and(|u| u.eq_ignore_ascii_case(GLASS)),
+        "{posted}"
     );
     let alerts = admin
         .get("/auditLogs/directoryAudits?action=breakGlassSignIn")
