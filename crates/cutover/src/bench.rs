@@ -5,8 +5,11 @@
 //! `cutover serve` process. Staged rollout adds two measures: routing decisions per second in
 //! the pure core ([`routing`]), and managed sign-ins of staged users against the same
 //! sign-ins without staged rollout. Passkey sign-ins ([`passkey`]) are divided by raw P-256
-//! signature verifications per second. Every loop is bounded in count and in time; servers
-//! listen on 127.0.0.1 only (their issuer is `http://localhost:PORT`, which passkeys need).
+//! signature verifications per second. Conditional Access ([`ca`]) adds policy evaluation per
+//! sign-in in the pure core with 1, 50 and 200 policies, and password sign-ins with 200
+//! policies against the same sign-ins with none. Every loop is bounded in count and in time;
+//! servers listen on 127.0.0.1 only (their issuer is `http://localhost:PORT`, which passkeys
+//! need).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -22,6 +25,8 @@ use cutover_server::crypto::{Argon2Params, Es256Key};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
+#[path = "bench_ca.rs"]
+mod ca;
 #[path = "bench_passkey.rs"]
 mod passkey;
 #[path = "bench_routing.rs"]
@@ -70,6 +75,12 @@ pub struct BenchArgs {
     /// Routing decisions in the core, for each of the two variants (index prebuilt, index built per decision).
     #[arg(long, default_value_t = 2_000_000)]
     pub routing_decisions: usize,
+    /// Conditional Access evaluations in the core, for each policy count (1, 50 and 200).
+    #[arg(long, default_value_t = 20_000)]
+    pub ca_evaluations: usize,
+    /// Groups the signing-in user of the core Conditional Access phase is a direct member of.
+    #[arg(long, default_value_t = 10_000)]
+    pub ca_groups: usize,
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -845,6 +856,8 @@ struct BackendResult {
     passkey_over_p256: f64,
     client_credentials: Phase,
     refresh: Phase,
+    /// Full password sign-ins with 200 Conditional Access policies and without.
+    conditional_access: ca::ServerResult,
 }
 
 async fn bench_backend(
@@ -1002,6 +1015,11 @@ async fn bench_backend(
     )
     .await?;
 
+    // Conditional Access last: once policies exist, every token path evaluates them (the
+    // refresh grants above included), so nothing else runs while they do.
+    let conditional_access =
+        ca::server_phase(&server, &target, backend, args.signins, args.concurrency).await?;
+
     Ok(BackendResult {
         backend: backend.into(),
         startup_ms: server.startup.as_secs_f64() * 1000.0,
@@ -1015,6 +1033,7 @@ async fn bench_backend(
         staged_signins,
         client_credentials,
         refresh,
+        conditional_access,
     })
 }
 
@@ -1073,6 +1092,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.routing_decisions,
         argon.per_sec,
     );
+    let ca_core = ca::run_core(args.ca_evaluations, args.ca_groups, argon.per_sec);
 
     let scratch = std::env::temp_dir().join(format!("cutover-bench-{}", uuid::Uuid::new_v4()));
     let mut results = Vec::new();
@@ -1125,11 +1145,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!();
     routing::print(&routing);
     println!();
+    ca::print_core(&ca_core);
+    println!();
     println!(
         "{:<9} {:<28} {:>8} {:>10} {:>9} {:>9} {:>11}",
         "backend", "measure", "done", "per sec", "p50 ms", "p99 ms", "ratio"
     );
     for r in &results {
+        let ca_row = format!("password, {} CA policies", r.conditional_access.policies);
         let rows = [
             (
                 "full password sign-ins",
@@ -1167,6 +1190,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 r.refresh.per_sec / es256.per_sec,
                 "÷ ES256/s",
             ),
+            (
+                "password, no CA policies",
+                &r.conditional_access.without,
+                r.conditional_access.without.per_sec / argon.per_sec,
+                "÷ argon2id/s",
+            ),
+            (
+                ca_row.as_str(),
+                &r.conditional_access.with_policies,
+                r.conditional_access.with_over_without,
+                "÷ without CA/s",
+            ),
         ];
         for (name, p, ratio, of) in rows {
             println!(
@@ -1174,13 +1209,34 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 r.backend, name, p.done, p.per_sec, p.p50_ms, p.p99_ms, ratio
             );
         }
+        let c = &r.conditional_access;
+        println!(
+            "{:<9} CA policies: {} report-only, {} enabled (forced; block, never apply to these users); users in {} of",
+            r.backend, c.report_only, c.enforced, c.groups_per_user
+        );
+        println!(
+            "{:<9} {} groups, in scope of {} report-only policies; {} results on a sign-in's record, {} applied",
+            r.backend,
+            c.groups,
+            c.in_scope_of_first_user,
+            c.results_recorded,
+            c.report_only_applied
+        );
+        let ms = |v: Option<f64>| v.map_or_else(|| "?".to_owned(), |v| format!("{v:.1}"));
+        println!(
+            "{:<9} server CPU per sign-in: {} ms without CA policies, {} ms with {}",
+            r.backend,
+            ms(c.server_cpu_ms_without),
+            ms(c.server_cpu_ms_with),
+            c.policies
+        );
         println!(
             "{:<9} {:<28} {:>8.0} ms; idle RSS {:.1} MiB",
             r.backend, "startup to listening", r.startup_ms, r.idle_rss_mib
         );
     }
     if let Some(path) = &args.json {
-        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256, "p256Verifications": p256}, "routing": routing, "backends": results});
+        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256, "p256Verifications": p256}, "routing": routing, "conditionalAccess": ca_core, "backends": results});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

@@ -665,6 +665,10 @@ fn bench_command_runs_and_reports_ratios() {
             "1000",
             "--passkey-verifications",
             "20",
+            "--ca-evaluations",
+            "20",
+            "--ca-groups",
+            "100",
         ])
         .output()
         .unwrap();
@@ -676,6 +680,12 @@ fn bench_command_runs_and_reports_ratios() {
     );
     for want in [
         "raw argon2id verifications/s",
+        "CA evaluation, 1 policy",
+        "CA evaluation, 200 policies",
+        "password, no CA policies",
+        "password, 200 CA policies",
+        "÷ without CA/s",
+        "200 results on a sign-in's record",
         "full password sign-ins",
         "÷ argon2id/s",
         "decisions, index prebuilt",
