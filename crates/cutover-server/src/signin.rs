@@ -443,8 +443,23 @@ pub async fn start(
                 .await;
             }
             if reauthenticate {
-                // The session is older than a policy's sign-in frequency: the pages again.
+                // The session is older than a policy's sign-in frequency: the pages again —
+                // or, when the client forbade pages (prompt=none), `login_required`.
                 tracing::info!(user = %user.upn, "Conditional Access sign-in frequency: the session is too old to reuse");
+                if req.prompt == Prompt::None {
+                    let mut params = vec![
+                        ("error", "login_required"),
+                        (
+                            "error_description",
+                            "a Conditional Access sign-in frequency requires the user to sign in again",
+                        ),
+                        ("iss", iss.as_str()),
+                    ];
+                    if let Some(s) = req.state.as_deref() {
+                        params.push(("state", s));
+                    }
+                    return Ok(client_redirect(&req.redirect_uri, &params));
+                }
                 return show_pages(state, ctx, headers, req, app, correlation_id).await;
             }
             let mut record = new_record(state, ctx, correlation_id, true);

@@ -507,8 +507,16 @@ async fn sign_in_frequency_stops_the_reuse_of_an_old_session() {
         again.1.starts_with(REDIRECT),
         "still fresh enough: {again:?}"
     );
-    // Past the hour: the pages again, and a new sign-in resets the clock.
+    // Past the hour: the pages again (prompt=none: login_required), and a new sign-in
+    // resets the clock.
     srv.clock.advance_secs(2 * 60);
+    let (_, silent) = authorize(&http, &base, &f.client_id, &[("prompt", "none")]).await;
+    assert!(silent.1.starts_with(REDIRECT), "{silent:?}");
+    assert_eq!(
+        query_param(&silent.1, "error").as_deref(),
+        Some("login_required"),
+        "{silent:?}"
+    );
     let (_, late) = authorize(&http, &base, &f.client_id, &[]).await;
     assert!(late.1.starts_with("/login?t="), "sign in again: {late:?}");
     let back = identify_and_type(&http, &base, &late.1, &f.upn, &f.password).await;

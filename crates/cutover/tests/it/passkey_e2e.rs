@@ -625,21 +625,7 @@ pub(crate) async fn soft_sign_in(
     answer_withdrawn: bool,
 ) -> Result<String, String> {
     let http = localhost_client(server_base);
-    let (_, challenge) = pkce();
-    let res = http
-        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let login = location(&res);
-    let html = http
-        .get(format!("{base}{login}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = identifier_page(&http, base, client_id).await;
     let (t, csrf) = (hidden(&html, "t"), hidden(&html, "csrf"));
     let ask = || async {
         http.post(format!("{base}/login/passkey/options"))
@@ -849,6 +835,24 @@ async fn attestation_rp_id_and_the_registration_window_through_http() {
     );
 }
 
+/// Start a sign-in at the client and open the identifier page it leads to (its HTML).
+async fn identifier_page(http: &reqwest::Client, base: &str, client_id: &str) -> String {
+    let (_, challenge) = pkce();
+    let res = http
+        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
+        .send()
+        .await
+        .unwrap();
+    let login = location(&res);
+    http.get(format!("{base}{login}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A password (or pass) typed on the second page; `Ok(redirect)` or `Err(the page)`.
 pub(crate) async fn secret_attempt(
     http: &reqwest::Client,
@@ -857,21 +861,7 @@ pub(crate) async fn secret_attempt(
     upn: &str,
     secret: &str,
 ) -> Result<String, String> {
-    let (_, challenge) = pkce();
-    let res = http
-        .get(auth_url(base, client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let login = location(&res);
-    let html = http
-        .get(format!("{base}{login}"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = identifier_page(http, base, client_id).await;
     let t = hidden(&html, "t");
     let res = http
         .post(format!("{base}/login/identifier"))
