@@ -80,6 +80,58 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
                 .delete(delete_location),
         )
         .route(&format!("{BASE}/evaluate"), post(what_if))
+        .route(
+            &format!("{BASE}/gateSettings"),
+            get(get_gate_settings).put(put_gate_settings),
+        )
+}
+
+pub const GATE_SETTINGS_ACTION: &str = "updateConditionalAccessGateSettings";
+
+#[derive(Debug, serde::Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct GateSettings {
+    /// Enabling a policy is refused when more than this percentage of its users would have
+    /// been interrupted or blocked over the last 48 hours.
+    interruption_threshold_percent: f64,
+}
+
+async fn get_gate_settings(
+    State(state): State<Arc<AppState>>,
+    _admin: Admin,
+) -> Result<Json<GateSettings>, ApiError> {
+    Ok(Json(GateSettings {
+        interruption_threshold_percent: gate_threshold(&state).await?,
+    }))
+}
+
+async fn put_gate_settings(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+    Extension(ctx): Extension<RequestCtx>,
+    ApiJson(req): ApiJson<GateSettings>,
+) -> Result<Json<GateSettings>, ApiError> {
+    let t = req.interruption_threshold_percent;
+    if !(0.0..=100.0).contains(&t) {
+        return Err(ApiError::bad_request(
+            "interruptionThresholdPercent: between 0 and 100",
+        ));
+    }
+    let before = gate_threshold(&state).await?;
+    let a = audit(
+        &ctx,
+        &admin,
+        state.now(),
+        GATE_SETTINGS_ACTION,
+        ("setting", GATE_THRESHOLD_SETTING.into(), None),
+        Some(json!({"interruptionThresholdPercent": before})),
+        Some(json!({"interruptionThresholdPercent": t})),
+    );
+    state
+        .store
+        .put_setting(GATE_THRESHOLD_SETTING, &t.to_string(), &a)
+        .await?;
+    Ok(Json(req))
 }
 
 /// The checked policies in force, cached for [`POLICY_CACHE_TTL`].

@@ -354,6 +354,16 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "get",
+        "/identity/conditionalAccess/gateSettings",
+        "The enforcement gate's interruption threshold (percent; default 5)",
+    ),
+    (
+        "put",
+        "/identity/conditionalAccess/gateSettings",
+        "Set the enforcement gate's threshold: {\"interruptionThresholdPercent\": 5}",
+    ),
+    (
+        "get",
         "/breakGlass",
         "Break-glass accounts with last sign-in, last drill and passkeys, and warnings",
     ),

@@ -129,6 +129,25 @@ async fn report_only_then_enforced_through_the_gate_on_every_token_path() {
         )
         .await;
     assert_eq!(status, 409, "{refused}");
+    // The threshold is the administrator's (audited), within 0-100 %.
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/identity/conditionalAccess/gateSettings",
+            Some(json!({"interruptionThresholdPercent": 101})),
+        )
+        .await;
+    assert_eq!(status, 400, "{v}");
+    let (status, v) = admin
+        .call(
+            Method::PUT,
+            "/identity/conditionalAccess/gateSettings",
+            Some(json!({"interruptionThresholdPercent": 2.5})),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let impact = admin.get(&format!("{POLICIES}/{pid}/impact")).await;
+    assert_eq!(impact["interruptionThresholdPercent"], 2.5, "{impact}");
     let codes: Vec<&str> = refused["gate"]["reasons"]
         .as_array()
         .unwrap()
