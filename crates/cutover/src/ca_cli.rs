@@ -249,6 +249,17 @@ pub enum CaCommand {
     /// Named locations: IP ranges that policies include or exclude, trusted or not.
     #[command(subcommand, long_about = LOCATIONS_LONG_ABOUT)]
     Locations(LocationsCommand),
+    /// Show or set the enforcement gate's interruption threshold: enabling a policy is refused
+    /// when more than this share of its users would have been interrupted or blocked over the
+    /// last 48 hours (default 5 %).
+    #[command(
+        after_help = "Examples:\n  cutover admin ca gate\n  cutover admin ca gate --threshold 2.5"
+    )]
+    Gate {
+        /// The new threshold in percent (0-100); without it, show the current one.
+        #[arg(long, value_name = "PERCENT")]
+        threshold: Option<f64>,
+    },
 }
 
 /// The state `set-state` switches to.
@@ -1941,6 +1952,35 @@ pub(super) async fn ca(api: &Api, out: OutputFormat, cmd: CaCommand) -> Result<(
             emit(&what_if_text(&answer))
         }
         CaCommand::Locations(cmd) => locations(api, out, cmd).await,
+        CaCommand::Gate { threshold } => {
+            let path = ["identity", "conditionalAccess", "gateSettings"];
+            let resp = match threshold {
+                Some(t) => {
+                    if !(0.0..=100.0).contains(&t) {
+                        bail!("--threshold must be between 0 and 100 (percent), got {t}");
+                    }
+                    api.send(
+                        Method::PUT,
+                        &path,
+                        &[],
+                        Some(&serde_json::json!({"interruptionThresholdPercent": t})),
+                    )
+                    .await?
+                }
+                None => api.send(Method::GET, &path, &[], None).await?,
+            };
+            if out != OutputFormat::Table {
+                return print_json(out, resp.as_ref());
+            }
+            let t = resp
+                .as_ref()
+                .and_then(|v| v["interruptionThresholdPercent"].as_f64())
+                .ok_or_else(|| anyhow!("the server returned no threshold"))?;
+            println!(
+                "Enforcement gate: enabling a policy is refused when more than {t} % of its users would have been interrupted or blocked over the last 48 hours."
+            );
+            Ok(())
+        }
     }
 }
 

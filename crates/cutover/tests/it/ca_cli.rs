@@ -213,6 +213,16 @@ async fn ca_and_break_glass_commands_drive_the_api() {
     );
 
     // --- what-if ---------------------------------------------------------------------------
+    // The gate's threshold: shown, set (audited by the server), refused out of range.
+    let r = run(&["ca", "gate"], 0);
+    assert!(r.out.contains("more than 5 %"), "{}", r.out);
+    run(&["ca", "gate", "--threshold", "2.5"], 0);
+    let r = run(&["ca", "gate"], 0);
+    assert!(r.out.contains("more than 2.5 %"), "{}", r.out);
+    let r = run(&["ca", "gate", "--threshold", "120"], 1);
+    assert!(r.err.contains("between 0 and 100"), "{}", r.err);
+    run(&["ca", "gate", "--threshold", "5"], 0);
+
     let r = run(
         &[
             "ca",
