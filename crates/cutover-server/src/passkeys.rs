@@ -403,6 +403,32 @@ async fn put_challenge(
     Ok(id)
 }
 
+/// Store the challenge `id`, replacing one stored under the same id. Two requests racing on
+/// one id: the loser retries once, the last one stands.
+async fn replace_challenge(state: &AppState, id: &str, payload: Value) -> Result<(), Refusal> {
+    let now = state.now();
+    let row = WebauthnChallenge {
+        id: id.to_owned(),
+        kind: KIND_AUTHENTICATION.into(),
+        user_id: None,
+        state: payload.to_string(),
+        created_at: now,
+        expires_at: now.plus_secs(CHALLENGE_TTL_SECS),
+    };
+    for _ in 0..2 {
+        state.store.take_webauthn_challenge(id, now).await?;
+        match state.store.put_webauthn_challenge(&row).await {
+            Ok(()) => return Ok(()),
+            Err(StoreError::Conflict(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(Refusal::new(
+        StatusCode::CONFLICT,
+        "Another passkey request for this sign-in is in progress. Try again.",
+    ))
+}
+
 fn expired_challenge() -> Refusal {
     Refusal::new(
         StatusCode::BAD_REQUEST,
@@ -708,7 +734,7 @@ async fn signin_options(
     headers: HeaderMap,
     Form(form): Form<OptionsForm>,
 ) -> Response {
-    let (txn_id, mut txn, bb) =
+    let (txn_id, _txn, bb) =
         match crate::signin::load_txn(&state, &headers, form.t.as_deref()).await {
             Ok(v) => v,
             Err(e) => return json_refusal(Refusal::new(e.status, e.message)),
@@ -729,23 +755,11 @@ async fn signin_options(
                 Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "Try again.")
             })?,
         });
-        let id = put_challenge(&state, KIND_AUTHENTICATION, None, payload).await?;
-        // One outstanding challenge per sign-in: the previous one (an abandoned autofill
-        // request, say) is withdrawn.
-        if let Some(old) = txn.passkey_challenge.replace(id.clone()) {
-            state
-                .store
-                .take_webauthn_challenge(&old, state.now())
-                .await?;
-        }
-        let data = serde_json::to_value(&txn).map_err(|e| {
-            tracing::error!(error = %e, "could not keep the sign-in transaction");
-            Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "Try again.")
-        })?;
-        state
-            .store
-            .update_sign_in_transaction(&txn_id, &data)
-            .await?;
+        // One outstanding challenge per sign-in: its id is derived from the transaction, so
+        // a new one replaces the previous (an abandoned autofill request, say) — without
+        // writing the transaction, which the identifier form may be updating meanwhile.
+        let id = state.hasher.hash("passkey-challenge", &txn_id);
+        replace_challenge(&state, &id, payload).await?;
         Ok::<_, Refusal>(json!({"challenge": id, "publicKey": options["publicKey"]}))
     }
     .await;

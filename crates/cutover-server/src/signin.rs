@@ -88,10 +88,6 @@ pub struct TxnData {
     /// The checked first factor of a sign-in waiting for its second (`crate::mfa`).
     #[serde(default)]
     pub first_factor: Option<crate::mfa::FirstFactor>,
-    /// The passkey challenge this sign-in may answer: one at a time, a new one replaces it
-    /// (so a page cannot pile up challenges).
-    #[serde(default)]
-    pub passkey_challenge: Option<String>,
 }
 
 pub fn read_cookie(headers: &HeaderMap, name: &str) -> Option<String> {
@@ -615,7 +611,6 @@ impl TxnData {
             upstream: None,
             acr: req.acr,
             first_factor: None,
-            passkey_challenge: None,
         }
     }
 }

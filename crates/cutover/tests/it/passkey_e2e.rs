@@ -639,9 +639,13 @@ pub(crate) async fn soft_sign_in(
     };
     let options = ask().await;
     if answer_withdrawn {
-        // A second request withdraws the first challenge; the answer below is to the first.
+        // A second request replaces the first challenge (same handle, new bytes); the
+        // answer below is to the first.
         let newer = ask().await;
-        assert_ne!(newer["challenge"], options["challenge"]);
+        assert_ne!(
+            newer["publicKey"]["challenge"],
+            options["publicKey"]["challenge"]
+        );
     }
     let assertion = device
         .get(
