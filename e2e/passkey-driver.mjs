@@ -140,7 +140,12 @@ async function waitForCapture(from, ms) {
 async function outcome(from, label) {
   const end = Date.now() + STEP_MS;
   while (Date.now() < end) {
-    if (captured.length > from) return { redirect: captured[from] };
+    if (captured.length > from) {
+      // Let the browser finish arriving at the client, so that the next step's navigation
+      // does not collide with this one (a loaded machine is slow to get there).
+      await within(STEP_MS, page.waitForURL((u) => u.href.startsWith(env.REDIRECT_PREFIX), { waitUntil: 'load' }), undefined);
+      return { redirect: captured[from] };
+    }
     const err = await page.locator('#error, #passkey-error').first().textContent({ timeout: 200 }).catch(() => null);
     if (err) {
       await shot(`${label}-error`);
