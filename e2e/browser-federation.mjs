@@ -264,7 +264,7 @@ async function main() {
     if (req.isNavigationRequest() && !upstreamReached) {
       upstreamReached = req.url();
       log('navigation to the upstream:', req.url());
-      interstitial = await reportOf((u) => u.startsWith(`${cutoverOrigin}/`), 3_000);
+      interstitial = await reportOf((u) => u.startsWith(`${cutoverOrigin}/`), 10_000);
       sawInterstitial = Boolean(interstitial?.refresh && interstitial?.continueVisible);
       if (interstitial) interstitial.continueIsTheHop = interstitial.continueHref === req.url();
       log('page before the hop to the upstream:', JSON.stringify(interstitial));
