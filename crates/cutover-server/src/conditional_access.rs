@@ -670,7 +670,9 @@ fn since_param(now: Timestamp, raw: Option<&str>) -> Result<Timestamp, ApiError>
     if let Some(t) = parse_rfc3339(raw) {
         return Ok(t);
     }
-    let (num, unit) = raw.split_at(raw.len().saturating_sub(1));
+    // The unit is the last character (any character: split on its boundary, never mid-way).
+    let cut = raw.char_indices().last().map_or(0, |(i, _)| i);
+    let (num, unit) = raw.split_at(cut);
     let n: i64 = num.parse().map_err(|_| {
         ApiError::bad_request(format!(
             "since: '{raw}' is neither a duration (48h, 3d, 90m) nor an RFC 3339 time"
@@ -1011,4 +1013,39 @@ async fn what_if(
 /// The sign-in log's records of the policies' results for one evaluation.
 pub fn record_results(evaluation: &Evaluation) -> Vec<cutover_core::signin_log::PolicyResult> {
     evaluation.policy_results()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_reads_durations_and_times_and_refuses_the_rest_without_panicking() {
+        let now = Timestamp::from_millis(10_000_000_000);
+        let back =
+            |raw: &str| since_param(now, Some(raw)).map(|t| (now.millis() - t.millis()) / 1000);
+        assert_eq!(back("48h").ok(), Some(48 * 3600));
+        assert_eq!(back("90m").ok(), Some(90 * 60));
+        assert_eq!(back("366d").ok(), Some(366 * 86_400));
+        assert_eq!(
+            since_param(now, None)
+                .ok()
+                .map(|t| (now.millis() - t.millis()) / 1000),
+            Some(IMPACT_WINDOW_SECS)
+        );
+        for bad in [
+            "",
+            "h",
+            "48",
+            "48x",
+            "48é",
+            "é",
+            "-1h",
+            "0m",
+            "367d",
+            "4\u{1F600}",
+        ] {
+            assert!(since_param(now, Some(bad)).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use crate::federation_cli::{Run, cli};
 use crate::harness::*;
+use crate::passkey_e2e::{localhost_client, register_soft, secret_attempt};
 
 const YUBIKEY: &str = "cb69481e-8ff7-4039-93ec-0a2729a154a8";
 
@@ -340,92 +341,6 @@ async fn methods_commands_drive_the_api() {
 
 const REDIRECT: &str = "http://127.0.0.1:9/cb";
 
-/// A browser-like client of `http://localhost:PORT` (cookies kept, redirects not followed).
-fn localhost_client(server_base: &str) -> reqwest::Client {
-    let addr: std::net::SocketAddr = server_base.trim_start_matches("http://").parse().unwrap();
-    reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .resolve("localhost", addr)
-        .build()
-        .unwrap()
-}
-
-async fn page(http: &reqwest::Client, url: String) -> String {
-    http.get(url).send().await.unwrap().text().await.unwrap()
-}
-
-/// Sign in with a Temporary Access Pass and register `device`'s passkey on Security info.
-async fn register_with_a_pass(
-    http: &reqwest::Client,
-    base: &str,
-    f: &Fixture,
-    pass: &str,
-    device: &SoftAuthenticator,
-    name: &str,
-) {
-    let (_, challenge) = pkce();
-    let res = http
-        .get(auth_url(base, &f.client_id, REDIRECT, &challenge, &[]))
-        .send()
-        .await
-        .unwrap();
-    let html = page(http, format!("{base}{}", location(&res))).await;
-    let t = hidden(&html, "t");
-    let res = http
-        .post(format!("{base}/login/identifier"))
-        .form(&[
-            ("t", t.as_str()),
-            ("csrf", &hidden(&html, "csrf")),
-            ("username", &f.upn),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let html = page(http, format!("{base}{}", location(&res))).await;
-    let res = http
-        .post(format!("{base}/login/password"))
-        .form(&[
-            ("t", t.as_str()),
-            ("csrf", &hidden(&html, "csrf")),
-            ("password", pass),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        location(&res).contains("code="),
-        "pass sign-in: {}",
-        res.status()
-    );
-    let html = page(http, format!("{base}/my/security")).await;
-    let csrf = hidden(&html, "csrf");
-    let options: Value = http
-        .post(format!("{base}/my/security/passkeys/options"))
-        .form(&[("csrf", csrf.as_str()), ("name", name)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let (response, _) = device
-        .create(&json!({"publicKey": options["publicKey"]}), base)
-        .unwrap();
-    let res = http
-        .post(format!("{base}/my/security/passkeys"))
-        .form(&[
-            ("csrf", csrf.as_str()),
-            ("challenge", options["challenge"].as_str().unwrap()),
-            ("credential", &response.to_string()),
-        ])
-        .send()
-        .await
-        .unwrap();
-    let back = location(&res);
-    assert!(back.ends_with("done=added"), "{back}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registered_passkey_is_previewed_reported_and_deleted() {
     let server =
@@ -456,7 +371,14 @@ async fn a_registered_passkey_is_previewed_reported_and_deleted() {
     let mut device = SoftAuthenticator::new(uuid::Uuid::parse_str(YUBIKEY).unwrap());
     device.settings.transports = vec!["usb".into()];
     let http = localhost_client(&server.base);
-    register_with_a_pass(&http, &base, &f, &pass, &device, "Blue key").await;
+    let signed_in = secret_attempt(&http, &base, &f.client_id, &f.upn, &pass).await;
+    assert!(
+        signed_in.as_ref().is_ok_and(|r| r.contains("code=")),
+        "{signed_in:?}"
+    );
+    register_soft(&http, &base, &device, "Blue key")
+        .await
+        .unwrap();
 
     // The CLI reads the in-process server's credentials from a file.
     let dir = scratch_dir("methods-cli-passkey");
