@@ -276,17 +276,62 @@ pub async fn evaluate_sign_in(
 
 // --- policies ------------------------------------------------------------------------------
 
-fn policy_view(row: &CaPolicyRow) -> Value {
-    let mut v: Value = serde_json::from_str(&row.policy).unwrap_or(Value::Null);
+/// Stored JSON as the API shows it: with the server's times.
+fn with_times(stored: &str, times: &[(&str, Timestamp)]) -> Value {
+    let mut v: Value = serde_json::from_str(stored).unwrap_or(Value::Null);
     if let Value::Object(m) = &mut v {
-        m.insert("createdDateTime".into(), json!(rfc3339(row.created_at)));
-        m.insert("modifiedDateTime".into(), json!(rfc3339(row.modified_at)));
-        m.insert(
-            "stateChangedDateTime".into(),
-            json!(rfc3339(row.state_changed_at)),
-        );
+        for (k, t) in times {
+            m.insert((*k).into(), json!(rfc3339(*t)));
+        }
     }
     v
+}
+
+/// A create body as a new object: the server's fields dropped, the id the server's.
+fn new_object(mut body: Value, what: &str) -> Result<Value, ApiError> {
+    strip_server_fields(&mut body);
+    let Value::Object(m) = &mut body else {
+        return Err(ApiError::bad_request(format!(
+            "the {what} must be a JSON object"
+        )));
+    };
+    if m.contains_key("id") {
+        return Err(ApiError::bad_request(format!(
+            "id: the server assigns a {what}'s id; leave it out"
+        )));
+    }
+    m.insert("id".into(), json!(Uuid::now_v7()));
+    Ok(body)
+}
+
+/// The stored object `stored` (id `id`) with a PATCH's top-level fields replaced; the
+/// server's fields are dropped and the id cannot change.
+fn merge_patch(stored: &str, id: Uuid, mut patch: Value, what: &str) -> Result<Value, ApiError> {
+    strip_server_fields(&mut patch);
+    let Value::Object(changes) = patch else {
+        return Err(ApiError::bad_request("the change must be a JSON object"));
+    };
+    if changes.get("id").is_some_and(|v| v != &json!(id)) {
+        return Err(ApiError::bad_request(format!(
+            "id: a {what}'s id cannot change"
+        )));
+    }
+    let mut merged: Value = serde_json::from_str(stored).map_err(ApiError::internal)?;
+    if let Value::Object(m) = &mut merged {
+        m.extend(changes);
+    }
+    Ok(merged)
+}
+
+fn policy_view(row: &CaPolicyRow) -> Value {
+    with_times(
+        &row.policy,
+        &[
+            ("createdDateTime", row.created_at),
+            ("modifiedDateTime", row.modified_at),
+            ("stateChangedDateTime", row.state_changed_at),
+        ],
+    )
 }
 
 fn bad_policy(e: impl std::fmt::Display) -> ApiError {
@@ -369,18 +414,12 @@ async fn create_policy(
     State(state): State<Arc<AppState>>,
     admin: Admin,
     Extension(ctx): Extension<RequestCtx>,
-    ApiJson(mut body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    strip_server_fields(&mut body);
+    let mut body = new_object(body, "policy")?;
     let Value::Object(m) = &mut body else {
-        return Err(ApiError::bad_request("the policy must be a JSON object"));
+        return Err(ApiError::internal("a new object that is not one"));
     };
-    if m.contains_key("id") {
-        return Err(ApiError::bad_request(
-            "id: the server assigns a policy's id; leave it out",
-        ));
-    }
-    m.insert("id".into(), json!(Uuid::now_v7()));
     // A new policy starts report-only unless it says otherwise: enforcing one goes through
     // the gate, which needs report-only evidence first.
     let state_given = m.get("state").and_then(Value::as_str).map(str::to_owned);
@@ -541,22 +580,10 @@ async fn patch_policy(
     Extension(ctx): Extension<RequestCtx>,
     Path(id): Path<String>,
     Query(q): Query<ForceQuery>,
-    ApiJson(mut patch): ApiJson<Value>,
+    ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let row = find_policy(&state, &id).await?;
-    strip_server_fields(&mut patch);
-    let Value::Object(changes) = patch else {
-        return Err(ApiError::bad_request("the change must be a JSON object"));
-    };
-    if changes.get("id").is_some_and(|v| v != &json!(row.id)) {
-        return Err(ApiError::bad_request("id: a policy's id cannot change"));
-    }
-    let mut merged: Value = serde_json::from_str(&row.policy).map_err(ApiError::internal)?;
-    if let Value::Object(m) = &mut merged {
-        for (k, v) in changes {
-            m.insert(k, v);
-        }
-    }
+    let merged = merge_patch(&row.policy, row.id, patch, "policy")?;
     let policy = checked_body(&state, merged).await?;
     let now = state.now();
     let before: Value = serde_json::from_str(&row.policy).unwrap_or(Value::Null);
@@ -721,12 +748,13 @@ async fn policy_impact(
 // --- named locations -----------------------------------------------------------------------
 
 fn location_view(row: &NamedLocationRow) -> Value {
-    let mut v: Value = serde_json::from_str(&row.location).unwrap_or(Value::Null);
-    if let Value::Object(m) = &mut v {
-        m.insert("createdDateTime".into(), json!(rfc3339(row.created_at)));
-        m.insert("modifiedDateTime".into(), json!(rfc3339(row.modified_at)));
-    }
-    v
+    with_times(
+        &row.location,
+        &[
+            ("createdDateTime", row.created_at),
+            ("modifiedDateTime", row.modified_at),
+        ],
+    )
 }
 
 fn checked_location(body: Value) -> Result<NamedLocation, ApiError> {
@@ -777,19 +805,9 @@ async fn create_location(
     State(state): State<Arc<AppState>>,
     admin: Admin,
     Extension(ctx): Extension<RequestCtx>,
-    ApiJson(mut body): ApiJson<Value>,
+    ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
-    strip_server_fields(&mut body);
-    let Value::Object(m) = &mut body else {
-        return Err(ApiError::bad_request("the location must be a JSON object"));
-    };
-    if m.contains_key("id") {
-        return Err(ApiError::bad_request(
-            "id: the server assigns a location's id; leave it out",
-        ));
-    }
-    m.insert("id".into(), json!(Uuid::now_v7()));
-    let loc = checked_location(body)?;
+    let loc = checked_location(new_object(body, "location")?)?;
     let now = state.now();
     let row = NamedLocationRow {
         id: loc.id,
@@ -826,22 +844,10 @@ async fn patch_location(
     admin: Admin,
     Extension(ctx): Extension<RequestCtx>,
     Path(id): Path<String>,
-    ApiJson(mut patch): ApiJson<Value>,
+    ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let row = find_location(&state, &id).await?;
-    strip_server_fields(&mut patch);
-    let Value::Object(changes) = patch else {
-        return Err(ApiError::bad_request("the change must be a JSON object"));
-    };
-    let mut merged: Value = serde_json::from_str(&row.location).map_err(ApiError::internal)?;
-    if let Value::Object(m) = &mut merged {
-        for (k, v) in changes {
-            if k != "id" {
-                m.insert(k, v);
-            }
-        }
-    }
-    let loc = checked_location(merged)?;
+    let loc = checked_location(merge_patch(&row.location, row.id, patch, "location")?)?;
     let now = state.now();
     let new_row = NamedLocationRow {
         id: row.id,
@@ -1018,6 +1024,45 @@ pub fn record_results(evaluation: &Evaluation) -> Vec<cutover_core::signin_log::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bodies_get_the_servers_id_and_patches_keep_it() {
+        assert!(new_object(json!([1]), "policy").is_err());
+        let e = new_object(json!({"id": "x"}), "location").unwrap_err();
+        assert!(
+            format!("{e:?}").contains("the server assigns a location's id"),
+            "{e:?}"
+        );
+        let v = new_object(
+            json!({"displayName": "A", "createdDateTime": "t"}),
+            "policy",
+        )
+        .unwrap();
+        assert!(
+            v["id"].is_string() && v.get("createdDateTime").is_none(),
+            "{v}"
+        );
+
+        let id = Uuid::now_v7();
+        let stored = json!({"id": id, "displayName": "A", "isTrusted": false}).to_string();
+        let merged = merge_patch(
+            &stored,
+            id,
+            json!({"isTrusted": true, "modifiedDateTime": "t", "id": id}),
+            "location",
+        )
+        .unwrap();
+        assert_eq!(
+            merged,
+            json!({"id": id, "displayName": "A", "isTrusted": true})
+        );
+        let e = merge_patch(&stored, id, json!({"id": Uuid::now_v7()}), "location").unwrap_err();
+        assert!(
+            format!("{e:?}").contains("a location's id cannot change"),
+            "{e:?}"
+        );
+        assert!(merge_patch(&stored, id, json!("x"), "location").is_err());
+    }
 
     #[test]
     fn since_reads_durations_and_times_and_refuses_the_rest_without_panicking() {
