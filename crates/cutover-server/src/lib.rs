@@ -23,6 +23,7 @@ pub mod agents_admin;
 pub mod auth_methods;
 pub mod bootstrap;
 pub mod break_glass;
+pub mod campaigns;
 pub mod clock;
 pub mod conditional_access;
 pub mod crypto;
@@ -77,7 +78,14 @@ pub struct ServerConfig {
     pub pass_through_deadline_ms: i64,
     /// Passkey settings of this node (relying-party id, catalogue, attestation roots).
     pub passkeys: passkeys::PasskeyConfig,
+    /// Display name of the group whose direct members may use the admin web UI (`/admin`).
+    pub admin_group: String,
+    /// Outgoing e-mail of the rollout campaigns (SMTP relay, sender) and enrolment guidance.
+    pub campaigns: campaigns::CampaignsConfig,
 }
+
+/// The group whose members may use the admin web UI when none is configured.
+pub const DEFAULT_ADMIN_GROUP: &str = "Cutover Administrators";
 
 /// Refuse an issuer URL that would be unsafe or invalid (OpenID Connect Discovery §3).
 pub fn validate_issuer(issuer: &str) -> Result<(), String> {
@@ -542,6 +550,8 @@ mod tests {
             synced_password_expiry_days: None,
             pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
             passkeys: Default::default(),
+            admin_group: DEFAULT_ADMIN_GROUP.into(),
+            campaigns: Default::default(),
         }
     }
 

@@ -417,6 +417,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         synced_password_expiry_days: cfg.synced_password_expiry_days,
         pass_through_deadline_ms: cfg.pass_through_deadline_ms,
         passkeys: passkey_config(&cfg)?,
+        admin_group: cutover_server::DEFAULT_ADMIN_GROUP.into(),
+        campaigns: Default::default(),
     };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 

@@ -194,6 +194,8 @@ impl InProcess {
             synced_password_expiry_days: None,
             pass_through_deadline_ms: cutover_core::pta::DEFAULT_REQUEST_DEADLINE_MS,
             passkeys: Default::default(),
+            admin_group: cutover_server::DEFAULT_ADMIN_GROUP.into(),
+            campaigns: Default::default(),
         };
         let mut config = config;
         tune(&mut config);
