@@ -37,6 +37,17 @@
 //   foreignOrigin {authUrl, rpId?} the real identifier page asks Cutover for a challenge; a page
 //                                  on ANOTHER origin (another port; or another host name with
 //                                  rpId) makes the assertion; it is submitted to Cutover
+//   goto {url, shot?}              open a page -> {url, status, h1}; a console error is reported
+//                                  in consoleErrors like after every command
+//   fill {selector, value} / select {selector, value} / check {selector}   form fields
+//   submit {selector, shot?}       click a submit button, wait for the next page to load
+//                                  -> {url, status, h1, notice, error}
+//   attr {selector, name}          an attribute of the first match -> {value} (null if none)
+//   texts {selector}               the text of every match -> {texts}
+//   shot {name}                    a screenshot now
+//   enrolPasskey {url, name}       open the enrolment page (/my/enrol…), read the detected device
+//                                  family and its guidance, add a passkey -> {family, detected,
+//                                  guidanceTitle, how, notice, error, url, passkeys}
 //   close
 // Every command is bounded (STEP_MS); the whole run is bounded (TOTAL_MS).
 import { chromium } from 'playwright-core';
@@ -252,7 +263,64 @@ async function submitPasskeyForm(challenge, credentialJson, label) {
   return outcome(from, label);
 }
 
+async function pageState(resp) {
+  await page.waitForSelector('h1', { timeout: STEP_MS }).catch(() => null);
+  const text = async (sel) => page.$eval(sel, (e) => e.textContent.trim()).catch(() => null);
+  return {
+    url: page.url(),
+    status: resp ? resp.status() : null,
+    h1: await text('h1'),
+    notice: await text('#notice'),
+    error: await text('#error'),
+  };
+}
+
 const handlers = {
+  async goto(c) {
+    const resp = await page.goto(c.url, { timeout: STEP_MS, waitUntil: 'load' });
+    const st = await pageState(resp);
+    if (c.shot) await shot(c.shot);
+    return st;
+  },
+  async fill(c) { await page.fill(c.selector, c.value, { timeout: STEP_MS }); return {}; },
+  async select(c) { await page.selectOption(c.selector, c.value, { timeout: STEP_MS }); return {}; },
+  async check(c) { await page.check(c.selector, { timeout: STEP_MS }); return {}; },
+  async submit(c) {
+    const [resp] = await Promise.all([
+      page.waitForNavigation({ timeout: STEP_MS, waitUntil: 'load' }),
+      page.click(c.selector, { timeout: STEP_MS }),
+    ]);
+    const st = await pageState(resp);
+    if (c.shot) await shot(c.shot);
+    return st;
+  },
+  async attr(c) {
+    return { value: await page.getAttribute(c.selector, c.name, { timeout: STEP_MS }).catch(() => null) };
+  },
+  async texts(c) { return { texts: await page.$$eval(c.selector, (es) => es.map((e) => e.textContent.trim())) }; },
+  async shot(c) { await shot(c.name); return {}; },
+  async enrolPasskey(c) {
+    await page.goto(c.url, { timeout: STEP_MS, waitUntil: 'load' });
+    await page.waitForSelector('#guidance', { timeout: STEP_MS });
+    const family = await page.$eval('#guidance', (e) => e.dataset.family);
+    const detected = await page.$eval('#detected', (e) => e.dataset.detected);
+    const guidanceTitle = await page.$eval('#guidance-title', (e) => e.textContent.trim());
+    const guidance = await page.$eval('#guidance', (e) => e.textContent);
+    await shot(`enrol-${family}`);
+    await page.waitForSelector('#add-passkey', { timeout: STEP_MS });
+    await page.fill('#passkey-name', c.name);
+    const navigated = page.waitForURL(/\/my\/enrol\?.*(done|error)=/, { timeout: STEP_MS }).then(() => 'navigated');
+    const shown = page.waitForSelector('#passkey-error', { timeout: STEP_MS }).then(() => 'shown');
+    await page.click('#add-passkey');
+    const how = await Promise.race([navigated, shown]);
+    navigated.catch(() => {});
+    shown.catch(() => {});
+    await page.waitForSelector('h1', { timeout: STEP_MS });
+    const text = async (sel) => page.$eval(sel, (e) => e.textContent.trim()).catch(() => null);
+    const passkeys = await page.$eval('#enrol-status', (e) => Number(e.dataset.passkeys)).catch(() => null);
+    await shot(`enrolled-${family}`);
+    return { family, detected, guidanceTitle, guidance, how, notice: await text('#notice'), error: await text('#error, #passkey-error'), url: page.url(), passkeys };
+  },
   async newContext(c) { return newContext(c.userAgent); },
   async clearCookies() { await context.clearCookies(); return {}; },
   async signInPass(c) { return signInSecret(c.authUrl, c.username, c.pass, 'pass'); },

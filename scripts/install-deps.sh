@@ -9,6 +9,8 @@
 #   Node.js + npm      -> only if `node` / `npm` are missing
 #   OpenLDAP           -> /usr/sbin/slapd, ldapadd etc. (slapd, ldap-utils; for scripts/slapd-start.sh)
 #   curl, ca-certificates
+#   Python aiosmtpd    -> python3-aiosmtpd (and python3) when no `python3` (nor /usr/bin/python3)
+#                         can `import aiosmtpd`; for e2e/smtp-sink.py and scripts/smtp-start.sh
 #   e2e/node_modules   -> playwright-core, from e2e/package-lock.json
 #
 # Runs as root, or through sudo when it is available. Usage: scripts/install-deps.sh
@@ -24,6 +26,15 @@ have_postgres() { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && co
 have_chromium() { [ -x /usr/bin/chromium ]; }
 have_slapd() { [ -x /usr/sbin/slapd ] && [ -x /usr/sbin/slapadd ] && [ -x /usr/sbin/slappasswd ]; }
 have_ldap_utils() { command -v ldapadd >/dev/null 2>&1 && command -v ldapsearch >/dev/null 2>&1; }
+# Debian's python3-aiosmtpd is visible to the system Python only; a pyenv `python3` on PATH
+# does not see it, so /usr/bin/python3 counts too (scripts/smtp-start.sh tries both).
+have_aiosmtpd() {
+  local py
+  for py in python3 /usr/bin/python3; do
+    command -v "$py" >/dev/null 2>&1 && "$py" -c 'import aiosmtpd' >/dev/null 2>&1 && return 0
+  done
+  return 1
+}
 
 # --- work out which Debian packages are missing -----------------------------------------
 missing=()
@@ -36,6 +47,8 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -f /etc/ssl/certs/ca-certificates.crt ] || missing+=(ca-certificates)
+command -v python3 >/dev/null 2>&1 || missing+=(python3)
+have_aiosmtpd || missing+=(python3-aiosmtpd)
 # runuser (util-linux) is used by pg-start.sh when running as root; it is essential on Debian.
 
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -72,6 +85,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   have_ldap_utils || { log "ldapadd / ldapsearch still missing"; exit 1; }
   command -v node >/dev/null 2>&1 || { log "node still missing"; exit 1; }
   command -v npm >/dev/null 2>&1 || { log "npm still missing"; exit 1; }
+  have_aiosmtpd || { log "aiosmtpd still missing: neither python3 nor /usr/bin/python3 can import it"; exit 1; }
 fi
 
 # playwright-core (pinned in e2e/package.json) wants Node >= 20; Debian 12's own nodejs is 18.

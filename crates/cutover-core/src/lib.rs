@@ -7,12 +7,14 @@
 #![forbid(unsafe_code)]
 
 pub mod authorize;
+pub mod campaign;
 pub mod conditional_access;
 pub mod device;
 pub mod domain_cutover;
 pub mod federation;
 pub mod limits;
 pub mod lockout;
+pub mod markdown;
 pub mod methods_policy;
 pub mod model;
 pub mod names;

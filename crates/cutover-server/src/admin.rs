@@ -123,7 +123,9 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 }
 
 /// `GET /metrics`: Prometheus text format, for an application holding `Metrics.Read` (or the
-/// admin role).
+/// admin role): this node's counters, then the figures read from the database now (agents,
+/// pass-through queue, sync). When the database cannot be read the node's counters are still
+/// served, with `cutover_metrics_store_up 0`.
 pub async fn metrics(
     State(state): State<Arc<AppState>>,
     headers: axum::http::HeaderMap,
@@ -134,7 +136,16 @@ pub async fn metrics(
         &[cutover_core::METRICS_APP_ROLE, ADMIN_APP_ROLE],
     )
     .await?;
-    let mut res = state.metrics.render().into_response();
+    let figures = match crate::metrics::cluster_figures(&state).await {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: reading the agents, the pass-through queue or the sync reports from the database failed; this scrape leaves them out (cutover_metrics_store_up 0)");
+            None
+        }
+    };
+    let mut body = state.metrics.render();
+    body.push_str(&crate::metrics::render_cluster(figures.as_ref()));
+    let mut res = body.into_response();
     res.headers_mut().insert(
         axum::http::header::CONTENT_TYPE,
         axum::http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

@@ -138,14 +138,14 @@ fn post_webhook(url: String, body: Value) {
 }
 
 /// One account as the API shows it.
-struct Account {
-    user: UserRecord,
-    last_sign_in: Option<Timestamp>,
-    last_drill: Option<Timestamp>,
-    passkeys: usize,
+pub(crate) struct Account {
+    pub(crate) user: UserRecord,
+    pub(crate) last_sign_in: Option<Timestamp>,
+    pub(crate) last_drill: Option<Timestamp>,
+    pub(crate) passkeys: usize,
 }
 
-async fn accounts(state: &AppState) -> Result<Vec<Account>, StoreError> {
+pub(crate) async fn accounts(state: &AppState) -> Result<Vec<Account>, StoreError> {
     let drills: std::collections::HashMap<Uuid, Timestamp> = state
         .store
         .break_glass_drills()

@@ -26,7 +26,7 @@ use cutover_core::conditional_access::{
 };
 use cutover_core::strength::{UsedMethod, methods_from_amr};
 use cutover_core::{ClientAppType, Timestamp};
-use cutover_store::{CaPolicyRow, Cursor, NamedLocationRow, StoreError};
+use cutover_store::{AuditEvent, CaPolicyRow, Cursor, NamedLocationRow, StoreError};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -475,7 +475,7 @@ struct ForceQuery {
 }
 
 /// The impact of `policy` over `[since, now]` from the sign-in log, and what the gate says.
-async fn impact_and_gate(
+pub(crate) async fn impact_and_gate(
     state: &AppState,
     row: &CaPolicyRow,
     since: Timestamp,
@@ -583,18 +583,68 @@ async fn patch_policy(
     ApiJson(patch): ApiJson<Value>,
 ) -> Result<Response, ApiError> {
     let row = find_policy(&state, &id).await?;
+    match apply_patch(
+        &state,
+        &ctx,
+        &admin.actor(),
+        &row,
+        patch,
+        q.force.unwrap_or(false),
+    )
+    .await?
+    {
+        Ok(view) => Ok(Json(view).into_response()),
+        Err(refusal) => Ok((StatusCode::CONFLICT, Json(refusal)).into_response()),
+    }
+}
+
+/// Switch policy `id` to `target` as `actor` (an API application or a signed-in administrator):
+/// the same path as a PATCH of its state, so a switch to `enabled` goes through the
+/// enforcement gate (`force` passes it, audited). `Ok(Err(body))`: the gate refused, with the
+/// 409 body (gate and impact).
+pub(crate) async fn set_state(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &str,
+    id: Uuid,
+    target: PolicyState,
+    force: bool,
+) -> Result<Result<Value, Value>, ApiError> {
+    let row = state.store.get_ca_policy(id).await?.ok_or_else(|| {
+        ApiError::not_found(format!("Conditional Access policy {id} does not exist"))
+    })?;
+    apply_patch(
+        state,
+        ctx,
+        actor,
+        &row,
+        json!({"state": target.as_str()}),
+        force,
+    )
+    .await
+}
+
+/// Merge `patch` into the stored policy, check it, pass the enforcement gate when it switches
+/// the policy on, and store it with its audit row.
+async fn apply_patch(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &str,
+    row: &CaPolicyRow,
+    patch: Value,
+    forced: bool,
+) -> Result<Result<Value, Value>, ApiError> {
     let merged = merge_patch(&row.policy, row.id, patch, "policy")?;
-    let policy = checked_body(&state, merged).await?;
+    let policy = checked_body(state, merged).await?;
     let now = state.now();
     let before: Value = serde_json::from_str(&row.policy).unwrap_or(Value::Null);
     let enabling = policy.state == PolicyState::Enabled && row.state != CaPolicyRow::ENABLED;
-    let forced = q.force.unwrap_or(false);
     let mut action = UPDATE_ACTION;
     let mut gate_view = None;
     if enabling {
         let (imp, decision) = impact_and_gate(
-            &state,
-            &row,
+            state,
+            row,
             Timestamp::from_millis(now.millis() - IMPACT_WINDOW_SECS * 1000),
         )
         .await?;
@@ -602,14 +652,13 @@ async fn patch_policy(
         if !decision.allowed {
             if !forced {
                 tracing::warn!(policy = %row.display_name, reasons = %decision.explain(), "the enforcement gate refused to enable a Conditional Access policy");
-                let body = json!({
+                return Ok(Err(json!({
                     "error": {"code": "enforcementGateRefused", "message": format!("the enforcement gate refused to enable '{}': {}. Fix what it names, or enable it with ?force=true (audited)", row.display_name, decision.explain())},
                     "gate": decision,
                     "impact": imp,
-                });
-                return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+                })));
             }
-            tracing::warn!(policy = %row.display_name, actor = %admin.actor(), reasons = %decision.explain(), "a Conditional Access policy was FORCED past the enforcement gate");
+            tracing::warn!(policy = %row.display_name, actor = %actor, reasons = %decision.explain(), "a Conditional Access policy was FORCED past the enforcement gate");
             action = FORCE_ACTION;
         }
     }
@@ -631,19 +680,18 @@ async fn patch_policy(
     if let (Some(g), Value::Object(m)) = (&gate_view, &mut after) {
         m.insert("enforcementGate".into(), g.clone());
     }
-    let a = audit(
-        &ctx,
-        &admin,
-        now,
-        action,
-        (
-            "conditionalAccessPolicy",
-            row.id.to_string(),
-            Some(policy.display_name.clone()),
-        ),
-        Some(before),
-        Some(after),
-    );
+    let a = AuditEvent {
+        id: Uuid::now_v7(),
+        created_at: now,
+        correlation_id: ctx.id,
+        actor: actor.to_owned(),
+        action: action.into(),
+        target_type: "conditionalAccessPolicy".into(),
+        target_id: row.id.to_string(),
+        target_name: Some(policy.display_name.clone()),
+        before: Some(before),
+        after: Some(after),
+    };
     state
         .store
         .update_ca_policy(&new_row, row.modified_at, &a)
@@ -654,7 +702,7 @@ async fn patch_policy(
     if let (Some(g), Value::Object(m)) = (gate_view, &mut view) {
         m.insert("enforcementGate".into(), g);
     }
-    Ok(Json(view).into_response())
+    Ok(Ok(view))
 }
 
 async fn delete_policy(
@@ -940,7 +988,7 @@ struct WhatIf {
 }
 
 /// A User-Agent that `device_platform` reads as `platform`.
-fn user_agent_of(platform: &str) -> Option<&'static str> {
+pub(crate) fn user_agent_of(platform: &str) -> Option<&'static str> {
     Some(match platform {
         "android" => "Mozilla/5.0 (Linux; Android 14)",
         "iOS" => "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X)",

@@ -45,6 +45,7 @@ pub mod sync;
 pub mod tap;
 pub mod tls;
 pub mod totp_enrol;
+pub mod ui;
 
 use clock::Clock;
 use crypto::{Argon2Params, Hasher};
@@ -389,6 +390,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(my::routes())
         .merge(mfa::routes())
         .merge(totp_enrol::routes())
+        .merge(ui::routes())
+        .route(
+            campaigns::enrol::ENROL_PATH,
+            axum::routing::get(campaigns::enrol::enrol_get),
+        )
+        .merge(campaigns::pages::routes())
         .nest(
             "/api/v1",
             admin::routes()
@@ -400,7 +407,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(passkeys::admin_routes())
                 .merge(auth_methods::admin_routes())
                 .merge(break_glass::admin_routes())
-                .merge(conditional_access::admin_routes()),
+                .merge(conditional_access::admin_routes())
+                .merge(campaigns::api::admin_routes()),
         )
         .nest(
             "/agent/v1",
@@ -477,6 +485,8 @@ impl Background {
         Self(vec![
             tokio::spawn(maintenance(state.clone())),
             tokio::spawn(pta::result_watcher(state.clone())),
+            tokio::spawn(campaigns::service::schedule_loop(state.clone())),
+            tokio::spawn(campaigns::mail::delivery_loop(state.clone())),
         ])
     }
 }

@@ -87,8 +87,10 @@ pub(crate) async fn require_session(
     )
 }
 
-/// Open a sign-in transaction for Cutover's own pages and send the browser to it.
-async fn start_sign_in(
+/// Open a sign-in transaction for Cutover's own pages and send the browser to it. It returns
+/// to `return_to` when that is a path of the user's own pages (`/my/…`) or of the admin web UI
+/// (`/admin`, `/admin/…`, `/admin?…`), else to Security info.
+pub(crate) async fn start_sign_in(
     state: &Arc<AppState>,
     headers: &HeaderMap,
     return_to: &str,
@@ -97,10 +99,16 @@ async fn start_sign_in(
     acr: Option<cutover_core::strength::BuiltIn>,
 ) -> Result<Response, PageError> {
     let now = state.now();
-    let return_to = if return_to.starts_with("/my/") {
+    let admin = crate::ui::is_admin_path(return_to);
+    let return_to = if return_to.starts_with("/my/") || admin {
         return_to
     } else {
         SECURITY
+    };
+    let app_name = if admin {
+        crate::ui::ADMIN_APP_NAME
+    } else {
+        MY_APP_NAME
     };
     let (bb, new_bb) = match crate::signin::read_cookie(headers, BROWSER_COOKIE) {
         Some(bb) => (bb, false),
@@ -111,7 +119,7 @@ async fn start_sign_in(
     let txn: TxnData = serde_json::from_value(json!({
         "clientId": MY_CLIENT_ID,
         "appId": Uuid::nil(),
-        "appName": MY_APP_NAME,
+        "appName": app_name,
         "clientAppType": ClientAppType::Browser,
         "redirectUri": format!("{}{return_to}", state.config.issuer),
         "scopes": [],
@@ -234,7 +242,7 @@ pub fn device_guidance(family: DeviceFamily) -> &'static str {
     }
 }
 
-fn gate_block(me: &MySession, now: cutover_core::Timestamp) -> String {
+pub(crate) fn gate_block(me: &MySession, now: cutover_core::Timestamp) -> String {
     match registration_gate(me, now) {
         RegistrationGate::Allowed { until } => format!(
             "<p class=\"small\" id=\"gate\" data-allowed=\"true\">You can add or remove methods until {} UTC (changes need a recent strong sign-in).</p>",
@@ -409,6 +417,28 @@ struct AddForm {
     csrf: Option<String>,
     challenge: Option<String>,
     credential: Option<String>,
+    /// The enrolment page (`/my/enrol…`) to return to instead of Security info.
+    back: Option<String>,
+}
+
+/// Where the add form returns: the enrolment page it came from, or Security info.
+fn return_path(back: Option<&str>) -> &str {
+    match back {
+        Some(b)
+            if b.starts_with(crate::campaigns::enrol::ENROL_PATH) && !b.contains(['\r', '\n']) =>
+        {
+            b
+        }
+        _ => SECURITY,
+    }
+}
+
+/// `path` with one more query parameter.
+fn with_param(path: &str, key: &str, value: &str) -> String {
+    let mut url = url::Url::parse("http://x/").expect("static URL");
+    url.query_pairs_mut().append_pair(key, value);
+    let sep = if path.contains('?') { '&' } else { '?' };
+    format!("{path}{sep}{}", url.query().unwrap_or(""))
 }
 
 fn back_with_error(message: &str) -> Response {
@@ -446,7 +476,18 @@ async fn passkey_add(
     )
     .await
     {
-        Ok(_) => Ok(Redirect::to("/my/security?done=added").into_response()),
+        Ok(_) => Ok(Redirect::to(&with_param(
+            return_path(form.back.as_deref()),
+            "done",
+            "added",
+        ))
+        .into_response()),
+        Err(r) if form.back.is_some() => Ok(Redirect::to(&with_param(
+            return_path(form.back.as_deref()),
+            "error",
+            &r.message,
+        ))
+        .into_response()),
         Err(r) => Ok(back_with_error(&r.message)),
     }
 }

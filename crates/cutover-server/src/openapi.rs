@@ -382,6 +382,91 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
         "/breakGlass/drills",
         "Record a drill of a break-glass account after a real sign-in in the last hour",
     ),
+    (
+        "get",
+        "/campaigns",
+        "List passkey rollout campaigns with their waves' state",
+    ),
+    (
+        "post",
+        "/campaigns",
+        "Create a campaign: {\"displayName\", \"waves\": [{\"displayName\", \"phase\", \"groupId\", \"registrationOpens\", \"enforcementDate\", \"caPolicyId\"}], \"preset\": \"standard\"|\"extended\" or \"communications\", \"targetPercent\"}",
+    ),
+    (
+        "get",
+        "/campaigns/{id}",
+        "A campaign (by id or display name)",
+    ),
+    (
+        "patch",
+        "/campaigns/{id}",
+        "Replace top-level fields of a campaign; an enforced wave cannot be removed",
+    ),
+    (
+        "delete",
+        "/campaigns/{id}",
+        "Delete a campaign (refused while a wave is enforced); pending e-mails are cancelled",
+    ),
+    (
+        "get",
+        "/campaigns/{id}/prerequisites",
+        "Each wave's live checklist: methods policy, pass policy, break-glass, CA policy",
+    ),
+    (
+        "get",
+        "/campaigns/{id}/progress",
+        "Each wave's enrolment: members, enrolled, two or more, by device family, daily series (?wave=)",
+    ),
+    (
+        "get",
+        "/campaigns/{id}/waves/{wave}/stragglers",
+        "The wave's members without a passkey (?format=json|csv)",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/waves/{wave}/confirm",
+        "Confirm the wave's exit criteria (needed before enforcement)",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/waves/{wave}/enforce",
+        "Enforce the wave: at its target, confirmed, its CA policy switched on through the enforcement gate (?force=true passes the gate, audited)",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/waves/{wave}/rollback",
+        "Roll the wave back: its CA policy returns to report-only; nothing is deleted",
+    ),
+    (
+        "get",
+        "/campaigns/{id}/communications",
+        "The e-mail plan per wave and step, the decisions and the outbox counts",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/communications/run",
+        "Decide the e-mail steps that are due now (each once)",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/communications/preview",
+        "A step rendered for one member and its audience now: {\"waveId\", \"step\", \"userId\"?}",
+    ),
+    (
+        "post",
+        "/campaigns/{id}/communications/testSend",
+        "Send a step, marked as a test, to one address: {\"waveId\", \"step\", \"to\"}",
+    ),
+    (
+        "get",
+        "/campaigns/{id}/outbox",
+        "The campaign's e-mails in the outbox (?state=pending|sent|failed|uncertain…)",
+    ),
+    (
+        "post",
+        "/communications/outbox/{id}/resend",
+        "Send a failed or uncertain e-mail again",
+    ),
 ];
 
 fn schema_ref(name: &str) -> Value {

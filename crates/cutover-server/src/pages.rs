@@ -92,6 +92,13 @@ pub fn page(title: &str, body: &str) -> Page {
     layout(title, body)
 }
 
+/// A whole HTML document of another module's own layout (already escaped: the caller runs
+/// every value through [`esc`]), served with the headers every page carries: no script at
+/// all, forms post to this origin only. The admin web UI builds its pages this way.
+pub fn document(html: String) -> Page {
+    Page(html, None, false)
+}
+
 fn layout(title: &str, body: &str) -> Page {
     Page(
         format!(

@@ -425,6 +425,7 @@ pub async fn validate(
                 if let Ok(mut l) = state.pta.latencies.lock() {
                     l.record(started.elapsed());
                 }
+                state.metrics.observe_pass_through(started.elapsed());
                 return Ok(PtaOutcome::Answered {
                     agent_id,
                     result,

@@ -138,7 +138,7 @@ fn fence_error(e: FenceError) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, code, e.to_string())
 }
 
-fn view(record: &SyncServerRecord, holder: Option<&str>) -> proto::SyncServerView {
+pub(crate) fn view(record: &SyncServerRecord, holder: Option<&str>) -> proto::SyncServerView {
     let last_run = record
         .last_report
         .as_ref()
@@ -363,6 +363,7 @@ async fn report(
             }
             other => other.into(),
         })?;
+    state.metrics.observe_sync_run(&req.report);
     Ok(StatusCode::NO_CONTENT)
 }
 

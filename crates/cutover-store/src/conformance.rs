@@ -131,6 +131,7 @@ pub async fn run(store: Arc<dyn Store>) {
     pta_queue(store.clone()).await;
     lockout(store.clone()).await;
     pta_purge(&*store).await;
+    scrape_figures(&*store).await;
     grant_lifetime_cap(&*store).await;
     temporary_access_passes(store.clone()).await;
     passkeys(&*store).await;
@@ -145,6 +146,13 @@ pub async fn run(store: Arc<dyn Store>) {
     named_locations(store.clone()).await;
     sign_in_ca_results(&*store).await;
     break_glass_drills(&*store).await;
+    campaigns(store.clone()).await;
+    send_decisions(store.clone()).await;
+    outbox_claims(store.clone()).await;
+    outbox_leases(&*store).await;
+    outbox_resend(&*store).await;
+    campaign_outbox_deletion(&*store).await;
+    campaign_bulk_reads(&*store).await;
 }
 
 fn batch(
@@ -3644,6 +3652,76 @@ async fn lockout(store: Arc<dyn Store>) {
     assert_eq!(s.get_lockout_state(rid).await.unwrap(), none);
 }
 
+/// The figures `/metrics` reads: the pass-through queue by state, inside the deadline only
+/// (a deadline at `now` is past), and the sync servers' reports without their pending exports.
+async fn scrape_figures(s: &dyn Store) {
+    use cutover_core::pta::PtaResult;
+    // Later than every deadline the other checks stored: nothing of theirs is waiting.
+    let now = T0.plus_secs(100_000_000);
+    let depth = |pending, claimed| PtaQueueDepth { pending, claimed };
+    assert_eq!(s.pta_queue_depth(now).await.unwrap(), depth(0, 0));
+    let a = registered(s, 700).await;
+    let first = pta_request(7_001, &[a.id], now.minus_secs(2), now.plus_secs(5));
+    let second = pta_request(7_002, &[a.id], now.minus_secs(1), now.plus_secs(5));
+    let expired = pta_request(7_003, &[a.id], now.minus_secs(9), now.minus_secs(1));
+    let at_deadline = pta_request(7_004, &[a.id], now.minus_secs(9), now);
+    for r in [&first, &second, &expired, &at_deadline] {
+        s.enqueue_pta_request(r).await.unwrap();
+    }
+    assert_eq!(
+        s.pta_queue_depth(now).await.unwrap(),
+        depth(2, 0),
+        "past or at their deadline, requests are not waiting"
+    );
+    assert_eq!(
+        s.pta_queue_depth(now.minus_secs(1)).await.unwrap(),
+        depth(3, 0),
+        "one second earlier the request whose deadline is now still waits"
+    );
+    let claimed = s.claim_pta_requests(a.id, now, 1).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(s.pta_queue_depth(now).await.unwrap(), depth(1, 1));
+    assert_eq!(
+        s.complete_pta_request(claimed[0].id, a.id, PtaResult::Success, None, now)
+            .await
+            .unwrap(),
+        CompleteOutcome::Accepted
+    );
+    assert_eq!(
+        s.pta_queue_depth(now).await.unwrap(),
+        depth(1, 0),
+        "an answered request is neither"
+    );
+    s.abandon_pta_request(second.id).await.unwrap();
+    assert_eq!(
+        s.pta_queue_depth(now).await.unwrap(),
+        depth(0, 0),
+        "an abandoned request is neither"
+    );
+    for r in [&first, &second, &expired, &at_deadline] {
+        s.delete_pta_request(r.id).await.unwrap();
+    }
+    s.delete_agent(a.id, &audit("deleteAgent", "scrape"))
+        .await
+        .unwrap();
+
+    let full = s.list_sync_servers().await.unwrap();
+    assert!(
+        full.iter().any(|r| r.last_report.is_some()),
+        "the directory sync checks left a reported run"
+    );
+    let want: Vec<SyncRunReportRow> = full
+        .into_iter()
+        .map(|r| SyncRunReportRow {
+            name: r.name,
+            last_seen_at: r.last_seen_at,
+            last_report: r.last_report,
+            alert: r.alert,
+        })
+        .collect();
+    assert_eq!(s.sync_run_reports().await.unwrap(), want);
+}
+
 /// `purge_expired` drops old pass-through requests and spent or expired registration tokens.
 async fn pta_purge(s: &dyn Store) {
     use cutover_core::pta::RegistrationRefusal as R;
@@ -5867,5 +5945,1398 @@ async fn break_glass_drills(s: &dyn Store) {
     assert_eq!(
         ours(s.break_glass_drills().await.unwrap()),
         vec![(bg_id, T0.plus_secs(200))]
+    );
+}
+
+// ---- Passkey rollout campaigns and the e-mail outbox (issue 8) ----------------------------
+
+fn campaign(name: &str) -> CampaignRow {
+    let id = Uuid::new_v4();
+    CampaignRow {
+        id,
+        display_name: name.into(),
+        document: serde_json::json!({
+            "id": id,
+            "displayName": name,
+            "targetPercent": 95.5,
+            "waves": [{"id": Uuid::new_v4(), "name": "IT pilot", "state": "scheduled"}],
+        }),
+        created_at: T0,
+        modified_at: T0,
+    }
+}
+
+fn send_decision(key: &str, campaign_id: Uuid, wave_id: Uuid, at: Timestamp) -> SendDecision {
+    SendDecision {
+        key: key.into(),
+        campaign_id,
+        wave_id,
+        step_key: "t-7".into(),
+        decided_at: at,
+        recipients: 3,
+        skipped: serde_json::json!([{"userId": Uuid::new_v4(), "reason": "noMail"}]),
+    }
+}
+
+/// A pending message due at `at`; `wave` = (campaign, wave) for a campaign's message, `None`
+/// for a test-send.
+fn outbox_message(key: &str, wave: Option<(Uuid, Uuid)>, at: Timestamp) -> OutboxMessage {
+    OutboxMessage {
+        id: Uuid::now_v7(),
+        idempotency_key: key.into(),
+        campaign_id: wave.map(|w| w.0),
+        wave_id: wave.map(|w| w.1),
+        step_key: wave.map(|_| "t-7".into()),
+        user_id: Some(Uuid::new_v4()),
+        mail_from: "Cutover <rollout@corp.example>".into(),
+        to: vec![format!("{}@corp.example", key.replace(':', "."))],
+        cc: vec!["manager@corp.example".into()],
+        subject: "Passkeys are coming — ✓".into(),
+        text_body: "Hello,\nregister a passkey.".into(),
+        html_body: "<p>Hello,</p><p>register a passkey.</p>".into(),
+        message_id: format!("<{}@cutover.example>", Uuid::new_v4()),
+        state: OutboxState::Pending,
+        attempts: 0,
+        next_attempt_at: at,
+        lease_until: None,
+        claimed_by: None,
+        last_error: None,
+        created_at: at,
+        sent_at: None,
+    }
+}
+
+/// `n` messages of one decision (`{key}:user:{i}`).
+fn decision_messages(key: &str, wave: (Uuid, Uuid), at: Timestamp, n: usize) -> Vec<OutboxMessage> {
+    (0..n)
+        .map(|i| outbox_message(&format!("{key}:user:{i}"), Some(wave), at))
+        .collect()
+}
+
+/// Later than any time the outbox checks use.
+const OUTBOX_FAR: Timestamp = Timestamp(T0.0 + 1_000 * 86_400_000);
+
+/// Claim and fail every message still deliverable, so that a check starts with none due.
+async fn drain_outbox(s: &dyn Store) {
+    loop {
+        let batch = s
+            .claim_outbox(
+                "drain",
+                OUTBOX_FAR,
+                OUTBOX_FAR.plus_secs(60),
+                MAX_OUTBOX_CLAIM,
+            )
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        for m in batch {
+            let failed = OutboxOutcome::Failed {
+                error: "drained by the conformance suite".into(),
+            };
+            assert!(s.finish_outbox(m.id, "drain", &failed).await.unwrap());
+        }
+    }
+}
+
+async fn outbox_of(s: &dyn Store, campaign_id: Uuid) -> Vec<OutboxMessage> {
+    s.list_outbox(&OutboxFilter {
+        campaign_id: Some(campaign_id),
+        limit: MAX_PAGE,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+const MAX_PAGE: u32 = cutover_core::limits::MAX_PAGE_SIZE;
+
+fn by_id(mut v: Vec<OutboxMessage>) -> Vec<OutboxMessage> {
+    v.sort_by_key(|m| m.id);
+    v
+}
+
+/// Campaigns: create, get, list (by name, case-insensitively), optimistic update, delete;
+/// names unique but for case; the limit at its edge; audit rows only for what was written;
+/// racing creations with room for one.
+async fn campaigns(store: Arc<dyn Store>) {
+    let s = &*store;
+    const MAX: u32 = 2;
+    assert!(s.list_campaigns().await.unwrap().is_empty());
+    assert_eq!(s.get_campaign(Uuid::new_v4()).await.unwrap(), None);
+
+    let mut main = campaign("Passkeys 2027");
+    main.modified_at = T0.plus_secs(1);
+    s.create_campaign(&main, MAX, &audit("createCampaign", "camp-create"))
+        .await
+        .unwrap();
+    assert_eq!(s.get_campaign(main.id).await.unwrap(), Some(main.clone()));
+    assert_eq!(audits_for(s, "camp-create").await.len(), 1);
+
+    // The same id, or the same name but for case: Conflict, nothing written.
+    let r = s
+        .create_campaign(
+            &CampaignRow {
+                id: main.id,
+                ..campaign("Fresh")
+            },
+            MAX,
+            &audit("createCampaign", "camp-refused"),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m != CAMPAIGN_NAME_TAKEN),
+        "{r:?}"
+    );
+    let r = s
+        .create_campaign(
+            &campaign("PASSKEYS 2027"),
+            MAX,
+            &audit("createCampaign", "camp-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CAMPAIGN_NAME_TAKEN), "{r:?}");
+
+    // The limit at its edge: the MAX-th is accepted, the one after refused (a taken name is
+    // reported first); 0 refuses all; a limit one higher lets one more in.
+    let pilot = campaign("alpha pilot");
+    s.create_campaign(&pilot, MAX, &audit("createCampaign", "camp-create-pilot"))
+        .await
+        .unwrap();
+    let third = campaign("Third");
+    let r = s
+        .create_campaign(&third, MAX, &audit("createCampaign", "camp-refused"))
+        .await;
+    assert!(is_conflict_msg(&r, CAMPAIGN_LIMIT_REACHED), "{r:?}");
+    let r = s
+        .create_campaign(
+            &campaign("Alpha Pilot"),
+            MAX,
+            &audit("createCampaign", "camp-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CAMPAIGN_NAME_TAKEN), "{r:?}");
+    let r = s
+        .create_campaign(
+            &campaign("Zero"),
+            0,
+            &audit("createCampaign", "camp-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CAMPAIGN_LIMIT_REACHED), "{r:?}");
+    assert!(audits_for(s, "camp-refused").await.is_empty());
+    assert_eq!(s.get_campaign(third.id).await.unwrap(), None);
+    s.create_campaign(
+        &third,
+        MAX + 1,
+        &audit("createCampaign", "camp-create-third"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        s.list_campaigns().await.unwrap(),
+        vec![pilot.clone(), main.clone(), third.clone()],
+        "by display name, case-insensitively"
+    );
+
+    // Update: the name and document change, `created_at` never does.
+    let renamed = CampaignRow {
+        display_name: "Passkeys 2027 (all staff)".into(),
+        document: serde_json::json!({"waves": [], "changed": true}),
+        created_at: T0.plus_secs(999),
+        modified_at: T0.plus_secs(10),
+        ..main.clone()
+    };
+    s.update_campaign(
+        &renamed,
+        main.modified_at,
+        &audit("updateCampaign", "camp-update"),
+    )
+    .await
+    .unwrap();
+    let stored = CampaignRow {
+        created_at: main.created_at,
+        ..renamed.clone()
+    };
+    assert_eq!(s.get_campaign(main.id).await.unwrap(), Some(stored.clone()));
+    assert_eq!(audits_for(s, "camp-update").await.len(), 1);
+
+    // Stale, missing, taken name: refused, nothing written.
+    let r = s
+        .update_campaign(
+            &CampaignRow {
+                modified_at: T0.plus_secs(20),
+                ..main.clone()
+            },
+            main.modified_at,
+            &audit("updateCampaign", "camp-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}");
+    let r = s
+        .update_campaign(
+            &campaign("Nowhere"),
+            T0,
+            &audit("updateCampaign", "camp-update-refused"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    let r = s
+        .update_campaign(
+            &CampaignRow {
+                display_name: "THIRD".into(),
+                modified_at: T0.plus_secs(20),
+                ..stored.clone()
+            },
+            stored.modified_at,
+            &audit("updateCampaign", "camp-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CAMPAIGN_NAME_TAKEN), "{r:?}");
+    assert!(audits_for(s, "camp-update-refused").await.is_empty());
+    assert_eq!(s.get_campaign(main.id).await.unwrap(), Some(stored.clone()));
+
+    // Its own name in another case is fine; a `modified_at` not later than the one read
+    // still moves the token by 1 ms, so that read is stale afterwards.
+    let recased = CampaignRow {
+        display_name: "PASSKEYS 2027 (all staff)".into(),
+        ..stored.clone()
+    };
+    s.update_campaign(
+        &recased,
+        stored.modified_at,
+        &audit("updateCampaign", "camp-update"),
+    )
+    .await
+    .unwrap();
+    let recased_stored = CampaignRow {
+        modified_at: stored.modified_at.plus_millis(1),
+        ..recased.clone()
+    };
+    assert_eq!(
+        s.get_campaign(main.id).await.unwrap(),
+        Some(recased_stored.clone())
+    );
+    let r = s
+        .update_campaign(
+            &recased,
+            stored.modified_at,
+            &audit("updateCampaign", "camp-update-refused"),
+        )
+        .await;
+    assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}");
+
+    // Racing updates from one read: one wins.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            let update = CampaignRow {
+                document: serde_json::json!({ "writer": i }),
+                modified_at: recased_stored.modified_at.plus_secs(1),
+                ..recased_stored.clone()
+            };
+            let expected = recased_stored.modified_at;
+            tokio::spawn(async move {
+                let r = store
+                    .update_campaign(
+                        &update,
+                        expected,
+                        &audit("updateCampaign", "camp-race-update"),
+                    )
+                    .await;
+                (update.document, r)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.expect("task") {
+            (document, Ok(())) => winners.push(document),
+            (_, r) => assert!(is_conflict_msg(&r, CHANGED_SINCE_READ), "{r:?}"),
+        }
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "of 10 updates from one read, one succeeds"
+    );
+    assert_eq!(
+        s.get_campaign(main.id).await.unwrap().unwrap().document,
+        winners[0]
+    );
+
+    // Delete: once, with its audit row; the name is free again.
+    let r = s
+        .delete_campaign(
+            Uuid::new_v4(),
+            &audit("deleteCampaign", "camp-delete-missing"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "camp-delete-missing").await.is_empty());
+    s.delete_campaign(third.id, &audit("deleteCampaign", "camp-delete"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "camp-delete").await.len(), 1);
+    assert_eq!(s.get_campaign(third.id).await.unwrap(), None);
+    s.create_campaign(
+        &campaign("third"),
+        MAX + 1,
+        &audit("createCampaign", "camp-create-again"),
+    )
+    .await
+    .unwrap();
+
+    // Racing creations with room for one: one succeeds.
+    let room_for_one = u32::try_from(s.list_campaigns().await.unwrap().len()).unwrap() + 1;
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .create_campaign(
+                        &campaign(&format!("Race {i}")),
+                        room_for_one,
+                        &audit("createCampaign", "camp-race-limit"),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            Ok(()) => created += 1,
+            r => assert!(is_conflict_msg(&r, CAMPAIGN_LIMIT_REACHED), "{r:?}"),
+        }
+    }
+    assert_eq!(
+        created, 1,
+        "of 10 concurrent creations with room for one, one succeeds"
+    );
+    assert_eq!(audits_for(s, "camp-race-limit").await.len(), 1);
+    for c in s.list_campaigns().await.unwrap() {
+        s.delete_campaign(c.id, &audit("deleteCampaign", "camp-cleanup"))
+            .await
+            .unwrap();
+    }
+}
+
+/// The decision to send and its messages are written together or not at all, once per key,
+/// even when 20 writers race; a test-send is queued once per key.
+async fn send_decisions(store: Arc<dyn Store>) {
+    let s = &*store;
+    drain_outbox(s).await;
+    let c = campaign("Decisions");
+    s.create_campaign(&c, 1_000, &audit("createCampaign", "dec-campaign"))
+        .await
+        .unwrap();
+    let wave = (c.id, Uuid::new_v4());
+    let t = T0.plus_secs(86_400);
+
+    let first = send_decision("dec:w1:t-7", c.id, wave.1, t);
+    let first_messages = decision_messages(&first.key, wave, t, 3);
+    assert!(
+        s.record_send_decision(
+            &first,
+            &first_messages,
+            Some(&audit("sendDecision", "dec-first"))
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.list_send_decisions(c.id).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        outbox_of(s, c.id).await,
+        by_id(first_messages.clone()),
+        "every field round-trips"
+    );
+    assert_eq!(
+        s.get_outbox_message(first_messages[1].id).await.unwrap(),
+        Some(first_messages[1].clone())
+    );
+    assert_eq!(s.get_outbox_message(Uuid::now_v7()).await.unwrap(), None);
+    assert_eq!(audits_for(s, "dec-first").await.len(), 1);
+
+    // The same key again (another node, or a run after a restart): nothing is written.
+    let again = decision_messages("dec:w1:t-7:again", wave, t, 2);
+    assert!(
+        !s.record_send_decision(
+            &SendDecision {
+                recipients: 2,
+                ..first.clone()
+            },
+            &again,
+            Some(&audit("sendDecision", "dec-again"))
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.list_send_decisions(c.id).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(outbox_of(s, c.id).await.len(), 3);
+    assert_eq!(s.get_outbox_message(again[0].id).await.unwrap(), None);
+    assert!(audits_for(s, "dec-again").await.is_empty());
+
+    // A message whose key is stored: the whole decision rolls back, and the conflict names the
+    // key. A key given twice in one decision: the same.
+    let second = send_decision("dec:w1:t0", c.id, wave.1, t.plus_secs(1));
+    let mut colliding = decision_messages(&second.key, wave, t, 2);
+    let taken = first_messages[1].idempotency_key.clone();
+    colliding.push(outbox_message(&taken, Some(wave), t));
+    let r = s
+        .record_send_decision(
+            &second,
+            &colliding,
+            Some(&audit("sendDecision", "dec-refused")),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m.contains(&taken)),
+        "{r:?}"
+    );
+    let mut twice = decision_messages(&second.key, wave, t, 2);
+    let repeated = twice[0].idempotency_key.clone();
+    twice.push(outbox_message(&repeated, Some(wave), t));
+    let r = s
+        .record_send_decision(&second, &twice, Some(&audit("sendDecision", "dec-refused")))
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m.contains(&repeated)),
+        "{r:?}"
+    );
+    assert_eq!(
+        s.list_send_decisions(c.id).await.unwrap(),
+        vec![first.clone()]
+    );
+    assert_eq!(
+        outbox_of(s, c.id).await.len(),
+        3,
+        "no row of a refused decision"
+    );
+    assert!(audits_for(s, "dec-refused").await.is_empty());
+    // Nothing was left behind: the key can be decided now.
+    assert!(
+        s.record_send_decision(&second, &colliding[..2], None)
+            .await
+            .unwrap()
+    );
+    // A decision that sends nothing (everyone skipped) is recorded all the same.
+    let earlier = send_decision("dec:w0:t-7", c.id, Uuid::new_v4(), t.minus_secs(1));
+    assert!(s.record_send_decision(&earlier, &[], None).await.unwrap());
+    assert_eq!(
+        s.list_send_decisions(c.id).await.unwrap(),
+        vec![earlier.clone(), first.clone(), second.clone()],
+        "by decision time, then key"
+    );
+    assert_eq!(outbox_of(s, c.id).await.len(), 5);
+
+    // A campaign that does not exist (deleted meanwhile): NotFound, nothing written.
+    let orphan = send_decision("dec:orphan", Uuid::new_v4(), Uuid::new_v4(), t);
+    let orphan_messages =
+        decision_messages(&orphan.key, (orphan.campaign_id, orphan.wave_id), t, 1);
+    let r = s
+        .record_send_decision(&orphan, &orphan_messages, None)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert_eq!(
+        s.get_outbox_message(orphan_messages[0].id).await.unwrap(),
+        None
+    );
+
+    // 20 writers of one decision at once (one per node): exactly one writes it.
+    let raced = send_decision("dec:w2:t-7", c.id, Uuid::new_v4(), t.plus_secs(2));
+    let raced_messages = decision_messages(&raced.key, (c.id, raced.wave_id), t, 4);
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let store = store.clone();
+            let (d, m) = (raced.clone(), raced_messages.clone());
+            tokio::spawn(async move {
+                store
+                    .record_send_decision(&d, &m, Some(&audit("sendDecision", "dec-race")))
+                    .await
+            })
+        })
+        .collect();
+    let mut written = 0;
+    for task in tasks {
+        if task.await.expect("task").expect("no error") {
+            written += 1;
+        }
+    }
+    assert_eq!(
+        written, 1,
+        "of 20 racing writers of one decision, one writes it"
+    );
+    assert_eq!(audits_for(s, "dec-race").await.len(), 1);
+    assert_eq!(
+        s.list_outbox(&OutboxFilter {
+            wave_id: Some(raced.wave_id),
+            limit: MAX_PAGE,
+            ..Default::default()
+        })
+        .await
+        .unwrap(),
+        by_id(raced_messages)
+    );
+
+    // A test-send: queued once per key, with its audit row.
+    let test = outbox_message(&format!("test:{}", Uuid::new_v4()), None, t);
+    s.enqueue_outbox_message(&test, Some(&audit("testSend", "dec-test")))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_outbox_message(test.id).await.unwrap(),
+        Some(test.clone())
+    );
+    let r = s
+        .enqueue_outbox_message(
+            &OutboxMessage {
+                id: Uuid::now_v7(),
+                ..test.clone()
+            },
+            Some(&audit("testSend", "dec-test")),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(m)) if m.contains(&test.idempotency_key)),
+        "{r:?}"
+    );
+    let r = s
+        .enqueue_outbox_message(
+            &OutboxMessage {
+                idempotency_key: format!("test:{}", Uuid::new_v4()),
+                ..test.clone()
+            },
+            Some(&audit("testSend", "dec-test")),
+        )
+        .await;
+    assert!(
+        matches!(&r, Err(StoreError::Conflict(_))),
+        "the same id: {r:?}"
+    );
+    assert_eq!(audits_for(s, "dec-test").await.len(), 1);
+    drain_outbox(s).await;
+    s.delete_campaign(c.id, &audit("deleteCampaign", "dec-cleanup"))
+        .await
+        .unwrap();
+}
+
+/// Claiming: oldest first, at most `MAX_OUTBOX_CLAIM` at a time, only what is due; ten nodes
+/// racing over 50 messages claim each exactly once.
+async fn outbox_claims(store: Arc<dyn Store>) {
+    let s = &*store;
+    drain_outbox(s).await;
+    let t = T0.plus_secs(2 * 86_400);
+    let c = campaign("Claims");
+    s.create_campaign(&c, 1_000, &audit("createCampaign", "claims"))
+        .await
+        .unwrap();
+    let wave = (c.id, Uuid::new_v4());
+    assert!(
+        s.claim_outbox("a", t, t.plus_secs(60), MAX_OUTBOX_CLAIM)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Oldest first; only what is due.
+    let mut newest = outbox_message("claims:order:newest", Some(wave), t.plus_millis(2));
+    newest.next_attempt_at = t;
+    let oldest = outbox_message("claims:order:oldest", Some(wave), t.minus_secs(5));
+    let middle = outbox_message("claims:order:middle", Some(wave), t.minus_secs(1));
+    let mut later = outbox_message("claims:order:later", Some(wave), t);
+    later.next_attempt_at = t.plus_secs(30);
+    for m in [&newest, &oldest, &middle, &later] {
+        s.enqueue_outbox_message(m, None).await.unwrap();
+    }
+    let got = s.claim_outbox("a", t, t.plus_secs(60), 2).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![oldest.id, middle.id],
+        "oldest first"
+    );
+    assert_eq!(
+        got[0],
+        OutboxMessage {
+            state: OutboxState::Claimed,
+            attempts: 1,
+            lease_until: Some(t.plus_secs(60)),
+            claimed_by: Some("a".into()),
+            ..oldest.clone()
+        }
+    );
+    assert!(
+        s.claim_outbox("a", t, t.plus_secs(60), 0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "limit 0"
+    );
+    let got = s.claim_outbox("b", t, t.plus_secs(60), 10).await.unwrap();
+    assert_eq!(
+        got.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![newest.id],
+        "only what is due"
+    );
+    let got = s
+        .claim_outbox("b", t.plus_secs(30), t.plus_secs(90), 10)
+        .await
+        .unwrap();
+    assert_eq!(got.iter().map(|m| m.id).collect::<Vec<_>>(), vec![later.id]);
+    drain_outbox(s).await;
+
+    // The batch limit at its edge: MAX_OUTBOX_CLAIM + 1 due, a claim asking for that many gets
+    // MAX_OUTBOX_CLAIM, the next one the last.
+    let n = usize::try_from(MAX_OUTBOX_CLAIM).unwrap() + 1;
+    let d = send_decision("claims:edge", c.id, wave.1, t);
+    assert!(
+        s.record_send_decision(&d, &decision_messages(&d.key, wave, t, n), None)
+            .await
+            .unwrap()
+    );
+    let first = s
+        .claim_outbox("a", t, t.plus_secs(60), MAX_OUTBOX_CLAIM + 1)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), n - 1);
+    let rest = s
+        .claim_outbox("a", t, t.plus_secs(60), MAX_OUTBOX_CLAIM + 1)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert!(
+        s.claim_outbox("a", t, t.plus_secs(60), MAX_OUTBOX_CLAIM)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    drain_outbox(s).await;
+
+    // Ten nodes race over 50 messages: each is claimed exactly once.
+    let d = send_decision("claims:race", c.id, wave.1, t);
+    let messages = decision_messages(&d.key, wave, t, 50);
+    assert!(s.record_send_decision(&d, &messages, None).await.unwrap());
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let node = format!("node-{i}");
+                let mut mine = Vec::new();
+                loop {
+                    let batch = store
+                        .claim_outbox(&node, t, t.plus_secs(60), 3)
+                        .await
+                        .expect("claim");
+                    if batch.is_empty() {
+                        break mine;
+                    }
+                    for m in batch {
+                        assert_eq!(m.claimed_by.as_deref(), Some(node.as_str()));
+                        assert!(
+                            store
+                                .mark_outbox_transmitting(m.id, &node, t.plus_secs(120))
+                                .await
+                                .expect("mark")
+                        );
+                        let sent = OutboxOutcome::Sent { at: t.plus_secs(1) };
+                        assert!(
+                            store
+                                .finish_outbox(m.id, &node, &sent)
+                                .await
+                                .expect("finish")
+                        );
+                        mine.push(m.id);
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for task in tasks {
+        claimed.extend(task.await.expect("task"));
+    }
+    claimed.sort();
+    let mut want: Vec<Uuid> = messages.iter().map(|m| m.id).collect();
+    want.sort();
+    assert_eq!(claimed, want, "every message claimed exactly once");
+    let counts = s.outbox_counts(Some(c.id)).await.unwrap();
+    assert_eq!(counts.sent, 50);
+    assert_eq!(counts.total(), counts.sent + counts.failed);
+    s.delete_campaign(c.id, &audit("deleteCampaign", "claims-cleanup"))
+        .await
+        .unwrap();
+}
+
+/// Leases: a claimed message whose sender died goes back to pending; a transmitting one
+/// becomes uncertain and is never claimed again; a node no longer holding a message cannot
+/// mark or finish it; a retry waits for its time; errors are cut at their limit.
+async fn outbox_leases(s: &dyn Store) {
+    drain_outbox(s).await;
+    let t = T0.plus_secs(3 * 86_400);
+    let idle = outbox_message("lease:idle", None, t);
+    let mut busy = outbox_message("lease:busy", None, t.plus_millis(1));
+    busy.next_attempt_at = t;
+    for m in [&idle, &busy] {
+        s.enqueue_outbox_message(m, None).await.unwrap();
+    }
+    assert_eq!(
+        s.claim_outbox("a", t, t.plus_secs(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(
+        !s.mark_outbox_transmitting(busy.id, "b", t.plus_secs(120))
+            .await
+            .unwrap(),
+        "not b's"
+    );
+    assert!(
+        s.mark_outbox_transmitting(busy.id, "a", t.plus_secs(120))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !s.mark_outbox_transmitting(busy.id, "a", t.plus_secs(120))
+            .await
+            .unwrap(),
+        "transmitting already"
+    );
+    let sent = OutboxOutcome::Sent { at: t.plus_secs(1) };
+    assert!(
+        !s.finish_outbox(idle.id, "b", &sent).await.unwrap(),
+        "finished by another node"
+    );
+    assert_eq!(
+        s.get_outbox_message(idle.id).await.unwrap().unwrap().state,
+        OutboxState::Claimed
+    );
+    assert!(
+        !s.finish_outbox(Uuid::now_v7(), "a", &sent).await.unwrap(),
+        "missing"
+    );
+
+    // Before the lease runs out nothing moves.
+    assert!(
+        s.claim_outbox("b", t.plus_secs(59), t.plus_secs(120), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once it has, the claimed one is claimed again (by b); the transmitting one still has time.
+    let got = s
+        .claim_outbox("b", t.plus_secs(60), t.plus_secs(180), 10)
+        .await
+        .unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!((got[0].id, got[0].attempts), (idle.id, 2));
+    assert!(
+        !s.mark_outbox_transmitting(idle.id, "a", t.plus_secs(180))
+            .await
+            .unwrap(),
+        "a lost it"
+    );
+    assert!(
+        !s.finish_outbox(idle.id, "a", &sent).await.unwrap(),
+        "a lost it"
+    );
+    // The transmitting one's lease runs out: uncertain, never claimed again.
+    assert!(
+        s.claim_outbox("c", t.plus_secs(120), t.plus_secs(180), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let lost = s.get_outbox_message(busy.id).await.unwrap().unwrap();
+    assert_eq!(lost.state, OutboxState::Uncertain);
+    assert_eq!(lost.lease_until, None);
+    assert!(
+        lost.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("the lease of a ran out"),
+        "{lost:?}"
+    );
+    assert!(
+        !s.finish_outbox(busy.id, "a", &sent).await.unwrap(),
+        "too late for its sender"
+    );
+    // b sends the other one.
+    assert!(s.finish_outbox(idle.id, "b", &sent).await.unwrap());
+    let done = s.get_outbox_message(idle.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.state,
+            done.sent_at,
+            done.lease_until,
+            done.claimed_by.as_deref()
+        ),
+        (OutboxState::Sent, Some(t.plus_secs(1)), None, Some("b"))
+    );
+    assert!(
+        !s.finish_outbox(idle.id, "b", &sent).await.unwrap(),
+        "finished already"
+    );
+    assert!(
+        s.claim_outbox("c", OUTBOX_FAR, OUTBOX_FAR.plus_secs(60), MAX_OUTBOX_CLAIM)
+            .await
+            .unwrap()
+            .is_empty(),
+        "an uncertain message is never claimed again"
+    );
+
+    // A retry waits for its time, unclaimed; from transmitting too.
+    let retried = outbox_message("lease:retry", None, t.plus_secs(200));
+    s.enqueue_outbox_message(&retried, None).await.unwrap();
+    assert_eq!(
+        s.claim_outbox("d", t.plus_secs(200), t.plus_secs(260), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let retry = OutboxOutcome::Retry {
+        error: "451 4.3.0 try again later".into(),
+        next_attempt_at: t.plus_secs(500),
+    };
+    assert!(s.finish_outbox(retried.id, "d", &retry).await.unwrap());
+    let pending = s.get_outbox_message(retried.id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            pending.state,
+            pending.next_attempt_at,
+            pending.claimed_by,
+            pending.lease_until
+        ),
+        (OutboxState::Pending, t.plus_secs(500), None, None)
+    );
+    assert_eq!(
+        pending.last_error.as_deref(),
+        Some("451 4.3.0 try again later")
+    );
+    assert!(
+        s.claim_outbox("d", t.plus_secs(499), t.plus_secs(560), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let got = s
+        .claim_outbox("e", t.plus_secs(500), t.plus_secs(560), 10)
+        .await
+        .unwrap();
+    assert_eq!((got.len(), got[0].attempts), (1, 2));
+    assert!(
+        s.mark_outbox_transmitting(retried.id, "e", t.plus_secs(600))
+            .await
+            .unwrap()
+    );
+    let retry = OutboxOutcome::Retry {
+        error: "421 4.7.0 too busy".into(),
+        next_attempt_at: t.plus_secs(650),
+    };
+    assert!(
+        s.finish_outbox(retried.id, "e", &retry).await.unwrap(),
+        "a retry from transmitting"
+    );
+    let got = s
+        .claim_outbox("e", t.plus_secs(650), t.plus_secs(700), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (got.len(), got[0].attempts, got[0].last_error.as_deref()),
+        (1, 3, Some("421 4.7.0 too busy"))
+    );
+    let failed = OutboxOutcome::Failed {
+        error: "out of retries".into(),
+    };
+    assert!(s.finish_outbox(retried.id, "e", &failed).await.unwrap());
+
+    // Errors are kept up to MAX_OUTBOX_ERROR_LEN bytes; longer ones are cut, on a character
+    // boundary.
+    let cases = [
+        (
+            "x".repeat(MAX_OUTBOX_ERROR_LEN),
+            "x".repeat(MAX_OUTBOX_ERROR_LEN),
+        ),
+        (
+            "y".repeat(MAX_OUTBOX_ERROR_LEN + 1),
+            "y".repeat(MAX_OUTBOX_ERROR_LEN),
+        ),
+        (
+            format!("{}é", "z".repeat(MAX_OUTBOX_ERROR_LEN - 1)),
+            "z".repeat(MAX_OUTBOX_ERROR_LEN - 1),
+        ),
+    ];
+    for (i, (error, stored)) in cases.into_iter().enumerate() {
+        let m = outbox_message(&format!("lease:error:{i}"), None, t.plus_secs(700));
+        s.enqueue_outbox_message(&m, None).await.unwrap();
+        let got = s
+            .claim_outbox("f", t.plus_secs(700), t.plus_secs(760), 10)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), 1);
+        let outcome = if i == 0 {
+            OutboxOutcome::Failed { error }
+        } else {
+            OutboxOutcome::Uncertain { error }
+        };
+        assert!(s.finish_outbox(m.id, "f", &outcome).await.unwrap());
+        let m = s.get_outbox_message(m.id).await.unwrap().unwrap();
+        assert_eq!(m.last_error, Some(stored), "case {i}");
+    }
+    drain_outbox(s).await;
+}
+
+/// An admin's resend: only of a failed or uncertain message, with its audit row; it is due at
+/// once and its attempts start again.
+async fn outbox_resend(s: &dyn Store) {
+    drain_outbox(s).await;
+    let t = T0.plus_secs(4 * 86_400);
+    let failed = outbox_message("resend:failed", None, t);
+    let mut uncertain = outbox_message("resend:uncertain", None, t.plus_millis(1));
+    let mut sent = outbox_message("resend:sent", None, t.plus_millis(2));
+    uncertain.next_attempt_at = t;
+    sent.next_attempt_at = t;
+    for m in [&failed, &uncertain, &sent] {
+        s.enqueue_outbox_message(m, None).await.unwrap();
+    }
+    assert_eq!(
+        s.claim_outbox("a", t, t.plus_secs(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let outcomes = [
+        (
+            &failed,
+            OutboxOutcome::Failed {
+                error: "550 5.1.1 no such user".into(),
+            },
+        ),
+        (
+            &uncertain,
+            OutboxOutcome::Uncertain {
+                error: "connection reset after DATA".into(),
+            },
+        ),
+        (&sent, OutboxOutcome::Sent { at: t }),
+    ];
+    for (m, outcome) in &outcomes {
+        assert!(s.finish_outbox(m.id, "a", outcome).await.unwrap());
+    }
+    let pending = outbox_message("resend:pending", None, t.plus_secs(3_600));
+    s.enqueue_outbox_message(&pending, None).await.unwrap();
+
+    for id in [sent.id, pending.id] {
+        let r = s
+            .resend_outbox_message(
+                id,
+                t.plus_secs(10),
+                &audit("resendMessage", "resend-refused"),
+            )
+            .await;
+        assert!(is_conflict_msg(&r, OUTBOX_NOT_RESENDABLE), "{r:?}");
+    }
+    let r = s
+        .resend_outbox_message(
+            Uuid::now_v7(),
+            t.plus_secs(10),
+            &audit("resendMessage", "resend-refused"),
+        )
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "resend-refused").await.is_empty());
+    assert_eq!(
+        s.get_outbox_message(sent.id).await.unwrap().unwrap().state,
+        OutboxState::Sent
+    );
+
+    for m in [&failed, &uncertain] {
+        s.resend_outbox_message(m.id, t.plus_secs(10), &audit("resendMessage", "resend"))
+            .await
+            .unwrap();
+        let again = s.get_outbox_message(m.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                again.state,
+                again.next_attempt_at,
+                again.attempts,
+                again.claimed_by,
+                again.lease_until
+            ),
+            (OutboxState::Pending, t.plus_secs(10), 0, None, None)
+        );
+    }
+    assert_eq!(audits_for(s, "resend").await.len(), 2);
+    let r = s
+        .resend_outbox_message(
+            failed.id,
+            t.plus_secs(10),
+            &audit("resendMessage", "resend-refused"),
+        )
+        .await;
+    assert!(
+        is_conflict_msg(&r, OUTBOX_NOT_RESENDABLE),
+        "pending again: {r:?}"
+    );
+    let got = s
+        .claim_outbox("b", t.plus_secs(10), t.plus_secs(70), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
+        vec![(failed.id, 1), (uncertain.id, 1)]
+    );
+    drain_outbox(s).await;
+}
+
+/// Deleting a campaign cancels what it has not sent, keeps what it sent (or is sending) and
+/// its decisions go; counts and the outbox list with its filters and paging.
+async fn campaign_outbox_deletion(s: &dyn Store) {
+    drain_outbox(s).await;
+    let t = T0.plus_secs(5 * 86_400);
+    let c = campaign("Deleted soon");
+    let other = campaign("Stays");
+    for x in [&c, &other] {
+        s.create_campaign(x, 1_000, &audit("createCampaign", "del-campaign"))
+            .await
+            .unwrap();
+    }
+    let wave = (c.id, Uuid::new_v4());
+    let d = send_decision("del:w:t-7", c.id, wave.1, t);
+    let messages = decision_messages(&d.key, wave, t, 5);
+    assert!(s.record_send_decision(&d, &messages, None).await.unwrap());
+    let od = send_decision("del:other:t-7", other.id, Uuid::new_v4(), t);
+    let other_messages = decision_messages(&od.key, (other.id, od.wave_id), t, 1);
+    assert!(
+        s.record_send_decision(&od, &other_messages, None)
+            .await
+            .unwrap()
+    );
+    let test = outbox_message("test:del", None, t);
+    s.enqueue_outbox_message(&test, None).await.unwrap();
+    assert_eq!(
+        s.claim_outbox("a", t, t.plus_secs(60), 100)
+            .await
+            .unwrap()
+            .len(),
+        7
+    );
+    // pending (retry later), claimed, transmitting, sent, failed.
+    let [pending, claimed, transmitting, sent, failed] = [0, 1, 2, 3, 4].map(|i| messages[i].id);
+    let later = OutboxOutcome::Retry {
+        error: "421 busy".into(),
+        next_attempt_at: t.plus_secs(600),
+    };
+    assert!(s.finish_outbox(pending, "a", &later).await.unwrap());
+    assert!(
+        s.mark_outbox_transmitting(transmitting, "a", t.plus_secs(120))
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.finish_outbox(sent, "a", &OutboxOutcome::Sent { at: t })
+            .await
+            .unwrap()
+    );
+    assert!(
+        s.finish_outbox(
+            failed,
+            "a",
+            &OutboxOutcome::Failed {
+                error: "550".into()
+            }
+        )
+        .await
+        .unwrap()
+    );
+    let one = OutboxCounts {
+        pending: 1,
+        claimed: 1,
+        transmitting: 1,
+        sent: 1,
+        failed: 1,
+        ..Default::default()
+    };
+    assert_eq!(s.outbox_counts(Some(c.id)).await.unwrap(), one);
+    assert_eq!(
+        s.outbox_counts(Some(other.id)).await.unwrap(),
+        OutboxCounts {
+            claimed: 1,
+            ..Default::default()
+        }
+    );
+    assert_eq!(
+        s.outbox_counts(Some(Uuid::new_v4())).await.unwrap(),
+        OutboxCounts::default()
+    );
+
+    // Filters and keyset paging (by id).
+    let all_of_c = outbox_of(s, c.id).await;
+    assert_eq!(
+        all_of_c.iter().map(|m| m.id).collect::<Vec<_>>(),
+        by_id(messages.clone())
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>()
+    );
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = s
+            .list_outbox(&OutboxFilter {
+                campaign_id: Some(c.id),
+                after,
+                limit: 2,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        paged.extend(page);
+    }
+    assert_eq!(paged, all_of_c, "pages of 2 add up to the list");
+    let only = |f: OutboxFilter| async move {
+        s.list_outbox(&OutboxFilter {
+            limit: MAX_PAGE,
+            ..f
+        })
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|m| m.id)
+        .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        only(OutboxFilter {
+            campaign_id: Some(c.id),
+            state: Some(OutboxState::Sent),
+            ..Default::default()
+        })
+        .await,
+        vec![sent]
+    );
+    assert_eq!(
+        only(OutboxFilter {
+            user_id: messages[4].user_id,
+            ..Default::default()
+        })
+        .await,
+        vec![failed]
+    );
+    assert_eq!(
+        only(OutboxFilter {
+            wave_id: Some(od.wave_id),
+            ..Default::default()
+        })
+        .await,
+        vec![other_messages[0].id]
+    );
+    assert_eq!(
+        only(OutboxFilter {
+            campaign_id: Some(c.id),
+            wave_id: Some(od.wave_id),
+            ..Default::default()
+        })
+        .await,
+        Vec::<Uuid>::new(),
+        "every filter given must pass"
+    );
+
+    // Delete: what was not sent is cancelled, the rest stays; its decisions go.
+    s.delete_campaign(c.id, &audit("deleteCampaign", "del-delete"))
+        .await
+        .unwrap();
+    assert_eq!(audits_for(s, "del-delete").await.len(), 1);
+    assert!(s.list_send_decisions(c.id).await.unwrap().is_empty());
+    assert_eq!(
+        s.outbox_counts(Some(c.id)).await.unwrap(),
+        OutboxCounts {
+            transmitting: 1,
+            sent: 1,
+            failed: 1,
+            cancelled: 2,
+            ..Default::default()
+        }
+    );
+    assert!(
+        !s.mark_outbox_transmitting(claimed, "a", t.plus_secs(120))
+            .await
+            .unwrap(),
+        "a cancelled message is not transmitted"
+    );
+    assert!(
+        s.finish_outbox(
+            transmitting,
+            "a",
+            &OutboxOutcome::Sent { at: t.plus_secs(1) }
+        )
+        .await
+        .unwrap()
+    );
+    assert_eq!(
+        s.get_outbox_message(claimed).await.unwrap().unwrap().state,
+        OutboxState::Cancelled
+    );
+    assert!(
+        s.claim_outbox("b", t.plus_secs(600), t.plus_secs(660), 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.campaign_id != Some(c.id)),
+        "a cancelled message is never claimed"
+    );
+    // The other campaign and the test-send are untouched.
+    assert_eq!(s.list_send_decisions(other.id).await.unwrap(), vec![od]);
+    assert_eq!(
+        s.get_outbox_message(test.id).await.unwrap().unwrap().state,
+        OutboxState::Claimed
+    );
+    // Deleted: a decision for it is refused; deleting again is NotFound (no audit row).
+    let late = send_decision("del:w:t0", c.id, wave.1, t);
+    let r = s
+        .record_send_decision(&late, &decision_messages(&late.key, wave, t, 1), None)
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    let r = s
+        .delete_campaign(c.id, &audit("deleteCampaign", "del-again"))
+        .await;
+    assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+    assert!(audits_for(s, "del-again").await.is_empty());
+
+    // The counts of all messages add up to the whole outbox.
+    let mut total = 0;
+    let mut after = None;
+    loop {
+        let page = s
+            .list_outbox(&OutboxFilter {
+                after,
+                limit: MAX_PAGE,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        total += page.len() as u64;
+    }
+    let counts = s.outbox_counts(None).await.unwrap();
+    assert_eq!(counts.total(), total);
+    assert!(counts.cancelled >= 2 && counts.sent >= 2);
+    drain_outbox(s).await;
+    s.delete_campaign(other.id, &audit("deleteCampaign", "del-cleanup"))
+        .await
+        .unwrap();
+}
+
+/// Campaign progress reads every direct member's passkeys in one call (not nested groups'
+/// members, not non-members), and users in bulk by id.
+async fn campaign_bulk_reads(s: &dyn Store) {
+    let [a, b, nested_user, outsider] = [
+        mfa_user(s, "wave.example", "a").await,
+        mfa_user(s, "wave.example", "b").await,
+        mfa_user(s, "wave.example", "nested").await,
+        mfa_user(s, "wave.example", "outsider").await,
+    ];
+    let wave = group_with(s, MembershipKind::Assigned, &[]).await;
+    let nested = group_with(s, MembershipKind::Assigned, &[]).await;
+    let empty = group_with(s, MembershipKind::Assigned, &[]).await;
+    let add = |g: Uuid, kind: MemberKind, id: Uuid| async move {
+        s.add_group_member(
+            g,
+            MemberRef { kind, id },
+            T0,
+            &audit("addGroupMember", "bulk"),
+        )
+        .await
+        .unwrap();
+    };
+    add(wave, MemberKind::User, a).await;
+    add(wave, MemberKind::User, b).await;
+    add(wave, MemberKind::Group, nested).await;
+    add(nested, MemberKind::User, nested_user).await;
+    let mut keys = Vec::new();
+    for (i, (user, family)) in [
+        (a, "iPhone"),
+        (a, "windows"),
+        (b, "androidSamsung"),
+        (nested_user, "macOS"),
+        (outsider, "securityKey"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // a's second passkey is older than its first: by creation time within a user.
+        let created = if i == 1 {
+            T0.minus_secs(10)
+        } else {
+            T0.plus_secs(i as i64)
+        };
+        let mut p = passkey(user, &format!("bulk-cred-{i}"), created);
+        p.device_family = family.into();
+        p.aaguid = Uuid::new_v4();
+        p.backed_up = i % 2 == 0;
+        s.add_passkey(&p, 10, &audit("addPasskey", "bulk"))
+            .await
+            .unwrap();
+        keys.push(p);
+    }
+    let fact = |p: &PasskeyRecord| PasskeyFact {
+        id: p.id,
+        user_id: p.user_id,
+        created_at: p.created_at,
+        device_family: p.device_family.clone(),
+        aaguid: p.aaguid,
+        backup_eligible: p.backup_eligible,
+        backed_up: p.backed_up,
+        last_used_at: p.last_used_at,
+    };
+    let mut want = vec![fact(&keys[1]), fact(&keys[0]), fact(&keys[2])];
+    want.sort_by_key(|f| (f.user_id, f.created_at, f.id));
+    assert_eq!(
+        s.passkeys_of_group_members(wave).await.unwrap(),
+        want,
+        "direct members only"
+    );
+    assert!(s.passkeys_of_group_members(empty).await.unwrap().is_empty());
+    assert!(
+        s.passkeys_of_group_members(Uuid::new_v4())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Users by id: in the order asked, duplicates once, missing left out, across statements.
+    let names = |users: Vec<User>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    assert!(s.users_by_ids(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        names(s.users_by_ids(&[b, Uuid::new_v4(), a, b]).await.unwrap()),
+        vec![b, a]
+    );
+    let got = s.users_by_ids(&[a]).await.unwrap();
+    assert_eq!(
+        got,
+        vec![s.get_user(a).await.unwrap().unwrap().user],
+        "every field"
+    );
+    let mut many: Vec<Uuid> = (0..USERS_BY_IDS_PER_STATEMENT)
+        .map(|_| Uuid::new_v4())
+        .collect();
+    many[0] = outsider;
+    many.push(nested_user);
+    assert_eq!(
+        names(s.users_by_ids(&many).await.unwrap()),
+        vec![outsider, nested_user]
     );
 }

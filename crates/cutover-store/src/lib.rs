@@ -677,6 +677,15 @@ pub trait Store: Send + Sync + 'static {
     /// Delete a request and its envelopes; nothing happens when it is missing.
     async fn delete_pta_request(&self, id: Uuid) -> StoreResult<()>;
 
+    // Scrape-time figures for `/metrics` (each one statement, cheap at any size).
+    /// The pass-through requests still inside their deadline at `now` (a deadline equal to
+    /// `now` is past, as for a claim): those waiting for an agent (`pending`) and those taken
+    /// by one and not answered yet (`claimed`).
+    async fn pta_queue_depth(&self, now: Timestamp) -> StoreResult<PtaQueueDepth>;
+    /// Every registered sync server's last run report and alert, by name, without the
+    /// (possibly large) pending exports that [`Store::list_sync_servers`] reads.
+    async fn sync_run_reports(&self) -> StoreResult<Vec<SyncRunReportRow>>;
+
     // Smart lockout (SPEC §7).
     /// The user's stored lockout state; the default (nothing counted) when none is stored.
     async fn get_lockout_state(&self, user_id: Uuid) -> StoreResult<LockoutState>;
@@ -918,6 +927,136 @@ pub trait Store: Send + Sync + 'static {
     /// or no longer a break-glass account, is left out (a user marked again gets their last
     /// drill back).
     async fn break_glass_drills(&self) -> StoreResult<Vec<(Uuid, Timestamp)>>;
+
+    // ---- Passkey rollout campaigns and the e-mail outbox (issue 8) ----------------------
+    // Campaigns are kept like Conditional Access policies: every change (creation, update,
+    // deletion) runs under the campaigns lock (PostgreSQL locks its row, SQLite takes the write
+    // lock), so the limit, a name's uniqueness and an update's `modified_at` are checked with no
+    // other change in between, on any node.
+    /// Store a new campaign, with the audit row, in one transaction under the lock: of
+    /// concurrent creations no more succeed than there is room for. `Conflict` when a campaign
+    /// with this id is stored; `Conflict` with [`CAMPAIGN_NAME_TAKEN`] when another campaign's
+    /// display name is the same but for case; `Conflict` with [`CAMPAIGN_LIMIT_REACHED`] when
+    /// `max_campaigns` or more campaigns are stored (checked in this order). Nothing is written
+    /// then.
+    async fn create_campaign(
+        &self,
+        row: &CampaignRow,
+        max_campaigns: u32,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// The campaign with this id; `None` when missing.
+    async fn get_campaign(&self, id: Uuid) -> StoreResult<Option<CampaignRow>>;
+    /// Every campaign, by display name (case-insensitively), then id.
+    async fn list_campaigns(&self) -> StoreResult<Vec<CampaignRow>>;
+    /// Replace the campaign's display name, document and `modified_at` (never `created_at`),
+    /// with the audit row, under the lock, when its stored `modified_at` is
+    /// `expected_modified_at`, as [`Store::update_ca_policy`] does: `NotFound` when missing;
+    /// `Conflict` with [`CHANGED_SINCE_READ`] when another update got there first; `Conflict`
+    /// with [`CAMPAIGN_NAME_TAKEN`] when another campaign has the name but for case. The stored
+    /// `modified_at` is `row.modified_at`, or `expected_modified_at` plus 1 ms when that is not
+    /// later.
+    async fn update_campaign(
+        &self,
+        row: &CampaignRow,
+        expected_modified_at: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+    /// Delete the campaign, with the audit row, in one transaction under the lock: its send
+    /// decisions go with it, and its outbox messages still `Pending` or `Claimed` become
+    /// `Cancelled` (a node holding a claimed one then finds it gone at
+    /// [`Store::mark_outbox_transmitting`]). Messages transmitting, sent, failed or uncertain
+    /// stay as they are: the log of what was sent. `NotFound` when missing (nothing written).
+    async fn delete_campaign(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()>;
+
+    /// Write the decision to send and its outbox messages (and the audit row, if any) in one
+    /// transaction. `Ok(true)`: written. `Ok(false)`: a decision with this key is stored
+    /// (another node or an earlier run decided): nothing is written. Of concurrent calls with
+    /// one key, on any node, exactly one gets `Ok(true)`. `NotFound` when the campaign does not
+    /// exist; `Conflict` (naming the key) when a message's idempotency key is stored already or
+    /// given twice: the whole transaction rolls back, decision included.
+    async fn record_send_decision(
+        &self,
+        decision: &SendDecision,
+        messages: &[OutboxMessage],
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<bool>;
+    /// The campaign's send decisions, by `decided_at`, then key.
+    async fn list_send_decisions(&self, campaign_id: Uuid) -> StoreResult<Vec<SendDecision>>;
+    /// Queue one message outside any decision (a test-send), stored as given, with the audit
+    /// row if any. `Conflict` (naming the key) when its idempotency key (or id) is stored.
+    async fn enqueue_outbox_message(
+        &self,
+        message: &OutboxMessage,
+        audit: Option<&AuditEvent>,
+    ) -> StoreResult<()>;
+
+    // Delivery. Claiming is exclusive across nodes (PostgreSQL: `FOR UPDATE SKIP LOCKED`;
+    // SQLite: the write lock).
+    /// First, in the same transaction: every `Transmitting` message whose lease has expired
+    /// (`lease_until <= now`) becomes `Uncertain` (its sender died after handing it to the SMTP
+    /// server but before hearing back: it is never sent again automatically), and every
+    /// `Claimed` one whose lease has expired becomes `Pending` again, unclaimed (its sender died
+    /// before transmitting: safe to retry). Then claim up to `limit` (clamped to
+    /// [`MAX_OUTBOX_CLAIM`]) `Pending` messages with `next_attempt_at <= now`, oldest first
+    /// (by `created_at`, then id): they become `Claimed` by `node` until `lease_until`, with
+    /// `attempts` one more. Returns them in that order. Two claimers never get the same message.
+    /// When nothing is due or expired, the answer comes from one read, with no write.
+    async fn claim_outbox(
+        &self,
+        node: &str,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: u32,
+    ) -> StoreResult<Vec<OutboxMessage>>;
+    /// `Claimed` by `node` (the lease is not checked) → `Transmitting`, its lease extended to
+    /// `lease_until`. `Ok(false)` (nothing written) when the message is no longer claimed by
+    /// this node (its lease expired and it was reclaimed, or its campaign was deleted): the
+    /// caller must not transmit it then.
+    async fn mark_outbox_transmitting(
+        &self,
+        id: Uuid,
+        node: &str,
+        lease_until: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Record the end of an attempt on a message `Claimed` or `Transmitting` by `node`: `Sent`
+    /// (at `sent_at`), `Retry` (→ `Pending`, unclaimed, due at `next_attempt_at`, with the
+    /// error), `Failed` or `Uncertain` (with the error). Errors longer than
+    /// [`MAX_OUTBOX_ERROR_LEN`] bytes are cut (on a character boundary). `Ok(false)` when the
+    /// message is not held by this node any more: nothing is written.
+    async fn finish_outbox(
+        &self,
+        id: Uuid,
+        node: &str,
+        outcome: &OutboxOutcome,
+    ) -> StoreResult<bool>;
+    /// The message with this id; `None` when missing.
+    async fn get_outbox_message(&self, id: Uuid) -> StoreResult<Option<OutboxMessage>>;
+    /// The messages that pass every filter given, by id (UUIDv7: creation order), those after
+    /// `filter.after`, at most `filter.limit` (0: the default page size; clamped to
+    /// `MAX_PAGE_SIZE`).
+    async fn list_outbox(&self, filter: &OutboxFilter) -> StoreResult<Vec<OutboxMessage>>;
+    /// How many messages are in each state: the campaign's, or all when `None`.
+    async fn outbox_counts(&self, campaign_id: Option<Uuid>) -> StoreResult<OutboxCounts>;
+    /// An admin's explicit resend of a `Failed` or `Uncertain` message: it becomes `Pending`,
+    /// unclaimed, due at `now`, its attempts counted from 0 again (the last error stays until
+    /// the next attempt), with the audit row, in one transaction. `NotFound` when missing;
+    /// `Conflict` with [`OUTBOX_NOT_RESENDABLE`] in any other state. Nothing is written then.
+    async fn resend_outbox_message(
+        &self,
+        id: Uuid,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<()>;
+
+    // Bulk reads for campaign progress and mail.
+    /// The passkeys of every direct user member of the group (not of nested groups' members),
+    /// in one query: by user id, then creation time, then id. Empty when the group is missing
+    /// or has none.
+    async fn passkeys_of_group_members(&self, group_id: Uuid) -> StoreResult<Vec<PasskeyFact>>;
+    /// The users among `ids` that exist, in the order of `ids` (duplicates once); missing ids
+    /// are left out. Any number of ids (read [`USERS_BY_IDS_PER_STATEMENT`] per statement).
+    async fn users_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<User>>;
 }
 
 /// The `StoreError::Conflict` message of [`Store::create_ca_policy`] and
@@ -1134,6 +1273,22 @@ pub struct AgentRecord {
     pub heartbeat: Option<Value>,
 }
 
+/// How many pass-through requests are waiting, by state (see [`Store::pta_queue_depth`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PtaQueueDepth {
+    pub pending: u64,
+    pub claimed: u64,
+}
+
+/// A sync server as `/metrics` reads it (see [`Store::sync_run_reports`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncRunReportRow {
+    pub name: String,
+    pub last_seen_at: Timestamp,
+    pub last_report: Option<Value>,
+    pub alert: Option<String>,
+}
+
 /// A pass-through request to queue.
 #[derive(Clone, PartialEq, Eq)]
 pub struct PtaRequestRow {
@@ -1319,6 +1474,247 @@ impl std::fmt::Debug for SyncedUserRow {
                 &self.sealed_password.as_ref().map(|_| "***"),
             )
             .finish()
+    }
+}
+
+// ---- Passkey rollout campaigns and the e-mail outbox (issue 8) ----------------------------
+
+/// The `StoreError::Conflict` message of [`Store::create_campaign`] and
+/// [`Store::update_campaign`] when another campaign has the display name (but for case).
+pub const CAMPAIGN_NAME_TAKEN: &str = "a campaign with this name exists";
+/// The `StoreError::Conflict` message of [`Store::create_campaign`] when as many campaigns
+/// exist as may.
+pub const CAMPAIGN_LIMIT_REACHED: &str = "the most campaigns allowed exist";
+/// The `StoreError::Conflict` message of [`Store::resend_outbox_message`] when the message is
+/// neither failed nor uncertain (the message goes on with its state).
+pub const OUTBOX_NOT_RESENDABLE: &str = "only a failed or uncertain message can be sent again";
+/// Most messages one [`Store::claim_outbox`] call claims (a larger `limit` is clamped).
+pub const MAX_OUTBOX_CLAIM: u32 = 100;
+/// Longest error text (bytes) stored with an outbox message; longer ones are cut on a
+/// character boundary.
+pub const MAX_OUTBOX_ERROR_LEN: usize = 2_000;
+/// Ids per statement in [`Store::users_by_ids`] (well under both backends' bind limits).
+pub const USERS_BY_IDS_PER_STATEMENT: usize = 500;
+
+/// A passkey rollout campaign: its checked definition and its waves' states as one JSON
+/// document (the server validates it with `cutover_core::campaign` before storing it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CampaignRow {
+    pub id: Uuid,
+    /// Unique among campaigns, compared case-insensitively (Unicode lower case).
+    pub display_name: String,
+    pub document: Value,
+    pub created_at: Timestamp,
+    /// The token of [`Store::update_campaign`]'s optimistic concurrency.
+    pub modified_at: Timestamp,
+}
+
+/// The decision to send one communication step of one wave: written once, with its outbox
+/// messages, in one transaction ([`Store::record_send_decision`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SendDecision {
+    /// Unique: a second decision with this key writes nothing.
+    pub key: String,
+    pub campaign_id: Uuid,
+    pub wave_id: Uuid,
+    pub step_key: String,
+    pub decided_at: Timestamp,
+    /// How many messages the decision queued.
+    pub recipients: u32,
+    /// Who was left out and why: `[{"userId": …, "reason": …}]`.
+    pub skipped: Value,
+}
+
+/// Where an outbox message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutboxState {
+    /// Waiting to be claimed once `next_attempt_at` has come.
+    Pending,
+    /// A node holds it (until `lease_until`) and has not started transmitting.
+    Claimed,
+    /// A node is handing it to the SMTP server (until `lease_until`).
+    Transmitting,
+    Sent,
+    /// Given up (a permanent refusal, or out of retries).
+    Failed,
+    /// Its sender died mid-transmission, or could not tell whether the server accepted it:
+    /// never sent again automatically (an admin may resend it).
+    Uncertain,
+    /// Its campaign was deleted before it went out.
+    Cancelled,
+}
+
+impl OutboxState {
+    pub const ALL: [OutboxState; 7] = [
+        OutboxState::Pending,
+        OutboxState::Claimed,
+        OutboxState::Transmitting,
+        OutboxState::Sent,
+        OutboxState::Failed,
+        OutboxState::Uncertain,
+        OutboxState::Cancelled,
+    ];
+
+    /// `pending`, `claimed`, `transmitting`, `sent`, `failed`, `uncertain`, `cancelled`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OutboxState::Pending => "pending",
+            OutboxState::Claimed => "claimed",
+            OutboxState::Transmitting => "transmitting",
+            OutboxState::Sent => "sent",
+            OutboxState::Failed => "failed",
+            OutboxState::Uncertain => "uncertain",
+            OutboxState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state [`OutboxState::as_str`] names (exact match); `None` otherwise.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+/// One e-mail in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMessage {
+    /// A UUIDv7, so ids sort in creation order ([`Store::list_outbox`] pages by id).
+    pub id: Uuid,
+    /// Unique: e.g. `{decisionKey}:user:{userId}`, or `test:{uuid}` for a test-send.
+    pub idempotency_key: String,
+    pub campaign_id: Option<Uuid>,
+    pub wave_id: Option<Uuid>,
+    pub step_key: Option<String>,
+    pub user_id: Option<Uuid>,
+    pub mail_from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub subject: String,
+    pub text_body: String,
+    pub html_body: String,
+    /// The `Message-ID` header, fixed when queued so a resend is recognisable as the same mail.
+    pub message_id: String,
+    pub state: OutboxState,
+    /// How many times it was claimed for sending.
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub lease_until: Option<Timestamp>,
+    /// The node that claimed it last.
+    pub claimed_by: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub sent_at: Option<Timestamp>,
+}
+
+/// Filters and paging for [`Store::list_outbox`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboxFilter {
+    pub campaign_id: Option<Uuid>,
+    pub wave_id: Option<Uuid>,
+    pub state: Option<OutboxState>,
+    pub user_id: Option<Uuid>,
+    /// Continue after this id (keyset paging).
+    pub after: Option<Uuid>,
+    /// 0: the default page size; clamped to `MAX_PAGE_SIZE`.
+    pub limit: u32,
+}
+
+/// How an attempt to send a message ended ([`Store::finish_outbox`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutboxOutcome {
+    /// The SMTP server accepted it.
+    Sent { at: Timestamp },
+    /// A temporary failure: try again at `next_attempt_at`.
+    Retry {
+        error: String,
+        next_attempt_at: Timestamp,
+    },
+    /// A permanent failure, or out of retries.
+    Failed { error: String },
+    /// Whether the server accepted it is unknown (e.g. the connection dropped after the data
+    /// was sent): never sent again automatically.
+    Uncertain { error: String },
+}
+
+/// How many outbox messages are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutboxCounts {
+    pub pending: u64,
+    pub claimed: u64,
+    pub transmitting: u64,
+    pub sent: u64,
+    pub failed: u64,
+    pub uncertain: u64,
+    pub cancelled: u64,
+}
+
+impl OutboxCounts {
+    /// The count of one state.
+    pub fn get(&self, state: OutboxState) -> u64 {
+        match state {
+            OutboxState::Pending => self.pending,
+            OutboxState::Claimed => self.claimed,
+            OutboxState::Transmitting => self.transmitting,
+            OutboxState::Sent => self.sent,
+            OutboxState::Failed => self.failed,
+            OutboxState::Uncertain => self.uncertain,
+            OutboxState::Cancelled => self.cancelled,
+        }
+    }
+
+    /// Every message counted.
+    pub fn total(&self) -> u64 {
+        OutboxState::ALL.into_iter().map(|s| self.get(s)).sum()
+    }
+}
+
+/// What campaign progress needs of a passkey ([`Store::passkeys_of_group_members`]): the
+/// fields of [`PasskeyRecord`] by the same names, without the credential itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasskeyFact {
+    /// Cutover's id for the credential.
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub created_at: Timestamp,
+    /// e.g. `iPhone`, `androidSamsung`, `windows`, `securityKey`, `unknown`.
+    pub device_family: String,
+    pub aaguid: Uuid,
+    pub backup_eligible: bool,
+    pub backed_up: bool,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::{OutboxCounts, OutboxState};
+
+    #[test]
+    fn outbox_states_round_trip_by_name() {
+        for state in OutboxState::ALL {
+            assert_eq!(OutboxState::parse(state.as_str()), Some(state));
+        }
+        let names: std::collections::HashSet<_> =
+            OutboxState::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(names.len(), OutboxState::ALL.len(), "names are distinct");
+        for other in ["", "Pending", "pending ", "queued"] {
+            assert_eq!(OutboxState::parse(other), None, "{other:?}");
+        }
+    }
+
+    #[test]
+    fn outbox_counts_by_state_and_total() {
+        let counts = OutboxCounts {
+            pending: 1,
+            claimed: 2,
+            transmitting: 3,
+            sent: 4,
+            failed: 5,
+            uncertain: 6,
+            cancelled: 7,
+        };
+        let by_state: Vec<u64> = OutboxState::ALL.iter().map(|s| counts.get(*s)).collect();
+        assert_eq!(by_state, vec![1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(counts.total(), 28);
+        assert_eq!(OutboxCounts::default().total(), 0);
     }
 }
 

@@ -2650,6 +2650,50 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            async fn pta_queue_depth(&self, now: Timestamp) -> StoreResult<PtaQueueDepth> {
+                let rows = sqlx::query(
+                    "SELECT state, COUNT(*) AS n FROM pta_requests
+                     WHERE state IN ('pending', 'claimed') AND deadline > $1
+                     GROUP BY state",
+                )
+                .bind(now.millis())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let mut depth = PtaQueueDepth::default();
+                for row in &rows {
+                    let state: String = row.try_get("state").map_err(map_err)?;
+                    let n: i64 = row.try_get("n").map_err(map_err)?;
+                    let n = u64::try_from(n).map_err(|_| corrupt("pta request count", n))?;
+                    match state.as_str() {
+                        "pending" => depth.pending = n,
+                        "claimed" => depth.claimed = n,
+                        other => return Err(corrupt("pta request state", other)),
+                    }
+                }
+                Ok(depth)
+            }
+
+            async fn sync_run_reports(&self) -> StoreResult<Vec<SyncRunReportRow>> {
+                let rows = sqlx::query("SELECT name, last_seen_at, last_report, alert FROM sync_servers ORDER BY name")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                rows.iter()
+                    .map(|row| {
+                        let report: Option<String> = row.try_get("last_report").map_err(map_err)?;
+                        Ok(SyncRunReportRow {
+                            name: row.try_get("name").map_err(map_err)?,
+                            last_seen_at: Timestamp(row.try_get("last_seen_at").map_err(map_err)?),
+                            last_report: report
+                                .map(|r| serde_json::from_str(&r).map_err(|e| corrupt("last_report", e)))
+                                .transpose()?,
+                            alert: row.try_get("alert").map_err(map_err)?,
+                        })
+                    })
+                    .collect()
+            }
+
             async fn get_lockout_state(&self, user_id: Uuid) -> StoreResult<LockoutState> {
                 let row = sqlx::query("SELECT state FROM user_lockout_state WHERE user_id = $1")
                     .bind(user_id.to_string())
@@ -3086,7 +3130,7 @@ macro_rules! sql_store {
                 let id = p.id.to_string();
                 let name = p.display_name.to_lowercase();
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                Self::check_ca_create(&mut tx, &CA_POLICIES, &id, &name, max_policies).await?;
+                Self::check_named_create(&mut tx, &CA_POLICIES, &id, &name, max_policies).await?;
                 sqlx::query(
                     "INSERT INTO ca_policies (id, display_name, display_name_normalized, state, policy, created_at,
                         modified_at, state_changed_at)
@@ -3131,7 +3175,7 @@ macro_rules! sql_store {
                 let id = p.id.to_string();
                 let name = p.display_name.to_lowercase();
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                Self::check_ca_update(&mut tx, &CA_POLICIES, &id, &name, expected_modified_at).await?;
+                Self::check_named_update(&mut tx, &CA_POLICIES, &id, &name, expected_modified_at).await?;
                 sqlx::query(
                     "UPDATE ca_policies SET display_name = $2, display_name_normalized = $3, state = $4, policy = $5,
                         modified_at = $6, state_changed_at = $7
@@ -3170,7 +3214,7 @@ macro_rules! sql_store {
                 let id = l.id.to_string();
                 let name = l.display_name.to_lowercase();
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                Self::check_ca_create(&mut tx, &NAMED_LOCATIONS, &id, &name, max_locations).await?;
+                Self::check_named_create(&mut tx, &NAMED_LOCATIONS, &id, &name, max_locations).await?;
                 sqlx::query(
                     "INSERT INTO named_locations (id, display_name, display_name_normalized, location, is_trusted,
                         created_at, modified_at)
@@ -3214,7 +3258,7 @@ macro_rules! sql_store {
                 let id = l.id.to_string();
                 let name = l.display_name.to_lowercase();
                 let mut tx = self.pool.begin().await.map_err(map_err)?;
-                Self::check_ca_update(&mut tx, &NAMED_LOCATIONS, &id, &name, expected_modified_at).await?;
+                Self::check_named_update(&mut tx, &NAMED_LOCATIONS, &id, &name, expected_modified_at).await?;
                 sqlx::query(
                     "UPDATE named_locations SET display_name = $2, display_name_normalized = $3, location = $4,
                         is_trusted = $5, modified_at = $6
@@ -3318,6 +3362,569 @@ macro_rules! sql_store {
                         Ok((uuid_of(&user, "break-glass drill user")?, Timestamp(r.try_get("drilled_at").map_err(map_err)?)))
                     })
                     .collect()
+            }
+
+            // ---- Passkey rollout campaigns and the e-mail outbox (issue 8) --------------
+
+            async fn create_campaign(&self, c: &CampaignRow, max_campaigns: u32, audit: &AuditEvent) -> StoreResult<()> {
+                let id = c.id.to_string();
+                let name = c.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_named_create(&mut tx, &CAMPAIGNS, &id, &name, max_campaigns).await?;
+                sqlx::query(
+                    "INSERT INTO campaigns (id, display_name, display_name_normalized, document, created_at, modified_at)
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(&id)
+                .bind(&c.display_name)
+                .bind(&name)
+                .bind(c.document.to_string())
+                .bind(c.created_at.millis())
+                .bind(c.modified_at.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn get_campaign(&self, id: Uuid) -> StoreResult<Option<CampaignRow>> {
+                let row = sqlx::query("SELECT * FROM campaigns WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::campaign_from).transpose()
+            }
+
+            async fn list_campaigns(&self) -> StoreResult<Vec<CampaignRow>> {
+                let rows = sqlx::query("SELECT * FROM campaigns")
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                let mut campaigns = rows.iter().map(Self::campaign_from).collect::<StoreResult<Vec<_>>>()?;
+                // Sorted here, not by the databases' collations (which differ between them).
+                campaigns.sort_by_cached_key(|c| (c.display_name.to_lowercase(), c.id));
+                Ok(campaigns)
+            }
+
+            async fn update_campaign(&self, c: &CampaignRow, expected_modified_at: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let id = c.id.to_string();
+                let name = c.display_name.to_lowercase();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::check_named_update(&mut tx, &CAMPAIGNS, &id, &name, expected_modified_at).await?;
+                sqlx::query(
+                    "UPDATE campaigns SET display_name = $2, display_name_normalized = $3, document = $4, modified_at = $5
+                     WHERE id = $1",
+                )
+                .bind(&id)
+                .bind(&c.display_name)
+                .bind(&name)
+                .bind(c.document.to_string())
+                .bind(next_modified_at(c.modified_at, expected_modified_at).millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn delete_campaign(&self, id: Uuid, audit: &AuditEvent) -> StoreResult<()> {
+                let id = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::lock_campaigns(&mut tx).await?;
+                let done = sqlx::query("DELETE FROM campaigns WHERE id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    return Err(StoreError::NotFound);
+                }
+                // (The foreign key cascades too; said here so it does not rest on that alone.)
+                sqlx::query("DELETE FROM campaign_send_decisions WHERE campaign_id = $1")
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(map_err)?;
+                // Not sent yet and not being transmitted: cancelled. A node holding a claimed
+                // one finds it gone when it marks it transmitting, and does not send it.
+                sqlx::query(
+                    "UPDATE outbox_messages SET state = 'cancelled', lease_until = NULL,
+                        last_error = 'its campaign was deleted before it was sent'
+                     WHERE campaign_id = $1 AND state IN ('pending', 'claimed')",
+                )
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn record_send_decision(&self, d: &SendDecision, messages: &[OutboxMessage], audit: Option<&AuditEvent>) -> StoreResult<bool> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // The decision first: of racing writers of one key the first inserts it, and
+                // the others (PostgreSQL: once the first commits) find it and write nothing.
+                let inserted = sqlx::query(
+                    "INSERT INTO campaign_send_decisions (decision_key, campaign_id, wave_id, step_key, decided_at, recipients, skipped)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (decision_key) DO NOTHING
+                     RETURNING decision_key",
+                )
+                .bind(&d.key)
+                .bind(d.campaign_id.to_string())
+                .bind(d.wave_id.to_string())
+                .bind(&d.step_key)
+                .bind(d.decided_at.millis())
+                .bind(i64::from(d.recipients))
+                .bind(d.skipped.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| match e {
+                    // The campaign does not exist (deleted meanwhile).
+                    sqlx::Error::Database(db) if db.is_foreign_key_violation() => StoreError::NotFound,
+                    other => map_err(other),
+                })?;
+                if inserted.is_none() {
+                    return Ok(false);
+                }
+                Self::insert_outbox_in(&mut tx, messages).await?;
+                if let Some(audit) = audit {
+                    Self::write_audit(&mut tx, audit).await?;
+                }
+                tx.commit().await.map_err(map_err)?;
+                Ok(true)
+            }
+
+            async fn list_send_decisions(&self, campaign_id: Uuid) -> StoreResult<Vec<SendDecision>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM campaign_send_decisions WHERE campaign_id = $1 ORDER BY decided_at, decision_key",
+                )
+                .bind(campaign_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(Self::decision_from).collect()
+            }
+
+            async fn enqueue_outbox_message(&self, m: &OutboxMessage, audit: Option<&AuditEvent>) -> StoreResult<()> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                Self::insert_outbox_in(&mut tx, std::slice::from_ref(m)).await?;
+                if let Some(audit) = audit {
+                    Self::write_audit(&mut tx, audit).await?;
+                }
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn claim_outbox(&self, node: &str, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<OutboxMessage>> {
+                let limit = limit.min(MAX_OUTBOX_CLAIM);
+                // Senders poll this constantly: the usual "nothing to do" is one read, with no
+                // write transaction (nothing due, no lease run out).
+                let any = sqlx::query(
+                    "SELECT 1 AS x FROM outbox_messages
+                     WHERE (state = 'pending' AND next_attempt_at <= $1)
+                        OR (state IN ('claimed', 'transmitting') AND lease_until <= $1)
+                     LIMIT 1",
+                )
+                .bind(now.millis())
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(map_err)?;
+                if any.is_none() {
+                    return Ok(Vec::new());
+                }
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                // Leases run out. Rows another claimer is recovering right now are skipped
+                // (PostgreSQL), not waited for: it recovers them. Each pick is a materialised
+                // CTE so that it runs once (see `claim_pta_requests`).
+                sqlx::query(concat!(
+                    "WITH lost AS MATERIALIZED (
+                        SELECT r.id FROM outbox_messages r
+                        WHERE r.state = 'transmitting' AND r.lease_until <= $1 ",
+                    $skip_locked,
+                    "
+                     )
+                     UPDATE outbox_messages SET state = 'uncertain', lease_until = NULL,
+                        last_error = 'the lease of ' || COALESCE(claimed_by, 'its sender')
+                            || ' ran out while it was transmitting: whether the SMTP server accepted the message is unknown, so it is not sent again automatically'
+                     WHERE state = 'transmitting' AND lease_until <= $1 AND id IN (SELECT id FROM lost)"
+                ))
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                sqlx::query(concat!(
+                    "WITH idle AS MATERIALIZED (
+                        SELECT r.id FROM outbox_messages r
+                        WHERE r.state = 'claimed' AND r.lease_until <= $1 ",
+                    $skip_locked,
+                    "
+                     )
+                     UPDATE outbox_messages SET state = 'pending', lease_until = NULL, claimed_by = NULL
+                     WHERE state = 'claimed' AND lease_until <= $1 AND id IN (SELECT id FROM idle)"
+                ))
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if limit == 0 {
+                    tx.commit().await.map_err(map_err)?;
+                    return Ok(Vec::new());
+                }
+                // Then the claim (SQLite: under the write lock; PostgreSQL: rows another
+                // claimer holds are skipped, not waited for).
+                let rows = sqlx::query(concat!(
+                    "WITH picked AS MATERIALIZED (
+                        SELECT r.id FROM outbox_messages r
+                        WHERE r.state = 'pending' AND r.next_attempt_at <= $1
+                        ORDER BY r.created_at, r.id
+                        LIMIT $2 ",
+                    $skip_locked,
+                    "
+                     )
+                     UPDATE outbox_messages SET state = 'claimed', claimed_by = $3, lease_until = $4, attempts = attempts + 1
+                     WHERE state = 'pending' AND id IN (SELECT id FROM picked)
+                     RETURNING *"
+                ))
+                .bind(now.millis())
+                .bind(i64::from(limit))
+                .bind(node)
+                .bind(lease_until.millis())
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let mut claimed = rows.iter().map(Self::outbox_from).collect::<StoreResult<Vec<_>>>()?;
+                tx.commit().await.map_err(map_err)?;
+                claimed.sort_by_key(|m| (m.created_at, m.id));
+                Ok(claimed)
+            }
+
+            async fn mark_outbox_transmitting(&self, id: Uuid, node: &str, lease_until: Timestamp) -> StoreResult<bool> {
+                // One conditional UPDATE: it writes only while the row is claimed by this node
+                // (PostgreSQL re-checks the condition on a row another transaction changed).
+                let done = sqlx::query(
+                    "UPDATE outbox_messages SET state = 'transmitting', lease_until = $3
+                     WHERE id = $1 AND state = 'claimed' AND claimed_by = $2",
+                )
+                .bind(id.to_string())
+                .bind(node)
+                .bind(lease_until.millis())
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_outbox(&self, id: Uuid, node: &str, outcome: &OutboxOutcome) -> StoreResult<bool> {
+                let (state, sent_at, next_attempt_at, error) = match outcome {
+                    OutboxOutcome::Sent { at } => (OutboxState::Sent, Some(*at), None, None),
+                    OutboxOutcome::Retry { error, next_attempt_at } => {
+                        (OutboxState::Pending, None, Some(*next_attempt_at), Some(bounded_error(error)))
+                    }
+                    OutboxOutcome::Failed { error } => (OutboxState::Failed, None, None, Some(bounded_error(error))),
+                    OutboxOutcome::Uncertain { error } => (OutboxState::Uncertain, None, None, Some(bounded_error(error))),
+                };
+                // A retry is unclaimed again; an end keeps the node that reached it.
+                let done = sqlx::query(
+                    "UPDATE outbox_messages SET state = CAST($3 AS TEXT), sent_at = CAST($4 AS BIGINT),
+                        next_attempt_at = COALESCE(CAST($5 AS BIGINT), next_attempt_at), last_error = CAST($6 AS TEXT),
+                        lease_until = NULL,
+                        claimed_by = CASE WHEN CAST($3 AS TEXT) = 'pending' THEN NULL ELSE claimed_by END
+                     WHERE id = $1 AND claimed_by = $2 AND state IN ('claimed', 'transmitting')",
+                )
+                .bind(id.to_string())
+                .bind(node)
+                .bind(state.as_str())
+                .bind(sent_at.map(Timestamp::millis))
+                .bind(next_attempt_at.map(Timestamp::millis))
+                .bind(error)
+                .execute(&self.pool)
+                .await
+                .map_err(map_err)?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn get_outbox_message(&self, id: Uuid) -> StoreResult<Option<OutboxMessage>> {
+                let row = sqlx::query("SELECT * FROM outbox_messages WHERE id = $1")
+                    .bind(id.to_string())
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(map_err)?;
+                row.as_ref().map(Self::outbox_from).transpose()
+            }
+
+            async fn list_outbox(&self, f: &OutboxFilter) -> StoreResult<Vec<OutboxMessage>> {
+                let rows = sqlx::query(
+                    "SELECT * FROM outbox_messages
+                     WHERE (CAST($1 AS TEXT) IS NULL OR campaign_id = CAST($1 AS TEXT))
+                       AND (CAST($2 AS TEXT) IS NULL OR wave_id = CAST($2 AS TEXT))
+                       AND (CAST($3 AS TEXT) IS NULL OR state = CAST($3 AS TEXT))
+                       AND (CAST($4 AS TEXT) IS NULL OR user_id = CAST($4 AS TEXT))
+                       AND (CAST($5 AS TEXT) IS NULL OR id > CAST($5 AS TEXT))
+                     ORDER BY id LIMIT $6",
+                )
+                .bind(f.campaign_id.map(|c| c.to_string()))
+                .bind(f.wave_id.map(|w| w.to_string()))
+                .bind(f.state.map(OutboxState::as_str))
+                .bind(f.user_id.map(|u| u.to_string()))
+                .bind(f.after.map(|a| a.to_string()))
+                .bind(clamp_top(f.limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter().map(Self::outbox_from).collect()
+            }
+
+            async fn outbox_counts(&self, campaign_id: Option<Uuid>) -> StoreResult<OutboxCounts> {
+                let rows = sqlx::query(
+                    "SELECT state, COUNT(*) AS n FROM outbox_messages
+                     WHERE CAST($1 AS TEXT) IS NULL OR campaign_id = CAST($1 AS TEXT)
+                     GROUP BY state",
+                )
+                .bind(campaign_id.map(|c| c.to_string()))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                let mut counts = OutboxCounts::default();
+                for r in &rows {
+                    let state: String = r.try_get("state").map_err(map_err)?;
+                    let n: i64 = r.try_get("n").map_err(map_err)?;
+                    let n = u64::try_from(n).map_err(|_| corrupt("outbox count", n))?;
+                    let slot = match OutboxState::parse(&state).ok_or_else(|| corrupt("outbox state", &state))? {
+                        OutboxState::Pending => &mut counts.pending,
+                        OutboxState::Claimed => &mut counts.claimed,
+                        OutboxState::Transmitting => &mut counts.transmitting,
+                        OutboxState::Sent => &mut counts.sent,
+                        OutboxState::Failed => &mut counts.failed,
+                        OutboxState::Uncertain => &mut counts.uncertain,
+                        OutboxState::Cancelled => &mut counts.cancelled,
+                    };
+                    *slot = n;
+                }
+                Ok(counts)
+            }
+
+            async fn resend_outbox_message(&self, id: Uuid, now: Timestamp, audit: &AuditEvent) -> StoreResult<()> {
+                let id = id.to_string();
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query(
+                    "UPDATE outbox_messages SET state = 'pending', next_attempt_at = $2, attempts = 0,
+                        lease_until = NULL, claimed_by = NULL
+                     WHERE id = $1 AND state IN ('failed', 'uncertain')",
+                )
+                .bind(&id)
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                if done.rows_affected() == 0 {
+                    let exists = sqlx::query("SELECT state FROM outbox_messages WHERE id = $1")
+                        .bind(&id)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(map_err)?;
+                    return Err(match exists {
+                        Some(_) => StoreError::Conflict(OUTBOX_NOT_RESENDABLE.into()),
+                        None => StoreError::NotFound,
+                    });
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)
+            }
+
+            async fn passkeys_of_group_members(&self, group_id: Uuid) -> StoreResult<Vec<PasskeyFact>> {
+                let rows = sqlx::query(
+                    "SELECT p.id, p.user_id, p.created_at, p.device_family, p.aaguid, p.backup_eligible, p.backed_up,
+                        p.last_used_at
+                     FROM group_members gm JOIN passkeys p ON p.user_id = gm.member_id
+                     WHERE gm.group_id = $1 AND gm.member_kind = 'user'
+                     ORDER BY p.user_id, p.created_at, p.id",
+                )
+                .bind(group_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(map_err)?;
+                rows.iter()
+                    .map(|r| {
+                        let id: String = r.try_get("id").map_err(map_err)?;
+                        let user: String = r.try_get("user_id").map_err(map_err)?;
+                        let aaguid: String = r.try_get("aaguid").map_err(map_err)?;
+                        Ok(PasskeyFact {
+                            id: uuid_of(&id, "passkey id")?,
+                            user_id: uuid_of(&user, "passkey user")?,
+                            created_at: Timestamp(r.try_get("created_at").map_err(map_err)?),
+                            device_family: r.try_get("device_family").map_err(map_err)?,
+                            aaguid: uuid_of(&aaguid, "passkey aaguid")?,
+                            backup_eligible: r.try_get("backup_eligible").map_err(map_err)?,
+                            backed_up: r.try_get("backed_up").map_err(map_err)?,
+                            last_used_at: r.try_get::<Option<i64>, _>("last_used_at").map_err(map_err)?.map(Timestamp),
+                        })
+                    })
+                    .collect()
+            }
+
+            async fn users_by_ids(&self, ids: &[Uuid]) -> StoreResult<Vec<User>> {
+                let mut found = std::collections::HashMap::with_capacity(ids.len());
+                for chunk in ids.chunks(USERS_BY_IDS_PER_STATEMENT) {
+                    let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    // Only numbered placeholders are spliced in; every value is bound.
+                    let sql = format!("SELECT * FROM users WHERE id IN ({placeholders})");
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for id in chunk {
+                        q = q.bind(id.to_string());
+                    }
+                    for row in q.fetch_all(&self.pool).await.map_err(map_err)? {
+                        let user = Self::user_from(&row)?.user;
+                        found.insert(user.id, user);
+                    }
+                }
+                Ok(ids.iter().filter_map(|id| found.remove(id)).collect())
+            }
+        }
+
+        impl SqlStore<$db> {
+            fn campaign_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<CampaignRow> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let document: String = row.try_get("document").map_err(map_err)?;
+                Ok(CampaignRow {
+                    id: uuid_of(&id, "campaign id")?,
+                    display_name: row.try_get("display_name").map_err(map_err)?,
+                    document: serde_json::from_str(&document).map_err(|e| corrupt("campaign document", e))?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    modified_at: Timestamp(row.try_get("modified_at").map_err(map_err)?),
+                })
+            }
+
+            fn decision_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<SendDecision> {
+                let campaign: String = row.try_get("campaign_id").map_err(map_err)?;
+                let wave: String = row.try_get("wave_id").map_err(map_err)?;
+                let recipients: i64 = row.try_get("recipients").map_err(map_err)?;
+                let skipped: String = row.try_get("skipped").map_err(map_err)?;
+                Ok(SendDecision {
+                    key: row.try_get("decision_key").map_err(map_err)?,
+                    campaign_id: uuid_of(&campaign, "send decision campaign")?,
+                    wave_id: uuid_of(&wave, "send decision wave")?,
+                    step_key: row.try_get("step_key").map_err(map_err)?,
+                    decided_at: Timestamp(row.try_get("decided_at").map_err(map_err)?),
+                    recipients: u32::try_from(recipients).map_err(|_| corrupt("send decision recipients", recipients))?,
+                    skipped: serde_json::from_str(&skipped).map_err(|e| corrupt("send decision skipped", e))?,
+                })
+            }
+
+            fn outbox_from(row: &<$db as sqlx::Database>::Row) -> StoreResult<OutboxMessage> {
+                let id: String = row.try_get("id").map_err(map_err)?;
+                let uuid_col = |col: &str| -> StoreResult<Option<Uuid>> {
+                    let raw: Option<String> = row.try_get(col).map_err(map_err)?;
+                    raw.as_deref().map(|v| uuid_of(v, col)).transpose()
+                };
+                let to: String = row.try_get("to_addresses").map_err(map_err)?;
+                let cc: String = row.try_get("cc_addresses").map_err(map_err)?;
+                let state: String = row.try_get("state").map_err(map_err)?;
+                let attempts: i64 = row.try_get("attempts").map_err(map_err)?;
+                Ok(OutboxMessage {
+                    id: uuid_of(&id, "outbox message id")?,
+                    idempotency_key: row.try_get("idempotency_key").map_err(map_err)?,
+                    campaign_id: uuid_col("campaign_id")?,
+                    wave_id: uuid_col("wave_id")?,
+                    step_key: row.try_get("step_key").map_err(map_err)?,
+                    user_id: uuid_col("user_id")?,
+                    mail_from: row.try_get("mail_from").map_err(map_err)?,
+                    to: list_of(&to, "outbox to_addresses")?,
+                    cc: list_of(&cc, "outbox cc_addresses")?,
+                    subject: row.try_get("subject").map_err(map_err)?,
+                    text_body: row.try_get("text_body").map_err(map_err)?,
+                    html_body: row.try_get("html_body").map_err(map_err)?,
+                    message_id: row.try_get("message_id").map_err(map_err)?,
+                    state: OutboxState::parse(&state).ok_or_else(|| corrupt("outbox state", &state))?,
+                    attempts: u32::try_from(attempts).map_err(|_| corrupt("outbox attempts", attempts))?,
+                    next_attempt_at: Timestamp(row.try_get("next_attempt_at").map_err(map_err)?),
+                    lease_until: row.try_get::<Option<i64>, _>("lease_until").map_err(map_err)?.map(Timestamp),
+                    claimed_by: row.try_get("claimed_by").map_err(map_err)?,
+                    last_error: row.try_get("last_error").map_err(map_err)?,
+                    created_at: Timestamp(row.try_get("created_at").map_err(map_err)?),
+                    sent_at: row.try_get::<Option<i64>, _>("sent_at").map_err(map_err)?.map(Timestamp),
+                })
+            }
+
+            /// Insert outbox messages in the caller's transaction, several per statement. A key
+            /// stored already or given twice is refused by name before anything is inserted
+            /// (the unique index still refuses one that a concurrent writer commits meanwhile,
+            /// without naming it).
+            async fn insert_outbox_in<'c>(tx: &mut sqlx::Transaction<'c, $db>, messages: &[OutboxMessage]) -> StoreResult<()> {
+                let mut seen = std::collections::HashSet::with_capacity(messages.len());
+                for m in messages {
+                    if !seen.insert(m.idempotency_key.as_str()) {
+                        return Err(outbox_key_taken(&m.idempotency_key));
+                    }
+                }
+                for chunk in messages.chunks(OUTBOX_KEYS_PER_STATEMENT) {
+                    let placeholders = (1..=chunk.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+                    // Only numbered placeholders are spliced in; every value is bound.
+                    let sql = format!(
+                        "SELECT idempotency_key FROM outbox_messages WHERE idempotency_key IN ({placeholders})
+                         ORDER BY idempotency_key LIMIT 1"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        q = q.bind(&m.idempotency_key);
+                    }
+                    if let Some(row) = q.fetch_optional(&mut **tx).await.map_err(map_err)? {
+                        let key: String = row.try_get("idempotency_key").map_err(map_err)?;
+                        return Err(outbox_key_taken(&key));
+                    }
+                }
+                for chunk in messages.chunks(OUTBOX_ROWS_PER_STATEMENT) {
+                    let rows = (0..chunk.len())
+                        .map(|i| {
+                            let cols = (1..=OUTBOX_COLUMNS)
+                                .map(|c| format!("${}", i * OUTBOX_COLUMNS + c))
+                                .collect::<Vec<_>>()
+                                .join(", ");
+                            format!("({cols})")
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    // Only numbered placeholders are spliced in; every value is bound.
+                    let sql = format!(
+                        "INSERT INTO outbox_messages (id, idempotency_key, campaign_id, wave_id, step_key, user_id, mail_from,
+                            to_addresses, cc_addresses, subject, text_body, html_body, message_id, state, attempts,
+                            next_attempt_at, lease_until, claimed_by, last_error, created_at, sent_at)
+                         VALUES {rows}"
+                    );
+                    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+                    for m in chunk {
+                        q = q
+                            .bind(m.id.to_string())
+                            .bind(&m.idempotency_key)
+                            .bind(m.campaign_id.map(|c| c.to_string()))
+                            .bind(m.wave_id.map(|w| w.to_string()))
+                            .bind(&m.step_key)
+                            .bind(m.user_id.map(|u| u.to_string()))
+                            .bind(&m.mail_from)
+                            .bind(json_list(&m.to))
+                            .bind(json_list(&m.cc))
+                            .bind(&m.subject)
+                            .bind(&m.text_body)
+                            .bind(&m.html_body)
+                            .bind(&m.message_id)
+                            .bind(m.state.as_str())
+                            .bind(i64::from(m.attempts))
+                            .bind(m.next_attempt_at.millis())
+                            .bind(m.lease_until.map(Timestamp::millis))
+                            .bind(&m.claimed_by)
+                            .bind(m.last_error.as_deref().map(bounded_error))
+                            .bind(m.created_at.millis())
+                            .bind(m.sent_at.map(Timestamp::millis));
+                    }
+                    q.execute(&mut **tx).await.map_err(|e| match e {
+                        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(
+                            "an outbox message with one of these ids or idempotency keys exists (written concurrently)".into(),
+                        ),
+                        other => map_err(other),
+                    })?;
+                }
+                Ok(())
             }
         }
 
@@ -3465,16 +4072,35 @@ macro_rules! sql_store {
                 Ok(())
             }
 
+            /// Take the campaigns lock for the rest of the transaction (a no-op UPDATE of its
+            /// one row: PostgreSQL locks the row, SQLite takes the write lock). Every change to
+            /// a campaign does this first, as Conditional Access changes take theirs.
+            async fn lock_campaigns<'c>(tx: &mut sqlx::Transaction<'c, $db>) -> StoreResult<()> {
+                sqlx::query("UPDATE campaign_lock SET changed_at = changed_at WHERE id = 1 RETURNING changed_at")
+                    .fetch_one(&mut **tx)
+                    .await
+                    .map_err(map_err)?;
+                Ok(())
+            }
+
+            /// Take the lock of `kind`'s objects for the rest of the transaction.
+            async fn lock_named<'c>(tx: &mut sqlx::Transaction<'c, $db>, kind: &NamedObject) -> StoreResult<()> {
+                match kind.lock {
+                    NamedLock::ConditionalAccess => Self::lock_conditional_access(tx).await,
+                    NamedLock::Campaigns => Self::lock_campaigns(tx).await,
+                }
+            }
+
             /// Under the lock: refuse a new `kind` object whose id is stored, whose normalised
             /// name another has, or that would be one more than `max`.
-            async fn check_ca_create<'c>(
+            async fn check_named_create<'c>(
                 tx: &mut sqlx::Transaction<'c, $db>,
-                kind: &CaObject,
+                kind: &NamedObject,
                 id: &str,
                 name_normalized: &str,
                 max: u32,
             ) -> StoreResult<()> {
-                Self::lock_conditional_access(tx).await?;
+                Self::lock_named(tx, kind).await?;
                 let taken = sqlx::query(kind.taken)
                     .bind(id)
                     .bind(name_normalized)
@@ -3504,14 +4130,14 @@ macro_rules! sql_store {
             /// Under the lock: refuse an update of `kind` object `id` that is missing, whose
             /// `modified_at` is not `expected_modified_at`, or whose new normalised name another
             /// has.
-            async fn check_ca_update<'c>(
+            async fn check_named_update<'c>(
                 tx: &mut sqlx::Transaction<'c, $db>,
-                kind: &CaObject,
+                kind: &NamedObject,
                 id: &str,
                 name_normalized: &str,
                 expected_modified_at: Timestamp,
             ) -> StoreResult<()> {
-                Self::lock_conditional_access(tx).await?;
+                Self::lock_named(tx, kind).await?;
                 let Some(row) = sqlx::query(kind.modified)
                     .bind(id)
                     .fetch_optional(&mut **tx)
@@ -4039,11 +4665,19 @@ const PTA_STATES_PER_STATEMENT: usize = 1000;
 /// row bound values, well under both backends' bind limits).
 const CA_RESULTS_PER_STATEMENT: usize = 100;
 
-/// What differs between the two kinds of Conditional Access objects kept by the same rules
-/// (unique names, a limit, optimistic updates): their words and their statements.
-struct CaObject {
+/// The lock a kind of named object is changed under.
+enum NamedLock {
+    ConditionalAccess,
+    Campaigns,
+}
+
+/// What differs between the kinds of named objects kept by the same rules (unique names, a
+/// limit, optimistic updates: Conditional Access policies, named locations, campaigns): their
+/// words, their lock and their statements.
+struct NamedObject {
     /// What a conflict calls it.
     what: &'static str,
+    lock: NamedLock,
     name_taken: &'static str,
     limit_reached: &'static str,
     /// The ids of the rows with id `$1` or normalised name `$2`.
@@ -4054,8 +4688,9 @@ struct CaObject {
     modified: &'static str,
 }
 
-const CA_POLICIES: CaObject = CaObject {
+const CA_POLICIES: NamedObject = NamedObject {
     what: "Conditional Access policy",
+    lock: NamedLock::ConditionalAccess,
     name_taken: CA_POLICY_NAME_TAKEN,
     limit_reached: CA_POLICY_LIMIT_REACHED,
     taken: "SELECT id FROM ca_policies WHERE id = $1 OR display_name_normalized = $2",
@@ -4063,14 +4698,48 @@ const CA_POLICIES: CaObject = CaObject {
     modified: "SELECT modified_at FROM ca_policies WHERE id = $1",
 };
 
-const NAMED_LOCATIONS: CaObject = CaObject {
+const NAMED_LOCATIONS: NamedObject = NamedObject {
     what: "named location",
+    lock: NamedLock::ConditionalAccess,
     name_taken: NAMED_LOCATION_NAME_TAKEN,
     limit_reached: NAMED_LOCATION_LIMIT_REACHED,
     taken: "SELECT id FROM named_locations WHERE id = $1 OR display_name_normalized = $2",
     count: "SELECT COUNT(*) AS n FROM named_locations",
     modified: "SELECT modified_at FROM named_locations WHERE id = $1",
 };
+
+const CAMPAIGNS: NamedObject = NamedObject {
+    what: "campaign",
+    lock: NamedLock::Campaigns,
+    name_taken: CAMPAIGN_NAME_TAKEN,
+    limit_reached: CAMPAIGN_LIMIT_REACHED,
+    taken: "SELECT id FROM campaigns WHERE id = $1 OR display_name_normalized = $2",
+    count: "SELECT COUNT(*) AS n FROM campaigns",
+    modified: "SELECT modified_at FROM campaigns WHERE id = $1",
+};
+
+/// Columns of an `outbox_messages` row as `insert_outbox_in` binds them.
+const OUTBOX_COLUMNS: usize = 21;
+/// Messages per multi-row insert (21 bound values each: well under both backends' bind limits).
+const OUTBOX_ROWS_PER_STATEMENT: usize = 40;
+/// Idempotency keys per statement when checking which are stored already.
+const OUTBOX_KEYS_PER_STATEMENT: usize = 500;
+
+/// The `Conflict` of a message whose idempotency key is taken.
+fn outbox_key_taken(key: &str) -> StoreError {
+    StoreError::Conflict(format!(
+        "an outbox message with idempotency key '{key}' exists (or is given twice)"
+    ))
+}
+
+/// An outbox error cut to [`MAX_OUTBOX_ERROR_LEN`] bytes, on a character boundary.
+fn bounded_error(error: &str) -> &str {
+    let mut end = error.len().min(MAX_OUTBOX_ERROR_LEN);
+    while !error.is_char_boundary(end) {
+        end -= 1;
+    }
+    error.get(..end).unwrap_or_default()
+}
 
 /// The `modified_at` an optimistic update stores: the caller's, or one millisecond past the
 /// one it read when that is not later (every update moves the token, whatever the clocks).

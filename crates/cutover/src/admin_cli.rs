@@ -34,6 +34,8 @@ use uuid::Uuid;
 mod agents_admin_cli;
 #[path = "ca_cli.rs"]
 mod ca_cli;
+#[path = "campaigns_cli.rs"]
+mod campaigns_cli;
 #[path = "federation_cli.rs"]
 mod federation_cli;
 #[path = "methods_cli.rs"]
@@ -189,6 +191,10 @@ pub enum AdminCommand {
     /// drills.
     #[command(subcommand, long_about = ca_cli::BREAK_GLASS_LONG_ABOUT)]
     BreakGlass(ca_cli::BreakGlassCommand),
+    /// Passkey rollout campaigns: waves, progress by device family, stragglers, e-mails, and
+    /// enforcement (through the Conditional Access gate) and rollback per wave.
+    #[command(subcommand, long_about = campaigns_cli::CAMPAIGNS_LONG_ABOUT)]
+    Campaigns(campaigns_cli::CampaignsCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -607,6 +613,7 @@ pub async fn run(args: AdminArgs) -> Result<()> {
         AdminCommand::Reports(cmd) => methods_cli::reports(&api, out, cmd).await,
         AdminCommand::Ca(cmd) => ca_cli::ca(&api, out, cmd).await,
         AdminCommand::BreakGlass(cmd) => ca_cli::break_glass(&api, out, cmd).await,
+        AdminCommand::Campaigns(cmd) => campaigns_cli::campaigns(&api, out, cmd).await,
     }
 }
 
@@ -1723,6 +1730,35 @@ impl Api {
                     url.path()
                 )
             })
+    }
+
+    /// A non-JSON answer (a CSV export) as text.
+    pub(crate) async fn fetch_text(
+        &self,
+        segments: &[&str],
+        query: &[(&str, Option<String>)],
+    ) -> Result<String> {
+        let mut path = vec!["api", "v1"];
+        path.extend_from_slice(segments);
+        let url = endpoint_url(&self.base, &path, query);
+        let resp = self
+            .http
+            .get(url)
+            .header(header::AUTHORIZATION, &self.authorization)
+            .send()
+            .await
+            .map_err(|e| transport_error(&e, &self.base))?;
+        let status = resp.status();
+        let request_id = header_text(&resp, "x-request-id");
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| transport_error(&e, &self.base))?;
+        if !status.is_success() {
+            return Err(ApiError::from_body(status, request_id.as_deref(), &bytes).into());
+        }
+        String::from_utf8(bytes.to_vec())
+            .map_err(|_| anyhow!("the server's answer is not UTF-8 text"))
     }
 
     /// The id of the user with this principal name.

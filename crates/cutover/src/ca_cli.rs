@@ -1561,7 +1561,7 @@ fn is_yes(answer: &str) -> bool {
 }
 
 /// Ask `question`; refuse when nobody can be asked (`what` names the change).
-fn confirm(question: &str, what: &str, yes: bool, interactive: bool) -> Result<()> {
+pub(super) fn confirm(question: &str, what: &str, yes: bool, interactive: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
@@ -1829,7 +1829,7 @@ fn read_policy_file(path: &Path) -> Result<PolicyFile> {
 
 /// Tell a person something: standard output for tables, standard error in JSON mode (where
 /// standard output is for the answer).
-fn tell(out: OutputFormat, text: &str) -> Result<()> {
+pub(super) fn tell(out: OutputFormat, text: &str) -> Result<()> {
     if out == OutputFormat::Table {
         emit(text)
     } else {

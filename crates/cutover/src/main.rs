@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the identity provider (OpenID Connect, sign-in pages, admin API).
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
     /// Administer a running Cutover server through its admin REST API.
     Admin(admin_cli::AdminArgs),
     /// Measure sign-in and token throughput against raw hashing and signing on this machine.
@@ -62,7 +62,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args).await,
+        Command::Serve(args) => serve::run(*args).await,
         Command::Admin(args) => admin_cli::run(args).await,
         Command::Bench(args) => bench::run(args).await,
         Command::BenchPta(args) => bench_pta::run(args).await,

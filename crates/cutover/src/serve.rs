@@ -80,6 +80,92 @@ pub struct ServeArgs {
     /// passkey attestation (e.g. your security-key vendor's roots).
     #[arg(long, env = "CUTOVER_ATTESTATION_ROOTS", value_name = "FILE")]
     pub attestation_roots: Option<PathBuf>,
+    /// The organisation's SMTP relay for passkey campaign e-mails (without it, e-mails wait in
+    /// the outbox and the admin pages say so).
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_HOST",
+        value_name = "HOST",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_host: Option<String>,
+    /// The relay's port (default 587; 465 with --smtp-tls tls).
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_PORT",
+        value_name = "PORT",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_port: Option<u16>,
+    /// starttls (default: refuse a relay that does not offer it), starttls-if-offered, tls
+    /// (implicit TLS, port 465) or none (loopback relays only).
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_TLS",
+        value_name = "MODE",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_tls: Option<String>,
+    /// User name for SMTP AUTH (PLAIN or LOGIN, over TLS only).
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_USERNAME",
+        value_name = "USER",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_username: Option<String>,
+    /// File holding the SMTP password (never on the command line).
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_PASSWORD_FILE",
+        value_name = "FILE",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_password_file: Option<PathBuf>,
+    /// PEM file of extra root certificates for a relay with a private CA.
+    #[arg(
+        long,
+        env = "CUTOVER_SMTP_CA_FILE",
+        value_name = "FILE",
+        help_heading = "Campaign e-mail"
+    )]
+    pub smtp_ca_file: Option<PathBuf>,
+    /// The sender of campaign e-mails, e.g. "IT Security <it-security@contoso.example>"
+    /// (default: cutover@<issuer host>).
+    #[arg(
+        long,
+        env = "CUTOVER_MAIL_FROM",
+        value_name = "MAILBOX",
+        help_heading = "Campaign e-mail"
+    )]
+    pub mail_from: Option<String>,
+    /// Whom users should ask for help, shown in e-mails and on the enrolment page (e.g.
+    /// "the IT Service Desk, extension 4242").
+    #[arg(
+        long,
+        env = "CUTOVER_HELPDESK",
+        value_name = "TEXT",
+        help_heading = "Campaign e-mail"
+    )]
+    pub helpdesk: Option<String>,
+    /// Folder of Markdown files replacing the built-in enrolment guidance per device family
+    /// (iPhone.md, androidSamsung.md, windows.md, …).
+    #[arg(
+        long,
+        env = "CUTOVER_GUIDANCE_DIR",
+        value_name = "DIR",
+        help_heading = "Campaign e-mail"
+    )]
+    pub guidance_dir: Option<PathBuf>,
+    /// How long a node's claim on an outbox e-mail lasts (seconds, 5-3600; default 300). After
+    /// a node dies, its claimed e-mails wait this long before another node sends them.
+    #[arg(long, env = "CUTOVER_OUTBOX_LEASE_SECS", value_name = "SECS", help_heading = "Campaign e-mail",
+          value_parser = clap::value_parser!(i64).range(5..=3600))]
+    pub outbox_lease_secs: Option<i64>,
+    /// Display name of the group whose members may use the admin web UI (/admin), signed in
+    /// with a passkey or MFA. Default: "Cutover Administrators".
+    #[arg(long, env = "CUTOVER_ADMIN_GROUP", value_name = "NAME")]
+    pub admin_group: Option<String>,
 }
 
 /// The `[argon2]` table and top-level keys of the TOML file.
@@ -100,6 +186,17 @@ pub struct FileConfig {
     pub webauthn_rp_id: Option<String>,
     pub aaguid_catalogue: Option<PathBuf>,
     pub attestation_roots: Option<PathBuf>,
+    pub smtp_host: Option<String>,
+    pub smtp_port: Option<u16>,
+    pub smtp_tls: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub mail_from: Option<String>,
+    pub helpdesk: Option<String>,
+    pub guidance_dir: Option<PathBuf>,
+    pub outbox_lease_secs: Option<i64>,
+    pub admin_group: Option<String>,
 }
 
 /// The configuration in force.
@@ -120,6 +217,99 @@ pub struct Resolved {
     pub webauthn_rp_id: Option<String>,
     pub aaguid_catalogue: Option<PathBuf>,
     pub attestation_roots: Option<PathBuf>,
+    pub mail: MailResolved,
+    pub admin_group: String,
+}
+
+/// The campaign e-mail settings in force (the password stays in its file until the start).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MailResolved {
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub smtp_tls: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password_file: Option<PathBuf>,
+    pub smtp_ca_file: Option<PathBuf>,
+    pub mail_from: Option<String>,
+    pub helpdesk: Option<String>,
+    pub guidance_dir: Option<PathBuf>,
+    pub outbox_lease_secs: i64,
+}
+
+/// The campaigns' settings from the resolved configuration: reads the SMTP password file and
+/// the guidance folder, and refuses what cannot work, naming the setting.
+fn campaigns_config(
+    cfg: &Resolved,
+    issuer: &str,
+) -> anyhow::Result<cutover_server::campaigns::CampaignsConfig> {
+    use cutover_server::campaigns::{CampaignsConfig, Guidance, SmtpSettings, SmtpTls};
+    let m = &cfg.mail;
+    let tls = SmtpTls::parse(&m.smtp_tls).ok_or_else(|| {
+        anyhow::anyhow!(
+            "smtp_tls '{}' is not known; use starttls, starttls-if-offered, tls or none",
+            m.smtp_tls
+        )
+    })?;
+    let smtp = match &m.smtp_host {
+        None => None,
+        Some(host) => {
+            let loopback = host == "localhost"
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if tls == SmtpTls::None && !loopback {
+                anyhow::bail!(
+                    "smtp_tls none sends e-mail (and any SMTP password) unencrypted; it is allowed only for a relay on this machine (127.0.0.1, localhost), not {host}"
+                );
+            }
+            let password = match &m.smtp_password_file {
+                Some(p) => Some(cutover_core::Secret::new(
+                    std::fs::read_to_string(p)
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "cannot read the SMTP password file {}: {e}",
+                                p.display()
+                            )
+                        })?
+                        .trim_end_matches(['\r', '\n'])
+                        .to_owned(),
+                )),
+                None => None,
+            };
+            if m.smtp_username.is_some() && password.is_none() {
+                anyhow::bail!(
+                    "smtp_username is set but no smtp_password_file: give the file holding the SMTP password"
+                );
+            }
+            Some(SmtpSettings {
+                host: host.clone(),
+                port: m.smtp_port,
+                tls,
+                username: m.smtp_username.clone(),
+                password,
+                ca_file: m.smtp_ca_file.clone(),
+            })
+        }
+    };
+    let host = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".into());
+    let mail_from = m
+        .mail_from
+        .clone()
+        .unwrap_or_else(|| format!("Cutover <cutover@{host}>"));
+    cutover_smtp::Mailbox::parse(&mail_from)
+        .map_err(|e| anyhow::anyhow!("mail_from '{mail_from}' is not a usable sender: {e}"))?;
+    let guidance = Guidance::load(m.guidance_dir.as_deref()).map_err(anyhow::Error::msg)?;
+    Ok(CampaignsConfig {
+        smtp,
+        mail_from,
+        helpdesk: m.helpdesk.clone(),
+        guidance,
+        outbox_lease_secs: m.outbox_lease_secs,
+        ..CampaignsConfig::default()
+    })
 }
 
 /// Read the passkey files named by the configuration.
@@ -224,7 +414,48 @@ pub fn resolve(
             cutover_core::pta::MAX_REQUEST_DEADLINE_MS
         );
     }
+    let smtp_tls = args
+        .smtp_tls
+        .clone()
+        .or(file.smtp_tls)
+        .unwrap_or_else(|| "starttls".into());
+    let mail = MailResolved {
+        smtp_host: args.smtp_host.clone().or(file.smtp_host),
+        smtp_port: args
+            .smtp_port
+            .or(file.smtp_port)
+            .unwrap_or(if smtp_tls == "tls" { 465 } else { 587 }),
+        smtp_tls,
+        smtp_username: args.smtp_username.clone().or(file.smtp_username),
+        smtp_password_file: args.smtp_password_file.clone().or(file.smtp_password_file),
+        smtp_ca_file: args.smtp_ca_file.clone().or(file.smtp_ca_file),
+        mail_from: args.mail_from.clone().or(file.mail_from),
+        helpdesk: args.helpdesk.clone().or(file.helpdesk),
+        guidance_dir: args.guidance_dir.clone().or(file.guidance_dir),
+        outbox_lease_secs: args
+            .outbox_lease_secs
+            .or(file.outbox_lease_secs)
+            .unwrap_or(cutover_server::campaigns::mail::DEFAULT_LEASE_SECS),
+    };
+    if !(cutover_server::campaigns::mail::MIN_LEASE_SECS
+        ..=cutover_server::campaigns::mail::MAX_LEASE_SECS)
+        .contains(&mail.outbox_lease_secs)
+    {
+        anyhow::bail!(
+            "outbox_lease_secs must be {}-{}, got {}",
+            cutover_server::campaigns::mail::MIN_LEASE_SECS,
+            cutover_server::campaigns::mail::MAX_LEASE_SECS,
+            mail.outbox_lease_secs
+        );
+    }
+    let admin_group = args
+        .admin_group
+        .clone()
+        .or(file.admin_group)
+        .unwrap_or_else(|| cutover_server::DEFAULT_ADMIN_GROUP.into());
     Ok(Resolved {
+        mail,
+        admin_group,
         webauthn_rp_id: args.webauthn_rp_id.clone().or(file.webauthn_rp_id),
         aaguid_catalogue: args.aaguid_catalogue.clone().or(file.aaguid_catalogue),
         attestation_roots: args.attestation_roots.clone().or(file.attestation_roots),
@@ -417,8 +648,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         synced_password_expiry_days: cfg.synced_password_expiry_days,
         pass_through_deadline_ms: cfg.pass_through_deadline_ms,
         passkeys: passkey_config(&cfg)?,
-        admin_group: cutover_server::DEFAULT_ADMIN_GROUP.into(),
-        campaigns: Default::default(),
+        admin_group: cfg.admin_group.clone(),
+        campaigns: campaigns_config(&cfg, &issuer)?,
     };
     let state = AppState::new(store.clone(), Arc::new(SystemClock), server_config).await?;
 

@@ -151,6 +151,8 @@ pub struct InProcess {
     pub base: String,
     pub clock: ManualClock,
     pub creds: Value,
+    /// The node's state (its store, for tests that build large populations directly).
+    pub state: Arc<AppState>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -212,13 +214,15 @@ impl InProcess {
                 serde_json::to_value(&creds).unwrap()
             }
         };
+        let served = state.clone();
         let task = tokio::spawn(async move {
-            let _ = cutover_server::serve(state, listener, std::future::pending()).await;
+            let _ = cutover_server::serve(served, listener, std::future::pending()).await;
         });
         Self {
             base,
             clock,
             creds,
+            state,
             task,
         }
     }

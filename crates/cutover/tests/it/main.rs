@@ -3,11 +3,14 @@
 //! `scripts/test.sh`; a test whose component is missing fails and says how to get it.
 
 mod admin_api;
+mod admin_ui;
 mod agents_admin;
 mod break_glass;
 mod browser;
 mod ca_cli;
 mod ca_e2e;
+mod campaigns_browser;
+mod campaigns_e2e;
 mod conformance;
 mod federation;
 mod federation_cli;
@@ -15,6 +18,7 @@ mod harness;
 mod ldap_connector;
 mod lockout_e2e;
 mod methods_cli;
+mod metrics_e2e;
 mod multinode;
 mod oidc_rp;
 mod passkey_e2e;

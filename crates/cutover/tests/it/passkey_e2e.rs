@@ -31,14 +31,14 @@ const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The browser driver: one JSON command per line in, one JSON answer per line out.
-struct Driver {
+pub(crate) struct Driver {
     child: tokio::process::Child,
     stdin: tokio::process::ChildStdin,
     stdout: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
 }
 
 impl Driver {
-    fn start(base: &str, shots: &std::path::Path) -> Self {
+    pub(crate) fn start(base: &str, shots: &std::path::Path) -> Self {
         let node_dir = required_env("CUTOVER_TEST_NODE_DIR");
         let chromium = required_env("CUTOVER_TEST_CHROMIUM");
         let mut child = tokio::process::Command::new("node")
@@ -62,7 +62,7 @@ impl Driver {
     }
 
     /// Send a command; returns its answer (whatever `ok` says).
-    async fn try_send(&mut self, cmd: Value) -> Value {
+    pub(crate) async fn try_send(&mut self, cmd: Value) -> Value {
         let line = format!("{cmd}\n");
         self.stdin.write_all(line.as_bytes()).await.unwrap();
         self.stdin.flush().await.unwrap();
@@ -75,7 +75,7 @@ impl Driver {
     }
 
     /// Send a command that must succeed, with no console error on the page.
-    async fn send(&mut self, cmd: Value) -> Value {
+    pub(crate) async fn send(&mut self, cmd: Value) -> Value {
         let v = self.try_send(cmd.clone()).await;
         assert_eq!(v["ok"], true, "{cmd} failed: {v}");
         assert_eq!(
@@ -86,7 +86,7 @@ impl Driver {
         v
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.try_send(json!({"cmd": "close"})).await;
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
     }

@@ -1,0 +1,160 @@
+//! A wave's progress from its members and their passkeys: enrolled, two or more, by device
+//! family, a daily series, and the stragglers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::when::{self, DAY_MS, utc_day_start};
+use crate::Timestamp;
+use crate::device::DeviceFamily;
+
+/// Most points a progress series holds; a longer range keeps its last days.
+pub const MAX_SERIES_DAYS: usize = 400;
+
+/// One registered passkey.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasskeyFact {
+    pub user_id: Uuid,
+    pub created_at: Timestamp,
+    pub device_family: DeviceFamily,
+}
+
+/// Members and passkeys of one device family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FamilyCount {
+    /// Members with at least one passkey of the family.
+    pub users: u64,
+    /// The members' passkeys of the family.
+    pub passkeys: u64,
+}
+
+/// The state at the end of one UTC day.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DayPoint {
+    /// 00:00 UTC of the day.
+    #[serde(with = "when::rfc3339")]
+    pub day_start: Timestamp,
+    /// Members whose first passkey was created before the day ended.
+    pub enrolled: u64,
+    /// Members whose second passkey was created before the day ended.
+    pub two_or_more: u64,
+}
+
+/// A wave's progress.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WaveProgress {
+    /// Distinct members.
+    pub members: u64,
+    /// Members with at least one passkey.
+    pub enrolled: u64,
+    /// `enrolled` in percent of `members` (0 without members).
+    pub enrolled_percent: f64,
+    /// Members with at least two passkeys.
+    pub two_or_more: u64,
+    /// Every family of [`DeviceFamily::ALL`] by [`DeviceFamily::as_str`], zeros included.
+    pub by_family: BTreeMap<String, FamilyCount>,
+    /// One point per UTC day (see [`progress`]).
+    pub series: Vec<DayPoint>,
+    /// Members without a passkey, sorted.
+    pub stragglers: Vec<Uuid>,
+}
+
+/// The progress of a wave whose group has `members`, given passkeys (anyone's: those of
+/// non-members are ignored; duplicate member ids count once). The series has one point per
+/// UTC day from `series_from`'s day to `now`'s day inclusive (just `now`'s day when
+/// `series_from` is later), at most [`MAX_SERIES_DAYS`] — the last ones. It counts the
+/// passkeys that exist now by their creation time: a passkey deleted since does not count on
+/// any day.
+pub fn progress(
+    members: &[Uuid],
+    passkeys: &[PasskeyFact],
+    series_from: Timestamp,
+    now: Timestamp,
+) -> WaveProgress {
+    let member_set: BTreeSet<Uuid> = members.iter().copied().collect();
+    // Per member: creation times of their passkeys, and their families.
+    let mut created: BTreeMap<Uuid, Vec<Timestamp>> = BTreeMap::new();
+    let mut families: BTreeMap<DeviceFamily, (BTreeSet<Uuid>, u64)> = BTreeMap::new();
+    for p in passkeys.iter().filter(|p| member_set.contains(&p.user_id)) {
+        created.entry(p.user_id).or_default().push(p.created_at);
+        let entry = families.entry(p.device_family).or_default();
+        entry.0.insert(p.user_id);
+        entry.1 += 1;
+    }
+
+    let mut firsts = Vec::with_capacity(created.len());
+    let mut seconds = Vec::new();
+    for times in created.values_mut() {
+        times.sort_unstable();
+        if let Some(&t) = times.first() {
+            firsts.push(t);
+        }
+        if let Some(&t) = times.get(1) {
+            seconds.push(t);
+        }
+    }
+    firsts.sort_unstable();
+    seconds.sort_unstable();
+
+    let members_n = member_set.len() as u64;
+    let enrolled = firsts.len() as u64;
+    let by_family = DeviceFamily::ALL
+        .into_iter()
+        .map(|f| {
+            let count = families
+                .get(&f)
+                .map_or_else(FamilyCount::default, |(users, n)| FamilyCount {
+                    users: users.len() as u64,
+                    passkeys: *n,
+                });
+            (f.as_str().to_owned(), count)
+        })
+        .collect();
+
+    let last_day = utc_day_start(now);
+    let first_day = utc_day_start(series_from).min(last_day);
+    let span_days = last_day.millis().saturating_sub(first_day.millis()) / DAY_MS;
+    let days = usize::try_from(span_days)
+        .unwrap_or(usize::MAX)
+        .saturating_add(1)
+        .min(MAX_SERIES_DAYS);
+    let series = (0..days)
+        .rev()
+        .map(|back| {
+            let day_start = Timestamp::from_millis(
+                last_day
+                    .millis()
+                    .saturating_sub((back as i64).saturating_mul(DAY_MS)),
+            );
+            let end = day_start.plus_millis(DAY_MS);
+            DayPoint {
+                day_start,
+                enrolled: firsts.partition_point(|t| *t < end) as u64,
+                two_or_more: seconds.partition_point(|t| *t < end) as u64,
+            }
+        })
+        .collect();
+
+    WaveProgress {
+        members: members_n,
+        enrolled,
+        enrolled_percent: if members_n == 0 {
+            0.0
+        } else {
+            enrolled as f64 * 100.0 / members_n as f64
+        },
+        two_or_more: seconds.len() as u64,
+        by_family,
+        series,
+        stragglers: member_set
+            .iter()
+            .filter(|u| !created.contains_key(u))
+            .copied()
+            .collect(),
+    }
+}

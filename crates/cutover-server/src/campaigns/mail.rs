@@ -1,0 +1,365 @@
+//! The e-mail outbox's delivery loop.
+//!
+//! Messages enter the outbox in the same transaction as the decision to send them (see
+//! [`super::service::run_due`]); this loop hands them to the SMTP relay. Every node runs it;
+//! the store lets exactly one node claim a message (with a lease).
+//!
+//! Never twice: a message is marked `transmitting` in the database just before the final
+//! `<CRLF>.<CRLF>` of its DATA is written — the moment the relay can accept it. If the node dies
+//! before that mark, the relay never had a complete message and it is sent again (after the
+//! lease). If the node dies after it, or the connection drops before the relay answers, nobody
+//! can know whether the relay took it: the message becomes `uncertain`, is never sent again
+//! automatically, and the admin pages show it with its Message-ID so an operator can check the
+//! relay's log and resend it explicitly. A relay's explicit 4xx answer is retried with a growing
+//! pause, at most [`MAX_ATTEMPTS`] times; a 5xx answer fails the message at once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cutover_core::Timestamp;
+use cutover_smtp::{Credentials, ErrorKind, Mailbox, Message, SmtpConfig, SmtpConnection, TlsMode};
+use cutover_store::{OutboxMessage, OutboxOutcome, StoreError};
+
+use super::{SmtpSettings, SmtpTls};
+use crate::AppState;
+
+/// Attempts of one message before it is failed.
+pub const MAX_ATTEMPTS: u32 = 6;
+/// The pause after the first failed attempt; it doubles with each further one.
+pub const FIRST_RETRY_SECS: i64 = 60;
+/// The longest pause between two attempts.
+pub const MAX_RETRY_SECS: i64 = 3_600;
+/// Messages one node claims at once.
+pub const CLAIM_BATCH: u32 = 20;
+/// How long a claim holds a message by default (and how long a `transmitting` mark waits
+/// before the message is judged uncertain); `--outbox-lease-secs`.
+pub const DEFAULT_LEASE_SECS: i64 = 300;
+/// The shortest lease accepted: a claim must outlast one message's transmission.
+pub const MIN_LEASE_SECS: i64 = 5;
+/// The longest lease accepted.
+pub const MAX_LEASE_SECS: i64 = 3_600;
+
+/// When to try again after `attempts` failed attempts, or `None` when they are used up.
+pub fn retry_after(attempts: u32) -> Option<i64> {
+    if attempts >= MAX_ATTEMPTS {
+        return None;
+    }
+    let exp = attempts.saturating_sub(1).min(16);
+    Some((FIRST_RETRY_SECS << exp).min(MAX_RETRY_SECS))
+}
+
+/// What one pass of the loop did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryReport {
+    pub claimed: u32,
+    pub sent: u32,
+    pub retried: u32,
+    pub failed: u32,
+    pub uncertain: u32,
+}
+
+/// The loop: every `outbox_poll`, deliver what is due. Without an SMTP relay it does nothing
+/// (messages wait, and the admin pages say why).
+pub(crate) async fn delivery_loop(state: Arc<AppState>) {
+    let node = format!("node-{}", uuid::Uuid::new_v4());
+    let Some(smtp) = state.config.campaigns.smtp.clone() else {
+        return;
+    };
+    let helo = url::Url::parse(&state.config.issuer)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_else(|| "localhost".into());
+    let config = match smtp_config(&smtp, &helo) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "campaign e-mails cannot be sent: the SMTP settings are unusable; fix them and restart");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(state.config.campaigns.outbox_poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match deliver_once(&state, &config, &node).await {
+            Ok(r) if r.claimed > 0 => {
+                tracing::info!(
+                    claimed = r.claimed,
+                    sent = r.sent,
+                    retried = r.retried,
+                    failed = r.failed,
+                    uncertain = r.uncertain,
+                    "campaign e-mails delivered"
+                );
+                refresh_outbox_gauge(&state).await;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "the e-mail outbox could not be read; trying again")
+            }
+        }
+    }
+}
+
+/// Set the outbox gauge of `/metrics` from the database (every node reports the same).
+pub(crate) async fn refresh_outbox_gauge(state: &AppState) {
+    match state.store.outbox_counts(None).await {
+        Ok(c) => state.metrics.set_outbox_gauge(&[
+            ("pending", c.pending),
+            ("claimed", c.claimed),
+            ("transmitting", c.transmitting),
+            ("sent", c.sent),
+            ("failed", c.failed),
+            ("uncertain", c.uncertain),
+            ("cancelled", c.cancelled),
+        ]),
+        Err(e) => tracing::debug!(error = %e, "the outbox could not be counted for /metrics"),
+    }
+}
+
+/// The SMTP client's settings from the node's.
+pub fn smtp_config(s: &SmtpSettings, helo_name: &str) -> Result<SmtpConfig, String> {
+    let mut cfg = SmtpConfig::new(s.host.clone(), s.port);
+    cfg.helo_name = helo_name.to_owned();
+    cfg.tls = match s.tls {
+        SmtpTls::None => TlsMode::None,
+        SmtpTls::StartTls => TlsMode::StartTls,
+        SmtpTls::StartTlsIfOffered => TlsMode::StartTlsIfOffered,
+        SmtpTls::Implicit => TlsMode::Implicit,
+    };
+    if let Some(user) = &s.username {
+        let password = s
+            .password
+            .as_ref()
+            .ok_or_else(|| format!("SMTP user '{user}' has no password configured"))?;
+        cfg.credentials = Some(Credentials::new(user.clone(), password.expose().to_owned()));
+    }
+    if let Some(path) = &s.ca_file {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the SMTP CA file {}: {e}", path.display()))?;
+        cfg.add_root_pem(&pem)
+            .map_err(|e| format!("the SMTP CA file {}: {e}", path.display()))?;
+    }
+    Ok(cfg)
+}
+
+/// The message as it goes on the wire.
+pub fn build_message(m: &OutboxMessage) -> Result<Message, String> {
+    let from = Mailbox::parse(&m.mail_from).map_err(|e| format!("sender: {e}"))?;
+    let to =
+        m.to.iter()
+            .map(|a| Mailbox::parse(a).map_err(|e| format!("recipient: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+    let cc =
+        m.cc.iter()
+            .map(|a| Mailbox::parse(a).map_err(|e| format!("cc: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+    Ok(Message {
+        from,
+        to,
+        cc,
+        subject: m.subject.clone(),
+        text: m.text_body.clone(),
+        html: Some(m.html_body.clone()),
+        message_id: m.message_id.clone(),
+        date: m.created_at.secs(),
+        extra_headers: vec![("Auto-Submitted".into(), "auto-generated".into())],
+    })
+}
+
+/// Claim what is due and send it over one connection.
+pub async fn deliver_once(
+    state: &AppState,
+    config: &SmtpConfig,
+    node: &str,
+) -> Result<DeliveryReport, StoreError> {
+    let now = state.now();
+    let batch = state
+        .store
+        .claim_outbox(
+            node,
+            now,
+            now.plus_secs(state.config.campaigns.outbox_lease_secs),
+            CLAIM_BATCH,
+        )
+        .await?;
+    let mut report = DeliveryReport {
+        claimed: batch.len() as u32,
+        ..Default::default()
+    };
+    if batch.is_empty() {
+        return Ok(report);
+    }
+    let mut conn: Option<SmtpConnection> = None;
+    for msg in batch {
+        let outcome = send_one(state, config, node, &mut conn, &msg).await?;
+        let Some(outcome) = outcome else { continue };
+        let label = match &outcome {
+            OutboxOutcome::Sent { .. } => {
+                report.sent += 1;
+                "sent"
+            }
+            OutboxOutcome::Retry { .. } => {
+                report.retried += 1;
+                "retried"
+            }
+            OutboxOutcome::Failed { .. } => {
+                report.failed += 1;
+                "failed"
+            }
+            OutboxOutcome::Uncertain { .. } => {
+                report.uncertain += 1;
+                "uncertain"
+            }
+        };
+        match &outcome {
+            OutboxOutcome::Failed { error } => {
+                tracing::error!(message_id = %msg.message_id, to = ?msg.to, error = %error, "a campaign e-mail could not be delivered and will not be retried; fix the cause and resend it from the outbox")
+            }
+            OutboxOutcome::Uncertain { error } => {
+                tracing::error!(message_id = %msg.message_id, to = ?msg.to, error = %error, "the SMTP relay may or may not have accepted a campaign e-mail; it will not be sent again automatically — check the relay's log for this Message-ID, then resend it from the outbox if it is not there")
+            }
+            OutboxOutcome::Retry { error, .. } => {
+                tracing::warn!(message_id = %msg.message_id, error = %error, "a campaign e-mail will be retried")
+            }
+            OutboxOutcome::Sent { .. } => {}
+        }
+        state.metrics.count_email(label);
+        state.store.finish_outbox(msg.id, node, &outcome).await?;
+    }
+    if let Some(c) = conn {
+        c.quit().await;
+    }
+    Ok(report)
+}
+
+fn retry_or_fail(attempts: u32, now: Timestamp, error: String) -> OutboxOutcome {
+    match retry_after(attempts) {
+        Some(secs) => OutboxOutcome::Retry {
+            error,
+            next_attempt_at: now.plus_secs(secs),
+        },
+        None => OutboxOutcome::Failed {
+            error: format!("{error} (gave up after {attempts} attempts)"),
+        },
+    }
+}
+
+/// One message: `None` when another node took it over (nothing to record).
+async fn send_one(
+    state: &AppState,
+    config: &SmtpConfig,
+    node: &str,
+    conn: &mut Option<SmtpConnection>,
+    msg: &OutboxMessage,
+) -> Result<Option<OutboxOutcome>, StoreError> {
+    let now = state.now();
+    let message = match build_message(msg) {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(OutboxOutcome::Failed { error: e })),
+    };
+    let bytes = match message.to_bytes() {
+        Ok(b) => b,
+        Err(e) => {
+            return Ok(Some(OutboxOutcome::Failed {
+                error: e.to_string(),
+            }));
+        }
+    };
+    let envelope_from = message.from.address.clone();
+    let rcpts = message.envelope_recipients();
+    if conn.is_none() {
+        match tokio::time::timeout(Duration::from_secs(60), SmtpConnection::connect(config)).await {
+            Ok(Ok(c)) => *conn = Some(c),
+            Ok(Err(e)) => {
+                let error = format!("connecting to the SMTP relay: {e}");
+                return Ok(Some(if e.kind == ErrorKind::Permanent {
+                    OutboxOutcome::Failed { error }
+                } else {
+                    retry_or_fail(msg.attempts, now, error)
+                }));
+            }
+            Err(_) => {
+                return Ok(Some(retry_or_fail(
+                    msg.attempts,
+                    now,
+                    "connecting to the SMTP relay timed out".into(),
+                )));
+            }
+        }
+    }
+    let Some(c) = conn.as_mut() else {
+        return Ok(None);
+    };
+    let staged = match c.stage(&envelope_from, &rcpts, &bytes).await {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing was committed: the relay has no complete message.
+            *conn = None;
+            let error = format!("SMTP relay refused the message: {e}");
+            return Ok(Some(if e.kind == ErrorKind::Permanent {
+                OutboxOutcome::Failed { error }
+            } else {
+                retry_or_fail(msg.attempts, now, error)
+            }));
+        }
+    };
+    if !state
+        .store
+        .mark_outbox_transmitting(
+            msg.id,
+            node,
+            now.plus_secs(state.config.campaigns.outbox_lease_secs),
+        )
+        .await?
+    {
+        // Our claim ended (the lease ran out and another node has it): drop the connection
+        // without the final dot, so this copy is never delivered.
+        drop(staged);
+        *conn = None;
+        return Ok(None);
+    }
+    let at = state.now();
+    Ok(Some(match staged.commit().await {
+        Ok(done) => {
+            for (rcpt, code, text) in &done.refused {
+                tracing::warn!(message_id = %msg.message_id, recipient = %rcpt, code, reply = %text, "the SMTP relay refused one recipient of a campaign e-mail; the others got it");
+            }
+            OutboxOutcome::Sent { at }
+        }
+        Err(e) => {
+            *conn = None;
+            match e.kind {
+                ErrorKind::Uncertain => OutboxOutcome::Uncertain {
+                    error: e.to_string(),
+                },
+                // The relay answered no to the complete message: it did not take it.
+                ErrorKind::Transient => retry_or_fail(msg.attempts, at, e.to_string()),
+                ErrorKind::Permanent => OutboxOutcome::Failed {
+                    error: e.to_string(),
+                },
+            }
+        }
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_double_up_to_the_cap_and_end_after_the_last_attempt() {
+        assert_eq!(retry_after(1), Some(60));
+        assert_eq!(retry_after(2), Some(120));
+        assert_eq!(retry_after(3), Some(240));
+        assert_eq!(retry_after(5), Some(960));
+        assert_eq!(retry_after(MAX_ATTEMPTS - 1), Some(960));
+        assert_eq!(retry_after(MAX_ATTEMPTS), None);
+        assert_eq!(retry_after(u32::MAX), None);
+        assert_eq!(retry_after(0), Some(60));
+        let out = retry_or_fail(MAX_ATTEMPTS, Timestamp::from_secs(0), "x".into());
+        assert!(
+            matches!(out, OutboxOutcome::Failed { error } if error.contains("gave up after 6"))
+        );
+    }
+}

@@ -1,0 +1,1174 @@
+//! The campaign pages of the admin web UI (`/admin/campaigns…`): the list with each wave's
+//! progress, a form to create a campaign, and a campaign's page — per wave the live
+//! prerequisites checklist, enrolment against the target (a ring), enrolment over time (a
+//! line chart), enrolment by device family (bars), the stragglers (with a CSV download), the
+//! wave's actions (confirm, enforce through the Conditional Access gate, roll back) and the
+//! communication plan with previews, a test-send and the outbox.
+//!
+//! Same rules as every admin page (see `crate::ui`): no JavaScript, charts as SVG with their
+//! numbers visible, every form CSRF-checked, every change audited as `user:{upn}`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Form, Router};
+use cutover_core::campaign::{self, CheckedWave, Enforcement, Phase, StepState, WaveProgress};
+use cutover_core::device::DeviceFamily;
+use cutover_store::OutboxFilter;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::api;
+use super::service::{self, Actor, Document, WaveChange};
+use crate::pages::esc;
+use crate::ui::{self, AdminUi, Nav, UiError, svg};
+use crate::{AppState, RequestCtx};
+
+/// Wave rows on the creation form.
+pub const FORM_WAVES: usize = 4;
+/// Stragglers listed on the page (the CSV has them all).
+pub const STRAGGLERS_SHOWN: usize = 25;
+/// Days the enrolment chart shows (the latest ones).
+pub const CHART_DAYS: usize = 60;
+/// Outbox messages per page.
+pub const OUTBOX_PAGE: u32 = 100;
+
+pub fn routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route("/admin/campaigns", get(list).post(create))
+        .route("/admin/campaigns/new", get(new_form))
+        .route("/admin/campaigns/{id}", get(detail))
+        .route("/admin/campaigns/{id}/preview", get(preview))
+        .route("/admin/campaigns/{id}/outbox", get(outbox))
+        .route("/admin/campaigns/{id}/run", post(run))
+        .route("/admin/campaigns/{id}/test-send", post(test_send))
+        .route(
+            "/admin/campaigns/{id}/waves/{wave}/stragglers.csv",
+            get(stragglers_csv),
+        )
+        .route(
+            "/admin/campaigns/{id}/waves/{wave}/{action}",
+            post(wave_action),
+        )
+        .route("/admin/outbox/{id}/resend", post(resend))
+}
+
+fn ctx_actor(admin: &AdminUi) -> Actor {
+    Actor::User(admin.user.user.upn.to_string())
+}
+
+/// An API error as an error page inside the layout.
+fn api_error(admin: &AdminUi, e: crate::error::ApiError) -> UiError {
+    let title = match e.status {
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Not possible now",
+        StatusCode::BAD_REQUEST => "This cannot be used",
+        _ => "Something went wrong",
+    };
+    UiError::from(ui::admin_error(
+        admin,
+        Nav::Campaigns,
+        e.status,
+        title,
+        &e.message,
+    ))
+}
+
+async fn load_doc(state: &AppState, admin: &AdminUi, id: &str) -> Result<Document, UiError> {
+    let Ok(uid) = Uuid::parse_str(id) else {
+        return Err(ui::not_found(admin, Nav::Campaigns, "campaign", id));
+    };
+    match service::load(state, uid).await {
+        Ok(d) => Ok(d),
+        Err(e) if e.status == StatusCode::NOT_FOUND => {
+            Err(ui::not_found(admin, Nav::Campaigns, "campaign", id))
+        }
+        Err(e) => Err(api_error(admin, e)),
+    }
+}
+
+fn wave_state_badge(doc: &Document, w: &CheckedWave, now: cutover_core::Timestamp) -> String {
+    let status = doc.status(w.id);
+    let phase = campaign::wave_phase_now(w, &status, now);
+    let (text, kind) = match serde_json::to_value(phase)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .as_deref()
+    {
+        Some("scheduled") => ("Scheduled", "muted"),
+        Some("registering") => ("Registering", "info"),
+        Some("enforcementDue") => ("Enforcement due", "warn"),
+        Some("enforced") => ("Enforced", "ok"),
+        Some("rolledBack") => ("Rolled back", "warn"),
+        _ => ("—", "muted"),
+    };
+    ui::badge(text, kind)
+}
+
+fn day(t: cutover_core::Timestamp) -> String {
+    crate::clock::rfc3339(t)
+        .get(..10)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A compact bar of a wave's enrolment against its target (for lists and the dashboard).
+fn mini_bar(p: &WaveProgress, target: f64) -> String {
+    let pct = if p.enrolled_percent.is_finite() {
+        p.enrolled_percent.clamp(0.0, 100.0)
+    } else {
+        0.0
+    };
+    format!(
+        "<div class=\"mini\" role=\"img\" aria-label=\"{pct:.1} % enrolled of a {target:.0} % target\">\
+         <span class=\"fill\" style=\"width:{pct:.1}%\"></span><span class=\"target\" style=\"left:{target:.1}%\"></span></div>\
+         <span class=\"num\">{pct:.1} %</span> <span class=\"muted\">({} of {})</span>",
+        p.enrolled, p.members
+    )
+}
+
+const MINI_STYLE: &str = "<style>.mini{position:relative;display:inline-block;width:8rem;max-width:40vw;height:.8rem;background:#e5e7eb;border-radius:.2rem;vertical-align:middle}\
+.mini .fill{position:absolute;left:0;top:0;bottom:0;background:#2563eb;border-radius:.2rem}\
+.mini .target{position:absolute;top:-.2rem;bottom:-.2rem;width:2px;background:#111827}\
+.checklist{list-style:none;padding:0}.checklist li{margin:.3rem 0}.checklist .yes{color:#15803d;font-weight:700}.checklist .no{color:#b91c1c;font-weight:700}\
+.actions{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:.5rem 0}.actions form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:0}\
+.actions label{font-size:.875rem}.mailpreview{border:1px solid #d1d5db;padding:1rem;background:#fff;max-width:40rem;overflow-wrap:anywhere}\
+.charts{display:grid;grid-template-columns:minmax(0,14rem) minmax(0,1fr);gap:1rem;align-items:center}.charts svg,.wide-chart svg{max-width:100%}\
+.wave-facts{overflow-wrap:anywhere}\
+input[type=email],input[type=date],input[type=number]{padding:.4rem .5rem;font:inherit;border:1px solid #9ca3af;border-radius:.25rem;max-width:100%;width:100%;background:#fff}\
+#campaign-form>div>label,#campaign-form fieldset label{display:block;font-weight:600;font-size:.85rem;margin:.6rem 0 .2rem}#campaign-form input,#campaign-form select{width:100%}\
+#campaign-form fieldset{border:1px solid #e5e7eb;border-radius:.4rem;margin:1rem 0;padding:.25rem 1rem 1rem;display:grid;grid-template-columns:repeat(auto-fit,minmax(13rem,1fr));gap:0 1rem}\
+#campaign-form legend{font-weight:600}#campaign-form>button{margin-top:1rem}\
+@media (max-width:800px){.charts{grid-template-columns:minmax(0,1fr)}}</style>";
+
+/// The campaign cards of the admin dashboard: every wave's enrolment against its target.
+pub(crate) async fn dashboard_cards(state: &AppState) -> String {
+    let docs = match service::list(state).await {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!(error = %e.message, "the dashboard could not read the campaigns");
+            return "<p class=\"muted\">The campaigns could not be read; see the server's log.</p>"
+                .into();
+        }
+    };
+    if docs.is_empty() {
+        return "<p class=\"muted\" id=\"no-campaigns\">No passkey campaign yet. <a href=\"/admin/campaigns/new\">Create one</a>.</p>".into();
+    }
+    let now = state.now();
+    let mut rows = Vec::new();
+    for d in &docs {
+        for w in &d.campaign.waves {
+            let cell = match service::wave_progress(state, w).await {
+                Ok(p) => mini_bar(&p, w.target_percent),
+                Err(e) => esc(&e.message),
+            };
+            rows.push(vec![
+                format!(
+                    "<a href=\"/admin/campaigns/{}\">{}</a>",
+                    d.id,
+                    esc(&d.campaign.display_name)
+                ),
+                esc(&w.display_name),
+                wave_state_badge(d, w, now),
+                cell,
+            ]);
+        }
+    }
+    format!(
+        "{MINI_STYLE}{}",
+        ui::table(
+            "campaign-cards",
+            "Enrolment per wave (the line marks the target)",
+            &["Campaign", "Wave", "State", "Enrolled"],
+            &rows,
+            "No waves."
+        )
+    )
+}
+
+async fn list(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let cards = dashboard_cards(&state).await;
+    let body = format!(
+        "<p>A campaign moves groups of users to passkeys in waves: e-mails on a schedule, help for each device, \
+         enforcement only at the target, and a rollback that deletes nothing. <a href=\"/admin/campaigns/new\" id=\"new-campaign\">New campaign</a></p>\
+         <section class=\"panel\" aria-labelledby=\"waves-h\"><h2 id=\"waves-h\">Waves</h2>{cards}</section>"
+    );
+    Ok(ui::admin_page(
+        &admin,
+        Nav::Campaigns,
+        "Passkey campaigns",
+        &body,
+    ))
+}
+
+/// The creation form, with `values` (from a refused attempt) filled in and `error` above it.
+async fn form_page(
+    state: &AppState,
+    admin: &AdminUi,
+    values: &HashMap<String, String>,
+    error: Option<&str>,
+) -> Result<Response, UiError> {
+    let groups = state.store.list_groups(500, None).await?;
+    let policies = state.store.list_ca_policies().await?;
+    let v = |k: &str| esc(values.get(k).map(String::as_str).unwrap_or(""));
+    let selected = |k: &str, option: &str| {
+        if values.get(k).map(String::as_str) == Some(option) {
+            " selected"
+        } else {
+            ""
+        }
+    };
+    let mut waves = String::new();
+    for i in 0..FORM_WAVES {
+        let mut phase_opts = String::new();
+        for p in Phase::ALL {
+            phase_opts.push_str(&format!(
+                "<option value=\"{v}\"{s}>{l}</option>",
+                v = p.as_str(),
+                s = selected(&format!("wave{i}_phase"), p.as_str()),
+                l = esc(p.label())
+            ));
+        }
+        let mut group_opts = String::from("<option value=\"\">— choose a group —</option>");
+        for g in &groups {
+            let id = g.id.to_string();
+            group_opts.push_str(&format!(
+                "<option value=\"{id}\"{s}>{n}</option>",
+                s = selected(&format!("wave{i}_group"), &id),
+                n = esc(&g.display_name)
+            ));
+        }
+        let mut policy_opts = String::from("<option value=\"\">— none yet —</option>");
+        for p in &policies {
+            let id = p.id.to_string();
+            policy_opts.push_str(&format!(
+                "<option value=\"{id}\"{s}>{n} ({st})</option>",
+                s = selected(&format!("wave{i}_policy"), &id),
+                n = esc(&p.display_name),
+                st = esc(&p.state)
+            ));
+        }
+        waves.push_str(&format!(
+            "<fieldset><legend>Wave {n}{opt}</legend>\
+             <div><label for=\"wave{i}_name\">Name</label><input type=\"text\" id=\"wave{i}_name\" name=\"wave{i}_name\" value=\"{name}\" maxlength=\"128\"></div>\
+             <div><label for=\"wave{i}_phase\">Phase</label><select id=\"wave{i}_phase\" name=\"wave{i}_phase\">{phase_opts}</select></div>\
+             <div><label for=\"wave{i}_group\">Group</label><select id=\"wave{i}_group\" name=\"wave{i}_group\">{group_opts}</select></div>\
+             <div><label for=\"wave{i}_opens\">Registration opens</label><input type=\"date\" id=\"wave{i}_opens\" name=\"wave{i}_opens\" value=\"{opens}\"></div>\
+             <div><label for=\"wave{i}_enforce\">Enforcement date</label><input type=\"date\" id=\"wave{i}_enforce\" name=\"wave{i}_enforce\" value=\"{enforce}\"></div>\
+             <div><label for=\"wave{i}_policy\">Conditional Access policy that will require passkeys</label><select id=\"wave{i}_policy\" name=\"wave{i}_policy\">{policy_opts}</select></div>\
+             </fieldset>",
+            n = i + 1,
+            opt = if i == 0 { "" } else { " (optional)" },
+            name = v(&format!("wave{i}_name")),
+            opens = v(&format!("wave{i}_opens")),
+            enforce = v(&format!("wave{i}_enforce")),
+        ));
+    }
+    let err = error
+        .map(|e| {
+            format!(
+                "<div class=\"error\" role=\"alert\" id=\"error\">{}</div>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
+    let preset = values
+        .get("preset")
+        .map(String::as_str)
+        .unwrap_or("standard");
+    let body = format!(
+        "{MINI_STYLE}{err}<p class=\"muted\">Each wave is a group with the date its members are invited to register and the date passkeys become required. Create the wave's Conditional Access policy (report-only) first, so that it can be picked here.</p>\
+         <form method=\"post\" action=\"/admin/campaigns\" id=\"campaign-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"name\">Name</label><input type=\"text\" id=\"name\" name=\"name\" required maxlength=\"128\" value=\"{name}\"></div>\
+         <div><label for=\"description\">Description</label><input type=\"text\" id=\"description\" name=\"description\" maxlength=\"2048\" value=\"{desc}\"></div>\
+         <div><label for=\"target\">Target (percent of each wave enrolled before enforcement)</label><input type=\"number\" id=\"target\" name=\"target\" min=\"1\" max=\"100\" step=\"0.1\" value=\"{target}\"></div>\
+         <div><label for=\"preset\">E-mails</label><select id=\"preset\" name=\"preset\">\
+         <option value=\"standard\"{ps}>Standard: 7 days before, on the day, 7 days after (stragglers, manager in CC)</option>\
+         <option value=\"extended\"{pe}>Extended: 60, 45, 30, 15, 7 and 1 day(s) before, on the day, 7 days after</option></select></div>\
+         {waves}<button type=\"submit\" class=\"primary\" id=\"create-campaign\">Create the campaign</button></form>",
+        csrf = esc(&admin.csrf),
+        name = v("name"),
+        desc = v("description"),
+        target = values
+            .get("target")
+            .map(|t| esc(t))
+            .unwrap_or_else(|| "95".into()),
+        ps = if preset == "standard" {
+            " selected"
+        } else {
+            ""
+        },
+        pe = if preset == "extended" {
+            " selected"
+        } else {
+            ""
+        },
+    );
+    Ok(ui::admin_page_status(
+        admin,
+        Nav::Campaigns,
+        if error.is_some() {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        },
+        "New passkey campaign",
+        &body,
+    ))
+}
+
+async fn new_form(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    form_page(&state, &admin, &HashMap::new(), None).await
+}
+
+/// The campaign definition a creation form describes (rows without a name are ignored).
+fn spec_from_form(f: &HashMap<String, String>) -> Result<Value, String> {
+    let get = |k: &str| f.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let date = |k: &str, label: &str| -> Result<String, String> {
+        let d = get(k).ok_or_else(|| format!("{label} is missing"))?;
+        let ok = d.len() == 10
+            && d.bytes().enumerate().all(|(i, b)| {
+                if i == 4 || i == 7 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_digit()
+                }
+            });
+        if !ok {
+            return Err(format!("{label} '{d}' is not a date (YYYY-MM-DD)"));
+        }
+        Ok(format!("{d}T00:00:00Z"))
+    };
+    let mut waves = Vec::new();
+    for i in 0..FORM_WAVES {
+        let Some(name) = get(&format!("wave{i}_name")) else {
+            continue;
+        };
+        let n = i + 1;
+        let group = get(&format!("wave{i}_group"))
+            .ok_or_else(|| format!("wave {n} ('{name}'): choose its group"))?;
+        let mut w = json!({
+            "displayName": name,
+            "phase": get(&format!("wave{i}_phase")).unwrap_or("pilot"),
+            "groupId": group,
+            "registrationOpens": date(&format!("wave{i}_opens"), &format!("wave {n}: the registration date"))?,
+            "enforcementDate": date(&format!("wave{i}_enforce"), &format!("wave {n}: the enforcement date"))?,
+        });
+        if let Some(p) = get(&format!("wave{i}_policy")) {
+            w["caPolicyId"] = json!(p);
+        }
+        waves.push(w);
+    }
+    if waves.is_empty() {
+        return Err("give at least one wave a name, a group and its dates".into());
+    }
+    let mut spec = json!({
+        "displayName": get("name").unwrap_or(""),
+        "waves": waves,
+        "preset": get("preset").unwrap_or("standard"),
+    });
+    if let Some(d) = get("description") {
+        spec["description"] = json!(d);
+    }
+    if let Some(t) = get("target") {
+        let t: f64 = t
+            .parse()
+            .map_err(|_| format!("the target '{t}' is not a number"))?;
+        spec["targetPercent"] = json!(t);
+    }
+    Ok(spec)
+}
+
+async fn create(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns/new").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let spec = match spec_from_form(&form).and_then(|v| {
+        serde_json::from_value::<campaign::CampaignSpec>(v).map_err(|e| e.to_string())
+    }) {
+        Ok(s) => s,
+        Err(e) => return form_page(&state, &admin, &form, Some(&e)).await,
+    };
+    match api::create_campaign(&state, &ctx, &ctx_actor(&admin), spec).await {
+        Ok(doc) => {
+            Ok(Redirect::to(&format!("/admin/campaigns/{}?done=created", doc.id)).into_response())
+        }
+        Err(e) if e.status.is_client_error() => {
+            form_page(&state, &admin, &form, Some(&e.message)).await
+        }
+        Err(e) => Err(api_error(&admin, e)),
+    }
+}
+
+fn checklist(checks: &[campaign::Check]) -> String {
+    let mut s = String::from("<ul class=\"checklist\">");
+    for c in checks {
+        s.push_str(&format!(
+            "<li data-check=\"{k}\" data-ok=\"{ok}\"><span class=\"{cls}\" aria-hidden=\"true\">{mark}</span> <strong>{t}</strong>{d}</li>",
+            k = esc(c.key),
+            ok = c.ok,
+            cls = if c.ok { "yes" } else { "no" },
+            mark = if c.ok { "✓" } else { "✗" },
+            t = esc(&c.title),
+            d = if c.ok && c.detail.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", esc(&c.detail))
+            },
+        ));
+    }
+    s.push_str("</ul>");
+    s
+}
+
+/// The daily series as chart data: the last [`CHART_DAYS`] days, as percentages of members.
+fn series_chart(w: &CheckedWave, p: &WaveProgress) -> String {
+    let start = p.series.len().saturating_sub(CHART_DAYS);
+    let points = &p.series[start..];
+    let labels: Vec<String> = points
+        .iter()
+        .map(|d| day(d.day_start).get(5..).unwrap_or_default().to_owned())
+        .collect();
+    let pct = |n: u64| {
+        if p.members == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / p.members as f64
+        }
+    };
+    let enrolled: Vec<f64> = points.iter().map(|d| pct(d.enrolled)).collect();
+    let two: Vec<f64> = points.iter().map(|d| pct(d.two_or_more)).collect();
+    svg::line_chart(
+        &format!("{}: enrolled over time (% of members)", w.display_name),
+        &labels,
+        &[
+            ("At least one passkey".into(), enrolled),
+            ("Two or more".into(), two),
+        ],
+        Some(w.target_percent),
+        true,
+    )
+}
+
+fn family_chart(w: &CheckedWave, p: &WaveProgress) -> String {
+    let mut rows: Vec<(String, f64)> = p
+        .by_family
+        .iter()
+        .filter(|(_, c)| c.users > 0)
+        .map(|(k, c)| {
+            (
+                DeviceFamily::parse(k).map_or_else(|| k.clone(), |f| f.label().to_owned()),
+                c.users as f64,
+            )
+        })
+        .collect();
+    rows.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if rows.is_empty() {
+        return "<p class=\"muted\">No passkeys registered yet.</p>".into();
+    }
+    svg::hbars(
+        &format!("{}: enrolled users by device family", w.display_name),
+        &rows,
+        false,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn wave_section(
+    state: &AppState,
+    admin: &AdminUi,
+    doc: &Document,
+    w: &CheckedWave,
+    plan: &[(Uuid, String, StepState)],
+) -> Result<String, crate::error::ApiError> {
+    let now = state.now();
+    let status = doc.status(w.id);
+    let p = service::wave_progress(state, w).await?;
+    let checks = service::prerequisites(state, w).await?;
+    let ring = svg::progress_ring(
+        &format!("{}: enrolled", w.display_name),
+        p.enrolled_percent,
+        w.target_percent,
+    );
+    let users = state
+        .store
+        .users_by_ids(&p.stragglers[..p.stragglers.len().min(STRAGGLERS_SHOWN)])
+        .await?;
+    let straggler_rows: Vec<Vec<String>> = users
+        .iter()
+        .map(|u| {
+            vec![
+                format!(
+                    "<a href=\"/admin/users/{}\">{}</a>",
+                    u.id,
+                    esc(u.upn.as_str())
+                ),
+                esc(&u.display_name),
+                esc(u.department.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    let csrf = esc(&admin.csrf);
+    let action = |name: &str, label: &str, extra: &str| {
+        format!(
+            "<form method=\"post\" action=\"/admin/campaigns/{c}/waves/{w}/{name}\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{extra}\
+             <button type=\"submit\" id=\"{name}-{w}\" class=\"{cls}\">{label}</button></form>",
+            c = doc.id,
+            w = w.id,
+            cls = if name == "rollback" {
+                "danger"
+            } else {
+                "primary"
+            },
+        )
+    };
+    let mut actions = String::new();
+    match status.enforcement {
+        Enforcement::Enforced => actions.push_str(&action("rollback", "Roll back wave", "")),
+        _ => {
+            if status.confirmed_at.is_none() {
+                actions.push_str(&action("confirm", "Confirm the wave is ready", ""));
+            }
+            actions.push_str(&action(
+                "enforce",
+                "Enforce the wave",
+                "<label class=\"inline\"><input type=\"checkbox\" name=\"force\" value=\"true\"> pass the Conditional Access gate's refusal (audited)</label>",
+            ));
+        }
+    }
+    let confirmed = match (&status.confirmed_by, status.confirmed_at) {
+        (Some(by), Some(at)) => format!("Confirmed by {} on {}.", esc(by), ui::time_html(at)),
+        _ => "Not confirmed yet.".into(),
+    };
+    let history: Vec<Vec<String>> = status
+        .history
+        .iter()
+        .rev()
+        .take(10)
+        .map(|t| {
+            vec![
+                ui::time_html(t.at),
+                esc(&t.action),
+                esc(&t.actor),
+                esc(t.detail.as_deref().unwrap_or("")),
+            ]
+        })
+        .collect();
+    let steps: Vec<Vec<String>> = plan
+        .iter()
+        .filter(|(wid, _, _)| *wid == w.id)
+        .map(|(_, key, st)| {
+            let (label, due) = match st {
+                StepState::NotYet { due_at } => ("not yet", *due_at),
+                StepState::Due(d) => ("due now", d.due_at),
+                StepState::Missed { due_at } => ("missed", *due_at),
+                StepState::Stopped { due_at } => ("stopped (rolled back)", *due_at),
+                StepState::Done { due_at } => ("sent", *due_at),
+            };
+            vec![
+                esc(key),
+                esc(label),
+                ui::time_html(due),
+                format!(
+                    "<a href=\"{}\">preview</a>",
+                    esc(&ui::link(
+                        &format!("/admin/campaigns/{}/preview", doc.id),
+                        &[("wave", &w.id.to_string()), ("step", key)]
+                    ))
+                ),
+            ]
+        })
+        .collect();
+    Ok(format!(
+        "<section class=\"panel wave\" id=\"wave-{wid}\" data-wave=\"{wid}\" data-enrolled=\"{enrolled}\" data-members=\"{members}\" aria-labelledby=\"wave-{wid}-h\">\
+         <h2 id=\"wave-{wid}-h\">{name} {badge}</h2>\
+         <p class=\"muted wave-facts\">{phase} · group <a href=\"/admin/groups/{gid}\">{gname}</a> · registration from {opens} · enforcement {enforce} · target {target:.0} %</p>\
+         <h3>Prerequisites</h3>{checks}\
+         <h3>Progress</h3>\
+         <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.</p>\
+         <div class=\"charts\">{ring}{families}</div><div class=\"wide-chart\">{series}</div>\
+         <h3>Stragglers</h3>{stable}<p><a href=\"/admin/campaigns/{cid}/waves/{wid}/stragglers.csv\" id=\"csv-{wid}\">Download all {strag} as CSV</a></p>\
+         <h3>Enforcement</h3><p>{readiness} {confirmed}</p><div class=\"actions\">{actions}</div>{htable}\
+         <h3>E-mails</h3>{stepstable}\
+         </section>",
+        wid = w.id,
+        cid = doc.id,
+        name = esc(&w.display_name),
+        badge = wave_state_badge(doc, w, now),
+        phase = esc(w.phase.label()),
+        gid = w.group_id,
+        gname = esc(&state
+            .store
+            .get_group(w.group_id)
+            .await?
+            .map_or_else(|| w.group_id.to_string(), |g| g.display_name)),
+        readiness = match campaign::members_needed(w.target_percent, p.members) {
+            Some(needed) if p.enrolled >= needed && p.members > 0 => format!(
+                "The wave is at its target ({} enrolled, {} needed).",
+                p.enrolled, needed
+            ),
+            Some(needed) => format!(
+                "The wave needs {} more enrolled member(s) to reach its target ({} of {}).",
+                needed.saturating_sub(p.enrolled),
+                p.enrolled,
+                needed
+            ),
+            None => "The wave's target cannot be computed.".into(),
+        },
+        opens = ui::time_html(w.registration_opens),
+        enforce = ui::time_html(w.enforcement_date),
+        target = w.target_percent,
+        checks = checklist(&checks),
+        pct = p.enrolled_percent,
+        enrolled = p.enrolled,
+        members = p.members,
+        two = p.two_or_more,
+        strag = p.stragglers.len(),
+        series = series_chart(w, &p),
+        families = family_chart(w, &p),
+        stable = ui::table(
+            &format!("stragglers-{}", w.id),
+            &format!(
+                "The first {} (of {})",
+                straggler_rows.len(),
+                p.stragglers.len()
+            ),
+            &["User", "Name", "Department"],
+            &straggler_rows,
+            "Everyone in this wave has a passkey."
+        ),
+        htable = ui::table(
+            &format!("history-{}", w.id),
+            "History",
+            &["When", "Action", "By", "Detail"],
+            &history,
+            "Nothing has happened to this wave yet."
+        ),
+        stepstable = ui::table(
+            &format!("steps-{}", w.id),
+            "",
+            &["Step", "State", "Due", ""],
+            &steps,
+            "No e-mail steps."
+        ),
+    ))
+}
+
+async fn detail(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let q = ui::params(q.as_deref());
+    let now = state.now();
+    let decided = state
+        .store
+        .list_send_decisions(doc.id)
+        .await?
+        .into_iter()
+        .map(|d| d.key)
+        .collect();
+    let plan = campaign::schedule(doc.id, &doc.campaign, &doc.statuses, &decided, now);
+    let mut waves = String::new();
+    for w in &doc.campaign.waves {
+        waves.push_str(
+            &wave_section(&state, &admin, &doc, w, &plan)
+                .await
+                .map_err(|e| api_error(&admin, e))?,
+        );
+    }
+    let notice = match (q.get("done").map(String::as_str), q.get("error")) {
+        (_, Some(e)) => format!(
+            "<div class=\"error\" role=\"alert\" id=\"error\">{}</div>",
+            esc(e)
+        ),
+        (Some(d), _) => {
+            let text = match d {
+                "created" => "The campaign was created. Check each wave's prerequisites below.",
+                "confirm" => "The wave is confirmed.",
+                "enforce" => "The wave is enforced: its Conditional Access policy is on.",
+                "rollback" => {
+                    "The wave was rolled back: its policy is report-only again. No passkey was deleted."
+                }
+                "run" => "Due e-mails were put in the outbox.",
+                "testSend" => "The test e-mail is in the outbox.",
+                _ => "Done.",
+            };
+            format!(
+                "<div class=\"notice\" role=\"status\" id=\"notice\">{}</div>",
+                esc(text)
+            )
+        }
+        _ => String::new(),
+    };
+    let counts = state.store.outbox_counts(Some(doc.id)).await?;
+    let smtp = if state.config.campaigns.smtp.is_some() {
+        String::new()
+    } else {
+        "<div class=\"error\" role=\"status\" id=\"no-smtp\">No SMTP relay is configured on this server: e-mails wait in the outbox. Start it with <code>--smtp-host</code> (see <code>cutover serve --help</code>).</div>".into()
+    };
+    let csrf = esc(&admin.csrf);
+    let first_wave = doc
+        .campaign
+        .waves
+        .first()
+        .map(|w| w.id.to_string())
+        .unwrap_or_default();
+    let step_opts: String = doc
+        .campaign
+        .steps
+        .iter()
+        .map(|s| format!("<option value=\"{k}\">{k}</option>", k = esc(&s.key)))
+        .collect();
+    let wave_opts: String = doc
+        .campaign
+        .waves
+        .iter()
+        .map(|w| {
+            format!(
+                "<option value=\"{}\">{}</option>",
+                w.id,
+                esc(&w.display_name)
+            )
+        })
+        .collect();
+    let comms = format!(
+        "<section class=\"panel\" id=\"communications\" aria-labelledby=\"comms-h\"><h2 id=\"comms-h\">E-mails</h2>{smtp}\
+         <p id=\"outbox-counts\">Outbox: <strong>{sent}</strong> sent, <strong>{pending}</strong> waiting, <strong>{failed}</strong> failed, <strong>{uncertain}</strong> uncertain. \
+         <a href=\"/admin/campaigns/{cid}/outbox\">Open the outbox</a></p>\
+         <div class=\"actions\"><form method=\"post\" action=\"/admin/campaigns/{cid}/run\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" class=\"primary\" id=\"run-due\">Send what is due now</button></form></div>\
+         <h3>Send a test</h3><form method=\"post\" action=\"/admin/campaigns/{cid}/test-send\" id=\"test-send\" class=\"stack\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"ts-wave\">Wave</label><select id=\"ts-wave\" name=\"wave\">{wave_opts}</select></div>\
+         <div><label for=\"ts-step\">Step</label><select id=\"ts-step\" name=\"step\">{step_opts}</select></div>\
+         <div><label for=\"ts-to\">To</label><input type=\"email\" id=\"ts-to\" name=\"to\" required></div>\
+         <div><button type=\"submit\" class=\"primary\">Send a test</button></div></form></section>",
+        cid = doc.id,
+        sent = counts.sent,
+        pending = counts.pending + counts.claimed + counts.transmitting,
+        failed = counts.failed,
+        uncertain = counts.uncertain,
+    );
+    let _ = first_wave;
+    let body = format!(
+        "{MINI_STYLE}{notice}<p>{desc}</p><p class=\"muted\">Target {target:.0} % · {n} wave(s) · created {created}</p>\
+         <div class=\"waves\">{waves}</div>{comms}",
+        desc = esc(doc.campaign.description.as_deref().unwrap_or("")),
+        target = doc.campaign.target_percent,
+        n = doc.campaign.waves.len(),
+        created = ui::time_html(doc.created_at),
+    );
+    Ok(ui::admin_page(
+        &admin,
+        Nav::Campaigns,
+        &doc.campaign.display_name,
+        &body,
+    ))
+}
+
+fn back(doc_id: Uuid, key: &str, value: &str) -> Response {
+    Redirect::to(&ui::link(
+        &format!("/admin/campaigns/{doc_id}"),
+        &[(key, value)],
+    ))
+    .into_response()
+}
+
+/// The first sentence a refusal's JSON body gives (its message and reasons).
+fn refusal_text(body: &Value) -> String {
+    let mut parts = Vec::new();
+    if let Some(m) = body.pointer("/error/message").and_then(Value::as_str) {
+        parts.push(m.to_owned());
+    }
+    parts.join(" ")
+}
+
+async fn wave_action(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path((id, wave, action)): Path<(String, String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let Some(w) = Uuid::parse_str(&wave)
+        .ok()
+        .filter(|w| doc.wave(*w).is_some())
+    else {
+        return Err(ui::not_found(&admin, Nav::Campaigns, "wave", &wave));
+    };
+    let actor = ctx_actor(&admin);
+    let change = match action.as_str() {
+        "confirm" => service::confirm(&state, &ctx, &actor, doc.id, w).await,
+        "enforce" => {
+            let force = form.get("force").is_some_and(|f| f == "true");
+            service::enforce(&state, &ctx, &actor, doc.id, w, force).await
+        }
+        "rollback" => service::roll_back(&state, &ctx, &actor, doc.id, w).await,
+        other => return Err(ui::not_found(&admin, Nav::Campaigns, "action", other)),
+    }
+    .map_err(|e| api_error(&admin, e))?;
+    Ok(match change {
+        WaveChange::Done(_) => back(doc.id, "done", &action),
+        WaveChange::Refused(body) => back(doc.id, "error", &refusal_text(&body)),
+    })
+}
+
+async fn run(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    service::run_due(&state, &ctx, &ctx_actor(&admin), &doc)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
+    Ok(back(doc.id, "done", "run"))
+}
+
+async fn test_send(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let Some(wave_id) = form.get("wave").and_then(|w| Uuid::parse_str(w).ok()) else {
+        return Ok(back(doc.id, "error", "choose a wave for the test e-mail"));
+    };
+    let body = api::TestSendBody {
+        wave_id,
+        step: form.get("step").cloned().unwrap_or_default(),
+        to: form.get("to").cloned().unwrap_or_default(),
+    };
+    match api::test_send_step(&state, &ctx, &ctx_actor(&admin), &doc, &body).await {
+        Ok(_) => Ok(back(doc.id, "done", "testSend")),
+        Err(e) if e.status.is_client_error() => Ok(back(doc.id, "error", &e.message)),
+        Err(e) => Err(api_error(&admin, e)),
+    }
+}
+
+async fn preview(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let q = ui::params(q.as_deref());
+    let Some(wave_id) = q.get("wave").and_then(|w| Uuid::parse_str(w).ok()) else {
+        return Err(ui::bad_filter(
+            &admin,
+            Nav::Campaigns,
+            "wave: give the id of one of the campaign's waves",
+        ));
+    };
+    let body = api::PreviewBody {
+        wave_id,
+        step: q.get("step").cloned().unwrap_or_default(),
+        user_id: None,
+    };
+    let v = api::preview_step(&state, &doc, &body)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
+    let html = format!(
+        "<p><a href=\"/admin/campaigns/{cid}\">Back to {name}</a></p>\
+         <p id=\"audience\">Audience now: <strong>{r}</strong> recipient(s), {cc} with their manager in CC, {sk} skipped (already enrolled, no address or disabled).</p>\
+         <h2>Subject</h2><p id=\"subject\">{subject}</p>\
+         <h2>HTML part</h2><div class=\"mailpreview\" id=\"html-part\">{html}</div>\
+         <h2>Plain-text part</h2><pre id=\"text-part\">{text}</pre>",
+        cid = doc.id,
+        name = esc(&doc.campaign.display_name),
+        r = v["audience"]["recipients"],
+        cc = v["audience"]["withManagerCc"],
+        sk = v["audience"]["skipped"],
+        subject = esc(v["subject"].as_str().unwrap_or("")),
+        // The rendered Markdown is Cutover's own escaped output.
+        html = v["html"].as_str().unwrap_or(""),
+        text = esc(v["text"].as_str().unwrap_or("")),
+    );
+    Ok(ui::admin_page(
+        &admin,
+        Nav::Campaigns,
+        &format!("Preview: {}", body.step),
+        &html,
+    ))
+}
+
+async fn outbox(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let q = ui::params(q.as_deref());
+    let st = match q.get("state") {
+        None => None,
+        Some(s) => Some(cutover_store::OutboxState::parse(s).ok_or_else(|| {
+            ui::bad_filter(&admin, Nav::Campaigns, &format!("state '{s}' is not known; use pending, claimed, transmitting, sent, failed, uncertain or cancelled"))
+        })?),
+    };
+    let after = q.get("after").and_then(|a| Uuid::parse_str(a).ok());
+    let msgs = state
+        .store
+        .list_outbox(&OutboxFilter {
+            campaign_id: Some(doc.id),
+            state: st,
+            after,
+            limit: OUTBOX_PAGE,
+            ..Default::default()
+        })
+        .await?;
+    let csrf = esc(&admin.csrf);
+    let rows: Vec<Vec<String>> = msgs
+        .iter()
+        .map(|m| {
+            let resend = if matches!(
+                m.state,
+                cutover_store::OutboxState::Failed | cutover_store::OutboxState::Uncertain
+            ) {
+                format!(
+                    "<form method=\"post\" action=\"/admin/outbox/{id}/resend\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"campaign\" value=\"{cid}\"><button type=\"submit\" class=\"small\">Send again</button></form>",
+                    id = m.id,
+                    cid = doc.id,
+                )
+            } else {
+                String::new()
+            };
+            vec![
+                ui::time_html(m.created_at),
+                ui::badge(m.state.as_str(), match m.state {
+                    cutover_store::OutboxState::Sent => "ok",
+                    cutover_store::OutboxState::Failed | cutover_store::OutboxState::Uncertain => "warn",
+                    _ => "muted",
+                }),
+                esc(&m.to.join(", ")),
+                esc(&m.cc.join(", ")),
+                esc(m.step_key.as_deref().unwrap_or("")),
+                esc(&m.message_id),
+                m.attempts.to_string(),
+                esc(m.last_error.as_deref().unwrap_or("")),
+                resend,
+            ]
+        })
+        .collect();
+    let next = if msgs.len() == OUTBOX_PAGE as usize {
+        msgs.last()
+            .map(|m| {
+                format!(
+                    "<p><a href=\"{}\">Next page</a></p>",
+                    esc(&ui::link(
+                        &format!("/admin/campaigns/{}/outbox", doc.id),
+                        &[
+                            ("state", q.get("state").map(String::as_str).unwrap_or("")),
+                            ("after", &m.id.to_string())
+                        ]
+                    ))
+                )
+            })
+            .unwrap_or_default()
+    } else {
+        String::new()
+    };
+    let mut filters = String::new();
+    for s in ["", "pending", "sent", "failed", "uncertain", "cancelled"] {
+        filters.push_str(&format!(
+            " <a href=\"{}\">{}</a>",
+            esc(&ui::link(
+                &format!("/admin/campaigns/{}/outbox", doc.id),
+                &[("state", s)]
+            )),
+            if s.is_empty() { "all" } else { s }
+        ));
+    }
+    let body = format!(
+        "<p><a href=\"/admin/campaigns/{cid}\">Back to {name}</a> · Show:{filters}</p>\
+         <p class=\"muted\">An <strong>uncertain</strong> message may or may not have been accepted by the SMTP relay (the connection ended before it answered); it is never sent again automatically. Check the relay's log for its Message-ID before sending it again.</p>{table}{next}",
+        cid = doc.id,
+        name = esc(&doc.campaign.display_name),
+        table = ui::table(
+            "outbox",
+            "Messages",
+            &[
+                "Created",
+                "State",
+                "To",
+                "Cc",
+                "Step",
+                "Message-ID",
+                "#Attempts",
+                "Last error",
+                ""
+            ],
+            &rows,
+            "No messages."
+        ),
+    );
+    Ok(ui::admin_page(&admin, Nav::Campaigns, "Outbox", &body))
+}
+
+async fn resend(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let Ok(mid) = Uuid::parse_str(&id) else {
+        return Err(ui::not_found(&admin, Nav::Campaigns, "message", &id));
+    };
+    let Some(m) = state.store.get_outbox_message(mid).await? else {
+        return Err(ui::not_found(&admin, Nav::Campaigns, "message", &id));
+    };
+    let now = state.now();
+    let a = ui::audit_event(
+        &admin,
+        &ctx,
+        now,
+        "resendCampaignMessage",
+        ("outboxMessage", mid.to_string(), Some(m.message_id.clone())),
+        Some(json!({"state": m.state.as_str(), "lastError": m.last_error})),
+        Some(json!({"state": "pending"})),
+    );
+    match state.store.resend_outbox_message(mid, now, &a).await {
+        Ok(()) => {}
+        Err(cutover_store::StoreError::Conflict(msg)) => {
+            return Err(UiError::from(ui::admin_error(
+                &admin,
+                Nav::Campaigns,
+                StatusCode::CONFLICT,
+                "Not possible now",
+                &msg,
+            )));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let to = match m.campaign_id {
+        Some(c) => format!("/admin/campaigns/{c}/outbox"),
+        None => "/admin/campaigns".into(),
+    };
+    Ok(Redirect::to(&to).into_response())
+}
+
+async fn stragglers_csv(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path((id, wave)): Path<(String, String)>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let Some(w) = Uuid::parse_str(&wave).ok().and_then(|w| doc.wave(w)) else {
+        return Err(ui::not_found(&admin, Nav::Campaigns, "wave", &wave));
+    };
+    let csv = api::stragglers_csv(&state, w)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
+    let mut res = csv.into_response();
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/csv; charset=utf-8"),
+    );
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"stragglers-{}.csv\"", w.id))
+    {
+        res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn form(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn the_creation_form_becomes_a_campaign_definition() {
+        let f = form(&[
+            ("name", "Passkeys 2027"),
+            ("target", "90"),
+            ("preset", "extended"),
+            ("wave0_name", "Pilot"),
+            ("wave0_phase", "pilot"),
+            ("wave0_group", "0190a0a0-0000-7000-8000-000000000001"),
+            ("wave0_opens", "2027-01-04"),
+            ("wave0_enforce", "2027-01-25"),
+            ("wave1_name", ""),
+        ]);
+        let v = spec_from_form(&f).unwrap();
+        assert_eq!(v["waves"].as_array().unwrap().len(), 1);
+        assert_eq!(v["waves"][0]["enforcementDate"], "2027-01-25T00:00:00Z");
+        assert_eq!(v["targetPercent"], 90.0);
+        assert_eq!(v["preset"], "extended");
+        let spec: campaign::CampaignSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(spec.waves[0].display_name, "Pilot");
+
+        let e = spec_from_form(&form(&[("name", "X")])).unwrap_err();
+        assert!(e.contains("at least one wave"), "{e}");
+        let e = spec_from_form(&form(&[("name", "X"), ("wave0_name", "P")])).unwrap_err();
+        assert!(e.contains("choose its group"), "{e}");
+        let e = spec_from_form(&form(&[
+            ("name", "X"),
+            ("wave0_name", "P"),
+            ("wave0_group", "g"),
+            ("wave0_opens", "04/01/2027"),
+            ("wave0_enforce", "2027-01-25"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("not a date"), "{e}");
+        let e = spec_from_form(&form(&[
+            ("name", "X"),
+            ("target", "lots"),
+            ("wave0_name", "P"),
+            ("wave0_group", "g"),
+            ("wave0_opens", "2027-01-04"),
+            ("wave0_enforce", "2027-01-25"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("not a number"), "{e}");
+    }
+}
