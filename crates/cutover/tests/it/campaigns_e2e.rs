@@ -1179,3 +1179,349 @@ async fn the_gate_enforces_a_ready_wave_without_force_and_the_rollback_reopens_t
     let prog = admin.get(&format!("/campaigns/{cid}/progress")).await;
     assert_eq!(prog["waves"][0]["enrolled"], 2, "{prog}");
 }
+
+// --- the relay with STARTTLS and AUTH ----------------------------------------------------------
+
+/// A self-signed certificate for 127.0.0.1 (PEM chain, PEM key) written into `dir`.
+fn relay_certificate(dir: &Path) -> (PathBuf, PathBuf) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params =
+        rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+            .unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let (c, k) = (dir.join("relay.pem"), dir.join("relay.key"));
+    std::fs::write(&c, cert.pem()).unwrap();
+    std::fs::write(&k, key.serialize_pem()).unwrap();
+    (c, k)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_is_reached_over_starttls_with_auth_and_a_wrong_password_fails_plainly() {
+    let dir = scratch_dir("smtp-tls");
+    let (cert, key) = relay_certificate(&dir.join("tls"));
+    let sink = Sink::start(
+        &dir.join("mail"),
+        0,
+        &[
+            "--starttls-cert",
+            cert.to_str().unwrap(),
+            "--starttls-key",
+            key.to_str().unwrap(),
+            "--auth",
+            "cutover:relay-secret",
+            "--require-auth",
+        ],
+    );
+    for (password, delivered) in [("relay-secret", true), ("wrong", false)] {
+        let port = sink.port;
+        let ca = cert.clone();
+        let srv = InProcess::start_with(move |c| {
+            c.campaigns.smtp = Some(SmtpSettings {
+                host: "127.0.0.1".into(),
+                port,
+                tls: SmtpTls::StartTls,
+                username: Some("cutover".into()),
+                password: Some(cutover_core::Secret::new(password)),
+                ca_file: Some(ca),
+            });
+            c.campaigns.outbox_poll = Duration::from_millis(100);
+            c.campaigns.schedule_interval = Duration::from_secs(3600);
+        })
+        .await;
+        let admin = Admin::login(&srv.base, &srv.creds).await;
+        domain(&admin).await;
+        let u = user(&admin, "tls1", Some("tls1@contoso.example"), None).await;
+        let group = group_of(&admin, "Tls", &[u]).await;
+        let (cid, wid) = one_wave_campaign(&admin, srv.clock.now(), &group, 30 * DAY, None).await;
+        let before = sink.log().len();
+        let (status, v) = admin
+            .call(
+                Method::POST,
+                &format!("/campaigns/{cid}/communications/testSend"),
+                Some(json!({"waveId": wid, "step": "announcement", "to": "ops@contoso.example"})),
+            )
+            .await;
+        assert_eq!(status, 202, "{v}");
+        until(
+            "the test e-mail's outcome",
+            Duration::from_secs(30),
+            || async {
+                let s = outbox_states(&admin, &cid).await;
+                s["sent"] + s["failed"] == 1
+            },
+        )
+        .await;
+        let states = outbox_states(&admin, &cid).await;
+        let outbox = admin.get(&format!("/campaigns/{cid}/outbox")).await;
+        let m = &outbox["value"][0];
+        if delivered {
+            assert_eq!(states["sent"], 1, "{outbox}");
+            assert_eq!(sink.log().len(), before + 1);
+        } else {
+            // 535: a permanent refusal, not retried, explained.
+            assert_eq!(states["failed"], 1, "{outbox}");
+            assert_eq!(m["attempts"], 1, "{m}");
+            let err = m["lastError"].as_str().unwrap();
+            assert!(
+                err.contains("535") || err.to_lowercase().contains("auth"),
+                "{err}"
+            );
+            assert_eq!(sink.log().len(), before, "nothing delivered");
+            // The administrator can send it again once the password is fixed.
+            let (status, v) = admin
+                .call(
+                    Method::POST,
+                    &format!(
+                        "/communications/outbox/{}/resend",
+                        m["id"].as_str().unwrap()
+                    ),
+                    None,
+                )
+                .await;
+            assert_eq!(status, 200, "{v}");
+            assert_eq!(v["state"], "pending", "{v}");
+        }
+    }
+}
+
+// --- the CLI ------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign_commands_drive_the_api() {
+    use crate::federation_cli::cli;
+    let dir = scratch_dir("campaigns-cli");
+    let sink = Sink::start(&dir.join("mail"), 0, &[]);
+    let port = sink.port.to_string();
+    let server = ServerProcess::start(
+        &dir,
+        &[
+            "--smtp-host",
+            "127.0.0.1",
+            "--smtp-port",
+            &port,
+            "--smtp-tls",
+            "none",
+        ],
+    );
+    let admin = Admin::login(&server.base, &server.credentials()).await;
+    domain(&admin).await;
+    let mut ids = Vec::new();
+    for n in 1..=3 {
+        let name = format!("c{n}");
+        ids.push(
+            user(
+                &admin,
+                &name,
+                Some(&format!("{name}@contoso.example")),
+                None,
+            )
+            .await,
+        );
+    }
+    let group = group_of(&admin, "Finance", &ids).await;
+    let run = |args: &[&str], code: i32| {
+        let r = cli(&dir, args, "");
+        assert_eq!(
+            r.code, code,
+            "cutover admin {args:?}: exit {}\n{}\n{}",
+            r.code, r.out, r.err
+        );
+        r
+    };
+    let r = run(&["campaigns", "list"], 0);
+    assert!(r.out.starts_with("No campaigns yet"), "{}", r.out);
+    let now = Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    );
+    let file = dir.join("campaign.json");
+    std::fs::write(
+        &file,
+        json!({"displayName": "Passkeys 2027", "waves": [{
+            "displayName": "Finance", "phase": "department", "groupId": group,
+            "registrationOpens": rfc(now.minus_secs(DAY)),
+            "enforcementDate": rfc(now.plus_secs(7 * DAY - 60)),
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let r = run(
+        &["campaigns", "create", "--file", file.to_str().unwrap()],
+        0,
+    );
+    assert!(
+        r.out.contains("Created the campaign 'Passkeys 2027'"),
+        "{}",
+        r.out
+    );
+    // A bad file is refused with the field named.
+    std::fs::write(
+        &file,
+        json!({"displayName": "Broken", "waves": [{
+            "displayName": "X", "phase": "pilot", "groupId": group,
+            "registrationOpens": rfc(now), "enforcementDate": rfc(now.minus_secs(DAY)),
+        }]})
+        .to_string(),
+    )
+    .unwrap();
+    let r = run(
+        &["campaigns", "create", "--file", file.to_str().unwrap()],
+        1,
+    );
+    assert!(r.err.contains("waves[0]"), "{}", r.err);
+
+    // Two of three enrol (written straight into the server's database).
+    let store = cutover_store::connect(&format!("sqlite:{}", dir.join("cutover.db").display()))
+        .await
+        .unwrap();
+    for (i, fam) in [(0, DeviceFamily::IPhone), (1, DeviceFamily::Windows)] {
+        let uid: Uuid = ids[i].parse().unwrap();
+        let id = Uuid::now_v7();
+        let record = PasskeyRecord {
+            id,
+            user_id: uid,
+            credential_id: format!("cred-{id}"),
+            name: "key".into(),
+            aaguid: Uuid::nil(),
+            credential: "{}".into(),
+            backup_eligible: true,
+            backed_up: true,
+            sign_count: 0,
+            device_family: fam.as_str().into(),
+            attestation_format: "none".into(),
+            attested: false,
+            transports: vec![],
+            created_at: now,
+            last_used_at: None,
+        };
+        let audit = AuditEvent {
+            id: Uuid::now_v7(),
+            created_at: now,
+            correlation_id: Uuid::now_v7(),
+            actor: "test".into(),
+            action: "registerPasskey".into(),
+            target_type: "user".into(),
+            target_id: uid.to_string(),
+            target_name: None,
+            before: None,
+            after: None,
+        };
+        store.add_passkey(&record, 10, &audit).await.unwrap();
+    }
+    let r = run(&["campaigns", "list"], 0);
+    assert!(
+        r.out.contains("Finance") && r.out.contains("registering"),
+        "{}",
+        r.out
+    );
+    let r = run(&["campaigns", "progress", "Passkeys 2027"], 0);
+    assert!(r.out.contains("66.7 % enrolled (2 of 3"), "{}", r.out);
+    assert!(
+        r.out.contains("iPhone") && r.out.contains("windows"),
+        "{}",
+        r.out
+    );
+    let r = run(&["campaigns", "show", "Passkeys 2027"], 0);
+    assert!(r.out.contains("Wave 'Finance': NOT ready"), "{}", r.out);
+    assert!(r.out.contains("[ ] At least 2 break-glass"), "{}", r.out);
+    let csv = dir.join("stragglers.csv");
+    let r = run(
+        &[
+            "campaigns",
+            "stragglers",
+            "Passkeys 2027",
+            "Finance",
+            "--csv",
+            csv.to_str().unwrap(),
+        ],
+        0,
+    );
+    assert!(r.out.contains("Wrote 1 straggler(s)"), "{}", r.out);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.contains("\"c3@contoso.example\""), "{text}");
+    let r = run(&["campaigns", "stragglers", "Passkeys 2027", "Nope"], 1);
+    assert!(r.err.contains("its waves are: Finance"), "{}", r.err);
+    let r = run(
+        &[
+            "campaigns",
+            "preview",
+            "Passkeys 2027",
+            "Finance",
+            "reminder",
+        ],
+        0,
+    );
+    assert!(
+        r.out
+            .contains("Audience now: 1 recipient(s), 0 with their manager in CC"),
+        "{}",
+        r.out
+    );
+    let r = run(&["campaigns", "send-due", "Passkeys 2027"], 0);
+    assert!(
+        r.out.contains("1 step(s) decided, 3 e-mail(s)"),
+        "{}",
+        r.out
+    );
+    let r = run(&["campaigns", "send-due", "Passkeys 2027"], 0);
+    assert!(
+        r.out.contains("0 step(s) decided, 0 e-mail(s)"),
+        "{}",
+        r.out
+    );
+    let r = run(
+        &[
+            "campaigns",
+            "test-send",
+            "Passkeys 2027",
+            "Finance",
+            "dayOf",
+            "--to",
+            "me@contoso.example",
+        ],
+        0,
+    );
+    assert!(
+        r.out.contains("Queued a test e-mail to me@contoso.example"),
+        "{}",
+        r.out
+    );
+    until("4 e-mails", Duration::from_secs(30), || async {
+        sink.log().len() >= 4
+    })
+    .await;
+    let r = run(&["campaigns", "comms", "Passkeys 2027"], 0);
+    assert!(
+        r.out.contains("announcement") && r.out.contains("done"),
+        "{}",
+        r.out
+    );
+    let r = run(
+        &["campaigns", "outbox", "Passkeys 2027", "--state", "sent"],
+        0,
+    );
+    assert_eq!(
+        r.out.lines().filter(|l| l.contains("sent")).count(),
+        4,
+        "{}",
+        r.out
+    );
+    // Not at the target: enforcement is refused, with the reasons, and nothing changes.
+    run(&["campaigns", "confirm", "Passkeys 2027", "Finance"], 0);
+    let r = run(
+        &["campaigns", "enforce", "Passkeys 2027", "Finance", "--yes"],
+        1,
+    );
+    assert!(r.err.contains("Not enforced:"), "{}", r.err);
+    assert!(r.err.contains("target"), "{}", r.err);
+    let r = run(&["campaigns", "rollback", "Passkeys 2027", "Finance"], 1);
+    assert!(r.err.to_lowercase().contains("not enforced"), "{}", r.err);
+    let r = run(&["campaigns", "delete", "Passkeys 2027"], 1);
+    assert!(r.err.contains("--yes"), "{}", r.err);
+    let r = run(&["campaigns", "delete", "Passkeys 2027", "--yes"], 0);
+    assert!(r.out.contains("Deleted"), "{}", r.out);
+    drop(server);
+}
