@@ -27,6 +27,8 @@ use serde_json::{Value, json};
 
 #[path = "bench_ca.rs"]
 mod ca;
+#[path = "bench_campaign.rs"]
+mod campaign;
 #[path = "bench_passkey.rs"]
 mod passkey;
 #[path = "bench_routing.rs"]
@@ -81,6 +83,16 @@ pub struct BenchArgs {
     /// Groups the signing-in user of the core Conditional Access phase is a direct member of.
     #[arg(long, default_value_t = 10_000)]
     pub ca_groups: usize,
+    /// Members of the wave whose progress the core campaign phase computes.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub campaign_members: usize,
+    /// Progress computations of the core campaign phase (and sorts of its baseline).
+    #[arg(long, default_value_t = 20, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub campaign_rounds: usize,
+    /// Campaign e-mails per backend, through the outbox to an SMTP sink in this process (and
+    /// as many raw SMTP sends for the baseline).
+    #[arg(long, default_value_t = 1000, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub emails: usize,
     /// Write the results as JSON here too.
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -239,7 +251,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(data_dir: &Path, database: &str) -> anyhow::Result<Self> {
+    fn start(data_dir: &Path, database: &str, extra: &[String]) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the cutover binary")?;
         // The issuer must name the port, so the port is chosen here: a free one, released
         // just before the server binds it.
@@ -253,6 +265,7 @@ impl Server {
         let mut child = Command::new(exe)
             .args(["serve", "--listen", &listen, "--issuer", &origin])
             .args(["--database", database])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .env("CUTOVER_LOG", "error")
@@ -858,6 +871,8 @@ struct BackendResult {
     refresh: Phase,
     /// Full password sign-ins with 200 Conditional Access policies and without.
     conditional_access: ca::ServerResult,
+    /// Campaign e-mails through the outbox against raw SMTP sends.
+    campaign_emails: campaign::EmailResult,
 }
 
 async fn bench_backend(
@@ -866,9 +881,21 @@ async fn bench_backend(
     database: &str,
     dir: &Path,
     p256_per_sec: f64,
+    sink: &campaign::Sink,
+    raw_smtp_per_sec: f64,
 ) -> anyhow::Result<BackendResult> {
     std::fs::create_dir_all(dir)?;
-    let server = Server::start(dir, database)?;
+    let smtp = [
+        "--smtp-host".to_owned(),
+        "127.0.0.1".to_owned(),
+        "--smtp-port".to_owned(),
+        sink.port.to_string(),
+        "--smtp-tls".to_owned(),
+        "none".to_owned(),
+        "--mail-from".to_owned(),
+        "IT Security <it@bench.example>".to_owned(),
+    ];
+    let server = Server::start(dir, database, &smtp)?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = server.rss_kib().unwrap_or(0) as f64 / 1024.0;
     eprintln!(
@@ -1015,6 +1042,10 @@ async fn bench_backend(
     )
     .await?;
 
+    eprintln!("[{backend}] campaign e-mails");
+    let campaign_emails =
+        campaign::email_phase(&server, sink, args.emails, raw_smtp_per_sec, backend).await?;
+
     // Conditional Access last: once policies exist, every token path evaluates them (the
     // refresh grants above included), so nothing else runs while they do.
     let conditional_access =
@@ -1034,6 +1065,7 @@ async fn bench_backend(
         client_credentials,
         refresh,
         conditional_access,
+        campaign_emails,
     })
 }
 
@@ -1093,6 +1125,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         argon.per_sec,
     );
     let ca_core = ca::run_core(args.ca_evaluations, args.ca_groups, argon.per_sec);
+    let now = cutover_core::Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis() as i64,
+    );
+    let campaign_core = campaign::run_core(args.campaign_members, args.campaign_rounds, now);
+    let sink = campaign::Sink::start().await?;
+    let raw_smtp = campaign::raw_smtp(&sink, args.emails).await?;
 
     let scratch = std::env::temp_dir().join(format!("cutover-bench-{}", uuid::Uuid::new_v4()));
     let mut results = Vec::new();
@@ -1104,6 +1144,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             &format!("sqlite:{}", sqlite_dir.join("cutover.db").display()),
             &sqlite_dir,
             p256.per_sec,
+            &sink,
+            raw_smtp,
         )
         .await?,
     );
@@ -1119,6 +1161,8 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 &url,
                 &scratch.join("postgres"),
                 p256.per_sec,
+                &sink,
+                raw_smtp,
             )
             .await?,
         );
@@ -1142,10 +1186,22 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "baseline  raw P-256 verifications/s:    {:>9.1}   (p50 {:.3} ms)",
         p256.per_sec, p256.p50_ms
     );
+    println!(
+        "baseline  raw SMTP sends/s (one connection to a sink in this process): {raw_smtp:>9.1}"
+    );
     println!();
     routing::print(&routing);
     println!();
     ca::print_core(&ca_core);
+    println!(
+        "core      campaign progress of a wave of {} members ({} passkeys): {:.1}/s (p50 {:.1} ms) = {:.3} × sorting its passkeys ({:.1}/s)",
+        campaign_core.members,
+        campaign_core.passkeys,
+        campaign_core.per_sec,
+        campaign_core.p50_ms,
+        campaign_core.ratio,
+        campaign_core.sort_baseline_per_sec
+    );
     println!();
     println!(
         "{:<9} {:<28} {:>8} {:>10} {:>9} {:>9} {:>11}",
@@ -1230,13 +1286,18 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             ms(c.server_cpu_ms_with),
             c.policies
         );
+        let e = &r.campaign_emails;
+        println!(
+            "{:<9} {:<28} {:>8} {:>10.1} {:>9} {:>9} {:>6.3} ÷ raw SMTP sends/s (the step decided in {:.0} ms)",
+            r.backend, "campaign e-mails via outbox", e.messages, e.outbox_per_sec, "-", "-", e.ratio, e.decide_ms
+        );
         println!(
             "{:<9} {:<28} {:>8.0} ms; idle RSS {:.1} MiB",
             r.backend, "startup to listening", r.startup_ms, r.idle_rss_mib
         );
     }
     if let Some(path) = &args.json {
-        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256, "p256Verifications": p256}, "routing": routing, "conditionalAccess": ca_core, "backends": results});
+        let doc = json!({"cores": cores, "argon2": params, "baseline": {"argon2idVerifications": argon, "es256Signatures": es256, "p256Verifications": p256}, "routing": routing, "conditionalAccess": ca_core, "campaignProgress": campaign_core, "rawSmtpSendsPerSec": raw_smtp, "backends": results});
         std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }

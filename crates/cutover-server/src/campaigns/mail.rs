@@ -29,8 +29,10 @@ pub const MAX_ATTEMPTS: u32 = 6;
 pub const FIRST_RETRY_SECS: i64 = 60;
 /// The longest pause between two attempts.
 pub const MAX_RETRY_SECS: i64 = 3_600;
-/// Messages one node claims at once.
+/// Messages one node claims at once (and sends over one connection).
 pub const CLAIM_BATCH: u32 = 20;
+/// Batches one pass of the loop sends at most before it pauses for `outbox_poll`.
+pub const MAX_BATCHES_PER_TICK: u32 = 50;
 /// How long a claim holds a message by default (and how long a `transmitting` mark waits
 /// before the message is judged uncertain); `--outbox-lease-secs`.
 pub const DEFAULT_LEASE_SECS: i64 = 300;
@@ -81,22 +83,37 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        match deliver_once(&state, &config, &node).await {
-            Ok(r) if r.claimed > 0 => {
-                tracing::info!(
-                    claimed = r.claimed,
-                    sent = r.sent,
-                    retried = r.retried,
-                    failed = r.failed,
-                    uncertain = r.uncertain,
-                    "campaign e-mails delivered"
-                );
-                refresh_outbox_gauge(&state).await;
+        // Drain what is due, batch after batch (bounded per tick), while batches come back
+        // full and deliver something; a relay that refuses everything waits for the next tick.
+        let mut total = DeliveryReport::default();
+        for _ in 0..MAX_BATCHES_PER_TICK {
+            match deliver_once(&state, &config, &node).await {
+                Ok(r) => {
+                    total.claimed += r.claimed;
+                    total.sent += r.sent;
+                    total.retried += r.retried;
+                    total.failed += r.failed;
+                    total.uncertain += r.uncertain;
+                    if r.claimed < CLAIM_BATCH || r.sent == 0 {
+                        break;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "the e-mail outbox could not be read; trying again");
+                    break;
+                }
             }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %e, "the e-mail outbox could not be read; trying again")
-            }
+        }
+        if total.claimed > 0 {
+            tracing::info!(
+                claimed = total.claimed,
+                sent = total.sent,
+                retried = total.retried,
+                failed = total.failed,
+                uncertain = total.uncertain,
+                "campaign e-mails delivered"
+            );
+            refresh_outbox_gauge(&state).await;
         }
     }
 }

@@ -36,6 +36,9 @@ pub const STRAGGLERS_SHOWN: usize = 25;
 pub const CHART_DAYS: usize = 60;
 /// Outbox messages per page.
 pub const OUTBOX_PAGE: u32 = 100;
+/// Waves whose progress the dashboard and the campaign list compute on each load (newest
+/// campaigns first); the rest are counted and linked.
+pub const MAX_LISTED_WAVES: usize = 24;
 
 pub fn routes() -> Router<Arc<AppState>> {
     Router::new()
@@ -145,6 +148,25 @@ input[type=email],input[type=date],input[type=number]{padding:.4rem .5rem;font:i
 #campaign-form legend{font-weight:600}#campaign-form>button{margin-top:1rem}\
 @media (max-width:800px){.charts{grid-template-columns:minmax(0,1fr)}}</style>";
 
+/// Which waves the dashboard lists: `(campaign index, wave index)` of at most `max` waves, the
+/// newest campaigns first, and how many are left out. `campaigns` gives each campaign's
+/// creation time and number of waves.
+pub(crate) fn listed_waves(
+    campaigns: &[(cutover_core::Timestamp, usize)],
+    max: usize,
+) -> (Vec<(usize, usize)>, usize) {
+    let mut order: Vec<usize> = (0..campaigns.len()).collect();
+    order.sort_by(|a, b| campaigns[*b].0.cmp(&campaigns[*a].0).then(a.cmp(b)));
+    let total: usize = campaigns.iter().map(|c| c.1).sum();
+    let shown: Vec<(usize, usize)> = order
+        .into_iter()
+        .flat_map(|ci| (0..campaigns[ci].1).map(move |wi| (ci, wi)))
+        .take(max)
+        .collect();
+    let hidden = total - shown.len();
+    (shown, hidden)
+}
+
 /// The campaign cards of the admin dashboard: every wave's enrolment against its target.
 pub(crate) async fn dashboard_cards(state: &AppState) -> String {
     let docs = match service::list(state).await {
@@ -160,26 +182,39 @@ pub(crate) async fn dashboard_cards(state: &AppState) -> String {
     }
     let now = state.now();
     let mut rows = Vec::new();
-    for d in &docs {
-        for w in &d.campaign.waves {
-            let cell = match service::wave_progress(state, w).await {
-                Ok(p) => mini_bar(&p, w.target_percent),
-                Err(e) => esc(&e.message),
-            };
-            rows.push(vec![
-                format!(
-                    "<a href=\"/admin/campaigns/{}\">{}</a>",
-                    d.id,
-                    esc(&d.campaign.display_name)
-                ),
-                esc(&w.display_name),
-                wave_state_badge(d, w, now),
-                cell,
-            ]);
-        }
+    let (shown, hidden) = listed_waves(
+        &docs
+            .iter()
+            .map(|d| (d.created_at, d.campaign.waves.len()))
+            .collect::<Vec<_>>(),
+        MAX_LISTED_WAVES,
+    );
+    for (di, wi) in shown {
+        let (d, w) = (&docs[di], &docs[di].campaign.waves[wi]);
+        let cell = match service::wave_progress(state, w).await {
+            Ok(p) => mini_bar(&p, w.target_percent),
+            Err(e) => esc(&e.message),
+        };
+        rows.push(vec![
+            format!(
+                "<a href=\"/admin/campaigns/{}\">{}</a>",
+                d.id,
+                esc(&d.campaign.display_name)
+            ),
+            esc(&w.display_name),
+            wave_state_badge(d, w, now),
+            cell,
+        ]);
     }
+    let more = if hidden > 0 {
+        format!(
+            "<p class=\"muted\">{hidden} more wave(s) of older campaigns are not shown here; open their campaign.</p>"
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{MINI_STYLE}{}",
+        "{MINI_STYLE}{}{more}",
         ui::table(
             "campaign-cards",
             "Enrolment per wave (the line marks the target)",
@@ -197,9 +232,48 @@ async fn list(
 ) -> Result<Response, UiError> {
     let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
     let cards = dashboard_cards(&state).await;
+    let docs = service::list(&state).await.map_err(|e| api_error(&admin, e))?;
+    let now = state.now();
+    let all: Vec<Vec<String>> = docs
+        .iter()
+        .map(|d| {
+            let enforced = d
+                .campaign
+                .waves
+                .iter()
+                .filter(|w| d.status(w.id).enforcement == Enforcement::Enforced)
+                .count();
+            let next = d
+                .campaign
+                .waves
+                .iter()
+                .map(|w| w.enforcement_date)
+                .filter(|t| *t >= now)
+                .min();
+            vec![
+                format!(
+                    "<a href=\"/admin/campaigns/{}\">{}</a>",
+                    d.id,
+                    esc(&d.campaign.display_name)
+                ),
+                d.campaign.waves.len().to_string(),
+                enforced.to_string(),
+                next.map_or_else(|| "—".into(), ui::time_html),
+                ui::time_html(d.created_at),
+            ]
+        })
+        .collect();
+    let table = ui::table(
+        "campaigns",
+        "Every campaign",
+        &["Campaign", "#Waves", "#Enforced", "Next enforcement date", "Created"],
+        &all,
+        "No campaign yet.",
+    );
     let body = format!(
         "<p>A campaign moves groups of users to passkeys in waves: e-mails on a schedule, help for each device, \
          enforcement only at the target, and a rollback that deletes nothing. <a href=\"/admin/campaigns/new\" id=\"new-campaign\">New campaign</a></p>\
+         <section class=\"panel\" aria-labelledby=\"all-h\"><h2 id=\"all-h\">Campaigns</h2>{table}</section>\
          <section class=\"panel\" aria-labelledby=\"waves-h\"><h2 id=\"waves-h\">Waves</h2>{cards}</section>"
     );
     Ok(ui::admin_page(
@@ -1124,6 +1198,22 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect()
+    }
+
+    #[test]
+    fn the_dashboard_lists_the_newest_waves_up_to_the_limit() {
+        use cutover_core::Timestamp;
+        let old = (Timestamp::from_secs(1), 20);
+        let new = (Timestamp::from_secs(2), 4);
+        let (shown, hidden) = listed_waves(&[old, new], MAX_LISTED_WAVES);
+        assert_eq!(shown.len(), 24);
+        assert_eq!(hidden, 0);
+        assert_eq!(shown[0], (1, 0), "the newest campaign first");
+        let (shown, hidden) = listed_waves(&[(Timestamp::from_secs(1), 21), new], MAX_LISTED_WAVES);
+        assert_eq!(shown.len(), MAX_LISTED_WAVES);
+        assert_eq!(hidden, 1, "the 25th wave is left out and counted");
+        assert_eq!(shown.last(), Some(&(0, 19)));
+        assert_eq!(listed_waves(&[], MAX_LISTED_WAVES), (vec![], 0));
     }
 
     #[test]
