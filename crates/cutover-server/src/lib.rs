@@ -168,6 +168,9 @@ pub struct AppState {
     pub passkeys: passkeys::PasskeyRuntime,
     /// The Conditional Access policies in force, read again after a short while.
     pub ca_policies: conditional_access::PolicyCache,
+    /// Wakes this node's e-mail delivery loop when messages enter the outbox here (other
+    /// nodes find them at their next poll).
+    pub outbox_wake: tokio::sync::Notify,
 }
 
 impl AppState {
@@ -231,6 +234,7 @@ impl AppState {
             pta: pta::PtaHub::default(),
             passkeys,
             ca_policies: Default::default(),
+            outbox_wake: tokio::sync::Notify::new(),
         }))
     }
 

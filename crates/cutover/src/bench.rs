@@ -1289,7 +1289,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         let e = &r.campaign_emails;
         println!(
             "{:<9} {:<28} {:>8} {:>10.1} {:>9} {:>9} {:>6.3} ÷ raw SMTP sends/s (the step decided in {:.0} ms)",
-            r.backend, "campaign e-mails via outbox", e.messages, e.outbox_per_sec, "-", "-", e.ratio, e.decide_ms
+            r.backend,
+            "campaign e-mails via outbox",
+            e.messages,
+            e.outbox_per_sec,
+            "-",
+            "-",
+            e.ratio,
+            e.decide_ms
         );
         println!(
             "{:<9} {:<28} {:>8.0} ms; idle RSS {:.1} MiB",

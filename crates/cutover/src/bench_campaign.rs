@@ -285,7 +285,10 @@ pub async fn email_phase(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let bar = super::bar(messages, &format!("[{backend}] adding them to the wave's group"));
+    let bar = super::bar(
+        messages,
+        &format!("[{backend}] adding them to the wave's group"),
+    );
     let group = id_of(
         &api.post(
             "/groups",

@@ -648,6 +648,7 @@ pub(crate) async fn test_send_step(
         Some(json!({"step": body.step, "waveId": body.wave_id, "to": body.to})),
     );
     state.store.enqueue_outbox_message(&msg, Some(&a)).await?;
+    state.outbox_wake.notify_one();
     Ok(outbox_view(&msg))
 }
 
@@ -746,6 +747,7 @@ async fn resend(
         after: Some(json!({"state": "pending"})),
     };
     state.store.resend_outbox_message(id, now, &a).await?;
+    state.outbox_wake.notify_one();
     let m = state
         .store
         .get_outbox_message(id)

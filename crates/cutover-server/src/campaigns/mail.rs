@@ -82,12 +82,17 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
     let mut tick = tokio::time::interval(state.config.campaigns.outbox_poll);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tick.tick().await;
-        // Drain what is due, batch after batch (bounded per tick), while batches come back
-        // full and deliver something; a relay that refuses everything waits for the next tick.
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = state.outbox_wake.notified() => {}
+        }
+        // Drain what is due, batch after batch (bounded per pass) over one connection, while
+        // batches come back full and deliver something; a relay that refuses everything
+        // waits for the next pass.
         let mut total = DeliveryReport::default();
+        let mut conn: Option<SmtpConnection> = None;
         for _ in 0..MAX_BATCHES_PER_TICK {
-            match deliver_once(&state, &config, &node).await {
+            match deliver_once(&state, &config, &node, &mut conn).await {
                 Ok(r) => {
                     total.claimed += r.claimed;
                     total.sent += r.sent;
@@ -103,6 +108,9 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
                     break;
                 }
             }
+        }
+        if let Some(c) = conn {
+            c.quit().await;
         }
         if total.claimed > 0 {
             tracing::info!(
@@ -184,11 +192,13 @@ pub fn build_message(m: &OutboxMessage) -> Result<Message, String> {
     })
 }
 
-/// Claim what is due and send it over one connection.
+/// Claim what is due and send it over `conn` (opened when `None`; left open for the next
+/// batch, or `None` after an error).
 pub async fn deliver_once(
     state: &AppState,
     config: &SmtpConfig,
     node: &str,
+    conn: &mut Option<SmtpConnection>,
 ) -> Result<DeliveryReport, StoreError> {
     let now = state.now();
     let batch = state
@@ -207,9 +217,8 @@ pub async fn deliver_once(
     if batch.is_empty() {
         return Ok(report);
     }
-    let mut conn: Option<SmtpConnection> = None;
     for msg in batch {
-        let outcome = send_one(state, config, node, &mut conn, &msg).await?;
+        let outcome = send_one(state, config, node, conn, &msg).await?;
         let Some(outcome) = outcome else { continue };
         let label = match &outcome {
             OutboxOutcome::Sent { .. } => {
@@ -243,9 +252,6 @@ pub async fn deliver_once(
         }
         state.metrics.count_email(label);
         state.store.finish_outbox(msg.id, node, &outcome).await?;
-    }
-    if let Some(c) = conn {
-        c.quit().await;
     }
     Ok(report)
 }

@@ -232,7 +232,9 @@ async fn list(
 ) -> Result<Response, UiError> {
     let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
     let cards = dashboard_cards(&state).await;
-    let docs = service::list(&state).await.map_err(|e| api_error(&admin, e))?;
+    let docs = service::list(&state)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
     let now = state.now();
     let all: Vec<Vec<String>> = docs
         .iter()
@@ -266,7 +268,13 @@ async fn list(
     let table = ui::table(
         "campaigns",
         "Every campaign",
-        &["Campaign", "#Waves", "#Enforced", "Next enforcement date", "Created"],
+        &[
+            "Campaign",
+            "#Waves",
+            "#Enforced",
+            "Next enforcement date",
+            "Created",
+        ],
         &all,
         "No campaign yet.",
     );
@@ -1143,7 +1151,7 @@ async fn resend(
         Some(json!({"state": "pending"})),
     );
     match state.store.resend_outbox_message(mid, now, &a).await {
-        Ok(()) => {}
+        Ok(()) => state.outbox_wake.notify_one(),
         Err(cutover_store::StoreError::Conflict(msg)) => {
             return Err(UiError::from(ui::admin_error(
                 &admin,

@@ -854,6 +854,7 @@ pub async fn run_due(
                     .await?
                 {
                     tracing::info!(campaign = %doc.campaign.display_name, wave = %wave.display_name, step = %step.key, recipients = messages.len(), skipped = skipped.len(), "a campaign step was decided; its e-mails are in the outbox");
+                    state.outbox_wake.notify_one();
                     report.messages += messages.len() as u32;
                     report.decided.push(json!({"waveId": wave.id, "step": step.key, "recipients": messages.len(), "skipped": skipped}));
                 }
