@@ -811,6 +811,91 @@ mod tests {
     }
 
     #[test]
+    fn campaign_mail_settings_are_checked_and_explained() {
+        let lease = |n: i64| {
+            let file: FileConfig = toml::from_str(&format!("outbox_lease_secs = {n}")).unwrap();
+            resolve(&ServeArgs::default(), file, &no_env)
+        };
+        assert_eq!(lease(5).unwrap().mail.outbox_lease_secs, 5);
+        assert_eq!(lease(3600).unwrap().mail.outbox_lease_secs, 3600);
+        assert!(
+            lease(4)
+                .unwrap_err()
+                .to_string()
+                .contains("outbox_lease_secs must be 5-3600")
+        );
+        assert!(lease(3601).is_err());
+        let r = resolve(&ServeArgs::default(), FileConfig::default(), &no_env).unwrap();
+        assert_eq!(r.mail.smtp_port, 587);
+        assert_eq!(r.mail.smtp_tls, "starttls");
+        assert_eq!(r.admin_group, cutover_server::DEFAULT_ADMIN_GROUP);
+        let implicit: FileConfig = toml::from_str("smtp_tls = \"tls\"").unwrap();
+        assert_eq!(
+            resolve(&ServeArgs::default(), implicit, &no_env)
+                .unwrap()
+                .mail
+                .smtp_port,
+            465
+        );
+
+        // Plain SMTP only to a relay on this machine; a user needs a password file.
+        let issuer = "https://login.contoso.example";
+        let plain: FileConfig =
+            toml::from_str("smtp_host = \"smtp.contoso.example\"\nsmtp_tls = \"none\"").unwrap();
+        let r = resolve(&ServeArgs::default(), plain, &no_env).unwrap();
+        let err = campaigns_config(&r, issuer).unwrap_err().to_string();
+        assert!(
+            err.contains("unencrypted") && err.contains("smtp.contoso.example"),
+            "{err}"
+        );
+        let local: FileConfig =
+            toml::from_str("smtp_host = \"127.0.0.1\"\nsmtp_tls = \"none\"").unwrap();
+        let r = resolve(&ServeArgs::default(), local, &no_env).unwrap();
+        let c = campaigns_config(&r, issuer).unwrap();
+        assert_eq!(c.mail_from, "Cutover <cutover@login.contoso.example>");
+        let user: FileConfig =
+            toml::from_str("smtp_host = \"smtp.contoso.example\"\nsmtp_username = \"u\"").unwrap();
+        let r = resolve(&ServeArgs::default(), user, &no_env).unwrap();
+        assert!(
+            campaigns_config(&r, issuer)
+                .unwrap_err()
+                .to_string()
+                .contains("smtp_password_file")
+        );
+        let bad: FileConfig = toml::from_str("smtp_tls = \"ssl\"").unwrap();
+        let r = resolve(&ServeArgs::default(), bad, &no_env).unwrap();
+        assert!(
+            campaigns_config(&r, issuer)
+                .unwrap_err()
+                .to_string()
+                .contains("starttls-if-offered")
+        );
+        let from: FileConfig = toml::from_str("mail_from = \"not an address\"").unwrap();
+        let r = resolve(&ServeArgs::default(), from, &no_env).unwrap();
+        assert!(
+            campaigns_config(&r, issuer)
+                .unwrap_err()
+                .to_string()
+                .contains("mail_from")
+        );
+        // The password file is read, its line break dropped, and never shown by Debug.
+        let dir = std::env::temp_dir().join(format!("cutover-smtp-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("pw"), "s3cret-relay\n").unwrap();
+        let ok: FileConfig = toml::from_str(&format!(
+            "smtp_host = \"smtp.contoso.example\"\nsmtp_username = \"u\"\nsmtp_password_file = \"{}\"",
+            dir.join("pw").display()
+        ))
+        .unwrap();
+        let r = resolve(&ServeArgs::default(), ok, &no_env).unwrap();
+        let c = campaigns_config(&r, issuer).unwrap();
+        let smtp = c.smtp.unwrap();
+        assert_eq!(smtp.password.as_ref().unwrap().expose(), "s3cret-relay");
+        assert!(!format!("{smtp:?}").contains("s3cret"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn passwords_are_redacted() {
         assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://u:***@h/db");
         assert_eq!(redact_url("sqlite:./x.db"), "sqlite:./x.db");

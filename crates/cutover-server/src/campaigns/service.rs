@@ -241,6 +241,16 @@ pub fn view(doc: &Document, now: Timestamp) -> Value {
     })
 }
 
+/// Refuse a wave group larger than [`MAX_WAVE_MEMBERS`], saying what to do.
+pub fn check_wave_size(group_id: Uuid, members: usize) -> Result<(), ApiError> {
+    if members > MAX_WAVE_MEMBERS {
+        return Err(ApiError::bad_request(format!(
+            "group {group_id} has more than {MAX_WAVE_MEMBERS} members; split the wave into smaller groups"
+        )));
+    }
+    Ok(())
+}
+
 /// The user ids of a group's direct members.
 pub async fn member_ids(state: &AppState, group_id: Uuid) -> Result<Vec<Uuid>, ApiError> {
     let mut out = Vec::new();
@@ -260,11 +270,7 @@ pub async fn member_ids(state: &AppState, group_id: Uuid) -> Result<Vec<Uuid>, A
                 .filter(|m| m.kind == cutover_core::MemberKind::User)
                 .map(|m| m.id),
         );
-        if out.len() > MAX_WAVE_MEMBERS {
-            return Err(ApiError::bad_request(format!(
-                "group {group_id} has more than {MAX_WAVE_MEMBERS} members; split the wave into smaller groups"
-            )));
-        }
+        check_wave_size(group_id, out.len())?;
     }
     Ok(out)
 }
@@ -909,5 +915,31 @@ pub(crate) async fn schedule_loop(state: std::sync::Arc<AppState>) {
             }
         }
         super::mail::refresh_outbox_gauge(&state).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wave_group_may_hold_up_to_the_limit() {
+        let g = Uuid::nil();
+        assert!(check_wave_size(g, MAX_WAVE_MEMBERS).is_ok());
+        let e = check_wave_size(g, MAX_WAVE_MEMBERS + 1).unwrap_err();
+        assert!(e.message.contains("split the wave"), "{}", e.message);
+    }
+
+    #[test]
+    fn actors_are_named_as_the_audit_log_names_them() {
+        assert_eq!(
+            Actor::App("cutover-admin".into()).audit_name(),
+            "app:cutover-admin"
+        );
+        assert_eq!(
+            Actor::User("ada@contoso.example".into()).audit_name(),
+            "user:ada@contoso.example"
+        );
+        assert_eq!(Actor::System.audit_name(), "system");
     }
 }
