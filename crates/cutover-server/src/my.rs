@@ -422,14 +422,26 @@ struct AddForm {
 }
 
 /// Where the add form returns: the enrolment page it came from, or Security info.
-fn return_path(back: Option<&str>) -> &str {
-    match back {
-        Some(b)
-            if b.starts_with(crate::campaigns::enrol::ENROL_PATH) && !b.contains(['\r', '\n']) =>
-        {
-            b
+fn return_path(back: Option<&str>) -> String {
+    let Some(url) = back.and_then(|b| url::Url::parse("http://x/").ok()?.join(b).ok()) else {
+        return SECURITY.into();
+    };
+    if url.host_str() != Some("x") || url.path() != crate::campaigns::enrol::ENROL_PATH {
+        return SECURITY.into();
+    }
+    // Only the enrolment page's own parameters come back, each short.
+    let mut clean = url::Url::parse("http://x/").expect("static URL");
+    {
+        let mut q = clean.query_pairs_mut();
+        for (k, v) in url.query_pairs() {
+            if matches!(k.as_ref(), "c" | "w" | "device") && v.len() <= 64 {
+                q.append_pair(&k, &v);
+            }
         }
-        _ => SECURITY,
+    }
+    match clean.query() {
+        Some(qs) if !qs.is_empty() => format!("{}?{qs}", crate::campaigns::enrol::ENROL_PATH),
+        _ => crate::campaigns::enrol::ENROL_PATH.into(),
     }
 }
 
@@ -477,13 +489,13 @@ async fn passkey_add(
     .await
     {
         Ok(_) => Ok(Redirect::to(&with_param(
-            return_path(form.back.as_deref()),
+            &return_path(form.back.as_deref()),
             "done",
             "added",
         ))
         .into_response()),
         Err(r) if form.back.is_some() => Ok(Redirect::to(&with_param(
-            return_path(form.back.as_deref()),
+            &return_path(form.back.as_deref()),
             "error",
             &r.message,
         ))
@@ -526,5 +538,38 @@ async fn passkey_delete(
             "That passkey does not exist (already removed?).",
         )),
         Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::return_path;
+
+    #[test]
+    fn the_add_form_returns_only_to_the_enrolment_page_with_its_own_parameters() {
+        assert_eq!(return_path(None), "/my/security");
+        assert_eq!(return_path(Some("/my/enrol")), "/my/enrol");
+        assert_eq!(
+            return_path(Some("/my/enrol?c=1&w=2&device=iPhone&x=evil")),
+            "/my/enrol?c=1&w=2&device=iPhone"
+        );
+        for bad in [
+            "/my/enrolX",
+            "/my/enrol/../../admin",
+            "//evil.example/my/enrol",
+            "https://evil.example/my/enrol",
+            "/my/enrol\u{0}",
+            "/my/security",
+        ] {
+            let got = return_path(Some(bad));
+            assert!(
+                got == "/my/security" || got == "/my/enrol",
+                "{bad:?} -> {got}"
+            );
+            assert!(
+                !got.contains("evil") && !got.contains("admin"),
+                "{bad:?} -> {got}"
+            );
+        }
     }
 }

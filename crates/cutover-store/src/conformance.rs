@@ -6765,9 +6765,31 @@ async fn outbox_leases(s: &dyn Store) {
             .starts_with("the lease of a ran out"),
         "{lost:?}"
     );
+    // Its sender's late answer: a failure changes nothing (the message stays uncertain for a
+    // person), but the relay's acceptance settles the question.
     assert!(
-        !s.finish_outbox(busy.id, "a", &sent).await.unwrap(),
-        "too late for its sender"
+        !s.finish_outbox(
+            busy.id,
+            "a",
+            &OutboxOutcome::Failed {
+                error: "late".into()
+            }
+        )
+        .await
+        .unwrap(),
+        "only a late success is recorded"
+    );
+    assert!(
+        !s.finish_outbox(busy.id, "c", &sent).await.unwrap(),
+        "not another node's"
+    );
+    assert!(
+        s.finish_outbox(busy.id, "a", &sent).await.unwrap(),
+        "the relay's late acceptance is recorded"
+    );
+    assert_eq!(
+        s.get_outbox_message(busy.id).await.unwrap().unwrap().state,
+        OutboxState::Sent
     );
     // b sends the other one.
     assert!(s.finish_outbox(idle.id, "b", &sent).await.unwrap());

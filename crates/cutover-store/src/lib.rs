@@ -1023,7 +1023,9 @@ pub trait Store: Send + Sync + 'static {
     /// (at `sent_at`), `Retry` (→ `Pending`, unclaimed, due at `next_attempt_at`, with the
     /// error), `Failed` or `Uncertain` (with the error). Errors longer than
     /// [`MAX_OUTBOX_ERROR_LEN`] bytes are cut (on a character boundary). `Ok(false)` when the
-    /// message is not held by this node any more: nothing is written.
+    /// message is not held by this node any more: nothing is written. One exception: a message
+    /// this node was transmitting whose lease ran out (now `Uncertain`) still takes a `Sent` —
+    /// the relay's late acceptance answers the uncertainty.
     async fn finish_outbox(
         &self,
         id: Uuid,

@@ -3631,7 +3631,9 @@ macro_rules! sql_store {
                         next_attempt_at = COALESCE(CAST($5 AS BIGINT), next_attempt_at), last_error = CAST($6 AS TEXT),
                         lease_until = NULL,
                         claimed_by = CASE WHEN CAST($3 AS TEXT) = 'pending' THEN NULL ELSE claimed_by END
-                     WHERE id = $1 AND claimed_by = $2 AND state IN ('claimed', 'transmitting')",
+                     WHERE id = $1 AND claimed_by = $2
+                       AND (state IN ('claimed', 'transmitting')
+                            OR (state = 'uncertain' AND CAST($3 AS TEXT) = 'sent'))",
                 )
                 .bind(id.to_string())
                 .bind(node)

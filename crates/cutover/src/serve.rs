@@ -281,14 +281,23 @@ fn campaigns_config(
                     "smtp_username is set but no smtp_password_file: give the file holding the SMTP password"
                 );
             }
-            Some(SmtpSettings {
+            let settings = SmtpSettings {
                 host: host.clone(),
                 port: m.smtp_port,
                 tls,
                 username: m.smtp_username.clone(),
                 password,
                 ca_file: m.smtp_ca_file.clone(),
-            })
+            };
+            // Everything the relay connection needs (the CA file too) is checked now, not at
+            // the first e-mail.
+            cutover_server::campaigns::mail::smtp_config(
+                &settings,
+                "localhost",
+                m.outbox_lease_secs,
+            )
+            .map_err(|e| anyhow::anyhow!("the SMTP settings cannot be used: {e}"))?;
+            Some(settings)
         }
     };
     let host = url::Url::parse(issuer)

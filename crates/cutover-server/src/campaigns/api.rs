@@ -89,16 +89,8 @@ fn spec_of(body: Value) -> Result<CampaignSpec, ApiError> {
     })
 }
 
-/// Create a campaign (`CampaignSpec`: displayName, waves with groupId, registrationOpens,
-/// enforcementDate, caPolicyId…, optional communications or preset, targetPercent).
-pub(crate) async fn create_campaign(
-    state: &AppState,
-    ctx: &RequestCtx,
-    actor: &Actor,
-    spec: CampaignSpec,
-) -> Result<Document, ApiError> {
-    let now = state.now();
-    let doc = Document::new(Uuid::now_v7(), spec, now)?;
+/// Every wave's group and Conditional Access policy must exist.
+async fn check_references(state: &AppState, doc: &Document) -> Result<(), ApiError> {
     for w in &doc.campaign.waves {
         if state.store.get_group(w.group_id).await?.is_none() {
             return Err(ApiError::bad_request(format!(
@@ -115,6 +107,20 @@ pub(crate) async fn create_campaign(
             )));
         }
     }
+    Ok(())
+}
+
+/// Create a campaign (`CampaignSpec`: displayName, waves with groupId, registrationOpens,
+/// enforcementDate, caPolicyId…, optional communications or preset, targetPercent).
+pub(crate) async fn create_campaign(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &Actor,
+    spec: CampaignSpec,
+) -> Result<Document, ApiError> {
+    let now = state.now();
+    let doc = Document::new(Uuid::now_v7(), spec, now)?;
+    check_references(state, &doc).await?;
     let row = doc.to_row()?;
     let a = service::audit(
         ctx,
@@ -160,12 +166,15 @@ async fn patch(
     };
     let mut merged = serde_json::to_value(&old.spec).map_err(ApiError::internal)?;
     if let Value::Object(m) = &mut merged {
-        for (k, v) in patch {
+        for (k, mut v) in patch {
             if k == "id" {
                 continue;
             }
             if k == "preset" {
                 m.remove("communications");
+            }
+            if k == "waves" {
+                keep_wave_ids(&old, &mut v);
             }
             m.insert(k, v);
         }
@@ -175,14 +184,29 @@ async fn patch(
     doc.created_at = old.created_at;
     doc.modified_at = old.modified_at;
     for (wid, status) in &old.statuses {
-        if doc.wave(*wid).is_some() {
-            doc.statuses.insert(*wid, status.clone());
-        } else if status.enforcement == Enforcement::Enforced {
-            return Err(ApiError::conflict(format!(
-                "wave {wid} is enforced and cannot be removed; roll it back first"
-            )));
+        let enforced = status.enforcement == Enforcement::Enforced;
+        match (doc.wave(*wid), old.wave(*wid)) {
+            (Some(new_wave), Some(old_wave)) => {
+                if enforced
+                    && (new_wave.group_id != old_wave.group_id
+                        || new_wave.ca_policy_id != old_wave.ca_policy_id)
+                {
+                    return Err(ApiError::conflict(format!(
+                        "wave '{}' is enforced: its group and Conditional Access policy cannot change; roll it back first",
+                        old_wave.display_name
+                    )));
+                }
+                doc.statuses.insert(*wid, status.clone());
+            }
+            _ if enforced => {
+                return Err(ApiError::conflict(format!(
+                    "wave {wid} is enforced and cannot be removed; roll it back first (or give the wave's id to keep it)"
+                )));
+            }
+            _ => {}
         }
     }
+    check_references(&state, &doc).await?;
     let a = service::audit(
         &ctx,
         &actor(&admin),
@@ -200,6 +224,31 @@ async fn patch(
         }
     })?;
     Ok(Json(service::view(&doc, state.now())))
+}
+
+/// Waves in a PATCH without an `id` keep the id of the existing wave of the same group (a
+/// group is in one wave only), so a replayed definition file does not make new waves — whose
+/// e-mail steps would be decided, and sent, again.
+fn keep_wave_ids(old: &Document, waves: &mut Value) {
+    let Value::Array(list) = waves else { return };
+    for w in list.iter_mut() {
+        let Value::Object(m) = w else { continue };
+        if m.get("id").is_some_and(|id| !id.is_null()) {
+            continue;
+        }
+        let group = m
+            .get("groupId")
+            .and_then(Value::as_str)
+            .and_then(|g| Uuid::parse_str(g).ok());
+        if let Some(existing) = old
+            .campaign
+            .waves
+            .iter()
+            .find(|x| Some(x.group_id) == group)
+        {
+            m.insert("id".into(), json!(existing.id));
+        }
+    }
 }
 
 async fn delete_one(

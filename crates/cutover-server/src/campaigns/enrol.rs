@@ -107,8 +107,14 @@ impl Guidance {
             }
             let text = String::from_utf8(bytes)
                 .map_err(|_| format!("guidance file {} is not UTF-8 text", path.display()))?;
-            cutover_core::markdown::variables_in(&text)
+            let vars = cutover_core::markdown::variables_in(&text)
                 .map_err(|e| format!("guidance file {}: {e}", path.display()))?;
+            if let Some(v) = vars.iter().find(|v| v.as_str() != "helpdesk") {
+                return Err(format!(
+                    "guidance file {}: {{{{{v}}}}} is not filled in on the enrolment page; only {{{{helpdesk}}}} is",
+                    path.display()
+                ));
+            }
             g.files.insert(key.to_owned(), text);
             g.overridden.push(key.to_owned());
         }
@@ -382,6 +388,9 @@ mod tests {
         assert!(Guidance::load(Some(&dir)).unwrap_err().contains("UTF-8"));
         std::fs::write(dir.join("linux.md"), "Hello {{nope}}").unwrap();
         assert!(Guidance::load(Some(&dir)).unwrap_err().contains("linux.md"));
+        std::fs::write(dir.join("linux.md"), "Hello {{firstName}}").unwrap();
+        let err = Guidance::load(Some(&dir)).unwrap_err();
+        assert!(err.contains("only {{helpdesk}}"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
         assert!(Guidance::load(Some(Path::new("/nonexistent/cutover"))).is_err());
     }

@@ -24,11 +24,14 @@ use super::{SmtpSettings, SmtpTls};
 use crate::AppState;
 
 /// Attempts of one message before it is failed.
-pub const MAX_ATTEMPTS: u32 = 6;
+pub const MAX_ATTEMPTS: u32 = 10;
 /// The pause after the first failed attempt; it doubles with each further one.
 pub const FIRST_RETRY_SECS: i64 = 60;
 /// The longest pause between two attempts.
 pub const MAX_RETRY_SECS: i64 = 3_600;
+/// How the error of a message starts when the relay could not be reached.
+const CONNECT_ERROR: &str = "connecting to the SMTP relay";
+
 /// Messages one node claims at once (and sends over one connection).
 pub const CLAIM_BATCH: u32 = 20;
 /// Batches one pass of the loop sends at most before it pauses for `outbox_poll`.
@@ -72,7 +75,7 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
         .ok()
         .and_then(|u| u.host_str().map(str::to_owned))
         .unwrap_or_else(|| "localhost".into());
-    let config = match smtp_config(&smtp, &helo) {
+    let config = match smtp_config(&smtp, &helo, state.config.campaigns.outbox_lease_secs) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "campaign e-mails cannot be sent: the SMTP settings are unusable; fix them and restart");
@@ -143,9 +146,19 @@ pub(crate) async fn refresh_outbox_gauge(state: &AppState) {
 }
 
 /// The SMTP client's settings from the node's.
-pub fn smtp_config(s: &SmtpSettings, helo_name: &str) -> Result<SmtpConfig, String> {
+pub fn smtp_config(
+    s: &SmtpSettings,
+    helo_name: &str,
+    lease_secs: i64,
+) -> Result<SmtpConfig, String> {
     let mut cfg = SmtpConfig::new(s.host.clone(), s.port);
     cfg.helo_name = helo_name.to_owned();
+    // Writing the final dot and waiting for the relay's answer must end within the
+    // `transmitting` lease, or another node would call a message uncertain while its answer
+    // is still on the way.
+    let within = Duration::from_secs(lease_secs.max(MIN_LEASE_SECS) as u64 * 4 / 5);
+    cfg.timeouts.data_block = cfg.timeouts.data_block.min(within / 2);
+    cfg.timeouts.data_end = cfg.timeouts.data_end.min(within / 2);
     cfg.tls = match s.tls {
         SmtpTls::None => TlsMode::None,
         SmtpTls::StartTls => TlsMode::StartTls,
@@ -217,8 +230,21 @@ pub async fn deliver_once(
     if batch.is_empty() {
         return Ok(report);
     }
+    // Once the relay cannot be reached, the rest of the batch waits for the next attempt
+    // without trying (and waiting for) a connection each.
+    let mut relay_down: Option<String> = None;
     for msg in batch {
-        let outcome = send_one(state, config, node, conn, &msg).await?;
+        let outcome = match &relay_down {
+            Some(error) => Some(retry_or_fail(msg.attempts, state.now(), error.clone())),
+            None => send_one(state, config, node, conn, &msg).await?,
+        };
+        if conn.is_none()
+            && relay_down.is_none()
+            && let Some(OutboxOutcome::Retry { error, .. }) = &outcome
+            && error.starts_with(CONNECT_ERROR)
+        {
+            relay_down = Some(error.clone());
+        }
         let Some(outcome) = outcome else { continue };
         let label = match &outcome {
             OutboxOutcome::Sent { .. } => {
@@ -295,7 +321,7 @@ async fn send_one(
         match tokio::time::timeout(Duration::from_secs(60), SmtpConnection::connect(config)).await {
             Ok(Ok(c)) => *conn = Some(c),
             Ok(Err(e)) => {
-                let error = format!("connecting to the SMTP relay: {e}");
+                let error = format!("{CONNECT_ERROR}: {e}");
                 return Ok(Some(if e.kind == ErrorKind::Permanent {
                     OutboxOutcome::Failed { error }
                 } else {
@@ -306,7 +332,7 @@ async fn send_one(
                 return Ok(Some(retry_or_fail(
                     msg.attempts,
                     now,
-                    "connecting to the SMTP relay timed out".into(),
+                    format!("{CONNECT_ERROR}: no answer within 60 s"),
                 )));
             }
         }
@@ -332,7 +358,9 @@ async fn send_one(
         .mark_outbox_transmitting(
             msg.id,
             node,
-            now.plus_secs(state.config.campaigns.outbox_lease_secs),
+            state
+                .now()
+                .plus_secs(state.config.campaigns.outbox_lease_secs),
         )
         .await?
     {
@@ -376,13 +404,15 @@ mod tests {
         assert_eq!(retry_after(2), Some(120));
         assert_eq!(retry_after(3), Some(240));
         assert_eq!(retry_after(5), Some(960));
-        assert_eq!(retry_after(MAX_ATTEMPTS - 1), Some(960));
+        assert_eq!(retry_after(6), Some(1920));
+        assert_eq!(retry_after(7), Some(MAX_RETRY_SECS), "capped at an hour");
+        assert_eq!(retry_after(MAX_ATTEMPTS - 1), Some(MAX_RETRY_SECS));
         assert_eq!(retry_after(MAX_ATTEMPTS), None);
         assert_eq!(retry_after(u32::MAX), None);
         assert_eq!(retry_after(0), Some(60));
         let out = retry_or_fail(MAX_ATTEMPTS, Timestamp::from_secs(0), "x".into());
         assert!(
-            matches!(out, OutboxOutcome::Failed { error } if error.contains("gave up after 6"))
+            matches!(out, OutboxOutcome::Failed { error } if error.contains("gave up after 10"))
         );
     }
 }

@@ -470,7 +470,9 @@ fn spec_from_form(f: &HashMap<String, String>) -> Result<Value, String> {
     if let Some(t) = get("target") {
         let t: f64 = t
             .parse()
-            .map_err(|_| format!("the target '{t}' is not a number"))?;
+            .ok()
+            .filter(|t: &f64| t.is_finite())
+            .ok_or_else(|| format!("the target '{t}' is not a number"))?;
         spec["targetPercent"] = json!(t);
     }
     Ok(spec)

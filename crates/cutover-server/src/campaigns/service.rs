@@ -538,17 +538,51 @@ pub async fn enforce(
             }
         },
     )
-    .await?;
+    .await;
+    let recorded = match recorded {
+        Ok(r) => r,
+        Err(e) => {
+            undo_enforcement(state, ctx, actor, policy.id, &e.message).await;
+            return Err(e);
+        }
+    };
     match recorded {
         Ok(doc) => Ok(WaveChange::Done(json!({
             "campaign": view(&doc, state.now()),
             "policy": policy_view,
         }))),
-        // The policy is on; the wave says otherwise only if it was enforced meanwhile.
-        Err(why) => Ok(WaveChange::Refused(json!({
-            "error": {"code": "waveNotEnforceable", "message": why},
-            "policy": policy_view,
-        }))),
+        // The policy is on but the wave could not say so: put the policy back, so that no
+        // policy is enforced without a wave that can roll it back.
+        Err(why) => {
+            undo_enforcement(state, ctx, actor, policy.id, &why).await;
+            Ok(WaveChange::Refused(json!({
+                "error": {"code": "waveNotEnforceable", "message": format!("{why}; the policy was put back to report-only")},
+            })))
+        }
+    }
+}
+
+/// Return a policy switched on for a wave back to report-only after the wave's own record
+/// failed (best effort; a failure here is logged for an operator).
+async fn undo_enforcement(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &Actor,
+    policy_id: Uuid,
+    why: &str,
+) {
+    tracing::error!(policy = %policy_id, reason = %why, "a wave's enforcement could not be recorded after its policy was switched on; switching the policy back to report-only");
+    if let Err(e) = crate::conditional_access::set_state(
+        state,
+        ctx,
+        &actor.audit_name(),
+        policy_id,
+        PolicyState::EnabledForReportingButNotEnforced,
+        false,
+    )
+    .await
+    {
+        tracing::error!(policy = %policy_id, error = %e.message, "the policy could NOT be switched back to report-only: do it by hand (cutover admin ca set-state)");
     }
 }
 
@@ -631,13 +665,12 @@ async fn record_transition(
 ) -> Result<Result<Document, String>, ApiError> {
     for _ in 0..3 {
         let mut doc = load(state, campaign_id).await?;
-        let name = format!(
-            "{} / {}",
-            doc.campaign.display_name,
-            doc.wave(wave_id)
-                .map(|w| w.display_name.as_str())
-                .unwrap_or("?")
-        );
+        let Some(wave) = doc.wave(wave_id) else {
+            return Ok(Err(format!(
+                "wave {wave_id} is no longer part of the campaign (it was changed meanwhile)"
+            )));
+        };
+        let name = format!("{} / {}", doc.campaign.display_name, wave.display_name);
         let now = state.now();
         let before = doc.status(wave_id);
         let status = match change(&before, now) {
@@ -866,7 +899,7 @@ pub async fn run_due(
                 }
             }
             StepState::Missed { due_at } => {
-                let key = format!("campaign:{}:wave:{}:step:{}", doc.id, wave.id, step.key);
+                let key = campaign::decision_key(doc.id, wave.id, &step.key);
                 let decision = SendDecision {
                     key,
                     campaign_id: doc.id,

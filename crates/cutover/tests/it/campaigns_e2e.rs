@@ -978,6 +978,30 @@ async fn a_wave_is_enforced_only_at_its_target_confirmed_and_through_the_gate_an
             .len(),
         1
     );
+    // Replaying the definition without wave ids keeps the wave (matched by its group): no new
+    // wave, no e-mail decided again; an enforced wave's policy cannot be swapped.
+    let replay = json!({"waves": [{
+        "displayName": "Finance", "phase": "department", "groupId": group,
+        "registrationOpens": rfc(now.minus_secs(30 * DAY)),
+        "enforcementDate": rfc(now.plus_secs(2 * DAY)), "caPolicyId": pid}]});
+    let (status, v) = admin
+        .call(Method::PATCH, &format!("/campaigns/{cid}"), Some(replay))
+        .await;
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["waves"][0]["id"], wid.as_str(), "{v}");
+    assert_eq!(v["waves"][0]["status"]["enforcement"], "enforced", "{v}");
+    let other = admin.post(POLICIES, json!({
+        "displayName": "Another",
+        "conditions": {"users": {"includeGroups": [group]}, "applications": {"includeApplications": ["All"]}, "clientAppTypes": ["all"]},
+        "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}})).await;
+    let swap = json!({"waves": [{
+        "id": wid, "displayName": "Finance", "phase": "department", "groupId": group,
+        "registrationOpens": rfc(now.minus_secs(30 * DAY)),
+        "enforcementDate": rfc(now.plus_secs(2 * DAY)), "caPolicyId": other["id"]}]});
+    let (status, v) = admin
+        .call(Method::PATCH, &format!("/campaigns/{cid}"), Some(swap))
+        .await;
+    assert_eq!(status, 409, "{v}");
     // An enforced wave's campaign cannot be deleted (its policy would be left on).
     let (status, v) = admin
         .call(Method::DELETE, &format!("/campaigns/{cid}"), None)
