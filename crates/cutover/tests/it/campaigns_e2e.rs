@@ -177,6 +177,16 @@ async fn group_of(admin: &Admin, name: &str, members: &[String]) -> String {
 
 /// A passkey stored directly (the progress and schedule tests need many, quickly).
 async fn stored_passkey(srv: &InProcess, user_id: Uuid, family: DeviceFamily, at: Timestamp) {
+    store_passkey(&*srv.state.store, user_id, family, at).await;
+}
+
+/// [`stored_passkey`] into any store (e.g. a server process's database, opened beside it).
+async fn store_passkey(
+    store: &dyn cutover_store::Store,
+    user_id: Uuid,
+    family: DeviceFamily,
+    at: Timestamp,
+) {
     let id = Uuid::now_v7();
     let record = PasskeyRecord {
         id,
@@ -207,8 +217,7 @@ async fn stored_passkey(srv: &InProcess, user_id: Uuid, family: DeviceFamily, at
         before: None,
         after: None,
     };
-    srv.state
-        .store
+    store
         .add_passkey(&record, 100, &audit)
         .await
         .expect("passkey stored");
@@ -1402,38 +1411,7 @@ async fn campaign_commands_drive_the_api() {
         .await
         .unwrap();
     for (i, fam) in [(0, DeviceFamily::IPhone), (1, DeviceFamily::Windows)] {
-        let uid: Uuid = ids[i].parse().unwrap();
-        let id = Uuid::now_v7();
-        let record = PasskeyRecord {
-            id,
-            user_id: uid,
-            credential_id: format!("cred-{id}"),
-            name: "key".into(),
-            aaguid: Uuid::nil(),
-            credential: "{}".into(),
-            backup_eligible: true,
-            backed_up: true,
-            sign_count: 0,
-            device_family: fam.as_str().into(),
-            attestation_format: "none".into(),
-            attested: false,
-            transports: vec![],
-            created_at: now,
-            last_used_at: None,
-        };
-        let audit = AuditEvent {
-            id: Uuid::now_v7(),
-            created_at: now,
-            correlation_id: Uuid::now_v7(),
-            actor: "test".into(),
-            action: "registerPasskey".into(),
-            target_type: "user".into(),
-            target_id: uid.to_string(),
-            target_name: None,
-            before: None,
-            after: None,
-        };
-        store.add_passkey(&record, 10, &audit).await.unwrap();
+        store_passkey(&*store, ids[i].parse().unwrap(), fam, now).await;
     }
     let r = run(&["campaigns", "list"], 0);
     assert!(
