@@ -137,6 +137,12 @@ pub enum CampaignsCommand {
         campaign: CampaignArg,
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
+        /// At most N messages (default 100, at most 500).
+        #[arg(long, value_name = "N")]
+        top: Option<u32>,
+        /// The messages after this id (the last id of the previous page).
+        #[arg(long, value_name = "ID")]
+        after: Option<String>,
     },
     /// Send a failed or uncertain message again (check the relay's log for an uncertain one
     /// first: it may have been delivered).
@@ -553,12 +559,21 @@ pub async fn campaigns(api: &Api, out: OutputFormat, cmd: CampaignsCommand) -> R
                 str_of(&c, "id"),
             ))
         }
-        CampaignsCommand::Outbox { campaign: a, state } => {
+        CampaignsCommand::Outbox {
+            campaign: a,
+            state,
+            top,
+            after,
+        } => {
             let c = campaign(api, &a.campaign).await?;
             let v = get(
                 api,
                 &[CAMPAIGNS, str_of(&c, "id"), "outbox"],
-                &[("state", state)],
+                &[
+                    ("state", state),
+                    ("top", top.map(|t| t.to_string())),
+                    ("after", after),
+                ],
             )
             .await?;
             if out != OutputFormat::Table {
@@ -585,6 +600,7 @@ pub async fn campaigns(api: &Api, out: OutputFormat, cmd: CampaignsCommand) -> R
                                 .unwrap_or_default(),
                         ),
                         str_of(m, "step").to_owned(),
+                        clean(str_of(m, "messageId")),
                         m["attempts"].as_u64().unwrap_or(0).to_string(),
                         clean(str_of(m, "lastError")),
                     ]
@@ -593,9 +609,27 @@ pub async fn campaigns(api: &Api, out: OutputFormat, cmd: CampaignsCommand) -> R
             if rows.is_empty() {
                 return emit("The outbox has no messages of this campaign (with that state).\n");
             }
-            emit(&render_table(
-                &["ID", "STATE", "TO", "STEP", "ATTEMPTS", "LAST ERROR"],
-                &rows,
+            let next = match rows.last() {
+                Some(last) if rows.len() == top.unwrap_or(100) as usize => format!(
+                    "More may follow: add --after {} for the next page.\n",
+                    last[0]
+                ),
+                _ => String::new(),
+            };
+            emit(&format!(
+                "{}{next}",
+                render_table(
+                    &[
+                        "ID",
+                        "STATE",
+                        "TO",
+                        "STEP",
+                        "MESSAGE-ID",
+                        "ATTEMPTS",
+                        "LAST ERROR"
+                    ],
+                    &rows,
+                )
             ))
         }
         CampaignsCommand::Resend { id } => {

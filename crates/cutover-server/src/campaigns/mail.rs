@@ -107,7 +107,7 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "the e-mail outbox could not be read; trying again");
+                    tracing::warn!(error = %e, "the e-mail outbox could not be read or updated in the database; trying again at the next pass");
                     break;
                 }
             }
@@ -276,10 +276,38 @@ pub async fn deliver_once(
             }
             OutboxOutcome::Sent { .. } => {}
         }
-        state.metrics.count_email(label);
-        state.store.finish_outbox(msg.id, node, &outcome).await?;
+        if state.store.finish_outbox(msg.id, node, &outcome).await? {
+            state.metrics.count_email(label);
+        } else {
+            tracing::warn!(message_id = %msg.message_id, outcome = label, "a campaign e-mail's outcome was not recorded: another node holds it now (its lease ran out)");
+        }
     }
     Ok(report)
+}
+
+/// The outcome of a message the relay accepted for the recipients not in `refused`: failed
+/// when it refused every `To` (only the copy went out: the person it was for did not get it).
+fn delivered(
+    to: &[String],
+    cc: &[String],
+    refused: &[(String, u16, String)],
+    at: Timestamp,
+) -> OutboxOutcome {
+    let all_to_refused = !to.is_empty()
+        && to
+            .iter()
+            .all(|t| refused.iter().any(|r| r.0.eq_ignore_ascii_case(t)));
+    if all_to_refused {
+        OutboxOutcome::Failed {
+            error: format!(
+                "the SMTP relay refused the recipient {} (the copy went to {})",
+                to.join(", "),
+                cc.join(", ")
+            ),
+        }
+    } else {
+        OutboxOutcome::Sent { at }
+    }
 }
 
 fn retry_or_fail(attempts: u32, now: Timestamp, error: String) -> OutboxOutcome {
@@ -376,7 +404,7 @@ async fn send_one(
             for (rcpt, code, text) in &done.refused {
                 tracing::warn!(message_id = %msg.message_id, recipient = %rcpt, code, reply = %text, "the SMTP relay refused one recipient of a campaign e-mail; the others got it");
             }
-            OutboxOutcome::Sent { at }
+            delivered(&msg.to, &msg.cc, &done.refused, at)
         }
         Err(e) => {
             *conn = None;
@@ -397,6 +425,24 @@ async fn send_one(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_whose_every_recipient_but_the_copy_was_refused_failed() {
+        let at = Timestamp::from_secs(1);
+        let to = vec!["ann@contoso.example".to_owned()];
+        let cc = vec!["boss@contoso.example".to_owned()];
+        let refused = |who: &str| vec![(who.to_owned(), 550, "no such user".to_owned())];
+        assert_eq!(delivered(&to, &cc, &[], at), OutboxOutcome::Sent { at });
+        assert_eq!(
+            delivered(&to, &cc, &refused("boss@contoso.example"), at),
+            OutboxOutcome::Sent { at },
+            "the person got it; the manager's copy bounced"
+        );
+        assert!(matches!(
+            delivered(&to, &cc, &refused("ANN@contoso.example"), at),
+            OutboxOutcome::Failed { error } if error.contains("ann@contoso.example") && error.contains("boss@")
+        ));
+    }
 
     #[test]
     fn retries_double_up_to_the_cap_and_end_after_the_last_attempt() {

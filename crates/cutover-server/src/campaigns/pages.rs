@@ -30,6 +30,8 @@ use crate::{AppState, RequestCtx};
 
 /// Wave rows on the creation form.
 pub const FORM_WAVES: usize = 4;
+/// Groups offered on the creation form.
+pub const FORM_GROUPS: u32 = 500;
 /// Stragglers listed on the page (the CSV has them all).
 pub const STRAGGLERS_SHOWN: usize = 25;
 /// Days the enrolment chart shows (the latest ones).
@@ -299,7 +301,14 @@ async fn form_page(
     values: &HashMap<String, String>,
     error: Option<&str>,
 ) -> Result<Response, UiError> {
-    let groups = state.store.list_groups(500, None).await?;
+    let groups = state.store.list_groups(FORM_GROUPS, None).await?;
+    let more_groups = if groups.len() == FORM_GROUPS as usize {
+        format!(
+            "<p class=\"muted\" id=\"groups-cut\">The lists show the first {FORM_GROUPS} groups by name; for a group further down, create the campaign with <code>cutover admin campaigns create --file</code> or the API.</p>"
+        )
+    } else {
+        String::new()
+    };
     let policies = state.store.list_ca_policies().await?;
     let v = |k: &str| esc(values.get(k).map(String::as_str).unwrap_or(""));
     let selected = |k: &str, option: &str| {
@@ -368,7 +377,7 @@ async fn form_page(
         .map(String::as_str)
         .unwrap_or("standard");
     let body = format!(
-        "{MINI_STYLE}{err}<p class=\"muted\">Each wave is a group with the date its members are invited to register and the date passkeys become required. Create the wave's Conditional Access policy (report-only) first, so that it can be picked here.</p>\
+        "{MINI_STYLE}{err}{more_groups}<p class=\"muted\">Each wave is a group with the date its members are invited to register and the date passkeys become required. Create the wave's Conditional Access policy (report-only) first, so that it can be picked here.</p>\
          <form method=\"post\" action=\"/admin/campaigns\" id=\"campaign-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div><label for=\"name\">Name</label><input type=\"text\" id=\"name\" name=\"name\" required maxlength=\"128\" value=\"{name}\"></div>\
