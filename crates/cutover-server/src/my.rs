@@ -204,6 +204,7 @@ async fn signin_again(
 struct Notice {
     done: Option<String>,
     error: Option<String>,
+    sig: Option<String>,
 }
 
 /// What to tell a user on a device of this family (the full enrolment guides come with the
@@ -333,7 +334,8 @@ async fn security_get(
     } else {
         String::new()
     };
-    let notice_html = match (notice.done.as_deref(), notice.error.as_deref()) {
+    let error = signed_error(&state, notice.error.as_deref(), notice.sig.as_deref());
+    let notice_html = match (notice.done.as_deref(), error) {
         (Some("added"), _) => "<div class=\"ok\" id=\"notice\" role=\"status\">Your passkey was added. Next time, choose it when you sign in.</div>".to_owned(),
         (Some("removed"), _) => "<div class=\"ok\" id=\"notice\" role=\"status\">The passkey was removed.</div>".to_owned(),
         (_, Some(e)) => format!("<div class=\"error\" id=\"error\" role=\"alert\">{}</div>", esc(&e.chars().take(300).collect::<String>())),
@@ -453,11 +455,39 @@ fn with_param(path: &str, key: &str, value: &str) -> String {
     format!("{path}{sep}{}", url.query().unwrap_or(""))
 }
 
-fn back_with_error(message: &str) -> Response {
-    let mut url = url::Url::parse("http://x/my/security").expect("static URL");
-    url.query_pairs_mut().append_pair("error", message);
-    let path = format!("{}?{}", url.path(), url.query().unwrap_or(""));
-    Redirect::to(&path).into_response()
+/// The longest error message a page's URL carries (within what the admin pages read of a
+/// parameter, `ui::MAX_PARAM_CHARS`).
+const MAX_ERROR_CHARS: usize = 500;
+const _: () = assert!(MAX_ERROR_CHARS <= crate::ui::MAX_PARAM_CHARS);
+
+/// The keyed-hash label that signs an error message carried in a page's URL.
+const ERROR_SIGNATURE_LABEL: &str = "page-error";
+
+/// `path` with an error message for the page to show, signed: a page shows only messages
+/// Cutover put there itself, never the text of a crafted link.
+pub(crate) fn with_error(state: &AppState, path: &str, message: &str) -> String {
+    // Cut, then trimmed: pages read their parameters trimmed, and the signature covers
+    // exactly what they read.
+    let cut: String = message.trim().chars().take(MAX_ERROR_CHARS).collect();
+    let message = cut.trim_end();
+    let sig = state.hasher.hash(ERROR_SIGNATURE_LABEL, message);
+    with_param(&with_param(path, "error", message), "sig", &sig)
+}
+
+/// The error message of a page's URL when Cutover signed it; `None` otherwise.
+pub(crate) fn signed_error<'a>(
+    state: &AppState,
+    error: Option<&'a str>,
+    sig: Option<&str>,
+) -> Option<&'a str> {
+    use subtle::ConstantTimeEq;
+    let (error, sig) = (error?, sig?);
+    let expected = state.hasher.hash(ERROR_SIGNATURE_LABEL, error);
+    bool::from(expected.as_bytes().ct_eq(sig.as_bytes())).then_some(error)
+}
+
+fn back_with_error(state: &AppState, message: &str) -> Response {
+    Redirect::to(&with_error(state, SECURITY, message)).into_response()
 }
 
 async fn passkey_add(
@@ -476,6 +506,7 @@ async fn passkey_add(
         RegistrationGate::Allowed { .. }
     ) {
         return Ok(back_with_error(
+            &state,
             "Adding a passkey needs a recent strong sign-in. Sign in again, then retry.",
         ));
     }
@@ -494,13 +525,13 @@ async fn passkey_add(
             "added",
         ))
         .into_response()),
-        Err(r) if form.back.is_some() => Ok(Redirect::to(&with_param(
+        Err(r) if form.back.is_some() => Ok(Redirect::to(&with_error(
+            &state,
             &return_path(form.back.as_deref()),
-            "error",
             &r.message,
         ))
         .into_response()),
-        Err(r) => Ok(back_with_error(&r.message)),
+        Err(r) => Ok(back_with_error(&state, &r.message)),
     }
 }
 
@@ -526,15 +557,17 @@ async fn passkey_delete(
         RegistrationGate::Allowed { .. }
     ) {
         return Ok(back_with_error(
+            &state,
             "Removing a passkey needs a recent strong sign-in. Sign in again, then retry.",
         ));
     }
     let Ok(id) = Uuid::parse_str(&id) else {
-        return Ok(back_with_error("That passkey does not exist."));
+        return Ok(back_with_error(&state, "That passkey does not exist."));
     };
     match crate::passkeys::remove(&state, &ctx, &me.user, id, None).await {
         Ok(()) => Ok(Redirect::to("/my/security?done=removed").into_response()),
         Err(cutover_store::StoreError::NotFound) => Ok(back_with_error(
+            &state,
             "That passkey does not exist (already removed?).",
         )),
         Err(e) => Err(e.into()),

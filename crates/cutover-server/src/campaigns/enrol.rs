@@ -157,6 +157,7 @@ pub(crate) struct EnrolQuery {
     device: Option<String>,
     done: Option<String>,
     error: Option<String>,
+    sig: Option<String>,
 }
 
 /// `GET /my/enrol`.
@@ -265,7 +266,8 @@ pub(crate) async fn enrol_get(
     } else {
         crate::my::gate_block(&me, now)
     };
-    let notice = match (q.done.as_deref(), q.error.as_deref()) {
+    let error = crate::my::signed_error(&state, q.error.as_deref(), q.sig.as_deref());
+    let notice = match (q.done.as_deref(), error) {
         (Some("added"), _) => "<div class=\"ok\" id=\"notice\" role=\"status\">Your passkey was added. Next time you sign in, choose <strong>Sign in with a passkey</strong>.</div>".to_owned(),
         (_, Some(e)) => format!(
             "<div class=\"error\" id=\"error\" role=\"alert\">{}</div>",

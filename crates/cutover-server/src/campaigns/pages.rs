@@ -793,7 +793,12 @@ async fn detail(
                 .map_err(|e| api_error(&admin, e))?,
         );
     }
-    let notice = match (q.get("done").map(String::as_str), q.get("error")) {
+    let error = crate::my::signed_error(
+        &state,
+        q.get("error").map(String::as_str),
+        q.get("sig").map(String::as_str),
+    );
+    let notice = match (q.get("done").map(String::as_str), error) {
         (_, Some(e)) => format!(
             "<div class=\"error\" role=\"alert\" id=\"error\">{}</div>",
             esc(e)
@@ -881,10 +886,20 @@ async fn detail(
     ))
 }
 
-fn back(doc_id: Uuid, key: &str, value: &str) -> Response {
+fn back(doc_id: Uuid, done: &str) -> Response {
     Redirect::to(&ui::link(
         &format!("/admin/campaigns/{doc_id}"),
-        &[(key, value)],
+        &[("done", done)],
+    ))
+    .into_response()
+}
+
+/// Back to the campaign page with an error it shows (signed, so a crafted link shows nothing).
+fn back_with_error(state: &AppState, doc_id: Uuid, message: &str) -> Response {
+    Redirect::to(&crate::my::with_error(
+        state,
+        &format!("/admin/campaigns/{doc_id}"),
+        message,
     ))
     .into_response()
 }
@@ -926,8 +941,8 @@ async fn wave_action(
     }
     .map_err(|e| api_error(&admin, e))?;
     Ok(match change {
-        WaveChange::Done(_) => back(doc.id, "done", &action),
-        WaveChange::Refused(body) => back(doc.id, "error", &refusal_text(&body)),
+        WaveChange::Done(_) => back(doc.id, &action),
+        WaveChange::Refused(body) => back_with_error(&state, doc.id, &refusal_text(&body)),
     })
 }
 
@@ -944,7 +959,7 @@ async fn run(
     service::run_due(&state, &ctx, &ctx_actor(&admin), &doc)
         .await
         .map_err(|e| api_error(&admin, e))?;
-    Ok(back(doc.id, "done", "run"))
+    Ok(back(doc.id, "run"))
 }
 
 async fn test_send(
@@ -958,7 +973,11 @@ async fn test_send(
     ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
     let doc = load_doc(&state, &admin, &id).await?;
     let Some(wave_id) = form.get("wave").and_then(|w| Uuid::parse_str(w).ok()) else {
-        return Ok(back(doc.id, "error", "choose a wave for the test e-mail"));
+        return Ok(back_with_error(
+            &state,
+            doc.id,
+            "choose a wave for the test e-mail",
+        ));
     };
     let body = api::TestSendBody {
         wave_id,
@@ -966,8 +985,8 @@ async fn test_send(
         to: form.get("to").cloned().unwrap_or_default(),
     };
     match api::test_send_step(&state, &ctx, &ctx_actor(&admin), &doc, &body).await {
-        Ok(_) => Ok(back(doc.id, "done", "testSend")),
-        Err(e) if e.status.is_client_error() => Ok(back(doc.id, "error", &e.message)),
+        Ok(_) => Ok(back(doc.id, "testSend")),
+        Err(e) if e.status.is_client_error() => Ok(back_with_error(&state, doc.id, &e.message)),
         Err(e) => Err(api_error(&admin, e)),
     }
 }

@@ -1112,6 +1112,22 @@ async fn the_gate_enforces_a_ready_wave_without_force_and_the_rollback_reopens_t
         let cred = register_soft(&http, &base, &device, &format!("{name}'s key"))
             .await
             .expect("registered");
+        // A crafted link cannot make Cutover's page say something it did not say.
+        let page = http
+            .get(format!(
+                "{base}/my/enrol?error=Call+us+on+555-0100&sig=forged"
+            ))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(page.contains("Set up your passkey"), "{page}");
+        assert!(
+            !page.contains("555-0100"),
+            "an unsigned message is not shown"
+        );
         keys.push((device, cred));
     }
     // Two break-glass accounts, signed in and drilled.
