@@ -288,9 +288,10 @@ async fn prerequisites(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let doc = service::find(&state, &id).await?;
+    let shared = service::SharedFacts::load(&state).await?;
     let mut waves = Vec::new();
     for w in &doc.campaign.waves {
-        let checks = service::prerequisites(&state, w).await?;
+        let checks = service::prerequisites(&state, &shared, w).await?;
         let ready = checks.iter().all(|c| c.ok);
         waves.push(json!({"waveId": w.id, "displayName": w.display_name, "ready": ready, "checks": checks}));
     }

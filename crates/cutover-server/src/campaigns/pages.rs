@@ -592,11 +592,12 @@ async fn wave_section(
     doc: &Document,
     w: &CheckedWave,
     plan: &[(Uuid, String, StepState)],
+    shared: &service::SharedFacts,
 ) -> Result<String, crate::error::ApiError> {
     let now = state.now();
     let status = doc.status(w.id);
     let p = service::wave_progress(state, w).await?;
-    let checks = service::prerequisites(state, w).await?;
+    let checks = service::prerequisites(state, shared, w).await?;
     let ring = svg::progress_ring(
         &format!("{}: enrolled", w.display_name),
         p.enrolled_percent,
@@ -785,10 +786,13 @@ async fn detail(
         .map(|d| d.key)
         .collect();
     let plan = campaign::schedule(doc.id, &doc.campaign, &doc.statuses, &decided, now);
+    let shared = service::SharedFacts::load(&state)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
     let mut waves = String::new();
     for w in &doc.campaign.waves {
         waves.push_str(
-            &wave_section(&state, &admin, &doc, w, &plan)
+            &wave_section(&state, &admin, &doc, w, &plan, &shared)
                 .await
                 .map_err(|e| api_error(&admin, e))?,
         );

@@ -303,36 +303,59 @@ pub async fn wave_progress(state: &AppState, wave: &CheckedWave) -> Result<WaveP
 /// policy.
 pub async fn prerequisites(
     state: &AppState,
+    shared: &SharedFacts,
     wave: &CheckedWave,
 ) -> Result<Vec<campaign::Check>, ApiError> {
-    let now = state.now();
     let groups: BTreeSet<Uuid> = [wave.group_id].into_iter().collect();
-    let methods = crate::passkeys::load_methods_policy(state).await?;
-    let tap = crate::tap::load_policy(state).await?;
-    let glass = crate::break_glass::accounts(state).await?;
-    let enabled: Vec<_> = glass
-        .iter()
-        .filter(|a| a.user.user.account_enabled)
-        .collect();
-    let drilled = enabled
-        .iter()
-        .filter(|a| {
-            a.last_drill
-                .is_some_and(|t| now.secs_since(t) <= crate::break_glass::DRILL_MAX_AGE_SECS)
-        })
-        .count();
     let ca_policy = match wave.ca_policy_id {
         None => None,
         Some(id) => Some(ca_facts(state, id, wave.group_id).await?),
     };
     Ok(campaign::prerequisites(&PrereqFacts {
-        passkeys_enabled_for_group: methods.allows(PolicyMethod::Passkey, &groups),
-        tap_enabled_for_group: tap.enabled
-            && methods.allows(PolicyMethod::TemporaryAccessPass, &groups),
-        break_glass_enabled: enabled.len() as u32,
-        break_glass_drilled_90d: drilled as u32,
+        passkeys_enabled_for_group: shared.methods.allows(PolicyMethod::Passkey, &groups),
+        tap_enabled_for_group: shared.tap_enabled
+            && shared
+                .methods
+                .allows(PolicyMethod::TemporaryAccessPass, &groups),
+        break_glass_enabled: shared.break_glass_enabled,
+        break_glass_drilled_90d: shared.break_glass_drilled_90d,
         ca_policy,
     }))
+}
+
+/// What every wave's checklist shares (the methods policy, the pass policy, the break-glass
+/// accounts): read once per request, whatever the number of waves.
+pub struct SharedFacts {
+    methods: cutover_core::methods_policy::AuthenticationMethodsPolicy,
+    tap_enabled: bool,
+    break_glass_enabled: u32,
+    break_glass_drilled_90d: u32,
+}
+
+impl SharedFacts {
+    pub async fn load(state: &AppState) -> Result<Self, ApiError> {
+        let now = state.now();
+        let methods = crate::passkeys::load_methods_policy(state).await?;
+        let tap = crate::tap::load_policy(state).await?;
+        let glass = crate::break_glass::accounts(state).await?;
+        let enabled: Vec<_> = glass
+            .iter()
+            .filter(|a| a.user.user.account_enabled)
+            .collect();
+        let drilled = enabled
+            .iter()
+            .filter(|a| {
+                a.last_drill
+                    .is_some_and(|t| now.secs_since(t) <= crate::break_glass::DRILL_MAX_AGE_SECS)
+            })
+            .count();
+        Ok(Self {
+            methods,
+            tap_enabled: tap.enabled,
+            break_glass_enabled: enabled.len() as u32,
+            break_glass_drilled_90d: drilled as u32,
+        })
+    }
 }
 
 async fn ca_facts(state: &AppState, id: Uuid, group: Uuid) -> Result<CaFacts, ApiError> {

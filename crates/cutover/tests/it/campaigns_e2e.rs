@@ -157,6 +157,26 @@ async fn user(admin: &Admin, name: &str, mail: Option<&str>, manager: Option<&st
         .to_owned()
 }
 
+/// `n` users `{prefix}00…` with their own address: their ids.
+async fn users_with_mail(admin: &Admin, prefix: &str, n: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        let name = format!("{prefix}{i:02}");
+        ids.push(user(admin, &name, Some(&format!("{name}@contoso.example")), None).await);
+    }
+    ids
+}
+
+/// The wall clock (for tests against a server process, which runs on it).
+fn wall_now() -> Timestamp {
+    Timestamp::from_millis(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    )
+}
+
 async fn group_of(admin: &Admin, name: &str, members: &[String]) -> String {
     let g = admin
         .post(
@@ -692,19 +712,7 @@ async fn a_killed_smtp_server_mid_send_loses_nothing_and_duplicates_nothing() {
     .await;
     let admin = Admin::login(&srv.base, &srv.creds).await;
     domain(&admin).await;
-    let mut ids = Vec::new();
-    for n in 0..12 {
-        let name = format!("k{n:02}");
-        ids.push(
-            user(
-                &admin,
-                &name,
-                Some(&format!("{name}@contoso.example")),
-                None,
-            )
-            .await,
-        );
-    }
+    let ids = users_with_mail(&admin, "k", 12).await;
     let group = group_of(&admin, "Sales", &ids).await;
     let (cid, _) = one_wave_campaign(&admin, srv.clock.now(), &group, 7 * DAY - 60, None).await;
     assert_eq!(run_due(&admin, &cid).await["messages"], 12);
@@ -782,26 +790,9 @@ async fn a_restarted_cutover_never_sends_twice() {
     let creds = server.credentials();
     let admin = Admin::login(&server.base, &creds).await;
     domain(&admin).await;
-    let mut ids = Vec::new();
-    for n in 0..10 {
-        let name = format!("r{n:02}");
-        ids.push(
-            user(
-                &admin,
-                &name,
-                Some(&format!("{name}@contoso.example")),
-                None,
-            )
-            .await,
-        );
-    }
+    let ids = users_with_mail(&admin, "r", 10).await;
     let group = group_of(&admin, "Ops", &ids).await;
-    let now = Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    );
+    let now = wall_now();
     let (cid, _) = one_wave_campaign(&admin, now, &group, 7 * DAY - 60, None).await;
     assert_eq!(run_due(&admin, &cid).await["messages"], 10);
     until("2 delivered", Duration::from_secs(30), || async {
@@ -1380,12 +1371,7 @@ async fn campaign_commands_drive_the_api() {
     };
     let r = run(&["campaigns", "list"], 0);
     assert!(r.out.starts_with("No campaigns yet"), "{}", r.out);
-    let now = Timestamp::from_millis(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64,
-    );
+    let now = wall_now();
     let file = dir.join("campaign.json");
     std::fs::write(
         &file,
