@@ -135,6 +135,12 @@ pub struct EnforceFacts {
     pub ca_policy_present: bool,
     /// Whether that policy is in report-only now.
     pub ca_policy_report_only: bool,
+    /// Whether that policy applies to the wave's group (and does not exclude it).
+    pub ca_policy_includes_group: bool,
+    /// Whether that policy requires phishing-resistant MFA (the passkeys the wave enrolled).
+    pub ca_policy_requires_phishing_resistant: bool,
+    /// Whether the wave is enforced already (a second click, or another administrator).
+    pub already_enforced: bool,
     /// The CA gate's refusals for the policy (report-only evidence, interruptions,
     /// break-glass), empty when it allows.
     pub ca_gate_refusals: Vec<String>,
@@ -144,8 +150,9 @@ pub struct EnforceFacts {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Refusal {
-    /// `noMembers`, `enrolmentBelowTarget`, `invalidTarget`, `notConfirmed`, `noCaPolicy`,
-    /// `caPolicyNotReportOnly` or `caGate`.
+    /// `alreadyEnforced`, `noMembers`, `enrolmentBelowTarget`, `invalidTarget`,
+    /// `notConfirmed`, `noCaPolicy`, `caPolicyNotReportOnly`, `caPolicyOtherGroup`,
+    /// `caPolicyNotPasskeys` or `caGate`.
     pub code: &'static str,
     pub message: String,
 }
@@ -190,11 +197,19 @@ pub fn members_needed(target_percent: f64, members: u64) -> Option<u64> {
 
 /// Whether a wave may be enforced: it has members and `enrolled × 100 ≥ target × members`
 /// (compared exactly, the target taken to 0.01 %: 950 of 1000 reach 95 %, 949 do not), it was
-/// confirmed, its CA policy exists and is in report-only, and the CA gate allows. Every
+/// confirmed, its CA policy exists, is in report-only, applies to the wave's group and requires
+/// phishing-resistant MFA, the wave is not enforced already, and the CA gate allows. Every
 /// failed condition is a refusal.
 pub fn may_enforce(target_percent: f64, facts: &EnforceFacts) -> EnforceVerdict {
     let mut refusals = Vec::new();
     let mut refuse = |code, message: String| refusals.push(Refusal { code, message });
+    if facts.already_enforced {
+        refuse(
+            "alreadyEnforced",
+            "the wave is already enforced (its policy is on); roll it back first to enforce it again"
+                .into(),
+        );
+    }
     match members_needed(target_percent, facts.members) {
         None => refuse(
             "invalidTarget",
@@ -232,6 +247,18 @@ pub fn may_enforce(target_percent: f64, facts: &EnforceFacts) -> EnforceVerdict 
         refuse(
             "caPolicyNotReportOnly",
             "the wave's Conditional Access policy is not in report-only: enforcing switches a report-only policy on after its sweep; set it to report-only and let the sweep run".into(),
+        );
+    }
+    if facts.ca_policy_present && !facts.ca_policy_includes_group {
+        refuse(
+            "caPolicyOtherGroup",
+            "the wave's Conditional Access policy does not apply to the wave's group (or excludes it): enforcing it would not protect the people the wave enrolled; link the right policy or add the group to it".into(),
+        );
+    }
+    if facts.ca_policy_present && !facts.ca_policy_requires_phishing_resistant {
+        refuse(
+            "caPolicyNotPasskeys",
+            "the wave's Conditional Access policy does not require phishing-resistant MFA: enforcing it would not make passkeys the way in; set its authentication strength to phishingResistantMfa".into(),
         );
     }
     for reason in &facts.ca_gate_refusals {

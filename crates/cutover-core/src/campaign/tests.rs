@@ -845,6 +845,9 @@ fn ready(members: u64, enrolled: u64) -> EnforceFacts {
         confirmed: true,
         ca_policy_present: true,
         ca_policy_report_only: true,
+        ca_policy_includes_group: true,
+        ca_policy_requires_phishing_resistant: true,
+        already_enforced: false,
         ca_gate_refusals: vec![],
     }
 }
@@ -918,11 +921,31 @@ fn every_unmet_condition_refuses() {
     );
     assert_eq!(v.refusals()[2].message, f.ca_gate_refusals[0]);
 
-    f.ca_policy_present = false;
+    // A policy for another group, or one that does not ask for passkeys, protects nobody
+    // the wave enrolled.
     f.ca_gate_refusals.clear();
+    f.ca_policy_report_only = true;
+    f.ca_policy_includes_group = false;
+    f.ca_policy_requires_phishing_resistant = false;
+    assert_eq!(
+        codes(&may_enforce(95.0, &f)),
+        vec!["notConfirmed", "caPolicyOtherGroup", "caPolicyNotPasskeys"]
+    );
+
+    // Without a policy, only its absence is said (not what it would lack).
+    f.ca_policy_present = false;
     assert_eq!(
         codes(&may_enforce(95.0, &f)),
         vec!["notConfirmed", "noCaPolicy"]
+    );
+
+    // A second click on an enforced wave is refused before anything else is looked at.
+    let mut twice = ready(10, 10);
+    twice.already_enforced = true;
+    twice.ca_policy_report_only = false;
+    assert_eq!(
+        codes(&may_enforce(95.0, &twice)),
+        vec!["alreadyEnforced", "caPolicyNotReportOnly"]
     );
 
     let json = serde_json::to_value(may_enforce(95.0, &f)).unwrap();

@@ -359,14 +359,19 @@ impl SharedFacts {
 }
 
 async fn ca_facts(state: &AppState, id: Uuid, group: Uuid) -> Result<CaFacts, ApiError> {
-    let Some(row) = state.store.get_ca_policy(id).await? else {
-        return Ok(CaFacts {
+    Ok(match state.store.get_ca_policy(id).await? {
+        Some(row) => ca_facts_of(&row, group),
+        None => CaFacts {
             exists: false,
             state: String::new(),
             includes_group: false,
             requires_phishing_resistant: false,
-        });
-    };
+        },
+    })
+}
+
+/// What the checklist and the enforcement check read of a wave's CA policy.
+fn ca_facts_of(row: &cutover_store::CaPolicyRow, group: Uuid) -> CaFacts {
     let policy: Option<ConditionalAccessPolicy> = serde_json::from_str(&row.policy).ok();
     let g = group.to_string();
     let includes_group = policy.as_ref().is_some_and(|p| {
@@ -379,12 +384,12 @@ async fn ca_facts(state: &AppState, id: Uuid, group: Uuid) -> Result<CaFacts, Ap
         .and_then(|p| p.grant_controls.as_ref())
         .and_then(|g| g.authentication_strength.as_ref())
         .is_some_and(|s| s.id == "phishingResistantMfa");
-    Ok(CaFacts {
+    CaFacts {
         exists: true,
         state: row.state.clone(),
         includes_group,
         requires_phishing_resistant,
-    })
+    }
 }
 
 /// Store a changed document with its audit row; a concurrent change is a 409 that says to
@@ -474,14 +479,23 @@ pub async fn enforce(
         Some(id) => state.store.get_ca_policy(id).await?,
         None => None,
     };
+    let ca = match &policy {
+        Some(row) => Some(ca_facts_of(row, wave.group_id)),
+        None => None,
+    };
     let facts = EnforceFacts {
         members: progress.members,
         enrolled: progress.enrolled,
         confirmed: status.confirmed_at.is_some(),
-        ca_policy_present: policy.is_some(),
-        ca_policy_report_only: policy
+        ca_policy_present: ca.is_some(),
+        ca_policy_report_only: ca
             .as_ref()
-            .is_some_and(|p| p.state == cutover_store::CaPolicyRow::REPORT_ONLY),
+            .is_some_and(|c| c.state == cutover_store::CaPolicyRow::REPORT_ONLY),
+        ca_policy_includes_group: ca.as_ref().is_some_and(|c| c.includes_group),
+        ca_policy_requires_phishing_resistant: ca
+            .as_ref()
+            .is_some_and(|c| c.requires_phishing_resistant),
+        already_enforced: status.enforcement == campaign::Enforcement::Enforced,
         ca_gate_refusals: Vec::new(),
     };
     if let EnforceVerdict::Refused(reasons) = campaign::may_enforce(wave.target_percent, &facts) {
@@ -575,8 +589,18 @@ pub async fn enforce(
             "policy": policy_view,
         }))),
         // The policy is on but the wave could not say so: put the policy back, so that no
-        // policy is enforced without a wave that can roll it back.
+        // policy is enforced without a wave that can roll it back — unless another request
+        // enforced the wave meanwhile (a double click): then the policy is meant to be on,
+        // and the wave says so.
         Err(why) => {
+            if let Ok(now_doc) = load(state, campaign_id).await
+                && now_doc.status(wave_id).enforcement == campaign::Enforcement::Enforced
+            {
+                tracing::info!(campaign = %now_doc.campaign.display_name, wave = %wave.display_name, "a wave was enforced by another request at the same time; its policy stays on");
+                return Ok(WaveChange::Refused(json!({
+                    "error": {"code": "waveAlreadyEnforced", "message": format!("wave '{}' was enforced by another request at the same moment; nothing more was changed", wave.display_name)},
+                })));
+            }
             undo_enforcement(state, ctx, actor, policy.id, &why).await;
             Ok(WaveChange::Refused(json!({
                 "error": {"code": "waveNotEnforceable", "message": format!("{why}; the policy was put back to report-only")},

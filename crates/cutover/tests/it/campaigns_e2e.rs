@@ -1161,14 +1161,44 @@ async fn the_gate_enforces_a_ready_wave_without_force_and_the_rollback_reopens_t
     let admin = Admin::login(&srv.base, &srv.creds).await;
     let pre = admin.get(&format!("/campaigns/{cid}/prerequisites")).await;
     assert_eq!(pre["waves"][0]["ready"], true, "{pre}");
-    let (status, v) = admin
-        .call(
-            Method::POST,
-            &format!("/campaigns/{cid}/waves/{wid}/enforce"),
-            None,
-        )
-        .await;
+    // A double click: two enforcements at once. One enforces; the other is refused, and
+    // neither leaves the policy disagreeing with the wave.
+    let enforce_path = format!("/campaigns/{cid}/waves/{wid}/enforce");
+    let (a, b) = tokio::join!(
+        admin.call(Method::POST, &enforce_path, None),
+        admin.call(Method::POST, &enforce_path, None)
+    );
+    let mut outcomes = [a, b];
+    outcomes.sort_by_key(|(s, _)| *s);
+    let [(status, v), (second, refused)] = outcomes;
     assert_eq!(status, 200, "{v}");
+    assert_eq!(second, 409, "{refused}");
+    let code = refused["error"]["code"].as_str().unwrap_or_default();
+    assert!(
+        [
+            "waveNotReady",
+            "waveAlreadyEnforced",
+            "enforcementGateRefused",
+            "conflict"
+        ]
+        .contains(&code),
+        "{refused}"
+    );
+    let p = admin.get(&format!("{POLICIES}/{pid}")).await;
+    assert_eq!(p["state"], "enabled", "the policy stays on: {p}");
+    let c = admin.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(c["waves"][0]["status"]["enforcement"], "enforced", "{c}");
+    // A later click is refused up front, naming why.
+    let (status_again, again) = admin.call(Method::POST, &enforce_path, None).await;
+    assert_eq!(status_again, 409, "{again}");
+    assert!(
+        again["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["code"] == "alreadyEnforced"),
+        "{again}"
+    );
     assert_eq!(
         v["policy"]["enforcementGate"]["gate"]["allowed"], true,
         "{v}"
