@@ -60,10 +60,11 @@ DATA_SIZE_LIMIT = 32 * 1024 * 1024
 class Sink:
     """aiosmtpd handler: store each message in the Maildir, log it, then (maybe) wait."""
 
-    def __init__(self, maildir, delay_ms, offer_auth):
+    def __init__(self, maildir, delay_ms, offer_auth, reject_rcpt=None):
         self.maildir = maildir
         self.delay = delay_ms / 1000.0
         self.offer_auth = offer_auth
+        self.reject_rcpt = reject_rcpt.lower() if reject_rcpt else None
         self.counter = itertools.count(1)
         self.host = socket.gethostname().replace("/", "_").replace(":", "_") or "sink"
 
@@ -72,6 +73,12 @@ class Sink:
         if not self.offer_auth:
             responses = [r for r in responses if not r[4:].upper().startswith("AUTH")]
         return responses
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.reject_rcpt and self.reject_rcpt in address.lower():
+            return "550 5.1.1 <%s>: recipient address rejected: no such user" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
         content = envelope.original_content or envelope.content or b""
@@ -129,6 +136,7 @@ def parse_args(argv):
     p.add_argument("--starttls-key", help="PEM private key for --starttls-cert")
     p.add_argument("--auth", metavar="USER:PASS", help="offer AUTH PLAIN/LOGIN with these credentials")
     p.add_argument("--require-auth", action="store_true", help="refuse MAIL before AUTH (and before STARTTLS)")
+    p.add_argument("--reject-rcpt", metavar="TEXT", help="answer 550 to every recipient whose address contains TEXT")
     a = p.parse_args(argv)
     if not 0 <= a.port <= 65535:
         p.error(f"--port {a.port} is out of range 0-65535")
@@ -160,7 +168,7 @@ async def serve(args):
         user, password = args.auth.split(":", 1)
         authenticator = make_authenticator(user, password)
 
-    handler = Sink(maildir, args.delay_ms, offer_auth=authenticator is not None)
+    handler = Sink(maildir, args.delay_ms, offer_auth=authenticator is not None, reject_rcpt=args.reject_rcpt)
     loop = asyncio.get_running_loop()
 
     def factory():

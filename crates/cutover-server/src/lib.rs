@@ -171,6 +171,8 @@ pub struct AppState {
     /// Wakes this node's e-mail delivery loop when messages enter the outbox here (other
     /// nodes find them at their next poll).
     pub outbox_wake: tokio::sync::Notify,
+    /// This node's view of the SMTP relay (from its delivery loop's last connections).
+    pub relay: std::sync::Mutex<campaigns::mail::RelayHealth>,
 }
 
 impl AppState {
@@ -235,6 +237,7 @@ impl AppState {
             passkeys,
             ca_policies: Default::default(),
             outbox_wake: tokio::sync::Notify::new(),
+            relay: Default::default(),
         }))
     }
 

@@ -46,7 +46,7 @@ pub const SYNC_RUN_BUCKETS: [f64; 12] = [
 ];
 
 /// The results [`Metrics::count_email`] knows; anything else is counted as `other`.
-pub const EMAIL_RESULTS: [&str; 4] = ["sent", "retried", "failed", "uncertain"];
+pub const EMAIL_RESULTS: [&str; 5] = ["sent", "retried", "deferred", "failed", "uncertain"];
 
 /// At most this many outbox states are kept by [`Metrics::set_outbox_gauge`] (the rest are
 /// dropped, with a warning).
@@ -293,6 +293,8 @@ pub struct Metrics {
     emails: Mutex<BTreeMap<&'static str, u64>>,
     /// `None` until the campaigns engine first sets it.
     outbox: Mutex<Option<BTreeMap<&'static str, u64>>>,
+    /// Whether this node's last connection to the SMTP relay worked; `None` before the first.
+    relay_up: Mutex<Option<bool>>,
 }
 
 impl Default for Metrics {
@@ -307,6 +309,7 @@ impl Default for Metrics {
             sync_runs: Default::default(),
             emails: Mutex::new(EMAIL_RESULTS.iter().map(|r| (*r, 0)).collect()),
             outbox: Mutex::new(None),
+            relay_up: Mutex::new(None),
         }
     }
 }
@@ -429,6 +432,13 @@ impl Metrics {
         }
     }
 
+    /// Record whether this node's last connection to the SMTP relay worked.
+    pub fn set_relay_up(&self, up: bool) {
+        if let Ok(mut r) = self.relay_up.lock() {
+            *r = Some(up);
+        }
+    }
+
     /// This node's series, in the text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -524,7 +534,7 @@ impl Metrics {
             &mut out,
             "cutover_emails_total",
             "counter",
-            "Campaign e-mail delivery attempts on this node, by result: sent, retried (temporary failure), failed (given up), uncertain (may have been delivered; never sent again).",
+            "Campaign e-mail delivery attempts on this node, by result: sent, retried (temporary failure), deferred (the relay could not be used; the attempt is not counted against the message), failed (given up), uncertain (may have been delivered; never sent again).",
         );
         if let Ok(m) = self.emails.lock() {
             for (result, n) in m.iter() {
@@ -546,6 +556,17 @@ impl Metrics {
                     "cutover_email_outbox_messages{{state=\"{state}\"}} {n}"
                 );
             }
+        }
+        header(
+            &mut out,
+            "cutover_smtp_relay_up",
+            "gauge",
+            "1 when this node's last connection to the SMTP relay worked, 0 when it failed (no sample before the first).",
+        );
+        if let Ok(r) = self.relay_up.lock()
+            && let Some(up) = *r
+        {
+            let _ = writeln!(out, "cutover_smtp_relay_up {}", u8::from(up));
         }
         out
     }
@@ -1024,6 +1045,21 @@ mod tests {
         assert_eq!(n("failed").as_deref(), Some("0"));
         assert_eq!(n("other").as_deref(), Some("1"));
         assert_eq!(n("bounced"), None);
+        assert_well_formed(&text);
+    }
+
+    #[test]
+    fn the_relay_gauge_follows_the_last_connection() {
+        let m = Metrics::default();
+        assert_eq!(sample(&m.render(), "cutover_smtp_relay_up"), None);
+        m.set_relay_up(false);
+        assert_eq!(
+            sample(&m.render(), "cutover_smtp_relay_up").as_deref(),
+            Some("0")
+        );
+        m.set_relay_up(true);
+        let text = m.render();
+        assert_eq!(sample(&text, "cutover_smtp_relay_up").as_deref(), Some("1"));
         assert_well_formed(&text);
     }
 

@@ -464,6 +464,11 @@ pub const ADMIN_ROUTES: &[(&str, &str, &str)] = &[
     ),
     (
         "post",
+        "/campaigns/{id}/outbox/resendFailed",
+        "Send every failed e-mail of the campaign again (uncertain ones stay): {\"resent\": n}",
+    ),
+    (
+        "post",
         "/communications/outbox/{id}/resend",
         "Send a failed or uncertain e-mail again",
     ),

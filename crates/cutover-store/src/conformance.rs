@@ -151,6 +151,7 @@ pub async fn run(store: Arc<dyn Store>) {
     outbox_claims(store.clone()).await;
     outbox_leases(&*store).await;
     outbox_resend(&*store).await;
+    outbox_deferral_and_bulk_resend(&*store).await;
     campaign_outbox_deletion(&*store).await;
     campaign_bulk_reads(&*store).await;
 }
@@ -7017,6 +7018,151 @@ async fn outbox_resend(s: &dyn Store) {
     assert_eq!(
         got.iter().map(|m| (m.id, m.attempts)).collect::<Vec<_>>(),
         vec![(failed.id, 1), (uncertain.id, 1)]
+    );
+    drain_outbox(s).await;
+}
+
+/// A relay outage defers a message without using up its attempts; a bulk resend takes every
+/// failed message of one campaign (not its uncertain ones, not another campaign's), with one
+/// audit row, and writes nothing when there is none.
+async fn outbox_deferral_and_bulk_resend(s: &dyn Store) {
+    drain_outbox(s).await;
+    let t = T0.plus_secs(6 * 86_400);
+    let m = outbox_message("defer:one", None, t);
+    s.enqueue_outbox_message(&m, None).await.unwrap();
+    let down = "connecting to the SMTP relay: connection refused";
+    for round in 0..4 {
+        let at = t.plus_secs(round * 120);
+        let got = s.claim_outbox("a", at, at.plus_secs(60), 10).await.unwrap();
+        assert_eq!(
+            got.iter().map(|g| (g.id, g.attempts)).collect::<Vec<_>>(),
+            vec![(m.id, 1)],
+            "round {round}: a deferral never counts"
+        );
+        let deferred = OutboxOutcome::Deferred {
+            error: down.into(),
+            next_attempt_at: at.plus_secs(120),
+        };
+        assert!(s.finish_outbox(m.id, "a", &deferred).await.unwrap());
+        let after = s.get_outbox_message(m.id).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                after.state,
+                after.attempts,
+                after.next_attempt_at,
+                after.claimed_by,
+                after.lease_until,
+                after.last_error.as_deref()
+            ),
+            (
+                OutboxState::Pending,
+                0,
+                at.plus_secs(120),
+                None,
+                None,
+                Some(down)
+            )
+        );
+    }
+    // A retry (the message's own failure) still counts.
+    let at = t.plus_secs(480);
+    s.claim_outbox("a", at, at.plus_secs(60), 10).await.unwrap();
+    let retry = OutboxOutcome::Retry {
+        error: "451 4.3.0 try again later".into(),
+        next_attempt_at: at.plus_secs(60),
+    };
+    assert!(s.finish_outbox(m.id, "a", &retry).await.unwrap());
+    let got = s
+        .claim_outbox("a", at.plus_secs(60), at.plus_secs(120), 10)
+        .await
+        .unwrap();
+    assert_eq!((got.len(), got[0].attempts), (1, 2));
+    drain_outbox(s).await;
+
+    let c = campaign("Bulk resend");
+    let other = campaign("Bulk resend, other");
+    for x in [&c, &other] {
+        s.create_campaign(x, 1_000, &audit("createCampaign", "bulk-campaign"))
+            .await
+            .unwrap();
+    }
+    let wave = (c.id, Uuid::new_v4());
+    let d = send_decision("bulk:w:t-7", c.id, wave.1, t);
+    let mine = decision_messages(&d.key, wave, t, 3);
+    assert!(s.record_send_decision(&d, &mine, None).await.unwrap());
+    let other_wave = (other.id, Uuid::new_v4());
+    let od = send_decision("bulk:other:t-7", other.id, other_wave.1, t);
+    let theirs = decision_messages(&od.key, other_wave, t, 1);
+    assert!(s.record_send_decision(&od, &theirs, None).await.unwrap());
+    assert_eq!(
+        s.claim_outbox("b", t, t.plus_secs(60), 10)
+            .await
+            .unwrap()
+            .len(),
+        4
+    );
+    let failed = OutboxOutcome::Failed {
+        error: "connecting to the SMTP relay: 535 5.7.8 authentication failed".into(),
+    };
+    let uncertain = OutboxOutcome::Uncertain {
+        error: "connection reset after DATA".into(),
+    };
+    for (m, outcome) in [
+        (&mine[0], &failed),
+        (&mine[1], &failed),
+        (&mine[2], &uncertain),
+        (&theirs[0], &failed),
+    ] {
+        assert!(s.finish_outbox(m.id, "b", outcome).await.unwrap());
+    }
+    let resent = s
+        .resend_failed_outbox(
+            Some(c.id),
+            t.plus_secs(10),
+            &audit("resendFailedMessages", "bulk"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resent, 2);
+    let state_of = |id: Uuid| async move {
+        let m = s.get_outbox_message(id).await.unwrap().unwrap();
+        (m.state, m.attempts, m.next_attempt_at, m.claimed_by)
+    };
+    for m in &mine[..2] {
+        assert_eq!(
+            state_of(m.id).await,
+            (OutboxState::Pending, 0, t.plus_secs(10), None)
+        );
+    }
+    assert_eq!(state_of(mine[2].id).await.0, OutboxState::Uncertain);
+    assert_eq!(state_of(theirs[0].id).await.0, OutboxState::Failed);
+    assert_eq!(audits_for(s, "bulk").await.len(), 1);
+    // Nothing failed left in the campaign: nothing written, not even the audit row.
+    let none = s
+        .resend_failed_outbox(
+            Some(c.id),
+            t.plus_secs(20),
+            &audit("resendFailedMessages", "bulk-none"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(none, 0);
+    assert!(audits_for(s, "bulk-none").await.is_empty());
+    // Every campaign's (and the drained ones of earlier checks).
+    let all = s
+        .resend_failed_outbox(
+            None,
+            t.plus_secs(30),
+            &audit("resendFailedMessages", "bulk-all"),
+        )
+        .await
+        .unwrap();
+    assert!(all >= 1, "{all}");
+    assert_eq!(state_of(theirs[0].id).await.0, OutboxState::Pending);
+    assert_eq!(
+        s.outbox_counts(Some(other.id)).await.unwrap().failed,
+        0,
+        "none failed left"
     );
     drain_outbox(s).await;
 }

@@ -1050,6 +1050,17 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
         audit: &AuditEvent,
     ) -> StoreResult<()>;
+    /// An admin's resend of every `Failed` message — of the campaign, or of all when `None`
+    /// (after a relay outage or a fixed setting): each becomes `Pending`, unclaimed, due at
+    /// `now`, attempts from 0, in one transaction with the audit row. `Uncertain` messages are
+    /// left alone (each needs a look at the relay's log first). Returns how many; with none,
+    /// nothing is written (not even the audit row).
+    async fn resend_failed_outbox(
+        &self,
+        campaign_id: Option<Uuid>,
+        now: Timestamp,
+        audit: &AuditEvent,
+    ) -> StoreResult<u64>;
 
     // Bulk reads for campaign progress and mail.
     /// The passkeys of every direct user member of the group (not of nested groups' members),
@@ -1627,6 +1638,14 @@ pub enum OutboxOutcome {
     Sent { at: Timestamp },
     /// A temporary failure: try again at `next_attempt_at`.
     Retry {
+        error: String,
+        next_attempt_at: Timestamp,
+    },
+    /// The SMTP relay could not be reached or refused the connection (nothing about this
+    /// message was tried): back to `Pending` at `next_attempt_at`, and the attempt it was
+    /// claimed with is not counted — a relay outage, however long, does not use up a
+    /// message's retries.
+    Deferred {
         error: String,
         next_attempt_at: Timestamp,
     },

@@ -3619,16 +3619,19 @@ macro_rules! sql_store {
             async fn finish_outbox(&self, id: Uuid, node: &str, outcome: &OutboxOutcome) -> StoreResult<bool> {
                 let (state, sent_at, next_attempt_at, error) = match outcome {
                     OutboxOutcome::Sent { at } => (OutboxState::Sent, Some(*at), None, None),
-                    OutboxOutcome::Retry { error, next_attempt_at } => {
+                    OutboxOutcome::Retry { error, next_attempt_at } | OutboxOutcome::Deferred { error, next_attempt_at } => {
                         (OutboxState::Pending, None, Some(*next_attempt_at), Some(bounded_error(error)))
                     }
                     OutboxOutcome::Failed { error } => (OutboxState::Failed, None, None, Some(bounded_error(error))),
                     OutboxOutcome::Uncertain { error } => (OutboxState::Uncertain, None, None, Some(bounded_error(error))),
                 };
+                // A deferral gives back the attempt the claim counted.
+                let uncount = i64::from(matches!(outcome, OutboxOutcome::Deferred { .. }));
                 // A retry is unclaimed again; an end keeps the node that reached it.
                 let done = sqlx::query(
                     "UPDATE outbox_messages SET state = CAST($3 AS TEXT), sent_at = CAST($4 AS BIGINT),
                         next_attempt_at = COALESCE(CAST($5 AS BIGINT), next_attempt_at), last_error = CAST($6 AS TEXT),
+                        attempts = CASE WHEN CAST($7 AS BIGINT) = 1 AND attempts > 0 THEN attempts - 1 ELSE attempts END,
                         lease_until = NULL,
                         claimed_by = CASE WHEN CAST($3 AS TEXT) = 'pending' THEN NULL ELSE claimed_by END
                      WHERE id = $1 AND claimed_by = $2
@@ -3641,6 +3644,7 @@ macro_rules! sql_store {
                 .bind(sent_at.map(Timestamp::millis))
                 .bind(next_attempt_at.map(Timestamp::millis))
                 .bind(error)
+                .bind(uncount)
                 .execute(&self.pool)
                 .await
                 .map_err(map_err)?;
@@ -3733,6 +3737,28 @@ macro_rules! sql_store {
                 }
                 Self::write_audit(&mut tx, audit).await?;
                 tx.commit().await.map_err(map_err)
+            }
+
+            async fn resend_failed_outbox(&self, campaign_id: Option<Uuid>, now: Timestamp, audit: &AuditEvent) -> StoreResult<u64> {
+                let mut tx = self.pool.begin().await.map_err(map_err)?;
+                let done = sqlx::query(
+                    "UPDATE outbox_messages SET state = 'pending', next_attempt_at = $2, attempts = 0,
+                        lease_until = NULL, claimed_by = NULL
+                     WHERE state = 'failed' AND (CAST($1 AS TEXT) IS NULL OR campaign_id = CAST($1 AS TEXT))",
+                )
+                .bind(campaign_id.map(|c| c.to_string()))
+                .bind(now.millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(map_err)?;
+                let n = done.rows_affected();
+                if n == 0 {
+                    tx.rollback().await.map_err(map_err)?;
+                    return Ok(0);
+                }
+                Self::write_audit(&mut tx, audit).await?;
+                tx.commit().await.map_err(map_err)?;
+                Ok(n)
             }
 
             async fn passkeys_of_group_members(&self, group_id: Uuid) -> StoreResult<Vec<PasskeyFact>> {

@@ -151,6 +151,9 @@ pub enum CampaignsCommand {
         #[arg(value_name = "ID")]
         id: String,
     },
+    /// Send every failed message of a campaign again, after fixing what failed them (the
+    /// relay, its settings, an address). Uncertain messages are left alone.
+    ResendFailed(CampaignArg),
 }
 
 #[derive(Args, Debug)]
@@ -645,6 +648,32 @@ pub async fn campaigns(api: &Api, out: OutputFormat, cmd: CampaignsCommand) -> R
                 return print_json(out, v.as_ref());
             }
             emit("The message is pending again and will be sent at the next delivery pass.\n")
+        }
+        CampaignsCommand::ResendFailed(a) => {
+            let c = campaign(api, &a.campaign).await?;
+            let v = api
+                .send(
+                    Method::POST,
+                    &[CAMPAIGNS, str_of(&c, "id"), "outbox", "resendFailed"],
+                    &[],
+                    None,
+                )
+                .await?;
+            if out != OutputFormat::Table {
+                return print_json(out, v.as_ref());
+            }
+            let n = v.as_ref().and_then(|v| v["resent"].as_u64()).unwrap_or(0);
+            emit(&if n == 0 {
+                format!(
+                    "No failed message in '{}': nothing to send again.\n",
+                    clean(str_of(&c, "displayName"))
+                )
+            } else {
+                format!(
+                    "{n} failed message(s) of '{}' are pending again and go out at the next delivery pass.\n",
+                    clean(str_of(&c, "displayName"))
+                )
+            })
         }
     }
 }

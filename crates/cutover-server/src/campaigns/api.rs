@@ -37,6 +37,7 @@ pub fn admin_routes() -> Router<Arc<AppState>> {
         .route("/campaigns/{id}/communications/preview", post(preview))
         .route("/campaigns/{id}/communications/testSend", post(test_send))
         .route("/campaigns/{id}/outbox", get(outbox))
+        .route("/campaigns/{id}/outbox/resendFailed", post(resend_failed))
         .route("/communications/outbox/{id}/resend", post(resend))
 }
 
@@ -804,6 +805,19 @@ async fn resend(
         .await?
         .ok_or_else(|| ApiError::not_found(format!("outbox message {id} does not exist")))?;
     Ok(Json(outbox_view(&m)))
+}
+
+/// Every failed message of the campaign goes out again (after the relay or its settings were
+/// fixed); uncertain ones stay, each needing a look at the relay's log.
+async fn resend_failed(
+    State(state): State<Arc<AppState>>,
+    admin: Admin,
+    Extension(ctx): Extension<RequestCtx>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let doc = service::find(&state, &id).await?;
+    let n = service::resend_failed(&state, &ctx, &actor(&admin), &doc).await?;
+    Ok(Json(json!({"resent": n})))
 }
 
 #[cfg(test)]

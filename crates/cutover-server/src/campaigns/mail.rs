@@ -12,6 +12,12 @@
 //! automatically, and the admin pages show it with its Message-ID so an operator can check the
 //! relay's log and resend it explicitly. A relay's explicit 4xx answer is retried with a growing
 //! pause, at most [`MAX_ATTEMPTS`] times; a 5xx answer fails the message at once.
+//!
+//! A relay that cannot be used at all — unreachable, refusing TLS, refusing the credentials —
+//! says nothing about the messages: they are *deferred*, their attempts not counted, and wait
+//! (with a pause that grows to [`MAX_RELAY_RETRY_SECS`]) until the relay or its settings are
+//! fixed. The batch stops at the first such failure, the log says once per pass what to fix,
+//! `/metrics` shows `cutover_smtp_relay_up 0`, and the campaign page shows the relay's error.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +37,46 @@ pub const FIRST_RETRY_SECS: i64 = 60;
 pub const MAX_RETRY_SECS: i64 = 3_600;
 /// How the error of a message starts when the relay could not be reached.
 const CONNECT_ERROR: &str = "connecting to the SMTP relay";
+/// The longest pause before the relay is tried again after it could not be used.
+pub const MAX_RELAY_RETRY_SECS: i64 = 900;
+
+/// What this node knows of the relay from its last connections (shown on the campaign page).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayHealth {
+    /// Connections that failed in a row (0 after one worked).
+    pub consecutive_failures: u32,
+    /// When the current run of failures began.
+    pub down_since: Option<Timestamp>,
+    /// The last failure's explanation (never a credential: the SMTP client does not print
+    /// them).
+    pub last_error: Option<String>,
+    /// When a connection last worked.
+    pub last_ok_at: Option<Timestamp>,
+}
+
+impl RelayHealth {
+    /// A connection failed at `at`.
+    pub fn failed(&mut self, at: Timestamp, error: String) {
+        self.consecutive_failures = self.consecutive_failures.saturating_add(1);
+        self.down_since.get_or_insert(at);
+        self.last_error = Some(error);
+    }
+
+    /// A connection worked at `at`.
+    pub fn reached(&mut self, at: Timestamp) {
+        *self = Self {
+            last_ok_at: Some(at),
+            ..Self::default()
+        };
+    }
+
+    /// How long deferred messages wait: a minute after the first failure, doubling with each
+    /// further one, at most [`MAX_RELAY_RETRY_SECS`].
+    pub fn retry_after_secs(&self) -> i64 {
+        let exp = self.consecutive_failures.saturating_sub(1).min(16);
+        (FIRST_RETRY_SECS << exp).min(MAX_RELAY_RETRY_SECS)
+    }
+}
 
 /// Messages one node claims at once (and sends over one connection).
 pub const CLAIM_BATCH: u32 = 20;
@@ -60,6 +106,7 @@ pub struct DeliveryReport {
     pub claimed: u32,
     pub sent: u32,
     pub retried: u32,
+    pub deferred: u32,
     pub failed: u32,
     pub uncertain: u32,
 }
@@ -100,6 +147,7 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
                     total.claimed += r.claimed;
                     total.sent += r.sent;
                     total.retried += r.retried;
+                    total.deferred += r.deferred;
                     total.failed += r.failed;
                     total.uncertain += r.uncertain;
                     if r.claimed < CLAIM_BATCH || r.sent == 0 {
@@ -120,6 +168,7 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
                 claimed = total.claimed,
                 sent = total.sent,
                 retried = total.retried,
+                deferred = total.deferred,
                 failed = total.failed,
                 uncertain = total.uncertain,
                 "campaign e-mails delivered"
@@ -230,20 +279,18 @@ pub async fn deliver_once(
     if batch.is_empty() {
         return Ok(report);
     }
-    // Once the relay cannot be reached, the rest of the batch waits for the next attempt
-    // without trying (and waiting for) a connection each.
-    let mut relay_down: Option<String> = None;
+    // Once the relay cannot be used, the rest of the batch is deferred with it, without
+    // trying (and waiting for) a connection each.
+    let mut relay_down: Option<OutboxOutcome> = None;
     for msg in batch {
         let outcome = match &relay_down {
-            Some(error) => Some(retry_or_fail(msg.attempts, state.now(), error.clone())),
+            Some(deferred) => Some(deferred.clone()),
             None => send_one(state, config, node, conn, &msg).await?,
         };
-        if conn.is_none()
-            && relay_down.is_none()
-            && let Some(OutboxOutcome::Retry { error, .. }) = &outcome
-            && error.starts_with(CONNECT_ERROR)
+        if relay_down.is_none()
+            && let Some(d @ OutboxOutcome::Deferred { .. }) = &outcome
         {
-            relay_down = Some(error.clone());
+            relay_down = Some(d.clone());
         }
         let Some(outcome) = outcome else { continue };
         let label = match &outcome {
@@ -254,6 +301,10 @@ pub async fn deliver_once(
             OutboxOutcome::Retry { .. } => {
                 report.retried += 1;
                 "retried"
+            }
+            OutboxOutcome::Deferred { .. } => {
+                report.deferred += 1;
+                "deferred"
             }
             OutboxOutcome::Failed { .. } => {
                 report.failed += 1;
@@ -274,7 +325,8 @@ pub async fn deliver_once(
             OutboxOutcome::Retry { error, .. } => {
                 tracing::warn!(message_id = %msg.message_id, error = %error, "a campaign e-mail will be retried")
             }
-            OutboxOutcome::Sent { .. } => {}
+            // Said once for the batch, where the connection failed.
+            OutboxOutcome::Sent { .. } | OutboxOutcome::Deferred { .. } => {}
         }
         if state.store.finish_outbox(msg.id, node, &outcome).await? {
             state.metrics.count_email(label);
@@ -346,29 +398,87 @@ async fn send_one(
     let envelope_from = message.from.address.clone();
     let rcpts = message.envelope_recipients();
     if conn.is_none() {
-        match tokio::time::timeout(Duration::from_secs(60), SmtpConnection::connect(config)).await {
-            Ok(Ok(c)) => *conn = Some(c),
-            Ok(Err(e)) => {
-                let error = format!("{CONNECT_ERROR}: {e}");
-                return Ok(Some(if e.kind == ErrorKind::Permanent {
-                    OutboxOutcome::Failed { error }
-                } else {
-                    retry_or_fail(msg.attempts, now, error)
-                }));
-            }
-            Err(_) => {
-                return Ok(Some(retry_or_fail(
-                    msg.attempts,
-                    now,
-                    format!("{CONNECT_ERROR}: no answer within 60 s"),
-                )));
-            }
-        }
+        let failure =
+            match tokio::time::timeout(CONNECT_TIMEOUT, SmtpConnection::connect(config)).await {
+                Ok(Ok(c)) => {
+                    *conn = Some(c);
+                    None
+                }
+                Ok(Err(e)) => Some((
+                    format!("{CONNECT_ERROR}: {e}"),
+                    e.kind == ErrorKind::Permanent,
+                )),
+                Err(_) => Some((
+                    format!(
+                        "{CONNECT_ERROR}: no answer within {} s",
+                        CONNECT_TIMEOUT.as_secs()
+                    ),
+                    false,
+                )),
+            };
+        let Some((error, settings)) = failure else {
+            relay_reached(state, now);
+            return send_staged(state, node, conn, msg, &envelope_from, &rcpts, &bytes).await;
+        };
+        return Ok(Some(relay_failed(state, now, error, settings)));
     }
+    send_staged(state, node, conn, msg, &envelope_from, &rcpts, &bytes).await
+}
+
+/// How long a connection to the relay (with its greeting, TLS and AUTH) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn relay_reached(state: &AppState, now: Timestamp) {
+    state.metrics.set_relay_up(true);
+    let Ok(mut h) = state.relay.lock() else {
+        return;
+    };
+    if h.consecutive_failures > 0 {
+        tracing::info!(
+            down_since = %h.down_since.map(crate::clock::rfc3339).unwrap_or_default(),
+            "the SMTP relay can be used again; deferred campaign e-mails go out now"
+        );
+    }
+    h.reached(now);
+}
+
+/// The relay could not be used: the message (and the rest of its batch) is deferred.
+/// `settings`: the relay answered, and refused what Cutover is set up to do (TLS, AUTH).
+fn relay_failed(state: &AppState, now: Timestamp, error: String, settings: bool) -> OutboxOutcome {
+    state.metrics.set_relay_up(false);
+    let wait = match state.relay.lock() {
+        Ok(mut h) => {
+            h.failed(now, error.clone());
+            h.retry_after_secs()
+        }
+        Err(_) => FIRST_RETRY_SECS,
+    };
+    if settings {
+        tracing::error!(error = %error, retry_in_secs = wait, "the SMTP relay refused Cutover's connection settings: campaign e-mails wait in the outbox (their retries are not used up); fix --smtp-host/--smtp-port/--smtp-tls/--smtp-user/--smtp-password-file and restart, and they go out");
+    } else {
+        tracing::error!(error = %error, retry_in_secs = wait, "the SMTP relay cannot be reached: campaign e-mails wait in the outbox (their retries are not used up) and go out when it answers again");
+    }
+    OutboxOutcome::Deferred {
+        error,
+        next_attempt_at: now.plus_secs(wait),
+    }
+}
+
+/// Stage the message on the open connection, mark it transmitting, and commit it.
+async fn send_staged(
+    state: &AppState,
+    node: &str,
+    conn: &mut Option<SmtpConnection>,
+    msg: &OutboxMessage,
+    envelope_from: &str,
+    rcpts: &[String],
+    bytes: &[u8],
+) -> Result<Option<OutboxOutcome>, StoreError> {
+    let now = state.now();
     let Some(c) = conn.as_mut() else {
         return Ok(None);
     };
-    let staged = match c.stage(&envelope_from, &rcpts, &bytes).await {
+    let staged = match c.stage(envelope_from, rcpts, bytes).await {
         Ok(s) => s,
         Err(e) => {
             // Nothing was committed: the relay has no complete message.

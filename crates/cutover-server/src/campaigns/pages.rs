@@ -60,6 +60,10 @@ pub fn routes() -> Router<Arc<AppState>> {
             post(wave_action),
         )
         .route("/admin/outbox/{id}/resend", post(resend))
+        .route(
+            "/admin/campaigns/{id}/outbox/resendFailed",
+            post(resend_failed),
+        )
 }
 
 fn ctx_actor(admin: &AdminUi) -> Actor {
@@ -645,7 +649,7 @@ async fn wave_section(
             actions.push_str(&action(
                 "enforce",
                 "Enforce the wave",
-                "<label class=\"inline\"><input type=\"checkbox\" name=\"force\" value=\"true\"> pass the Conditional Access gate's refusal (audited)</label>",
+                "<label><input type=\"checkbox\" name=\"force\" value=\"true\"> pass the Conditional Access gate's refusal (audited)</label>",
             ));
         }
     }
@@ -828,17 +832,11 @@ async fn detail(
     };
     let counts = state.store.outbox_counts(Some(doc.id)).await?;
     let smtp = if state.config.campaigns.smtp.is_some() {
-        String::new()
+        relay_banner(&state)
     } else {
         "<div class=\"error\" role=\"status\" id=\"no-smtp\">No SMTP relay is configured on this server: e-mails wait in the outbox. Start it with <code>--smtp-host</code> (see <code>cutover serve --help</code>).</div>".into()
     };
     let csrf = esc(&admin.csrf);
-    let first_wave = doc
-        .campaign
-        .waves
-        .first()
-        .map(|w| w.id.to_string())
-        .unwrap_or_default();
     let step_opts: String = doc
         .campaign
         .steps
@@ -873,7 +871,6 @@ async fn detail(
         failed = counts.failed,
         uncertain = counts.uncertain,
     );
-    let _ = first_wave;
     let body = format!(
         "{MINI_STYLE}{notice}<p>{desc}</p><p class=\"muted\">Target {target:.0} % · {n} wave(s) · created {created}</p>\
          <div class=\"waves\">{waves}</div>{comms}",
@@ -1133,11 +1130,21 @@ async fn outbox(
             if s.is_empty() { "all" } else { s }
         ));
     }
+    let failed = state.store.outbox_counts(Some(doc.id)).await?.failed;
+    let bulk = if failed > 0 {
+        format!(
+            "<form method=\"post\" action=\"/admin/campaigns/{cid}/outbox/resendFailed\"><input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><button type=\"submit\" id=\"resend-failed\">Send all {failed} failed messages again</button></form> <span class=\"muted\">after fixing what failed them (the relay, its settings, an address); uncertain messages are not included.</span>",
+            cid = doc.id,
+        )
+    } else {
+        String::new()
+    };
     let body = format!(
-        "<p><a href=\"/admin/campaigns/{cid}\">Back to {name}</a> · Show:{filters}</p>\
+        "<p><a href=\"/admin/campaigns/{cid}\">Back to {name}</a> · Show:{filters}</p>{relay}{bulk}\
          <p class=\"muted\">An <strong>uncertain</strong> message may or may not have been accepted by the SMTP relay (the connection ended before it answered); it is never sent again automatically. Check the relay's log for its Message-ID before sending it again.</p>{table}{next}",
         cid = doc.id,
         name = esc(&doc.campaign.display_name),
+        relay = relay_banner(&state),
         table = ui::table(
             "outbox",
             "Messages",
@@ -1202,6 +1209,39 @@ async fn resend(
         None => "/admin/campaigns".into(),
     };
     Ok(Redirect::to(&to).into_response())
+}
+
+/// Send every failed message of the campaign again.
+async fn resend_failed(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    service::resend_failed(&state, &ctx, &ctx_actor(&admin), &doc)
+        .await
+        .map_err(|e| api_error(&admin, e))?;
+    Ok(Redirect::to(&format!("/admin/campaigns/{}/outbox", doc.id)).into_response())
+}
+
+/// What this node knows of the SMTP relay, when its last connection failed.
+fn relay_banner(state: &AppState) -> String {
+    let Ok(h) = state.relay.lock() else {
+        return String::new();
+    };
+    if h.consecutive_failures == 0 {
+        return String::new();
+    }
+    format!(
+        "<div class=\"error\" role=\"status\" id=\"relay-down\">This server cannot use the SMTP relay (since {since}, {n} failed connection(s)): <code>{error}</code>. E-mails wait in the outbox without using up their retries, and go out once the relay answers or its settings are fixed.</div>",
+        since = h.down_since.map(ui::time_html).unwrap_or_default(),
+        n = h.consecutive_failures,
+        error = esc(h.last_error.as_deref().unwrap_or("")),
+    )
 }
 
 async fn stragglers_csv(

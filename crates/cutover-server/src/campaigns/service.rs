@@ -414,6 +414,36 @@ pub async fn save(
         })
 }
 
+/// Send every failed message of the campaign again (uncertain ones stay: each needs a look
+/// at the relay's log first). Audited once, with the count; none is not an error.
+pub async fn resend_failed(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &Actor,
+    doc: &Document,
+) -> Result<u64, ApiError> {
+    let now = state.now();
+    let failed = state.store.outbox_counts(Some(doc.id)).await?.failed;
+    let a = audit(
+        ctx,
+        actor,
+        now,
+        "resendFailedCampaignMessages",
+        (doc.id, &doc.campaign.display_name),
+        Some(json!({"failed": failed})),
+        Some(json!({"state": "pending"})),
+    );
+    let n = state
+        .store
+        .resend_failed_outbox(Some(doc.id), now, &a)
+        .await?;
+    if n > 0 {
+        tracing::info!(campaign = %doc.campaign.display_name, messages = n, actor = %actor.audit_name(), "every failed campaign e-mail was queued to be sent again");
+        state.outbox_wake.notify_one();
+    }
+    Ok(n)
+}
+
 /// What a wave's state change did.
 pub enum WaveChange {
     Done(Value),

@@ -1267,7 +1267,7 @@ fn relay_certificate(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_is_reached_over_starttls_with_auth_and_a_wrong_password_fails_plainly() {
+async fn the_relay_is_reached_over_starttls_with_auth_and_a_wrong_password_holds_the_mail() {
     let dir = scratch_dir("smtp-tls");
     let (cert, key) = relay_certificate(&dir.join("tls"));
     let sink = Sink::start(
@@ -1318,41 +1318,111 @@ async fn the_relay_is_reached_over_starttls_with_auth_and_a_wrong_password_fails
             Duration::from_secs(30),
             || async {
                 let s = outbox_states(&admin, &cid).await;
-                s["sent"] + s["failed"] == 1
+                let o = admin.get(&format!("/campaigns/{cid}/outbox")).await;
+                s["sent"] == 1 || o["value"][0]["lastError"].is_string()
             },
         )
         .await;
         let states = outbox_states(&admin, &cid).await;
         let outbox = admin.get(&format!("/campaigns/{cid}/outbox")).await;
         let m = &outbox["value"][0];
+        let relay_up = crate::metrics_e2e::value(
+            &crate::metrics_e2e::scrape(&admin).await,
+            "cutover_smtp_relay_up",
+        );
         if delivered {
             assert_eq!(states["sent"], 1, "{outbox}");
             assert_eq!(sink.log().len(), before + 1);
+            assert_eq!(relay_up, Some(1.0));
         } else {
-            // 535: a permanent refusal, not retried, explained.
-            assert_eq!(states["failed"], 1, "{outbox}");
-            assert_eq!(m["attempts"], 1, "{m}");
+            // 535: the relay refuses Cutover's settings. That says nothing about the message:
+            // it waits, its retries untouched, with the relay's answer as its last error.
+            assert_eq!(states["failed"], 0, "{outbox}");
+            assert_eq!(m["state"], "pending", "{m}");
+            assert_eq!(m["attempts"], 0, "{m}");
             let err = m["lastError"].as_str().unwrap();
             assert!(
                 err.contains("535") || err.to_lowercase().contains("auth"),
                 "{err}"
             );
+            assert!(!err.contains("wrong"), "no password in the error: {err}");
             assert_eq!(sink.log().len(), before, "nothing delivered");
-            // The administrator can send it again once the password is fixed.
-            let (status, v) = admin
-                .call(
-                    Method::POST,
-                    &format!(
-                        "/communications/outbox/{}/resend",
-                        m["id"].as_str().unwrap()
-                    ),
-                    None,
-                )
+            assert_eq!(relay_up, Some(0.0), "/metrics says the relay is down");
+            // Nothing failed: a bulk resend has nothing to do.
+            let v = admin
+                .post(&format!("/campaigns/{cid}/outbox/resendFailed"), json!({}))
                 .await;
-            assert_eq!(status, 200, "{v}");
-            assert_eq!(v["state"], "pending", "{v}");
+            assert_eq!(v["resent"], 0, "{v}");
         }
     }
+}
+
+/// Messages the relay refused for good (an unknown recipient) are failed; once the cause is
+/// fixed, one action sends every failed message of the campaign again, audited once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_failed_message_is_sent_again_in_one_step() {
+    let dir = scratch_dir("smtp-bulk-resend");
+    let sink = Sink::start(&dir.join("mail"), 0, &["--reject-rcpt", "bounce"]);
+    let port = sink.port;
+    let srv = InProcess::start_with(move |c| {
+        c.campaigns.smtp = Some(SmtpSettings {
+            host: "127.0.0.1".into(),
+            port,
+            tls: SmtpTls::None,
+            username: None,
+            password: None,
+            ca_file: None,
+        });
+        c.campaigns.outbox_poll = Duration::from_millis(100);
+        c.campaigns.schedule_interval = Duration::from_secs(3600);
+    })
+    .await;
+    let admin = Admin::login(&srv.base, &srv.creds).await;
+    domain(&admin).await;
+    let mut ids = users_with_mail(&admin, "bounce", 2).await;
+    ids.push(user(&admin, "fine", Some("fine@contoso.example"), None).await);
+    let group = group_of(&admin, "Bulk", &ids).await;
+    let (cid, _) = one_wave_campaign(&admin, srv.clock.now(), &group, 7 * DAY - 60, None).await;
+    assert_eq!(run_due(&admin, &cid).await["messages"], 3);
+    until("1 sent, 2 failed", Duration::from_secs(30), || async {
+        let s = outbox_states(&admin, &cid).await;
+        s["sent"] == 1 && s["failed"] == 2
+    })
+    .await;
+    let failed = admin
+        .get(&format!("/campaigns/{cid}/outbox?state=failed"))
+        .await;
+    for m in failed["value"].as_array().unwrap() {
+        assert_eq!(m["attempts"], 1, "a 550 is not retried: {m}");
+        assert!(m["lastError"].as_str().unwrap().contains("550"), "{m}");
+    }
+    let v = admin
+        .post(&format!("/campaigns/{cid}/outbox/resendFailed"), json!({}))
+        .await;
+    assert_eq!(v["resent"], 2, "{v}");
+    let a = audits(&admin, "resendFailedCampaignMessages").await;
+    assert_eq!(a.len(), 1, "{a:?}");
+    // (The relay still refuses them: they fail again, each after one more attempt.)
+    until("2 failed again", Duration::from_secs(30), || async {
+        let o = admin
+            .get(&format!("/campaigns/{cid}/outbox?state=failed"))
+            .await;
+        o["value"].as_array().is_some_and(|v| v.len() == 2)
+    })
+    .await;
+    assert_eq!(outbox_states(&admin, &cid).await["sent"], 1);
+    assert_eq!(sink.log().len(), 1, "the one good address got one e-mail");
+    let after = admin
+        .get(&format!("/campaigns/{cid}/outbox?state=failed"))
+        .await;
+    for m in after["value"].as_array().unwrap() {
+        assert_eq!(m["attempts"], 1, "counted from 0 again: {m}");
+    }
+    let counter = crate::metrics_e2e::value(
+        &crate::metrics_e2e::scrape(&admin).await,
+        "cutover_emails_total{result=\"failed\"}",
+    );
+    assert_eq!(counter, Some(4.0), "two failures, twice");
 }
 
 // --- the CLI ------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ use crate::pta_e2e::{PtaEnv, REDIRECT};
 use crate::pta_ldap::password;
 
 /// One scrape, with the admin's token (the admin role may read metrics).
-async fn scrape(admin: &Admin) -> String {
+pub(crate) async fn scrape(admin: &Admin) -> String {
     let res = admin
         .http
         .get(format!("{}/metrics", admin.base))
@@ -37,7 +37,7 @@ async fn scrape(admin: &Admin) -> String {
 }
 
 /// The value of the sample whose name and labels are exactly `series`; `None` when absent.
-fn value(text: &str, series: &str) -> Option<f64> {
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
