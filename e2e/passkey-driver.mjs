@@ -11,9 +11,12 @@
 // It reads one JSON command per line on stdin and answers each with ONE JSON line on stdout:
 //   {"ok":true, ...result} or {"ok":false,"error":MSG,"url":URL,"html":FIRST_1500_CHARS}
 // Commands ({"cmd": NAME, ...}):
-//   newContext {userAgent?}        fresh browser context (no cookies) + page + a virtual
+//   newContext {userAgent?, model?}  fresh browser context (no cookies) + page + a virtual
 //                                  authenticator (ctap2, internal, resident keys, UV); the
-//                                  authenticator survives clearCookies but not newContext
+//                                  authenticator survives clearCookies but not newContext.
+//                                  model: an Android phone's model, sent as the
+//                                  Sec-CH-UA-Model client hint where the server asks for it
+//                                  (with a reduced User-Agent, as Chrome on Android sends)
 //   clearCookies                   forget every cookie (the SSO session): the next sign-in
 //                                  shows the pages again
 //   signInPass {authUrl, username, pass}   identifier page, then the Temporary Access Pass page;
@@ -99,7 +102,7 @@ async function shot(name) {
   }
 }
 
-async function newContext(userAgent) {
+async function newContext(userAgent, model) {
   if (context) await within(5_000, context.close(), undefined);
   context = await browser.newContext(userAgent ? { userAgent } : {});
   captured = [];
@@ -128,6 +131,21 @@ async function newContext(userAgent) {
     if (r.method() === 'POST' && r.url() === `${env.BASE}/login/passkey`) lastPasskeyPost = r.postData();
   });
   cdp = await context.newCDPSession(page);
+  if (model) {
+    const major = (/Chrome\/(\d+)/.exec(userAgent || '') || [])[1] || '124';
+    await cdp.send('Emulation.setUserAgentOverride', {
+      userAgent: userAgent || await browser.version(),
+      userAgentMetadata: {
+        brands: [{ brand: 'Chromium', version: major }, { brand: 'Not-A.Brand', version: '99' }],
+        fullVersion: `${major}.0.0.0`,
+        platform: 'Android',
+        platformVersion: '14.0.0',
+        architecture: '',
+        model,
+        mobile: true,
+      },
+    });
+  }
   await cdp.send('WebAuthn.enable', { enableUI: false });
   ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
     options: {
@@ -321,7 +339,7 @@ const handlers = {
     await shot(`enrolled-${family}`);
     return { family, detected, guidanceTitle, guidance, how, notice: await text('#notice'), error: await text('#error, #passkey-error'), url: page.url(), passkeys };
   },
-  async newContext(c) { return newContext(c.userAgent); },
+  async newContext(c) { return newContext(c.userAgent, c.model); },
   async clearCookies() { await context.clearCookies(); return {}; },
   async signInPass(c) { return signInSecret(c.authUrl, c.username, c.pass, 'pass'); },
   async signInPassword(c) { return signInSecret(c.authUrl, c.username, c.password, 'password'); },

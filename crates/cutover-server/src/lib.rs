@@ -323,7 +323,21 @@ pub struct RequestCtx {
     pub id: Uuid,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The `Sec-CH-UA-Model` client hint (the phone's model, where a browser with a reduced
+    /// User-Agent sends it: Cutover asks for it with `Accept-CH`).
+    pub ua_model: Option<String>,
 }
+
+/// Longest `Sec-CH-UA-Model` value kept (a model name is short; longer ones are cut).
+pub const MAX_UA_MODEL_LEN: usize = 64;
+
+/// The client hints Cutover's pages ask browsers for: the phone model picks the enrolment
+/// guidance and the device family of a new passkey.
+pub const ACCEPT_CH: &str = "Sec-CH-UA-Model";
+
+/// Pages whose first load should already carry the hint (the browser retries once with it):
+/// where a person adds a passkey.
+const CRITICAL_CH_PATHS: [&str; 2] = ["/my/security", campaigns::enrol::ENROL_PATH];
 
 impl RequestCtx {
     fn from_parts(
@@ -352,6 +366,10 @@ impl RequestCtx {
                 .get("user-agent")
                 .and_then(|v| v.to_str().ok())
                 .map(|s| s.chars().take(512).collect()),
+            ua_model: headers
+                .get("sec-ch-ua-model")
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.chars().take(MAX_UA_MODEL_LEN).collect()),
         }
     }
 }
@@ -382,6 +400,22 @@ async fn request_context(
     );
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         res.headers_mut().insert("x-request-id", v);
+    }
+    let html = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if html {
+        let h = res.headers_mut();
+        h.insert("accept-ch", HeaderValue::from_static(ACCEPT_CH));
+        if CRITICAL_CH_PATHS.contains(&path.as_str()) {
+            h.insert("critical-ch", HeaderValue::from_static(ACCEPT_CH));
+            h.append(
+                axum::http::header::VARY,
+                HeaderValue::from_static(ACCEPT_CH),
+            );
+        }
     }
     res
 }

@@ -266,7 +266,11 @@ async fn security_get(
     };
     let now = state.now();
     let passkeys = state.store.list_passkeys(me.user.user.id).await?;
-    let family = family_of(ctx.user_agent.as_deref().unwrap_or(""), None, false);
+    let family = family_of(
+        ctx.user_agent.as_deref().unwrap_or(""),
+        ctx.ua_model.as_deref(),
+        false,
+    );
     let allowed = matches!(
         registration_gate(&me, now),
         RegistrationGate::Allowed { .. }

@@ -610,13 +610,12 @@ pub async fn finish_registration(
             "Your organisation does not allow this kind of authenticator. Use an approved security key or device, or ask your helpdesk which ones are allowed.",
         ));
     }
-    let roaming = made
-        .transports
-        .iter()
-        .any(|t| matches!(t.as_str(), "usb" | "nfc" | "ble"))
-        && !made.transports.iter().any(|t| t == "internal");
-    let family =
-        cutover_core::device::family_of(ctx.user_agent.as_deref().unwrap_or(""), None, roaming);
+    let family = cutover_core::device::family_of_passkey(&cutover_core::device::PasskeyEvidence {
+        user_agent: ctx.user_agent.as_deref().unwrap_or(""),
+        model_hint: ctx.ua_model.as_deref(),
+        transports: &made.transports,
+        aaguid: made.aaguid,
+    });
     let record = PasskeyRecord {
         id: Uuid::now_v7(),
         user_id: user.user.id,

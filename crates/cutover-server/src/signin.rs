@@ -283,6 +283,7 @@ pub(crate) async fn complete_sign_in_capped(
             id: record.correlation_id,
             ip: record.ip_address.clone(),
             user_agent: record.user_agent.clone(),
+            ua_model: None,
         };
         crate::break_glass::alert_sign_in(state, &ctx, user_record, &amr).await;
     }

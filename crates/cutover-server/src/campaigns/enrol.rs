@@ -185,7 +185,11 @@ pub(crate) async fn enrol_get(
         Err(res) => return Ok(res),
     };
     let now = state.now();
-    let detected = family_of(ctx.user_agent.as_deref().unwrap_or(""), None, false);
+    let detected = family_of(
+        ctx.user_agent.as_deref().unwrap_or(""),
+        ctx.ua_model.as_deref(),
+        false,
+    );
     let chosen = q.device.as_deref().and_then(DeviceFamily::parse);
     let family = chosen.unwrap_or(detected);
     let helpdesk = state.config.campaigns.helpdesk.clone();

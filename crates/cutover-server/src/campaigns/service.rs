@@ -1011,6 +1011,7 @@ pub(crate) async fn schedule_loop(state: std::sync::Arc<AppState>) {
             id: Uuid::now_v7(),
             ip: None,
             user_agent: None,
+            ua_model: None,
         };
         let docs = match list(&state).await {
             Ok(d) => d,

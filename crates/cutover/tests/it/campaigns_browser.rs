@@ -1,6 +1,7 @@
 //! A passkey campaign in a real headless Chromium: an administrator creates the campaign on
-//! the admin pages; three members of the wave — on an iPhone, a Samsung and a Xiaomi phone
-//! (spoofed User-Agents) — follow the e-mail's link to the enrolment page, see their device's
+//! the admin pages; four members of the wave — on an iPhone, a Samsung and a Xiaomi phone
+//! (spoofed User-Agents), and a Huawei phone known only by the model client hint behind a
+//! reduced User-Agent — follow the e-mail's link to the enrolment page, see their device's
 //! guidance and add a passkey with the browser's virtual authenticator; the campaign page's
 //! progress follows; the administrator confirms, enforces (through the Conditional Access gate)
 //! and rolls the wave back. Then every campaign page and the enrolment page are rendered and
@@ -21,6 +22,9 @@ const POLICIES: &str = "/identity/conditionalAccess/policies";
 const IPHONE_UA: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.5 Mobile/15E148 Safari/604.1";
 const SAMSUNG_UA: &str = "Mozilla/5.0 (Linux; Android 14; SM-S921B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36";
 const XIAOMI_UA: &str = "Mozilla/5.0 (Linux; Android 12; Redmi Note 11) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Mobile Safari/537.36";
+/// What Chrome on Android sends today: no model in the User-Agent. The model comes from the
+/// `Sec-CH-UA-Model` client hint, which Cutover asks for.
+const REDUCED_ANDROID_UA: &str = "Mozilla/5.0 (Linux; Android 10; K) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Mobile Safari/537.36";
 
 fn day(t: cutover_core::Timestamp) -> String {
     cutover_core::campaign::when::format_rfc3339(t)[..10].to_owned()
@@ -43,9 +47,23 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
     make_admin(&admin, "admin@contoso.example").await;
     let admin_pass = issue_pass(&admin, "admin@contoso.example").await;
     let phones = [
-        ("iphone", IPHONE_UA, "iPhone", "iCloud Keychain"),
-        ("samsung", SAMSUNG_UA, "androidSamsung", "Samsung Pass"),
-        ("xiaomi", XIAOMI_UA, "androidXiaomi", "second passkey"),
+        ("iphone", IPHONE_UA, None, "iPhone", "iCloud Keychain"),
+        (
+            "samsung",
+            SAMSUNG_UA,
+            None,
+            "androidSamsung",
+            "Samsung Pass",
+        ),
+        ("xiaomi", XIAOMI_UA, None, "androidXiaomi", "second passkey"),
+        // A Huawei P40 Pro known only by its model code, from the client hint.
+        (
+            "huawei",
+            REDUCED_ANDROID_UA,
+            Some("ELS-NX9"),
+            "androidHuawei",
+            "without Google services",
+        ),
     ];
     let mut members = Vec::new();
     for (name, ..) in &phones {
@@ -148,9 +166,9 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
         .await;
     assert_eq!(enrolled["value"], "0", "{enrolled}");
 
-    // --- three members enrol from the e-mail's link on their phones ------------------------
+    // --- four members enrol from the e-mail's link on their phones -------------------------
     let link = format!("{base}/my/enrol?c={cid}&w={wid}");
-    for (name, ua, family, pitfall) in phones {
+    for (name, ua, model, family, pitfall) in phones {
         let pass = admin
             .post(
                 &format!("/users/{name}@contoso.example/authentication/temporaryAccessPassMethods"),
@@ -160,7 +178,8 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
             .as_str()
             .unwrap()
             .to_owned();
-        d.send(json!({"cmd": "newContext", "userAgent": ua})).await;
+        d.send(json!({"cmd": "newContext", "userAgent": ua, "model": model}))
+            .await;
         let r = d
             .send(json!({"cmd": "signInPass", "authUrl": auth, "username": format!("{name}@contoso.example"), "pass": pass}))
             .await;
@@ -183,8 +202,8 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
     }
     let progress = admin.get(&format!("/campaigns/{cid}/progress")).await;
     let w = &progress["waves"][0];
-    assert_eq!(w["enrolled"], 3, "{progress}");
-    for (_, _, family, _) in phones {
+    assert_eq!(w["enrolled"], 4, "{progress}");
+    for (_, _, _, family, _) in phones {
         assert_eq!(w["byDeviceFamily"][family]["users"], 1, "{family}: {w}");
     }
 
@@ -200,7 +219,7 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
     let enrolled = d
         .send(json!({"cmd": "attr", "selector": format!("#wave-{wid}"), "name": "data-enrolled"}))
         .await;
-    assert_eq!(enrolled["value"], "3", "{enrolled}");
+    assert_eq!(enrolled["value"], "4", "{enrolled}");
     let families = d
         .send(json!({"cmd": "texts", "selector": format!("#wave-{wid} svg title")}))
         .await;
@@ -266,7 +285,7 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
     );
     assert_eq!(
         admin.get(&format!("/campaigns/{cid}/progress")).await["waves"][0]["enrolled"],
-        3,
+        4,
         "no passkey deleted"
     );
     let audits = admin
