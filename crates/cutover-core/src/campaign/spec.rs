@@ -175,6 +175,8 @@ pub struct StepSpec {
     #[serde(default)]
     pub audience: Audience,
     /// Copy each recipient's manager (when the directory knows a manager with a mail address).
+    /// Only with [`Audience::NotEnrolled`]: a manager hears about stragglers, not about people
+    /// who did what was asked.
     #[serde(default)]
     pub cc_manager: bool,
     pub template: Template,
@@ -446,6 +448,12 @@ fn check_steps(errs: &mut Errors, steps: &[StepSpec]) {
                     "must be within {MAX_OFFSET_DAYS} days of the enforcement date either way, got {}",
                     s.offset_days
                 ),
+            );
+        }
+        if s.cc_manager && s.audience != Audience::NotEnrolled {
+            errs.add(
+                format!("{prefix}.ccManager"),
+                "copies managers only about their people who have not enrolled yet: set audience to notEnrolled, or ccManager to false",
             );
         }
         check_template(errs, &format!("{prefix}.template"), &s.template);

@@ -343,6 +343,15 @@ fn each_refusal_names_its_field() {
             "communications[0].template.bodyMarkdown",
             "link target 'javascript:alert(1)' is not http, https or mailto (and would render as plain text); 2 more like it",
         ),
+        (
+            |s| {
+                let mut st = step("a", 0);
+                st.cc_manager = true;
+                s.communications = Some(vec![st])
+            },
+            "communications[0].ccManager",
+            "set audience to notEnrolled",
+        ),
     ];
     for (mutate, field, message) in cases {
         let mut s = spec();
@@ -625,7 +634,7 @@ proptest! {
         s.communications = Some(vec![StepSpec {
             key,
             offset_days: offset,
-            audience: Audience::All,
+            audience: Audience::NotEnrolled,
             cc_manager: true,
             template: Template { subject, body_markdown: body },
         }]);

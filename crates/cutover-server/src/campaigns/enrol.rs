@@ -357,6 +357,19 @@ mod tests {
         assert!(iphone.contains("iCloud Keychain"));
         let (_, windows) = g.render(DeviceFamily::Windows, None);
         assert!(windows.contains("Windows Hello"));
+        // Huawei: the passkey stays on the phone, so a second one is needed.
+        let (_, huawei) = g.render(DeviceFamily::parse("androidHuawei").unwrap(), None);
+        assert!(huawei.contains("on the device only"), "{huawei}");
+        assert!(huawei.contains("second passkey"), "{huawei}");
+        // An authenticator app's codes are not a passkey.
+        for f in [
+            DeviceFamily::IPhone,
+            DeviceFamily::parse("androidPixel").unwrap(),
+        ] {
+            let (_, html) = g.render(f, None);
+            assert!(html.contains("authenticator app"), "{f:?}: {html}");
+            assert!(html.contains("not a passkey"), "{f:?}: {html}");
+        }
     }
 
     #[test]

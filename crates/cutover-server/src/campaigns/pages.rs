@@ -143,6 +143,7 @@ fn mini_bar(p: &WaveProgress, target: f64) -> String {
 const MINI_STYLE: &str = "<style>.mini{position:relative;display:inline-block;width:8rem;max-width:40vw;height:.8rem;background:#e5e7eb;border-radius:.2rem;vertical-align:middle}\
 .mini .fill{position:absolute;left:0;top:0;bottom:0;background:#2563eb;border-radius:.2rem}\
 .mini .target{position:absolute;top:-.2rem;bottom:-.2rem;width:2px;background:#111827}\
+.sr-only{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}\
 .checklist{list-style:none;padding:0}.checklist li{margin:.3rem 0}.checklist .yes{color:#15803d;font-weight:700}.checklist .no{color:#b91c1c;font-weight:700}\
 .actions{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center;margin:.5rem 0}.actions form{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:0}\
 .actions label{font-size:.875rem}.mailpreview{border:1px solid #d1d5db;padding:1rem;background:#fff;max-width:40rem;overflow-wrap:anywhere}\
@@ -520,11 +521,12 @@ fn checklist(checks: &[campaign::Check]) -> String {
     let mut s = String::from("<ul class=\"checklist\">");
     for c in checks {
         s.push_str(&format!(
-            "<li data-check=\"{k}\" data-ok=\"{ok}\"><span class=\"{cls}\" aria-hidden=\"true\">{mark}</span> <strong>{t}</strong>{d}</li>",
+            "<li data-check=\"{k}\" data-ok=\"{ok}\"><span class=\"{cls}\" aria-hidden=\"true\">{mark}</span><span class=\"sr-only\">{said}: </span> <strong>{t}</strong>{d}</li>",
             k = esc(c.key),
             ok = c.ok,
             cls = if c.ok { "yes" } else { "no" },
             mark = if c.ok { "✓" } else { "✗" },
+            said = if c.ok { "Met" } else { "Not met" },
             t = esc(&c.title),
             d = if c.ok && c.detail.is_empty() {
                 String::new()

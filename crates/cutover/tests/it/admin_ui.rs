@@ -299,6 +299,11 @@ async fn who_gets_in_no_session_weak_session_non_member() {
         "/admin/policies",
         "/admin/signins",
         "/admin/audit",
+        "/admin/campaigns",
+        "/admin/campaigns/new",
+        "/admin/campaigns/x",
+        "/admin/campaigns/x/outbox",
+        "/admin/campaigns/x/waves/y/stragglers.csv",
     ] {
         let res = browser().get(format!("{base}{path}")).send().await.unwrap();
         assert_eq!(res.status(), 303, "{path}");
@@ -661,6 +666,73 @@ async fn an_admin_sees_every_page_filters_what_if_and_csrf() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+
+    // Every campaign form is refused without this session's token, and changes nothing.
+    let group = d.pilot_id.clone();
+    let campaign = admin
+        .post(
+            "/campaigns",
+            serde_json::json!({
+                "displayName": "CSRF check",
+                "waves": [{"displayName": "Pilot", "phase": "pilot", "groupId": group,
+                           "registrationOpens": "2026-01-01T00:00:00Z",
+                           "enforcementDate": "2036-01-01T00:00:00Z"}]
+            }),
+        )
+        .await;
+    let cid = campaign["id"].as_str().expect("a campaign").to_owned();
+    let wid = campaign["waves"][0]["id"].as_str().unwrap().to_owned();
+    // (What the administrator's session does is audited under their name.)
+    let by_admin = format!("/auditLogs/directoryAudits?actor=user:{ADMIN_UPN}");
+    let before = admin.get(&by_admin).await["value"]
+        .as_array()
+        .unwrap()
+        .len();
+    for path in [
+        "/admin/campaigns".to_owned(),
+        format!("/admin/campaigns/{cid}/run"),
+        format!("/admin/campaigns/{cid}/test-send"),
+        format!("/admin/campaigns/{cid}/waves/{wid}/confirm"),
+        format!("/admin/campaigns/{cid}/waves/{wid}/enforce"),
+        format!("/admin/campaigns/{cid}/waves/{wid}/rollback"),
+        format!("/admin/campaigns/{cid}/outbox/resendFailed"),
+        format!("/admin/outbox/{}/resend", uuid::Uuid::new_v4()),
+    ] {
+        for form in [
+            vec![],
+            vec![("csrf", "forged")],
+            vec![("csrf", other_csrf.as_str())],
+        ] {
+            let mut body = form.clone();
+            body.extend([
+                ("name", "Sneaky"),
+                ("wave", wid.as_str()),
+                ("step", "announcement"),
+                ("to", "attacker@evil.example"),
+            ]);
+            let res = http
+                .post(format!("{base}{path}"))
+                .form(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(res.status(), 403, "{path} with {form:?}");
+        }
+    }
+    let after = admin.get(&by_admin).await["value"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(after, before, "nothing was done");
+    let c = admin.get(&format!("/campaigns/{cid}")).await;
+    assert!(c["waves"][0]["status"]["confirmedAt"].is_null(), "{c}");
+    assert_eq!(
+        admin.get("/campaigns").await["value"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // Sign-out: refused without the token, then done.
     let res = http
