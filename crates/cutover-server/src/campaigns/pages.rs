@@ -592,6 +592,64 @@ fn family_chart(w: &CheckedWave, p: &WaveProgress) -> String {
 }
 
 #[allow(clippy::too_many_arguments)]
+/// The wave's Conditional Access policy as the enforcement decision needs it: a link, its
+/// state, and while report-only, what its sweep saw and what the enforcement gate says now.
+async fn policy_summary(
+    state: &AppState,
+    w: &CheckedWave,
+    now: cutover_core::Timestamp,
+) -> Result<String, crate::error::ApiError> {
+    let Some(id) = w.ca_policy_id else {
+        return Ok("<p id=\"policy-none\" class=\"muted\">No Conditional Access policy is linked to this wave: there is nothing to enforce. Link a policy that requires phishing-resistant MFA for the wave's group (report-only first).</p>".into());
+    };
+    let Some(row) = state.store.get_ca_policy(id).await? else {
+        return Ok(format!(
+            "<p id=\"policy-missing\" class=\"error\">The linked Conditional Access policy {id} no longer exists.</p>"
+        ));
+    };
+    let state_label = match row.state.as_str() {
+        cutover_store::CaPolicyRow::REPORT_ONLY => "report-only",
+        cutover_store::CaPolicyRow::ENABLED => "on (enforced)",
+        _ => "off",
+    };
+    let head = format!(
+        "Policy <a href=\"/admin/policies/ca/{id}\">{name}</a>: <strong>{state_label}</strong>.",
+        name = esc(&row.display_name),
+    );
+    if row.state != cutover_store::CaPolicyRow::REPORT_ONLY {
+        return Ok(format!("<p id=\"policy-{}\">{head}</p>", w.id));
+    }
+    let since = now.minus_secs(crate::conditional_access::IMPACT_WINDOW_SECS);
+    let (imp, gate) = crate::conditional_access::impact_and_gate(state, &row, since).await?;
+    let evidence = match imp.evidence_since {
+        Some(t) => format!("evidence since {}", ui::time_html(t)),
+        None => "no report-only evidence yet".into(),
+    };
+    let verdict = if gate.allowed {
+        ui::badge("the gate would open", "ok")
+    } else {
+        format!(
+            "{} {}",
+            ui::badge("the gate would refuse", "warn"),
+            esc(&gate
+                .reasons
+                .iter()
+                .map(|r| r.message.as_str())
+                .collect::<Vec<_>>()
+                .join("; "))
+        )
+    };
+    Ok(format!(
+        "<p id=\"policy-{wid}\">{head} Its sweep over the last {hours} h: {records} sign-in(s) of {applied} user(s); <strong>{interrupted}</strong> would have been interrupted ({rate}); {evidence}. {verdict}</p>",
+        wid = w.id,
+        hours = crate::conditional_access::IMPACT_WINDOW_SECS / 3600,
+        records = imp.records,
+        applied = imp.applied_users,
+        interrupted = imp.interrupted_users,
+        rate = svg::fmt_pct(imp.interruption_rate),
+    ))
+}
+
 async fn wave_section(
     state: &AppState,
     admin: &AdminUi,
@@ -655,6 +713,7 @@ async fn wave_section(
             ));
         }
     }
+    let policy = policy_summary(state, w, now).await?;
     let confirmed = match (&status.confirmed_by, status.confirmed_at) {
         (Some(by), Some(at)) => format!("Confirmed by {} on {}.", esc(by), ui::time_html(at)),
         _ => "Not confirmed yet.".into(),
@@ -707,7 +766,7 @@ async fn wave_section(
          <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.</p>\
          <div class=\"charts\">{ring}{families}</div><div class=\"wide-chart\">{series}</div>\
          <h3>Stragglers</h3>{stable}<p><a href=\"/admin/campaigns/{cid}/waves/{wid}/stragglers.csv\" id=\"csv-{wid}\">Download all {strag} as CSV</a></p>\
-         <h3>Enforcement</h3><p>{readiness} {confirmed}</p><div class=\"actions\">{actions}</div>{htable}\
+         <h3>Enforcement</h3>{policy}<p>{readiness} {confirmed}</p><div class=\"actions\">{actions}</div>{htable}\
          <h3>E-mails</h3>{stepstable}\
          </section>",
         wid = w.id,

@@ -231,6 +231,19 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
             .any(|t| t.as_str().unwrap().contains("device family")),
         "{families}"
     );
+    // The wave's policy, with what its report-only sweep saw and what the gate would say.
+    let policy = d
+        .send(json!({"cmd": "texts", "selector": format!("#policy-{wid}")}))
+        .await;
+    let policy = policy["texts"][0].as_str().unwrap_or_default().to_owned();
+    for needle in [
+        "Finance needs passkeys",
+        "report-only",
+        "would have been interrupted",
+        "the gate would refuse",
+    ] {
+        assert!(policy.contains(needle), "{needle} in {policy}");
+    }
     let confirmed = d
         .send(json!({"cmd": "submit", "selector": format!("#confirm-{wid}"), "shot": "wave-confirmed"}))
         .await;
