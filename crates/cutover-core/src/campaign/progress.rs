@@ -32,7 +32,7 @@ pub struct FamilyCount {
 }
 
 /// The state at the end of one UTC day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DayPoint {
     /// 00:00 UTC of the day.
@@ -42,6 +42,9 @@ pub struct DayPoint {
     pub enrolled: u64,
     /// Members whose second passkey was created before the day ended.
     pub two_or_more: u64,
+    /// Per device family (by [`DeviceFamily::as_str`]; only families some member has a
+    /// passkey of): members with a passkey of the family created before the day ended.
+    pub by_family: BTreeMap<&'static str, u64>,
 }
 
 /// A wave's progress.
@@ -80,12 +83,28 @@ pub fn progress(
     // Per member: creation times of their passkeys, and their families.
     let mut created: BTreeMap<Uuid, Vec<Timestamp>> = BTreeMap::new();
     let mut families: BTreeMap<DeviceFamily, (BTreeSet<Uuid>, u64)> = BTreeMap::new();
+    // Per family and member: when the member's first passkey of the family was created.
+    let mut family_firsts: BTreeMap<DeviceFamily, BTreeMap<Uuid, Timestamp>> = BTreeMap::new();
     for p in passkeys.iter().filter(|p| member_set.contains(&p.user_id)) {
         created.entry(p.user_id).or_default().push(p.created_at);
         let entry = families.entry(p.device_family).or_default();
         entry.0.insert(p.user_id);
         entry.1 += 1;
+        let first = family_firsts
+            .entry(p.device_family)
+            .or_default()
+            .entry(p.user_id)
+            .or_insert(p.created_at);
+        *first = (*first).min(p.created_at);
     }
+    let family_firsts: Vec<(&'static str, Vec<Timestamp>)> = family_firsts
+        .into_iter()
+        .map(|(f, by_user)| {
+            let mut times: Vec<Timestamp> = by_user.into_values().collect();
+            times.sort_unstable();
+            (f.as_str(), times)
+        })
+        .collect();
 
     let mut firsts = Vec::with_capacity(created.len());
     let mut seconds = Vec::new();
@@ -136,6 +155,10 @@ pub fn progress(
                 day_start,
                 enrolled: firsts.partition_point(|t| *t < end) as u64,
                 two_or_more: seconds.partition_point(|t| *t < end) as u64,
+                by_family: family_firsts
+                    .iter()
+                    .map(|(f, times)| (*f, times.partition_point(|t| *t < end) as u64))
+                    .collect(),
             }
         })
         .collect();

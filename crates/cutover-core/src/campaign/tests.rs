@@ -1484,8 +1484,25 @@ fn progress_of_a_small_wave() {
             ("2027-02-04T00:00:00Z".to_owned(), 2, 2),
         ]
     );
+    // By family over time: member 1's iPhone on day 1, key on day 2; member 2's Samsung on
+    // day 1 and iPhone on day 4. Families nobody has are left out.
+    let by_day: Vec<Vec<(&str, u64)>> = p
+        .series
+        .iter()
+        .map(|d| d.by_family.iter().map(|(f, n)| (*f, *n)).collect())
+        .collect();
+    assert_eq!(
+        by_day,
+        vec![
+            vec![("androidSamsung", 1), ("iPhone", 1), ("securityKey", 0)],
+            vec![("androidSamsung", 1), ("iPhone", 1), ("securityKey", 1)],
+            vec![("androidSamsung", 1), ("iPhone", 1), ("securityKey", 1)],
+            vec![("androidSamsung", 1), ("iPhone", 2), ("securityKey", 1)],
+        ]
+    );
     let json = serde_json::to_value(&p).unwrap();
     assert_eq!(json["series"][0]["dayStart"], "2027-02-01T00:00:00Z");
+    assert_eq!(json["series"][3]["byFamily"]["iPhone"], 2);
     assert_eq!(json["byFamily"]["iPhone"]["users"], 2);
 }
 
@@ -1579,6 +1596,15 @@ proptest! {
             let by_end = |u: &Uuid| mine.iter().filter(|f| f.user_id == *u && f.created_at < end).count();
             prop_assert_eq!(d.enrolled, set.iter().filter(|u| by_end(u) >= 1).count() as u64);
             prop_assert_eq!(d.two_or_more, set.iter().filter(|u| by_end(u) >= 2).count() as u64);
+            for f in DeviceFamily::ALL {
+                let users: BTreeSet<Uuid> = mine
+                    .iter()
+                    .filter(|x| x.device_family == f && x.created_at < end)
+                    .map(|x| x.user_id)
+                    .collect();
+                let ever = mine.iter().any(|x| x.device_family == f);
+                prop_assert_eq!(d.by_family.get(f.as_str()).copied(), ever.then_some(users.len() as u64));
+            }
         }
         prop_assert!(p.series.windows(2).all(|w| w[1].day_start.millis() - w[0].day_start.millis() == DAY_MS));
     }

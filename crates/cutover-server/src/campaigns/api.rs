@@ -315,6 +315,7 @@ pub(crate) fn progress_view(w: &campaign::CheckedWave, p: &campaign::WaveProgres
             "day": crate::clock::rfc3339(d.day_start).get(..10).unwrap_or_default(),
             "enrolled": d.enrolled,
             "twoOrMore": d.two_or_more,
+            "byDeviceFamily": d.by_family,
         })).collect::<Vec<_>>(),
     })
 }

@@ -568,6 +568,48 @@ fn series_chart(w: &CheckedWave, p: &WaveProgress) -> String {
     )
 }
 
+/// Enrolled members per device family over the last [`CHART_DAYS`] days (the families some
+/// member has a passkey of).
+fn family_series_chart(w: &CheckedWave, p: &WaveProgress) -> String {
+    let start = p.series.len().saturating_sub(CHART_DAYS);
+    let points = &p.series[start..];
+    let Some(last) = points.last() else {
+        return String::new();
+    };
+    if last.by_family.is_empty() {
+        return String::new();
+    }
+    let labels: Vec<String> = points
+        .iter()
+        .map(|d| day(d.day_start).get(5..).unwrap_or_default().to_owned())
+        .collect();
+    // The biggest families first (the chart keeps the first ones when there are many).
+    let mut families: Vec<(&str, u64)> = last.by_family.iter().map(|(f, n)| (*f, *n)).collect();
+    families.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let series: Vec<(String, Vec<f64>)> = families
+        .iter()
+        .map(|(f, _)| {
+            (
+                DeviceFamily::parse(f).map_or_else(|| (*f).to_owned(), |x| x.label().to_owned()),
+                points
+                    .iter()
+                    .map(|d| d.by_family.get(f).copied().unwrap_or(0) as f64)
+                    .collect(),
+            )
+        })
+        .collect();
+    svg::line_chart(
+        &format!(
+            "{}: enrolled users by device family over time",
+            w.display_name
+        ),
+        &labels,
+        &series,
+        None,
+        false,
+    )
+}
+
 fn family_chart(w: &CheckedWave, p: &WaveProgress) -> String {
     let mut rows: Vec<(String, f64)> = p
         .by_family
@@ -591,7 +633,6 @@ fn family_chart(w: &CheckedWave, p: &WaveProgress) -> String {
     )
 }
 
-#[allow(clippy::too_many_arguments)]
 /// The wave's Conditional Access policy as the enforcement decision needs it: a link, its
 /// state, and while report-only, what its sweep saw and what the enforcement gate says now.
 async fn policy_summary(
@@ -764,7 +805,7 @@ async fn wave_section(
          <h3>Prerequisites</h3>{checks}\
          <h3>Progress</h3>\
          <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.</p>\
-         <div class=\"charts\">{ring}{families}</div><div class=\"wide-chart\">{series}</div>\
+         <div class=\"charts\">{ring}{families}</div><div class=\"wide-chart\">{series}</div><div class=\"wide-chart\">{family_series}</div>\
          <h3>Stragglers</h3>{stable}<p><a href=\"/admin/campaigns/{cid}/waves/{wid}/stragglers.csv\" id=\"csv-{wid}\">Download all {strag} as CSV</a></p>\
          <h3>Enforcement</h3>{policy}<p>{readiness} {confirmed}</p><div class=\"actions\">{actions}</div>{htable}\
          <h3>E-mails</h3>{stepstable}\
@@ -803,6 +844,7 @@ async fn wave_section(
         two = p.two_or_more,
         strag = p.stragglers.len(),
         series = series_chart(w, &p),
+        family_series = family_series_chart(w, &p),
         families = family_chart(w, &p),
         stable = ui::table(
             &format!("stragglers-{}", w.id),

@@ -231,6 +231,14 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
             .any(|t| t.as_str().unwrap().contains("device family")),
         "{families}"
     );
+    assert!(
+        families["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t.as_str().unwrap().contains("by device family over time")),
+        "{families}"
+    );
     // The wave's policy, with what its report-only sweep saw and what the gate would say.
     let policy = d
         .send(json!({"cmd": "texts", "selector": format!("#policy-{wid}")}))

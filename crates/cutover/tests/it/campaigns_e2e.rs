@@ -387,6 +387,17 @@ async fn progress_over_1000_users_matches_a_direct_count() {
         .filter(|v| v.iter().any(|(at, _)| *at < cut))
         .count() as u64;
     assert_eq!(point["enrolled"], direct, "{point}");
+    // By family on that day and today: members with a passkey of the family by the day's end.
+    for (p, cut) in [(point, cut), (last, day_end(now))] {
+        for fam in DeviceFamily::ALL {
+            let direct = per_user
+                .values()
+                .filter(|v| v.iter().any(|(at, f)| *f == fam && *at < cut))
+                .count() as u64;
+            let got = p["byDeviceFamily"][fam.as_str()].as_u64().unwrap_or(0);
+            assert_eq!(got, direct, "{} on {}: {p}", fam.as_str(), p["day"]);
+        }
+    }
 
     // The stragglers: the JSON list and the CSV agree with the count, and name the right people.
     let stragglers = admin
