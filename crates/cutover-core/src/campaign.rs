@@ -44,8 +44,8 @@ pub use presets::preset_steps;
 pub use progress::{DayPoint, FamilyCount, MAX_SERIES_DAYS, PasskeyFact, WaveProgress, progress};
 pub use schedule::{DueStep, StepState, decision_key, due_steps, schedule};
 pub use spec::{
-    Audience, CampaignSpec, CheckedCampaign, CheckedWave, DEFAULT_TARGET_PERCENT, FieldError,
-    MAX_CAMPAIGNS, MAX_DESCRIPTION_CHARS, MAX_LATENESS_SECS, MAX_NAME_CHARS, MAX_OFFSET_DAYS,
-    MAX_STEP_KEY_CHARS, MAX_STEPS, MAX_SUBJECT_CHARS, MAX_TEMPLATE_BYTES, MAX_WAVES, Phase, Preset,
-    StepSpec, Template, WaveSpec, check,
+    Audience, CAMPAIGN_UTC_OFFSET_MINUTES, CampaignSpec, CheckedCampaign, CheckedWave,
+    DEFAULT_TARGET_PERCENT, FieldError, MAX_CAMPAIGNS, MAX_DESCRIPTION_CHARS, MAX_LATENESS_SECS,
+    MAX_NAME_CHARS, MAX_OFFSET_DAYS, MAX_STEP_KEY_CHARS, MAX_STEPS, MAX_SUBJECT_CHARS,
+    MAX_TEMPLATE_BYTES, MAX_WAVES, Phase, Preset, StepSpec, Template, WaveSpec, check,
 };

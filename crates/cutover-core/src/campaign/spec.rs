@@ -32,6 +32,9 @@ pub const MAX_NAME_CHARS: usize = 128;
 pub const MAX_DESCRIPTION_CHARS: usize = 2048;
 /// Longest template subject, in characters (before substitution).
 pub const MAX_SUBJECT_CHARS: usize = 200;
+/// The range of a campaign's clock, in minutes ahead of UTC: UTC-12:00 to UTC+14:00 cover
+/// every civil time zone; offsets are whole quarters of an hour.
+pub const CAMPAIGN_UTC_OFFSET_MINUTES: std::ops::RangeInclusive<i32> = -12 * 60..=14 * 60;
 /// Longest step key, in characters (`[A-Za-z0-9_-]`).
 pub const MAX_STEP_KEY_CHARS: usize = 40;
 /// A step is sent when `now >= due`; when it is found more than this late it is reported
@@ -200,6 +203,11 @@ pub struct CampaignSpec {
     /// Absent: [`DEFAULT_TARGET_PERCENT`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_percent: Option<f64>,
+    /// The organisation's clock, in minutes ahead of UTC (`60` for Central Europe in winter,
+    /// `-300` for New York): the dates in e-mails are written on it, and the admin form reads
+    /// the dates it is given as midnight on it. Absent: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub utc_offset_minutes: Option<i32>,
 }
 
 /// A checked wave: id drawn, target resolved.
@@ -242,6 +250,9 @@ pub struct CheckedCampaign {
     pub steps: Vec<StepSpec>,
     /// The campaign's target (waves without their own use it).
     pub target_percent: f64,
+    /// The organisation's clock (see [`CampaignSpec::utc_offset_minutes`]); 0: UTC.
+    #[serde(default)]
+    pub utc_offset_minutes: i32,
 }
 
 impl CheckedCampaign {
@@ -278,6 +289,7 @@ impl CheckedCampaign {
             communications: Some(self.steps.clone()),
             preset: None,
             target_percent: Some(self.target_percent),
+            utc_offset_minutes: (self.utc_offset_minutes != 0).then_some(self.utc_offset_minutes),
         }
     }
 }
@@ -490,6 +502,22 @@ pub fn check(
         None => DEFAULT_TARGET_PERCENT,
     };
 
+    let utc_offset_minutes = match spec.utc_offset_minutes {
+        None => 0,
+        Some(m) if !CAMPAIGN_UTC_OFFSET_MINUTES.contains(&m) || m % 15 != 0 => {
+            errs.add(
+                "utcOffsetMinutes",
+                format!(
+                    "must be whole quarters of an hour from {} (UTC-12:00) to {} (UTC+14:00), got {m}",
+                    CAMPAIGN_UTC_OFFSET_MINUTES.start(),
+                    CAMPAIGN_UTC_OFFSET_MINUTES.end()
+                ),
+            );
+            0
+        }
+        Some(m) => m,
+    };
+
     let mut waves = Vec::new();
     if spec.waves.is_empty() {
         errs.add("waves", "a campaign needs at least one wave");
@@ -532,6 +560,7 @@ pub fn check(
             waves,
             steps,
             target_percent,
+            utc_offset_minutes,
         })
     } else {
         Err(errs.0)

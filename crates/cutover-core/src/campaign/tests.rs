@@ -75,6 +75,7 @@ fn spec() -> CampaignSpec {
         communications: None,
         preset: None,
         target_percent: None,
+        utc_offset_minutes: None,
     }
 }
 
@@ -110,6 +111,24 @@ fn step(key: &str, offset: i32) -> StepSpec {
 
 // ---------------------------------------------------------------------------------------------
 // check
+
+#[test]
+fn the_campaign_clock_is_kept_at_its_edges_and_round_trips() {
+    for m in [-12 * 60, -150, 0, 345, 14 * 60] {
+        let mut s = spec();
+        s.utc_offset_minutes = Some(m);
+        let c = checked(&s);
+        assert_eq!(c.utc_offset_minutes, m);
+        let back = c.to_spec();
+        assert_eq!(back.utc_offset_minutes, (m != 0).then_some(m));
+        assert_eq!(checked(&back), c);
+    }
+    // A campaign stored before the clock existed reads as UTC.
+    let mut old = serde_json::to_value(checked(&spec())).unwrap();
+    old.as_object_mut().unwrap().remove("utcOffsetMinutes");
+    let c: CheckedCampaign = serde_json::from_value(old).unwrap();
+    assert_eq!(c.utc_offset_minutes, 0);
+}
 
 #[test]
 fn a_good_campaign_checks() {
@@ -351,6 +370,21 @@ fn each_refusal_names_its_field() {
             },
             "communications[0].ccManager",
             "set audience to notEnrolled",
+        ),
+        (
+            |s| s.utc_offset_minutes = Some(14 * 60 + 15),
+            "utcOffsetMinutes",
+            "got 855",
+        ),
+        (
+            |s| s.utc_offset_minutes = Some(-12 * 60 - 15),
+            "utcOffsetMinutes",
+            "from -720 (UTC-12:00) to 840",
+        ),
+        (
+            |s| s.utc_offset_minutes = Some(50),
+            "utcOffsetMinutes",
+            "quarters of an hour",
         ),
     ];
     for (mutate, field, message) in cases {

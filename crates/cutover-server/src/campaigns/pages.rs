@@ -381,6 +381,16 @@ async fn form_page(
         .get("preset")
         .map(String::as_str)
         .unwrap_or("standard");
+    let chosen_clock = values.get("utc_offset").map(String::as_str).unwrap_or("0");
+    let mut clock_opts = String::new();
+    for m in campaign::CAMPAIGN_UTC_OFFSET_MINUTES.step_by(15) {
+        let v = m.to_string();
+        clock_opts.push_str(&format!(
+            "<option value=\"{v}\"{s}>{l}</option>",
+            s = if v == chosen_clock { " selected" } else { "" },
+            l = utc_offset_label(m),
+        ));
+    }
     let body = format!(
         "{MINI_STYLE}{err}{more_groups}<p class=\"muted\">Each wave is a group with the date its members are invited to register and the date passkeys become required. Create the wave's Conditional Access policy (report-only) first, so that it can be picked here.</p>\
          <form method=\"post\" action=\"/admin/campaigns\" id=\"campaign-form\">\
@@ -391,6 +401,7 @@ async fn form_page(
          <div><label for=\"preset\">E-mails</label><select id=\"preset\" name=\"preset\">\
          <option value=\"standard\"{ps}>Standard: 7 days before, on the day, 7 days after (stragglers, manager in CC)</option>\
          <option value=\"extended\"{pe}>Extended: 60, 45, 30, 15, 7 and 1 day(s) before, on the day, 7 days after</option></select></div>\
+         <div><label for=\"utc_offset\">The organisation's clock (the dates below are midnight on it; e-mails write dates on it)</label><select id=\"utc_offset\" name=\"utc_offset\">{clock_opts}</select></div>\
          {waves}<button type=\"submit\" class=\"primary\" id=\"create-campaign\">Create the campaign</button></form>",
         csrf = esc(&admin.csrf),
         name = v("name"),
@@ -432,9 +443,33 @@ async fn new_form(
     form_page(&state, &admin, &HashMap::new(), None).await
 }
 
+/// `UTC`, `UTC+01:00`, `UTC-03:30`.
+fn utc_offset_label(minutes: i32) -> String {
+    if minutes == 0 {
+        return "UTC".into();
+    }
+    let sign = if minutes < 0 { '-' } else { '+' };
+    let m = minutes.unsigned_abs();
+    format!("UTC{sign}{:02}:{:02}", m / 60, m % 60)
+}
+
 /// The campaign definition a creation form describes (rows without a name are ignored).
 fn spec_from_form(f: &HashMap<String, String>) -> Result<Value, String> {
     let get = |k: &str| f.get(k).map(|s| s.trim()).filter(|s| !s.is_empty());
+    let offset: i32 = match get("utc_offset") {
+        None => 0,
+        Some(o) => o
+            .parse()
+            .ok()
+            .filter(|m| campaign::CAMPAIGN_UTC_OFFSET_MINUTES.contains(m) && m % 15 == 0)
+            .ok_or_else(|| {
+                format!("the organisation's clock '{o}' is not a UTC offset in minutes")
+            })?,
+    };
+    let suffix = match utc_offset_label(offset).strip_prefix("UTC") {
+        Some("") | None => "Z".to_owned(),
+        Some(hm) => hm.to_owned(),
+    };
     let date = |k: &str, label: &str| -> Result<String, String> {
         let d = get(k).ok_or_else(|| format!("{label} is missing"))?;
         let ok = d.len() == 10
@@ -448,7 +483,7 @@ fn spec_from_form(f: &HashMap<String, String>) -> Result<Value, String> {
         if !ok {
             return Err(format!("{label} '{d}' is not a date (YYYY-MM-DD)"));
         }
-        Ok(format!("{d}T00:00:00Z"))
+        Ok(format!("{d}T00:00:00{suffix}"))
     };
     let mut waves = Vec::new();
     for i in 0..FORM_WAVES {
@@ -480,6 +515,9 @@ fn spec_from_form(f: &HashMap<String, String>) -> Result<Value, String> {
     });
     if let Some(d) = get("description") {
         spec["description"] = json!(d);
+    }
+    if offset != 0 {
+        spec["utcOffsetMinutes"] = json!(offset);
     }
     if let Some(t) = get("target") {
         let t: f64 = t
@@ -801,7 +839,7 @@ async fn wave_section(
     Ok(format!(
         "<section class=\"panel wave\" id=\"wave-{wid}\" data-wave=\"{wid}\" data-enrolled=\"{enrolled}\" data-members=\"{members}\" aria-labelledby=\"wave-{wid}-h\">\
          <h2 id=\"wave-{wid}-h\">{name} {badge}</h2>\
-         <p class=\"muted wave-facts\">{phase} · group <a href=\"/admin/groups/{gid}\">{gname}</a> · registration from {opens} · enforcement {enforce} · target {target:.0} %</p>\
+         <p class=\"muted wave-facts\">{phase} · group <a href=\"/admin/groups/{gid}\">{gname}</a> · registration from {opens} · enforcement {enforce} (times in UTC; the campaign's clock is {clock}) · target {target:.0} %</p>\
          <h3>Prerequisites</h3>{checks}\
          <h3>Progress</h3>\
          <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.</p>\
@@ -834,6 +872,7 @@ async fn wave_section(
             ),
             None => "The wave's target cannot be computed.".into(),
         },
+        clock = utc_offset_label(doc.campaign.utc_offset_minutes),
         opens = ui::time_html(w.registration_opens),
         enforce = ui::time_html(w.enforcement_date),
         target = w.target_percent,
@@ -1417,10 +1456,48 @@ mod tests {
         let v = spec_from_form(&f).unwrap();
         assert_eq!(v["waves"].as_array().unwrap().len(), 1);
         assert_eq!(v["waves"][0]["enforcementDate"], "2027-01-25T00:00:00Z");
+        assert!(v.get("utcOffsetMinutes").is_none(), "UTC unless chosen");
         assert_eq!(v["targetPercent"], 90.0);
         assert_eq!(v["preset"], "extended");
         let spec: campaign::CampaignSpec = serde_json::from_value(v).unwrap();
         assert_eq!(spec.waves[0].display_name, "Pilot");
+
+        // Dates are midnight on the organisation's clock.
+        for (offset, suffix) in [("60", "+01:00"), ("-300", "-05:00"), ("345", "+05:45")] {
+            let f = form(&[
+                ("name", "Passkeys 2027"),
+                ("utc_offset", offset),
+                ("wave0_name", "Pilot"),
+                ("wave0_group", "0190a0a0-0000-7000-8000-000000000001"),
+                ("wave0_opens", "2027-01-04"),
+                ("wave0_enforce", "2027-01-25"),
+            ]);
+            let v = spec_from_form(&f).unwrap();
+            assert_eq!(
+                v["waves"][0]["enforcementDate"],
+                format!("2027-01-25T00:00:00{suffix}")
+            );
+            assert_eq!(v["utcOffsetMinutes"], offset.parse::<i64>().unwrap());
+            let spec: campaign::CampaignSpec = serde_json::from_value(v).unwrap();
+            let c = campaign::check(&spec, &mut uuid::Uuid::new_v4).unwrap();
+            assert_eq!(
+                c.waves[0].enforcement_date.millis(),
+                1_800_835_200_000 - offset.parse::<i64>().unwrap() * 60_000,
+                "{offset}"
+            );
+        }
+        for bad in ["50", "900", "-735", "UTC+1"] {
+            let e = spec_from_form(&form(&[
+                ("name", "X"),
+                ("utc_offset", bad),
+                ("wave0_name", "P"),
+            ]))
+            .unwrap_err();
+            assert!(e.contains("not a UTC offset"), "{bad}: {e}");
+        }
+        assert_eq!(utc_offset_label(0), "UTC");
+        assert_eq!(utc_offset_label(-210), "UTC-03:30");
+        assert_eq!(utc_offset_label(840), "UTC+14:00");
 
         let e = spec_from_form(&form(&[("name", "X")])).unwrap_err();
         assert!(e.contains("at least one wave"), "{e}");

@@ -838,7 +838,7 @@ pub fn render_for(
         wave_name: &wave.display_name,
         enforcement_date: wave.enforcement_date,
         now,
-        utc_offset_minutes: 0,
+        utc_offset_minutes: doc.campaign.utc_offset_minutes,
         enrol_link: &link,
         helpdesk: &helpdesk,
     };
