@@ -125,7 +125,9 @@ pub fn wave_phase_now(wave: &CheckedWave, status: &WaveStatus, now: Timestamp) -
 /// What the enforcement decision looks at, gathered by the shell.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EnforceFacts {
-    /// The wave's group members (enabled or not: they all sign in once enabled again).
+    /// The wave's group members whose account is enabled (a disabled account cannot sign in,
+    /// and an offboarded one must not hold the wave below its target; re-enabled, it signs in
+    /// with a Temporary Access Pass like anyone without a passkey).
     pub members: u64,
     /// Members with at least one passkey.
     pub enrolled: u64,

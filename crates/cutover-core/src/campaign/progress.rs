@@ -65,6 +65,10 @@ pub struct WaveProgress {
     pub series: Vec<DayPoint>,
     /// Members without a passkey, sorted.
     pub stragglers: Vec<Uuid>,
+    /// Accounts in the group left out of every figure because they are disabled (they cannot
+    /// sign in, and an offboarded account must not hold a wave below its target). Set by the
+    /// caller, which knows the accounts; [`progress`] leaves it 0.
+    pub disabled_members: u64,
 }
 
 /// The progress of a wave whose group has `members`, given passkeys (anyone's: those of
@@ -179,5 +183,6 @@ pub fn progress(
             .filter(|u| !created.contains_key(u))
             .copied()
             .collect(),
+        disabled_members: 0,
     }
 }

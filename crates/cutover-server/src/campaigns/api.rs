@@ -310,6 +310,7 @@ pub(crate) fn progress_view(w: &campaign::CheckedWave, p: &campaign::WaveProgres
         "twoOrMore": p.two_or_more,
         "targetPercent": w.target_percent,
         "stragglers": p.stragglers.len(),
+        "disabledMembers": p.disabled_members,
         "byDeviceFamily": p.by_family,
         "series": p.series.iter().map(|d| json!({
             "day": crate::clock::rfc3339(d.day_start).get(..10).unwrap_or_default(),

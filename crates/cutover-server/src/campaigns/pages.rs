@@ -842,7 +842,7 @@ async fn wave_section(
          <p class=\"muted wave-facts\">{phase} · group <a href=\"/admin/groups/{gid}\">{gname}</a> · registration from {opens} · enforcement {enforce} (times in UTC; the campaign's clock is {clock}) · target {target:.0} %</p>\
          <h3>Prerequisites</h3>{checks}\
          <h3>Progress</h3>\
-         <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.</p>\
+         <p id=\"progress-{wid}\"><strong>{pct:.1} %</strong> enrolled ({enrolled} of {members}), <strong>{two}</strong> with two or more passkeys, <strong>{strag}</strong> without a passkey.{disabled}</p>\
          <div class=\"charts\">{ring}{families}</div><div class=\"wide-chart\">{series}</div><div class=\"wide-chart\">{family_series}</div>\
          <h3>Stragglers</h3>{stable}<p><a href=\"/admin/campaigns/{cid}/waves/{wid}/stragglers.csv\" id=\"csv-{wid}\">Download all {strag} as CSV</a></p>\
          <h3>Enforcement</h3>{policy}<p>{readiness} {confirmed}</p><div class=\"actions\">{actions}</div>{htable}\
@@ -882,6 +882,10 @@ async fn wave_section(
         members = p.members,
         two = p.two_or_more,
         strag = p.stragglers.len(),
+        disabled = match p.disabled_members {
+            0 => String::new(),
+            n => format!(" {n} disabled account(s) in the group are not counted."),
+        },
         series = series_chart(w, &p),
         family_series = family_series_chart(w, &p),
         families = family_chart(w, &p),

@@ -291,12 +291,21 @@ async fn passkey_facts(state: &AppState, group_id: Uuid) -> Result<Vec<PasskeyFa
 }
 
 /// A wave's progress now, with the daily series from its registration opening.
+/// Members whose account is disabled are left out of every figure and counted apart.
 pub async fn wave_progress(state: &AppState, wave: &CheckedWave) -> Result<WaveProgress, ApiError> {
-    let members = member_ids(state, wave.group_id).await?;
+    let ids = member_ids(state, wave.group_id).await?;
+    let users = state.store.users_by_ids(&ids).await?;
+    let members: Vec<Uuid> = users
+        .iter()
+        .filter(|u| u.account_enabled)
+        .map(|u| u.id)
+        .collect();
     let facts = passkey_facts(state, wave.group_id).await?;
     let now = state.now();
     let from = wave.registration_opens.min(now);
-    Ok(campaign::progress(&members, &facts, from, now))
+    let mut p = campaign::progress(&members, &facts, from, now);
+    p.disabled_members = (users.len() - members.len()) as u64;
+    Ok(p)
 }
 
 /// The live checklist of a wave: methods policy, pass policy, break-glass, the enforcing CA

@@ -456,6 +456,52 @@ async fn progress_over_1000_users_matches_a_direct_count() {
         )
         .await;
     assert_eq!(status, 400, "{v}");
+
+    // Offboarded accounts (disabled) leave every figure: 3 stragglers and 2 enrolled members.
+    let (none, some): (Vec<_>, Vec<_>) = members
+        .iter()
+        .partition(|(id, _)| per_user.get(id).is_none_or(Vec::is_empty));
+    let off: Vec<&(Uuid, String)> = none
+        .iter()
+        .take(3)
+        .chain(some.iter().take(2))
+        .copied()
+        .collect();
+    for (id, _) in &off {
+        let (status, v) = admin
+            .call(
+                Method::PATCH,
+                &format!("/users/{id}"),
+                Some(json!({"accountEnabled": false})),
+            )
+            .await;
+        assert!((200..300).contains(&status), "{v}");
+    }
+    let prog = admin
+        .get(&format!("/campaigns/{cid}/progress?wave={wid}"))
+        .await;
+    let w = &prog["waves"][0];
+    assert_eq!(w["members"], 895, "{w}");
+    assert_eq!(w["disabledMembers"], 5, "{w}");
+    assert_eq!(w["enrolled"], enrolled - 2, "{w}");
+    assert_eq!(w["stragglers"], 895 - (enrolled - 2), "{w}");
+    let left = admin
+        .get(&format!(
+            "/campaigns/{cid}/waves/{wid}/stragglers?format=json"
+        ))
+        .await;
+    let names: BTreeSet<&str> = left["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userPrincipalName"].as_str().unwrap())
+        .collect();
+    for (_, n) in off.iter().take(3) {
+        assert!(
+            !names.contains(format!("{n}@contoso.example").as_str()),
+            "{n}"
+        );
+    }
 }
 
 // --- communications through a real SMTP server ------------------------------------------------
