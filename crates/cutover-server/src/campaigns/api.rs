@@ -165,6 +165,22 @@ async fn patch(
     let Value::Object(patch) = body else {
         return Err(ApiError::bad_request("the body must be a JSON object"));
     };
+    let doc = update_campaign(&state, &ctx, &actor(&admin), &old, patch).await?;
+    Ok(Json(service::view(&doc, state.now())))
+}
+
+/// Change a campaign: the top-level fields of `patch` replace the campaign's (a new `preset`
+/// drops the explicit steps; waves keep their ids by group), checked whole; an enforced wave
+/// keeps its group and policy and cannot be removed. Stored with its audit row when `old` is
+/// still the stored version (else a 409 that says to reload). The API's PATCH and the admin
+/// UI's editor both come here.
+pub(crate) async fn update_campaign(
+    state: &AppState,
+    ctx: &RequestCtx,
+    actor: &Actor,
+    old: &Document,
+    patch: serde_json::Map<String, Value>,
+) -> Result<Document, ApiError> {
     let mut merged = serde_json::to_value(&old.spec).map_err(ApiError::internal)?;
     if let Value::Object(m) = &mut merged {
         for (k, mut v) in patch {
@@ -175,7 +191,7 @@ async fn patch(
                 m.remove("communications");
             }
             if k == "waves" {
-                keep_wave_ids(&old, &mut v);
+                keep_wave_ids(old, &mut v);
             }
             m.insert(k, v);
         }
@@ -207,24 +223,24 @@ async fn patch(
             _ => {}
         }
     }
-    check_references(&state, &doc).await?;
+    check_references(state, &doc).await?;
     let a = service::audit(
-        &ctx,
-        &actor(&admin),
+        ctx,
+        actor,
         now,
         "updateCampaign",
         (doc.id, &doc.campaign.display_name),
-        Some(service::view(&old, now)),
+        Some(service::view(old, now)),
         Some(service::view(&doc, now)),
     );
-    service::save(&state, &mut doc, &a).await.map_err(|e| {
+    service::save(state, &mut doc, &a).await.map_err(|e| {
         if e.message.contains(cutover_store::CAMPAIGN_NAME_TAKEN) {
             ApiError::conflict("another campaign has this display name")
         } else {
             e
         }
     })?;
-    Ok(Json(service::view(&doc, state.now())))
+    Ok(doc)
 }
 
 /// Waves in a PATCH without an `id` keep the id of the existing wave of the same group (a

@@ -47,6 +47,7 @@ pub fn routes() -> Router<Arc<AppState>> {
         .route("/admin/campaigns", get(list).post(create))
         .route("/admin/campaigns/new", get(new_form))
         .route("/admin/campaigns/{id}", get(detail))
+        .route("/admin/campaigns/{id}/edit", get(edit_form).post(edit))
         .route("/admin/campaigns/{id}/preview", get(preview))
         .route("/admin/campaigns/{id}/outbox", get(outbox))
         .route("/admin/campaigns/{id}/run", post(run))
@@ -960,6 +961,7 @@ async fn detail(
         (Some(d), _) => {
             let text = match d {
                 "created" => "The campaign was created. Check each wave's prerequisites below.",
+                "updated" => "The campaign was saved.",
                 "confirm" => "The wave is confirmed.",
                 "enforce" => "The wave is enforced: its Conditional Access policy is on.",
                 "rollback" => {
@@ -1018,12 +1020,13 @@ async fn detail(
         uncertain = counts.uncertain,
     );
     let body = format!(
-        "{MINI_STYLE}{notice}<p>{desc}</p><p class=\"muted\">Target {target:.0} % · {n} wave(s) · created {created}</p>\
+        "{MINI_STYLE}{notice}<p>{desc}</p><p class=\"muted\">Target {target:.0} % · {n} wave(s) · created {created} · <a href=\"/admin/campaigns/{edit_id}/edit\" id=\"edit-link\">Edit the definition (waves, dates, e-mails)</a></p>\
          <div class=\"waves\">{waves}</div>{comms}",
         desc = esc(doc.campaign.description.as_deref().unwrap_or("")),
         target = doc.campaign.target_percent,
         n = doc.campaign.waves.len(),
         created = ui::time_html(doc.created_at),
+        edit_id = doc.id,
     );
     Ok(ui::admin_page(
         &admin,
@@ -1355,6 +1358,117 @@ async fn resend(
         None => "/admin/campaigns".into(),
     };
     Ok(Redirect::to(&to).into_response())
+}
+
+/// Longest campaign definition the editor accepts (a campaign at every limit fits).
+pub const MAX_EDIT_BYTES: usize = 512 * 1024;
+
+/// The editor: the whole definition as JSON (ids and steps explicit), with what was refused.
+fn edit_page(
+    admin: &AdminUi,
+    doc: &Document,
+    text: &str,
+    version: i64,
+    error: Option<&str>,
+) -> Response {
+    let err = error
+        .map(|e| {
+            format!(
+                "<div class=\"error\" role=\"alert\" id=\"error\">{}</div>",
+                esc(e)
+            )
+        })
+        .unwrap_or_default();
+    let body = format!(
+        "{MINI_STYLE}{err}<p><a href=\"/admin/campaigns/{cid}\">Back to {name}</a></p>\
+         <p class=\"muted\">The campaign's whole definition: waves (keep each wave's <code>id</code>: a wave without one is a new wave, whose e-mails are decided again), <code>communications</code> (each step's <code>offsetDays</code> from the enforcement date, <code>audience</code> <code>all</code> or <code>notEnrolled</code>, <code>ccManager</code>, and its template: a one-line subject and a Markdown body with <code>{{{{firstName}}}}</code>, <code>{{{{enrolLink}}}}</code>, <code>{{{{enforcementDate}}}}</code>, <code>{{{{daysLeft}}}}</code>, <code>{{{{helpdesk}}}}</code>…), <code>targetPercent</code> and <code>utcOffsetMinutes</code>. Everything is checked before anything is saved; docs/CAMPAIGNS.md lists every field. An enforced wave keeps its group and policy.</p>\
+         <form method=\"post\" action=\"/admin/campaigns/{cid}/edit\" id=\"edit-campaign\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"version\" value=\"{version}\">\
+         <div><label for=\"definition\">Definition (JSON)</label><textarea id=\"definition\" name=\"definition\" rows=\"30\" spellcheck=\"false\" style=\"width:100%;font-family:monospace\">{text}</textarea></div>\
+         <button type=\"submit\" class=\"primary\" id=\"save-campaign\">Save the campaign</button></form>",
+        cid = doc.id,
+        name = esc(&doc.campaign.display_name),
+        csrf = esc(&admin.csrf),
+        text = esc(text),
+    );
+    // A refusal is shown on the page itself, with the text kept (a 200: the browser shows a
+    // form to fix, not a failed load).
+    ui::admin_page(
+        admin,
+        Nav::Campaigns,
+        &format!("Edit: {}", doc.campaign.display_name),
+        &body,
+    )
+}
+
+async fn edit_form(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    uri: Uri,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, &ui::return_to(&uri)).await?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let text = serde_json::to_string_pretty(&doc.campaign.to_spec())
+        .map_err(|e| api_error(&admin, crate::error::ApiError::internal(e)))?;
+    Ok(edit_page(
+        &admin,
+        &doc,
+        &text,
+        doc.modified_at.millis(),
+        None,
+    ))
+}
+
+async fn edit(
+    State(state): State<Arc<AppState>>,
+    Extension(ctx): Extension<RequestCtx>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Result<Response, UiError> {
+    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(&state, &admin, &id).await?;
+    let text = form.get("definition").map(String::as_str).unwrap_or("");
+    let version: Option<i64> = form.get("version").and_then(|v| v.parse().ok());
+    let refuse = |msg: &str| {
+        Ok(edit_page(
+            &admin,
+            &doc,
+            text,
+            doc.modified_at.millis(),
+            Some(msg),
+        ))
+    };
+    if version != Some(doc.modified_at.millis()) {
+        return refuse(
+            "The campaign was changed since this page was opened (by someone else, or a wave's state changed). Your text is below; open the editor again to start from the current definition.",
+        );
+    }
+    if text.len() > MAX_EDIT_BYTES {
+        return refuse(&format!(
+            "The definition is longer than {MAX_EDIT_BYTES} bytes."
+        ));
+    }
+    let patch = match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(mut m)) => {
+            // What the editor's text leaves out is removed, not kept.
+            for k in ["description", "targetPercent", "utcOffsetMinutes"] {
+                m.entry(k).or_insert(Value::Null);
+            }
+            m
+        }
+        Ok(_) => return refuse("The definition must be a JSON object ({ … })."),
+        Err(e) => {
+            return refuse(&format!("The definition is not valid JSON: {e}."));
+        }
+    };
+    match api::update_campaign(&state, &ctx, &ctx_actor(&admin), &doc, patch).await {
+        Ok(doc) => Ok(back(doc.id, "updated")),
+        Err(e) if e.status.is_client_error() => refuse(&e.message),
+        Err(e) => Err(api_error(&admin, e)),
+    }
 }
 
 /// Send every failed message of the campaign again.

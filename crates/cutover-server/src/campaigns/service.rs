@@ -236,6 +236,7 @@ pub fn view(doc: &Document, now: Timestamp) -> Value {
         "targetPercent": doc.campaign.target_percent,
         "waves": waves,
         "communications": doc.campaign.steps,
+        "utcOffsetMinutes": doc.campaign.utc_offset_minutes,
         "createdAt": crate::clock::rfc3339(doc.created_at),
         "modifiedAt": crate::clock::rfc3339(doc.modified_at),
     })

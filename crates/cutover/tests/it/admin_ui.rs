@@ -303,6 +303,7 @@ async fn who_gets_in_no_session_weak_session_non_member() {
         "/admin/campaigns/new",
         "/admin/campaigns/x",
         "/admin/campaigns/x/outbox",
+        "/admin/campaigns/x/edit",
         "/admin/campaigns/x/waves/y/stragglers.csv",
     ] {
         let res = browser().get(format!("{base}{path}")).send().await.unwrap();
@@ -696,6 +697,7 @@ async fn an_admin_sees_every_page_filters_what_if_and_csrf() {
         format!("/admin/campaigns/{cid}/waves/{wid}/enforce"),
         format!("/admin/campaigns/{cid}/waves/{wid}/rollback"),
         format!("/admin/campaigns/{cid}/outbox/resendFailed"),
+        format!("/admin/campaigns/{cid}/edit"),
         format!("/admin/outbox/{}/resend", uuid::Uuid::new_v4()),
     ] {
         for form in [
@@ -709,6 +711,7 @@ async fn an_admin_sees_every_page_filters_what_if_and_csrf() {
                 ("wave", wid.as_str()),
                 ("step", "announcement"),
                 ("to", "attacker@evil.example"),
+                ("definition", "{\"displayName\": \"Hijacked\"}"),
             ]);
             let res = http
                 .post(format!("{base}{path}"))

@@ -166,6 +166,73 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
         .await;
     assert_eq!(enrolled["value"], "0", "{enrolled}");
 
+    // --- the administrator edits the definition: a template and the organisation's clock ----
+    let edit = d
+        .send(json!({"cmd": "goto", "url": format!("{base}/admin/campaigns/{cid}/edit"), "shot": "edit-campaign"}))
+        .await;
+    assert_eq!(edit["status"], 200, "{edit}");
+    let text = d
+        .send(json!({"cmd": "texts", "selector": "#definition"}))
+        .await;
+    let mut def: serde_json::Value =
+        serde_json::from_str(text["texts"][0].as_str().unwrap()).expect("the editor shows JSON");
+    assert_eq!(
+        def["waves"][0]["id"],
+        wid.as_str(),
+        "ids are explicit: {def}"
+    );
+    // A broken edit is refused, says where, and changes nothing.
+    d.send(json!({"cmd": "fill", "selector": "#definition", "value": "{\"waves\": ["}))
+        .await;
+    let refused = d
+        .send(json!({"cmd": "submit", "selector": "#save-campaign", "shot": "edit-refused"}))
+        .await;
+    assert!(
+        refused["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not valid JSON") && e.contains("line 1")),
+        "{refused}"
+    );
+    let steps = def["communications"].as_array_mut().unwrap();
+    let announcement = steps
+        .iter_mut()
+        .find(|st| st["key"] == "announcement")
+        .unwrap();
+    announcement["template"]["subject"] = json!("Passkeys are coming to Finance");
+    def["utcOffsetMinutes"] = json!(60);
+    d.send(json!({"cmd": "fill", "selector": "#definition", "value": def.to_string()}))
+        .await;
+    let saved = d
+        .send(json!({"cmd": "submit", "selector": "#save-campaign", "shot": "edit-saved"}))
+        .await;
+    assert!(
+        saved["notice"]
+            .as_str()
+            .is_some_and(|n| n.contains("saved")),
+        "{saved}"
+    );
+    let campaign = admin.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(
+        campaign["waves"][0]["id"],
+        wid.as_str(),
+        "the wave kept its id"
+    );
+    assert_eq!(campaign["utcOffsetMinutes"], 60, "{campaign}");
+    assert!(
+        campaign["communications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|st| st["template"]["subject"] == "Passkeys are coming to Finance"),
+        "{campaign}"
+    );
+    assert_eq!(
+        admin
+            .get("/auditLogs/directoryAudits?action=updateCampaign")
+            .await["value"][0]["actor"],
+        "user:admin@contoso.example"
+    );
+
     // --- four members enrol from the e-mail's link on their phones -------------------------
     let link = format!("{base}/my/enrol?c={cid}&w={wid}");
     for (name, ua, model, family, pitfall) in phones {
@@ -352,6 +419,7 @@ async fn chromium_walks_a_wave_from_creation_to_enforcement_and_rollback() {
         "/admin/campaigns".into(),
         "/admin/campaigns/new".into(),
         format!("/admin/campaigns/{cid}"),
+        format!("/admin/campaigns/{cid}/edit"),
         format!("/admin/campaigns/{cid}/preview?wave={wid}&step=reminder"),
         format!("/admin/campaigns/{cid}/outbox"),
         format!("/my/enrol?c={cid}&w={wid}"),
