@@ -27,6 +27,10 @@ pub const PKCE_MIN_LEN: usize = 43;
 pub const PKCE_MAX_LEN: usize = 128;
 /// Largest request body the HTTP layer reads, in bytes.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Largest request body of the campaign endpoints (the API and the admin UI's campaign
+/// pages): a campaign at every limit — 50 waves, 20 steps of 16 KiB templates — fits, even
+/// form-encoded by the definition editor.
+pub const MAX_CAMPAIGN_BODY_BYTES: usize = 2 * 1024 * 1024;
 /// Most rows one list request returns (`$top` is clamped to this).
 pub const MAX_PAGE_SIZE: u32 = 500;
 /// Rows a list request returns when `$top` is not given.

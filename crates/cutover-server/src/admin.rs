@@ -178,8 +178,9 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for ApiJ
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payloadTooLarge",
                     format!(
-                        "the body is larger than {} bytes",
-                        cutover_core::limits::MAX_BODY_BYTES
+                        "the body is larger than this endpoint accepts ({} bytes; campaign definitions {} bytes)",
+                        cutover_core::limits::MAX_BODY_BYTES,
+                        cutover_core::limits::MAX_CAMPAIGN_BODY_BYTES
                     ),
                 )
             } else {

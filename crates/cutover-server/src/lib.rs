@@ -436,7 +436,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             campaigns::enrol::ENROL_PATH,
             axum::routing::get(campaigns::enrol::enrol_get),
         )
-        .merge(campaigns::pages::routes())
         .nest(
             "/api/v1",
             admin::routes()
@@ -448,8 +447,7 @@ pub fn router(state: Arc<AppState>) -> Router {
                 .merge(passkeys::admin_routes())
                 .merge(auth_methods::admin_routes())
                 .merge(break_glass::admin_routes())
-                .merge(conditional_access::admin_routes())
-                .merge(campaigns::api::admin_routes()),
+                .merge(conditional_access::admin_routes()),
         )
         .nest(
             "/agent/v1",
@@ -463,6 +461,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .layer(tower_http::limit::RequestBodyLimitLayer::new(
             cutover_core::limits::MAX_BODY_BYTES,
         ))
+        // Campaign definitions (templates included) are larger than other admin bodies.
+        .merge(
+            campaigns::pages::routes()
+                .nest("/api/v1", campaigns::api::admin_routes())
+                .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                    cutover_core::limits::MAX_CAMPAIGN_BODY_BYTES,
+                )),
+        )
         // The sync API moves export batches and reports: its own, larger body limit.
         .nest(
             "/sync/v1",

@@ -1360,8 +1360,11 @@ async fn resend(
     Ok(Redirect::to(&to).into_response())
 }
 
-/// Longest campaign definition the editor accepts (a campaign at every limit fits).
+/// Longest campaign definition the editor accepts (a campaign at every limit fits; its
+/// form-encoded body stays under `MAX_CAMPAIGN_BODY_BYTES`).
 pub const MAX_EDIT_BYTES: usize = 512 * 1024;
+const _: () =
+    assert!(MAX_EDIT_BYTES * 3 + 64 * 1024 <= cutover_core::limits::MAX_CAMPAIGN_BODY_BYTES);
 
 /// The editor: the whole definition as JSON (ids and steps explicit), with what was refused.
 fn edit_page(
@@ -1432,24 +1435,16 @@ async fn edit(
     let doc = load_doc(&state, &admin, &id).await?;
     let text = form.get("definition").map(String::as_str).unwrap_or("");
     let version: Option<i64> = form.get("version").and_then(|v| v.parse().ok());
-    let refuse = |msg: &str| {
-        Ok(edit_page(
-            &admin,
-            &doc,
-            text,
-            doc.modified_at.millis(),
-            Some(msg),
-        ))
-    };
+    let refuse = |msg: &str| edit_page(&admin, &doc, text, doc.modified_at.millis(), Some(msg));
     if version != Some(doc.modified_at.millis()) {
-        return refuse(
+        return Ok(refuse(
             "The campaign was changed since this page was opened (by someone else, or a wave's state changed). Your text is below; open the editor again to start from the current definition.",
-        );
+        ));
     }
     if text.len() > MAX_EDIT_BYTES {
-        return refuse(&format!(
+        return Ok(refuse(&format!(
             "The definition is longer than {MAX_EDIT_BYTES} bytes."
-        ));
+        )));
     }
     let patch = match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(mut m)) => {
@@ -1459,14 +1454,14 @@ async fn edit(
             }
             m
         }
-        Ok(_) => return refuse("The definition must be a JSON object ({ … })."),
+        Ok(_) => return Ok(refuse("The definition must be a JSON object ({ … }).")),
         Err(e) => {
-            return refuse(&format!("The definition is not valid JSON: {e}."));
+            return Ok(refuse(&format!("The definition is not valid JSON: {e}.")));
         }
     };
     match api::update_campaign(&state, &ctx, &ctx_actor(&admin), &doc, patch).await {
         Ok(doc) => Ok(back(doc.id, "updated")),
-        Err(e) if e.status.is_client_error() => refuse(&e.message),
+        Err(e) if e.status.is_client_error() => Ok(refuse(&e.message)),
         Err(e) => Err(api_error(&admin, e)),
     }
 }

@@ -737,6 +737,84 @@ async fn an_admin_sees_every_page_filters_what_if_and_csrf() {
         1
     );
 
+    // The definition editor: the version it was opened at, and its size, at the edge.
+    let editor = page(&http, base, &format!("/admin/campaigns/{cid}/edit")).await;
+    let version = hidden(&editor, "version");
+    let post_edit = |definition: String, version: String| {
+        let http = &http;
+        let csrf = &csrf;
+        let url = format!("{base}/admin/campaigns/{cid}/edit");
+        async move {
+            let res = http
+                .post(url)
+                .form(&[
+                    ("csrf", csrf.as_str()),
+                    ("version", version.as_str()),
+                    ("definition", definition.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            (res.status().as_u16(), res.text().await.unwrap_or_default())
+        }
+    };
+    let max = cutover_server::campaigns::pages::MAX_EDIT_BYTES;
+    let (status, html) = post_edit(" ".repeat(max + 1), version.clone()).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("longer than"), "{html}");
+    // At the limit it is read (and refused only for what it is: not a definition).
+    let (_, html) = post_edit(format!("{}{}", " ".repeat(max - 2), "[]"), version.clone()).await;
+    assert!(html.contains("must be a JSON object"), "{html}");
+    let (_, html) = post_edit("{}".into(), "1".into()).await;
+    assert!(
+        html.contains("changed since this page was opened"),
+        "{html}"
+    );
+    let c = admin.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(c["displayName"], "CSRF check", "nothing saved: {c}");
+    // A definition larger than other admin bodies (six 15 KiB templates) is saved.
+    let steps: Vec<serde_json::Value> = (0..6)
+        .map(|i| {
+            serde_json::json!({"key": format!("s{i}"), "offsetDays": -i, "template": {
+                "subject": format!("Step {i}"),
+                "bodyMarkdown": format!("[Register]({{{{enrolLink}}}}) {}", "a".repeat(15 * 1024)),
+            }})
+        })
+        .collect();
+    let big = serde_json::json!({
+        "displayName": "CSRF check",
+        "waves": [{"id": wid, "displayName": "Pilot", "phase": "pilot", "groupId": group,
+                   "registrationOpens": "2026-01-01T00:00:00Z",
+                   "enforcementDate": "2036-01-01T00:00:00Z"}],
+        "communications": steps,
+    })
+    .to_string();
+    assert!(big.len() > cutover_core::limits::MAX_BODY_BYTES);
+    let (status, html) = post_edit(big.clone(), version.clone()).await;
+    assert_eq!(status, 303, "saved, back to the campaign: {html}");
+    let c = admin.get(&format!("/campaigns/{cid}")).await;
+    assert_eq!(c["communications"].as_array().unwrap().len(), 6, "{c}");
+    assert_eq!(c["waves"][0]["id"], wid.as_str());
+    // The API takes it too, and refuses a body past the campaign limit with a 413.
+    let (status, v) = admin
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/campaigns/{cid}"),
+            Some(serde_json::from_str(&big).unwrap()),
+        )
+        .await;
+    assert_eq!(status, 200, "{v}");
+    let huge = "x".repeat(cutover_core::limits::MAX_CAMPAIGN_BODY_BYTES + 1);
+    let res = reqwest::Client::new()
+        .patch(format!("{base}/api/v1/campaigns/{cid}"))
+        .bearer_auth(&admin.token)
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+
     // Sign-out: refused without the token, then done.
     let res = http
         .post(format!("{base}/admin/signout"))
