@@ -436,10 +436,13 @@ pub(crate) fn line_chart(
         .flat_map(&points)
         .fold(0.0, f64::max)
         .max(y_max_hint.map_or(0.0, val));
+    // Counts get whole-number ticks (no "0.2 users").
+    let whole = series.iter().flat_map(&points).all(|v| v.fract() == 0.0)
+        && y_max_hint.is_none_or(|h| val(h).fract() == 0.0);
     let (top, step) = if percent {
         (100.0, 25.0)
     } else {
-        axis(max, false)
+        axis(max, whole)
     };
     let w = 720.0;
     let (ml, mr, mt) = (56.0, 64.0, 16.0);
@@ -873,6 +876,31 @@ mod tests {
         let longer = "x".repeat(MAX_LABEL_CHARS + 1);
         assert_eq!(short_label(&longer).chars().count(), MAX_LABEL_CHARS);
         assert!(short_label(&longer).ends_with('…'));
+    }
+
+    #[test]
+    fn counts_get_whole_number_ticks_and_fractions_keep_theirs() {
+        let counts = line_chart(
+            "Users",
+            &cats(2),
+            &[("a".into(), vec![0.0, 1.0])],
+            None,
+            false,
+        );
+        assert_sound(&counts);
+        assert!(counts.contains(">1</text>"), "{counts}");
+        assert!(
+            !counts.contains(">0.2") && !counts.contains(">0.5"),
+            "{counts}"
+        );
+        let fractions = line_chart(
+            "Rate",
+            &cats(2),
+            &[("a".into(), vec![0.0, 0.5])],
+            None,
+            false,
+        );
+        assert!(fractions.contains(">0.2</text>"), "{fractions}");
     }
 
     #[test]
