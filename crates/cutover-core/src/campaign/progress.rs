@@ -84,58 +84,72 @@ pub fn progress(
     now: Timestamp,
 ) -> WaveProgress {
     let member_set: BTreeSet<Uuid> = members.iter().copied().collect();
-    // Per member: creation times of their passkeys, and their families.
-    let mut created: BTreeMap<Uuid, Vec<Timestamp>> = BTreeMap::new();
-    let mut families: BTreeMap<DeviceFamily, (BTreeSet<Uuid>, u64)> = BTreeMap::new();
-    // Per family and member: when the member's first passkey of the family was created.
-    let mut family_firsts: BTreeMap<DeviceFamily, BTreeMap<Uuid, Timestamp>> = BTreeMap::new();
+    // Per member: their passkeys' creation times and families.
+    let mut created: BTreeMap<Uuid, Vec<(Timestamp, DeviceFamily)>> = BTreeMap::new();
     for p in passkeys.iter().filter(|p| member_set.contains(&p.user_id)) {
-        created.entry(p.user_id).or_default().push(p.created_at);
-        let entry = families.entry(p.device_family).or_default();
-        entry.0.insert(p.user_id);
-        entry.1 += 1;
-        let first = family_firsts
-            .entry(p.device_family)
-            .or_default()
+        created
             .entry(p.user_id)
-            .or_insert(p.created_at);
-        *first = (*first).min(p.created_at);
+            .or_default()
+            .push((p.created_at, p.device_family));
     }
-    let family_firsts: Vec<(&'static str, Vec<Timestamp>)> = family_firsts
-        .into_iter()
-        .map(|(f, by_user)| {
-            let mut times: Vec<Timestamp> = by_user.into_values().collect();
-            times.sort_unstable();
-            (f.as_str(), times)
-        })
-        .collect();
 
+    // Per family (by its place in `DeviceFamily::ALL`): members, passkeys, and when each
+    // member's first passkey of the family was created.
+    let slot = |f: DeviceFamily| {
+        DeviceFamily::ALL
+            .iter()
+            .position(|x| *x == f)
+            .unwrap_or(DeviceFamily::ALL.len() - 1)
+    };
+    let mut per_family: Vec<(u64, u64, Vec<Timestamp>)> =
+        vec![(0, 0, Vec::new()); DeviceFamily::ALL.len()];
     let mut firsts = Vec::with_capacity(created.len());
     let mut seconds = Vec::new();
-    for times in created.values_mut() {
-        times.sort_unstable();
-        if let Some(&t) = times.first() {
+    let mut seen: Vec<usize> = Vec::new();
+    for list in created.values_mut() {
+        list.sort_unstable();
+        if let Some(&(t, _)) = list.first() {
             firsts.push(t);
         }
-        if let Some(&t) = times.get(1) {
+        if let Some(&(t, _)) = list.get(1) {
             seconds.push(t);
         }
+        seen.clear();
+        for &(t, f) in list.iter() {
+            let i = slot(f);
+            per_family[i].1 += 1;
+            if !seen.contains(&i) {
+                seen.push(i);
+                per_family[i].0 += 1;
+                per_family[i].2.push(t);
+            }
+        }
     }
+    let family_firsts: Vec<(&'static str, Vec<Timestamp>)> = DeviceFamily::ALL
+        .iter()
+        .zip(per_family.iter_mut())
+        .filter(|(_, (users, _, _))| *users > 0)
+        .map(|(f, (_, _, times))| {
+            times.sort_unstable();
+            (f.as_str(), std::mem::take(times))
+        })
+        .collect();
     firsts.sort_unstable();
     seconds.sort_unstable();
 
     let members_n = member_set.len() as u64;
     let enrolled = firsts.len() as u64;
     let by_family = DeviceFamily::ALL
-        .into_iter()
-        .map(|f| {
-            let count = families
-                .get(&f)
-                .map_or_else(FamilyCount::default, |(users, n)| FamilyCount {
-                    users: users.len() as u64,
-                    passkeys: *n,
-                });
-            (f.as_str().to_owned(), count)
+        .iter()
+        .zip(&per_family)
+        .map(|(f, (users, passkeys, _))| {
+            (
+                f.as_str().to_owned(),
+                FamilyCount {
+                    users: *users,
+                    passkeys: *passkeys,
+                },
+            )
         })
         .collect();
 
