@@ -88,6 +88,19 @@ fn api_error(admin: &AdminUi, e: crate::error::ApiError) -> UiError {
     ))
 }
 
+/// A campaign form posted by an administrator of this session: the admin and the campaign.
+async fn posted(
+    state: &Arc<AppState>,
+    headers: &HeaderMap,
+    form: &HashMap<String, String>,
+    id: &str,
+) -> Result<(AdminUi, Document), UiError> {
+    let admin = ui::require_admin(state, headers, "/admin/campaigns").await?;
+    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
+    let doc = load_doc(state, &admin, id).await?;
+    Ok((admin, doc))
+}
+
 async fn load_doc(state: &AppState, admin: &AdminUi, id: &str) -> Result<Document, UiError> {
     let Ok(uid) = Uuid::parse_str(id) else {
         return Err(ui::not_found(admin, Nav::Campaigns, "campaign", id));
@@ -1070,9 +1083,7 @@ async fn wave_action(
     Path((id, wave, action)): Path<(String, String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
-    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
-    let doc = load_doc(&state, &admin, &id).await?;
+    let (admin, doc) = posted(&state, &headers, &form, &id).await?;
     let Some(w) = Uuid::parse_str(&wave)
         .ok()
         .filter(|w| doc.wave(*w).is_some())
@@ -1103,9 +1114,7 @@ async fn run(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
-    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
-    let doc = load_doc(&state, &admin, &id).await?;
+    let (admin, doc) = posted(&state, &headers, &form, &id).await?;
     service::run_due(&state, &ctx, &ctx_actor(&admin), &doc)
         .await
         .map_err(|e| api_error(&admin, e))?;
@@ -1119,9 +1128,7 @@ async fn test_send(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
-    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
-    let doc = load_doc(&state, &admin, &id).await?;
+    let (admin, doc) = posted(&state, &headers, &form, &id).await?;
     let Some(wave_id) = form.get("wave").and_then(|w| Uuid::parse_str(w).ok()) else {
         return Ok(back_with_error(
             &state,
@@ -1430,9 +1437,7 @@ async fn edit(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
-    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
-    let doc = load_doc(&state, &admin, &id).await?;
+    let (admin, doc) = posted(&state, &headers, &form, &id).await?;
     let text = form.get("definition").map(String::as_str).unwrap_or("");
     let version: Option<i64> = form.get("version").and_then(|v| v.parse().ok());
     let refuse = |msg: &str| edit_page(&admin, &doc, text, doc.modified_at.millis(), Some(msg));
@@ -1474,9 +1479,7 @@ async fn resend_failed(
     Path(id): Path<String>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Result<Response, UiError> {
-    let admin = ui::require_admin(&state, &headers, "/admin/campaigns").await?;
-    ui::check_csrf(&admin, form.get("csrf").map(String::as_str))?;
-    let doc = load_doc(&state, &admin, &id).await?;
+    let (admin, doc) = posted(&state, &headers, &form, &id).await?;
     service::resend_failed(&state, &ctx, &ctx_actor(&admin), &doc)
         .await
         .map_err(|e| api_error(&admin, e))?;
