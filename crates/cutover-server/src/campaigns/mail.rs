@@ -555,6 +555,36 @@ mod tests {
     }
 
     #[test]
+    fn a_relay_that_cannot_be_used_is_tried_again_later_and_forgotten_once_it_works() {
+        let mut h = RelayHealth::default();
+        let t = Timestamp::from_secs(1_000);
+        h.failed(t, "connection refused".into());
+        assert_eq!((h.consecutive_failures, h.down_since), (1, Some(t)));
+        assert_eq!(h.retry_after_secs(), 60);
+        h.failed(t.plus_secs(60), "535 authentication failed".into());
+        assert_eq!(
+            h.down_since,
+            Some(t),
+            "the outage began with the first failure"
+        );
+        assert_eq!(h.last_error.as_deref(), Some("535 authentication failed"));
+        assert_eq!(h.retry_after_secs(), 120);
+        for _ in 0..100 {
+            h.failed(t.plus_secs(120), "x".into());
+        }
+        assert_eq!(h.retry_after_secs(), MAX_RELAY_RETRY_SECS, "capped");
+        h.reached(t.plus_secs(900));
+        assert_eq!(
+            h,
+            RelayHealth {
+                last_ok_at: Some(t.plus_secs(900)),
+                ..RelayHealth::default()
+            }
+        );
+        assert_eq!(h.retry_after_secs(), 60);
+    }
+
+    #[test]
     fn retries_double_up_to_the_cap_and_end_after_the_last_attempt() {
         assert_eq!(retry_after(1), Some(60));
         assert_eq!(retry_after(2), Some(120));
