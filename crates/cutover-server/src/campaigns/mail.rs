@@ -47,6 +47,8 @@ pub struct RelayHealth {
     pub consecutive_failures: u32,
     /// When the current run of failures began.
     pub down_since: Option<Timestamp>,
+    /// When the last connection failed.
+    pub last_failed_at: Option<Timestamp>,
     /// The last failure's explanation (never a credential: the SMTP client does not print
     /// them).
     pub last_error: Option<String>,
@@ -59,7 +61,20 @@ impl RelayHealth {
     pub fn failed(&mut self, at: Timestamp, error: String) {
         self.consecutive_failures = self.consecutive_failures.saturating_add(1);
         self.down_since.get_or_insert(at);
+        self.last_failed_at = Some(at);
         self.last_error = Some(error);
+    }
+
+    /// Whether this node should try the relay at `now`: always while it works; after a
+    /// failure, only once the pause of [`Self::retry_after_secs`] has passed — so an outage
+    /// costs one connection attempt (and one log line) per pause, not one per poll.
+    pub fn may_try(&self, now: Timestamp) -> bool {
+        match self.last_failed_at {
+            Some(at) if self.consecutive_failures > 0 => {
+                now.millis() >= at.plus_secs(self.retry_after_secs()).millis()
+            }
+            _ => true,
+        }
     }
 
     /// A connection worked at `at`.
@@ -135,6 +150,12 @@ pub(crate) async fn delivery_loop(state: Arc<AppState>) {
         tokio::select! {
             _ = tick.tick() => {}
             _ = state.outbox_wake.notified() => {}
+        }
+        // A relay that could not be used is left alone until its pause has passed (the
+        // messages it deferred are not due before then either).
+        let relay_ready = state.relay.lock().map_or(true, |h| h.may_try(state.now()));
+        if !relay_ready {
+            continue;
         }
         // Drain what is due, batch after batch (bounded per pass) over one connection, while
         // batches come back full and deliver something; a relay that refuses everything
@@ -573,6 +594,14 @@ mod tests {
             h.failed(t.plus_secs(120), "x".into());
         }
         assert_eq!(h.retry_after_secs(), MAX_RELAY_RETRY_SECS, "capped");
+        // Tried again only once the pause has passed.
+        let last = h.last_failed_at.unwrap();
+        assert!(!h.may_try(last.plus_secs(MAX_RELAY_RETRY_SECS - 1)));
+        assert!(h.may_try(last.plus_secs(MAX_RELAY_RETRY_SECS)));
+        assert!(
+            RelayHealth::default().may_try(t),
+            "a relay never tried is tried"
+        );
         h.reached(t.plus_secs(900));
         assert_eq!(
             h,
@@ -582,6 +611,7 @@ mod tests {
             }
         );
         assert_eq!(h.retry_after_secs(), 60);
+        assert!(h.may_try(t.plus_secs(900)));
     }
 
     #[test]
